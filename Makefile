@@ -1,0 +1,53 @@
+# feedrank: every set-up step lives here, so two commands do everything.
+#   make demo   - set up (venv, package, jars) and run the main job
+#   make test   - set up, then lint, types, stale-stub check, unit and integration tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTO_FILES := $(wildcard proto/feedrank/v1/*.proto)
+PROTOC = PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I proto \
+	--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
+
+.PHONY: setup venv jars demo test lint types proto proto-check unit integration clean
+
+setup: venv jars
+
+# The virtual environment is rebuilt whenever pyproject.toml changes.
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
+	@touch $@
+
+# Kafka broker jars and the Flink Kafka connector, through Maven, into the jar cache.
+jars: venv
+	$(BIN)/feedrank setup
+
+demo: setup
+	$(BIN)/feedrank up
+
+test: setup lint types proto-check
+	$(BIN)/python -m feedrank.testing.run_suite
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: venv
+	$(BIN)/mypy
+
+# Regenerate the protobuf/gRPC stubs (committed) from proto/feedrank/v1/*.proto.
+proto: venv
+	$(call PROTOC,proto)
+
+# Fail when the committed stubs differ from what the .proto files generate.
+proto-check: venv
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(call PROTOC,$$tmp) && \
+	diff -r -x '*.proto' -x '__pycache__' -x '*.py[co]' $$tmp/feedrank/v1 proto/feedrank/v1 \
+	  || { echo "proto stubs are stale: run 'make proto' and commit the result" >&2; exit 1; }
+
+clean:
+	rm -rf $(VENV) .feedrank .pytest_cache .mypy_cache .ruff_cache
