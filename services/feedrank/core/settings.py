@@ -1,0 +1,209 @@
+"""Typed settings: the one place for ports, topics, paths, the reward window and the clock.
+
+Values come, highest priority first, from keyword overrides (CLI flags), environment
+variables prefixed ``FEEDRANK_`` (nested groups joined by ``__``, e.g.
+``FEEDRANK_KAFKA__BROKER_PORT=19092``), a TOML file (``--config`` or
+``FEEDRANK_CONFIG``) and the defaults below. Unknown keys are rejected everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "FEEDRANK_CONFIG"
+LOOPBACK = "127.0.0.1"
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Group):
+    """Where clients find Kafka, and how the embedded local broker runs."""
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers; unset means the embedded local broker.",
+    )
+    broker_port: int = Field(default=9092, ge=1, le=65535, description="Local broker client port.")
+    controller_port: int = Field(
+        default=9093, ge=1, le=65535, description="Local broker KRaft controller port."
+    )
+    broker_heap_mb: int = Field(default=512, ge=128, description="Local broker JVM heap (MiB).")
+    kafka_version: str = Field(default="4.1.1", description="Apache Kafka release (kafka_2.13).")
+    ready_timeout_s: float = Field(
+        default=90.0, gt=0, description="How long to wait for the broker to answer metadata."
+    )
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap string every client uses."""
+        return self.bootstrap_servers or f"{LOOPBACK}:{self.broker_port}"
+
+
+class TopicSettings(_Group):
+    """Topic names (the public contract), partitions and retention."""
+
+    decisions: str = Field(default="feedrank.decisions", description="One event per Rank call.")
+    rewards: str = Field(default="feedrank.rewards", description="Engagement events from apps.")
+    examples: str = Field(default="feedrank.examples", description="Labelled examples (join).")
+    metrics: str = Field(default="feedrank.metrics", description="5-minute aggregates.")
+    dlq: str = Field(default="feedrank.dlq", description="Dead letters.")
+    partitions: int = Field(default=3, ge=1, description="Partitions of every feedrank topic.")
+    replication_factor: int = Field(default=1, ge=1, description="1 on the local broker.")
+    event_retention_days: float = Field(
+        default=15.0,
+        ge=15.0,
+        description="Retention of decisions and rewards: the 14-day reward window plus a day.",
+    )
+    derived_retention_days: float = Field(
+        default=7.0, gt=0, description="Retention of examples, metrics and dead letters."
+    )
+
+    def names(self) -> list[str]:
+        return [self.decisions, self.rewards, self.examples, self.metrics, self.dlq]
+
+
+class PortSettings(_Group):
+    """gRPC and Prometheus ports, all bound on 127.0.0.1 by default."""
+
+    ranking_grpc: int = Field(default=50051, ge=1, le=65535, description="Ranking gRPC.")
+    deploy_grpc: int = Field(default=50052, ge=1, le=65535, description="Deploy control gRPC.")
+    explore_metrics: int = Field(default=9100, ge=1, le=65535, description="Explore /metrics.")
+    learner_metrics: int = Field(default=9101, ge=1, le=65535, description="Learner /metrics.")
+    deploy_metrics: int = Field(default=9102, ge=1, le=65535, description="Deploy /metrics.")
+    streaming_metrics: int = Field(default=9103, ge=1, le=65535, description="Join /metrics.")
+
+
+class PathSettings(_Group):
+    """Where the local stack keeps its state and where fetched jars are cached."""
+
+    state_dir: Path = Field(
+        default=Path(".feedrank"),
+        description="Project-owned state: Kafka data, pid files, logs.",
+    )
+    jar_cache: Path = Field(
+        default=Path.home() / ".cache" / "feedrank" / "jars",
+        description="Jars fetched through Maven (outside git).",
+    )
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.state_dir / "kafka"
+
+
+class FlinkSettings(_Group):
+    """The PyFlink mini-cluster and its Kafka connector."""
+
+    connector_version: str = Field(
+        default="5.0.0-2.2", description="org.apache.flink:flink-sql-connector-kafka version."
+    )
+    parallelism: int = Field(default=2, ge=1, description="Default job parallelism.")
+    checkpoint_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint interval.")
+
+
+class TimeSettings(_Group):
+    """Event time: the reward window and which clock components use."""
+
+    reward_window: timedelta = Field(
+        default=timedelta(days=14), description="How long after a decision a reward still counts."
+    )
+    clock: Literal["system", "simulated"] = Field(
+        default="system", description="'simulated' lets the simulator drive event time."
+    )
+
+    @field_validator("reward_window")
+    @classmethod
+    def _positive_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("reward_window must be positive, e.g. 'P14D' or 1209600 (seconds)")
+        return value
+
+    @property
+    def reward_window_ms(self) -> int:
+        return int(self.reward_window.total_seconds() * 1000)
+
+
+class Settings(BaseSettings):
+    """Every setting of feedrank, grouped by concern."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FEEDRANK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    ports: PortSettings = PortSettings()
+    paths: PathSettings = PathSettings()
+    flink: FlinkSettings = FlinkSettings()
+    time: TimeSettings = TimeSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat the environment, which beats the file; no .env or secrets dirs.
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from overrides, the environment and an optional TOML file.
+
+    ``config_file`` takes precedence over ``FEEDRANK_CONFIG``. A missing file is an
+    error rather than silently ignored.
+    """
+    _reject_unknown_environment()
+    env_file = os.environ.get(CONFIG_FILE_ENV)
+    path = config_file or (Path(env_file) if env_file else None)
+    if path is None:
+        return Settings(**overrides)
+    if not path.is_file():
+        raise FileNotFoundError(f"settings file {path} does not exist")
+
+    class SettingsFromFile(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
+
+    return SettingsFromFile(**overrides)
+
+
+def _reject_unknown_environment() -> None:
+    """Fail on a ``FEEDRANK_`` variable that names no setting (pydantic ignores those)."""
+    known = {f"FEEDRANK_{name.upper()}" for name in Settings.model_fields} | {CONFIG_FILE_ENV}
+    unknown = sorted(
+        key for key in os.environ if key.startswith("FEEDRANK_") and key.split("__")[0] not in known
+    )
+    if unknown:
+        groups = ", ".join(sorted(known - {CONFIG_FILE_ENV}))
+        raise ValueError(
+            f"unknown settings in the environment: {', '.join(unknown)}; "
+            f"groups are {groups} (nested with '__', e.g. FEEDRANK_KAFKA__BROKER_PORT)"
+        )

@@ -1,0 +1,139 @@
+"""Child processes of the local stack: launch, probe, and stop without orphans.
+
+A process either dies with its parent (test fixtures, the foreground ``feedrank up``:
+the kernel sends it SIGTERM when the parent exits) or runs detached in its own session
+(``feedrank up --detach``), found again later through a pid file. Every process
+carries a tag in its command line, so a pid recycled by the OS is never mistaken for
+ours.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def java_executable() -> str:
+    """``$JAVA_HOME/bin/java`` when set, else ``java`` from PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (candidate := Path(java_home) / "bin" / "java").is_file():
+        return str(candidate)
+    found = shutil.which("java")
+    if found is None:
+        raise FileNotFoundError("no Java runtime found: install Java 17+ or set JAVA_HOME")
+    return found
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What a pid file remembers about a detached process."""
+
+    pid: int
+    tag: str
+    log_file: str
+    started_ms: int
+
+
+class ManagedProcess:
+    """A running child identified by pid and command-line tag."""
+
+    def __init__(self, record: ProcessRecord, popen: subprocess.Popen[bytes] | None = None):
+        self.record = record
+        self._popen = popen
+
+    @property
+    def pid(self) -> int:
+        return self.record.pid
+
+    @classmethod
+    def launch(
+        cls, command: list[str], *, log_file: Path, tie_to_parent: bool, tag: str
+    ) -> ManagedProcess:
+        if tag not in command:
+            raise ValueError(f"the command must carry its tag {tag!r}")
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as log:
+            popen = subprocess.Popen(  # noqa: S603 - a command we build ourselves
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if tie_to_parent else None,  # noqa: PLW1509
+            )
+        record = ProcessRecord(
+            pid=popen.pid, tag=tag, log_file=str(log_file), started_ms=int(time.time() * 1000)
+        )
+        return cls(record, popen)
+
+    def is_running(self) -> bool:
+        if self._popen is not None:
+            return self._popen.poll() is None
+        return _pid_has_tag(self.pid, self.record.tag)
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL it."""
+        if not self.is_running():
+            self._reap()
+            return
+        _signal_group(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                break
+            time.sleep(0.1)
+        else:
+            _signal_group(self.pid, signal.SIGKILL)
+            while self.is_running():
+                time.sleep(0.05)
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._popen is not None:
+            self._popen.wait()
+
+    # Pid files, for processes that outlive the command that started them.
+    def save(self, pid_file: Path) -> None:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(json.dumps(asdict(self.record)))
+
+    @classmethod
+    def load(cls, pid_file: Path) -> ManagedProcess | None:
+        """The process a pid file names, or None when there is none or it is gone."""
+        try:
+            record = ProcessRecord(**json.loads(pid_file.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        process = cls(record)
+        return process if process.is_running() else None
+
+
+def _pid_has_tag(pid: int, tag: str) -> bool:
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    zombie = status.rsplit(")", 1)[-1].split()[0] == "Z"
+    return not zombie and tag.encode() in arguments
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass

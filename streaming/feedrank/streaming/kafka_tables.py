@@ -1,0 +1,87 @@
+"""Flink SQL DDL for Kafka-backed tables, built in one place for every job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DeliveryGuarantee = Literal["exactly-once", "at-least-once", "none"]
+# Kafka's broker default transaction.max.timeout.ms is 15 minutes; stay under it.
+SINK_TRANSACTION_TIMEOUT_MS = 10 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class KafkaSource:
+    topic: str
+    bootstrap: str
+    group_id: str
+    # Stop at the offsets that were latest when the job started (for bounded jobs).
+    bounded: bool = False
+    startup_mode: Literal["earliest-offset", "latest-offset", "group-offsets"] = "earliest-offset"
+
+
+@dataclass(frozen=True)
+class KafkaSink:
+    topic: str
+    bootstrap: str
+    delivery: DeliveryGuarantee = "exactly-once"
+    transactional_id_prefix: str = "feedrank"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _with_clause(options: dict[str, str]) -> str:
+    return ",\n  ".join(f"{_quote(key)} = {_quote(value)}" for key, value in options.items())
+
+
+RAW_RECORD_COLUMNS = """
+  `key` BYTES,
+  `value` BYTES,
+  `headers` MAP<STRING, BYTES> METADATA
+"""
+
+
+def raw_source_options(source: KafkaSource) -> dict[str, str]:
+    options = {
+        "connector": "kafka",
+        "topic": source.topic,
+        "properties.bootstrap.servers": source.bootstrap,
+        "properties.group.id": source.group_id,
+        # Never read aborted or open transactions of upstream exactly-once producers.
+        "properties.isolation.level": "read_committed",
+        "scan.startup.mode": source.startup_mode,
+        "key.format": "raw",
+        "key.fields": "key",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+    }
+    if source.bounded:
+        options["scan.bounded.mode"] = "latest-offset"
+    return options
+
+
+def raw_sink_options(sink: KafkaSink) -> dict[str, str]:
+    options = {
+        "connector": "kafka",
+        "topic": sink.topic,
+        "properties.bootstrap.servers": sink.bootstrap,
+        "key.format": "raw",
+        "key.fields": "key",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": sink.delivery,
+    }
+    if sink.delivery == "exactly-once":
+        options["sink.transactional-id-prefix"] = sink.transactional_id_prefix
+        options["properties.transaction.timeout.ms"] = str(SINK_TRANSACTION_TIMEOUT_MS)
+    return options
+
+
+def raw_table_ddl(table: str, options: dict[str, str]) -> str:
+    """A table of raw Kafka records (key, value, headers), byte for byte."""
+    return (
+        f"CREATE TEMPORARY TABLE `{table}` ({RAW_RECORD_COLUMNS}) "
+        f"WITH (\n  {_with_clause(options)}\n)"
+    )
