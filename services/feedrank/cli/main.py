@@ -1,0 +1,51 @@
+"""The ``feedrank`` command line: one console script, a subcommand per job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from feedrank.cli import stack_commands
+from feedrank.cli.context import CliState
+from feedrank.core.settings import load_settings
+
+app = typer.Typer(
+    name="feedrank",
+    help="Real-time feed ranking: explore (gRPC), log (Kafka), learn, deploy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(
+    context: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML settings file (also FEEDRANK_CONFIG). Env vars FEEDRANK_* override it.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """feedrank: explore, log, learn, deploy."""
+    try:
+        settings = load_settings(config)
+    except (ValidationError, ValueError, FileNotFoundError) as error:
+        typer.secho(f"invalid settings: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from error
+    context.obj = CliState(settings=settings)
+
+
+stack_commands.register(app)
+
+
+if __name__ == "__main__":
+    app()

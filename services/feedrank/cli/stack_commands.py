@@ -1,0 +1,122 @@
+"""``feedrank setup / up / status / down``: the local embedded stack."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from feedrank.cli.context import settings_of
+from feedrank.stack.components import StackError
+from feedrank.stack.jars import JarFetchError, JarLocations, fetch_jars
+from feedrank.stack.kafka_broker import KafkaBrokerError
+from feedrank.stack.supervisor import ComponentStatus, LocalStack
+
+console = Console()
+STACK_ERRORS = (StackError, KafkaBrokerError, JarFetchError)
+
+
+def setup(context: typer.Context) -> None:
+    """Fetch the Kafka broker jars and the Flink Kafka connector through Maven (once)."""
+    settings = settings_of(context)
+    missing = JarLocations.from_settings(settings).missing()
+    if not missing:
+        console.print(f"jars already cached in {settings.paths.jar_cache}")
+        return
+    started = time.monotonic()
+    with console.status(f"fetching {'; '.join(missing)} through Maven…"):
+        try:
+            locations = fetch_jars(settings)
+        except JarFetchError as error:
+            _fail(str(error))
+    console.print(
+        f"[green]jars ready[/] in {time.monotonic() - started:.0f}s: "
+        f"{locations.kafka_dir}, {locations.flink_connector}"
+    )
+
+
+def up(
+    context: typer.Context,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", "-d", help="Leave the stack running and return once healthy."),
+    ] = False,
+) -> None:
+    """Start the local stack (Kafka in KRaft mode with the feedrank topics).
+
+    In the foreground it runs until Ctrl-C and then stops everything it started.
+    """
+    stack = LocalStack(settings_of(context))
+    try:
+        if detach:
+            with console.status("starting the local stack…"):
+                statuses = stack.up(detach=True)
+            _print_statuses(statuses)
+            if not all(status.healthy for status in statuses):
+                raise typer.Exit(1)
+            console.print("stack is up; `feedrank down` stops it")
+            return
+        stack.run_foreground(on_ready=_announce_foreground)
+    except STACK_ERRORS as error:
+        _fail(str(error))
+    console.print("stack stopped")
+
+
+def status(
+    context: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show each component's process and health; exit code 0 only when all are healthy."""
+    statuses = LocalStack(settings_of(context)).status()
+    if as_json:
+        typer.echo(json.dumps([asdict(item) for item in statuses], indent=2))
+    else:
+        _print_statuses(statuses)
+    if not all(item.healthy for item in statuses):
+        raise typer.Exit(1)
+
+
+def down(context: typer.Context) -> None:
+    """Stop every component of the local stack (data stays under the state directory)."""
+    try:
+        stopped = LocalStack(settings_of(context)).down()
+    except STACK_ERRORS as error:
+        _fail(str(error))
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (setup, up, status, down):
+        app.command()(command)
+
+
+def _announce_foreground(statuses: list[ComponentStatus]) -> None:
+    _print_statuses(statuses)
+    console.print("stack is up; press Ctrl-C to stop it")
+
+
+def _print_statuses(statuses: list[ComponentStatus]) -> None:
+    table = Table(title="feedrank local stack")
+    for column in ("component", "state", "pid", "endpoint", "detail"):
+        table.add_column(column)
+    colours = {"healthy": "green", "unhealthy": "red", "stopped": "yellow"}
+    for item in statuses:
+        colour = colours.get(item.state, "white")
+        table.add_row(
+            item.name,
+            f"[{colour}]{item.state}[/]",
+            str(item.pid or "-"),
+            item.endpoint,
+            item.detail,
+        )
+    console.print(table)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(1)
