@@ -2,7 +2,7 @@
 
 Every component (explore, join, learners, deploy, tests) encodes and decodes through
 here. Rewards arrive as protobuf or as JSON (header ``content-type: application/json``,
-or auto-detected from a leading ``{``); both are validated by the same rules, and
+or auto-detected from a leading ``{`` or ``[``); both are validated by the same rules, and
 anything that breaks them raises :class:`EventDecodeError` naming the field at fault.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -32,12 +32,16 @@ DLQ_HEADER_STAGE = "feedrank.dlq.stage"
 MIN_EVENT_TIME_MS = 946_684_800_000
 MAX_EVENT_TIME_MS = 4_102_444_800_000
 
-REWARD_TYPES: dict[str, int] = {
+RewardTypeValue: TypeAlias = events_pb2.RewardType.ValueType
+
+REWARD_TYPES: dict[str, RewardTypeValue] = {
     name.removeprefix("REWARD_TYPE_").lower(): number
     for name, number in events_pb2.RewardType.items()
     if number != events_pb2.REWARD_TYPE_UNSPECIFIED
 }
-REWARD_TYPE_NAMES: dict[int, str] = {number: name for name, number in REWARD_TYPES.items()}
+REWARD_TYPE_NAMES: dict[RewardTypeValue, str] = {
+    number: name for name, number in REWARD_TYPES.items()
+}
 _REWARD_JSON_FIELDS = frozenset({"decision_id", "post_id", "user_id", "type", "value", "ts_ms"})
 
 Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
@@ -100,11 +104,15 @@ def header_value(headers: Headers, name: str) -> str | None:
 
 
 def is_json_payload(payload: bytes, headers: Headers = None) -> bool:
-    """JSON when the content-type header says so, else when the payload starts with '{'."""
+    """JSON when the content-type header says so, else when the payload starts like JSON.
+
+    A protobuf Reward never starts with '{' or '[': those bytes would open groups
+    (a deprecated wire type) in fields 15 and 11, which Reward does not have.
+    """
     content_type = header_value(headers, CONTENT_TYPE_HEADER)
     if content_type is not None:
         return content_type.split(";")[0].strip().lower() == JSON_CONTENT_TYPE
-    return payload.lstrip()[:1] == b"{"
+    return payload.lstrip()[:1] in (b"{", b"[")
 
 
 def decode_reward(payload: bytes | None, headers: Headers = None) -> events_pb2.Reward:
@@ -208,7 +216,7 @@ def _json_number(value: Any, name: str) -> float:
     return float(value)
 
 
-def _json_reward_type(value: Any) -> int:
+def _json_reward_type(value: Any) -> RewardTypeValue:
     if not isinstance(value, str) or value.lower() not in REWARD_TYPES:
         raise EventDecodeError(
             f"unknown reward type {value!r}; expected one of {sorted(REWARD_TYPES)}",

@@ -127,11 +127,23 @@ class TimeSettings(_Group):
     """Event time: the reward window and which clock components use."""
 
     reward_window: timedelta = Field(
-        default=timedelta(days=14), description="How long after a decision a reward still counts."
+        default=timedelta(days=14),
+        description="How long after a decision a reward still counts: seconds or ISO 8601 (P14D).",
     )
     clock: Literal["system", "simulated"] = Field(
         default="system", description="'simulated' lets the simulator drive event time."
     )
+
+    @field_validator("reward_window", mode="before")
+    @classmethod
+    def _seconds_from_text(cls, value: object) -> object:
+        """Environment values arrive as text: accept plain seconds ("30") there too."""
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
 
     @field_validator("reward_window")
     @classmethod

@@ -37,7 +37,9 @@ def create_table_environment(
     config = table_env.get_config()
     config.set("pipeline.jars", connector.resolve().as_uri())
     config.set("parallelism.default", str(options.parallelism))
-    config.set("execution.checkpointing.interval", f"{int(options.checkpoint_interval_s * 1000)} ms")
+    config.set(
+        "execution.checkpointing.interval", f"{int(options.checkpoint_interval_s * 1000)} ms"
+    )
     config.set("execution.checkpointing.mode", "EXACTLY_ONCE")
     config.set("table.exec.source.idle-timeout", "5 s")
     return table_env

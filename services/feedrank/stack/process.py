@@ -9,6 +9,7 @@ ours.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -67,7 +68,7 @@ class ManagedProcess:
             raise ValueError(f"the command must carry its tag {tag!r}")
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("ab") as log:
-            popen = subprocess.Popen(  # noqa: S603 - a command we build ourselves
+            popen = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -133,7 +134,5 @@ def _pid_has_tag(pid: int, tag: str) -> bool:
 
 
 def _signal_group(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum)
-    except ProcessLookupError:
-        pass

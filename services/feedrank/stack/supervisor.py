@@ -79,7 +79,9 @@ class LocalStack:
             process = self._running(component)
             if process is None:
                 statuses.append(
-                    ComponentStatus(component.name, "stopped", None, component.endpoint, "not running")
+                    ComponentStatus(
+                        component.name, "stopped", None, component.endpoint, "not running"
+                    )
                 )
                 continue
             health = component.probe()
@@ -90,7 +92,9 @@ class LocalStack:
             )
         return statuses
 
-    def run_foreground(self, on_ready: Callable[[list[ComponentStatus]], None] | None = None) -> None:
+    def run_foreground(
+        self, on_ready: Callable[[list[ComponentStatus]], None] | None = None
+    ) -> None:
         """Bring the stack up tied to this process; stop it on SIGINT or SIGTERM."""
         stop = threading.Event()
         previous = {
@@ -103,8 +107,10 @@ class LocalStack:
                 on_ready(statuses)
             while not stop.wait(timeout=2.0):
                 if not all(self._running(component) for component in self.components):
-                    raise StackError("a component of the stack exited; see the logs under "
-                                     f"{self.settings.paths.log_dir}")
+                    raise StackError(
+                        "a component of the stack exited; see the logs under "
+                        f"{self.settings.paths.log_dir}"
+                    )
         finally:
             self.down()
             for signum, handler in previous.items():

@@ -68,7 +68,9 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
     return created
 
 
-def describe_retention(admin: AdminClient, names: list[str], timeout_s: float = 10.0) -> dict[str, int]:
+def describe_retention(
+    admin: AdminClient, names: list[str], timeout_s: float = 10.0
+) -> dict[str, int]:
     """retention.ms of each named topic, as the broker reports it."""
     resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
     retention = {}

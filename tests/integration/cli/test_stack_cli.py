@@ -1,0 +1,101 @@
+"""`feedrank up --detach` / `status` / `down`, as a user runs them, leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from feedrank.stack.jars import JarLocations
+from tests.support.kafka import free_port
+
+FEEDRANK = [sys.executable, "-m", "feedrank.cli.main"]
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path, jars: JarLocations) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")}
+    env.update(
+        FEEDRANK_PATHS__STATE_DIR=str(tmp_path / "state"),
+        FEEDRANK_KAFKA__BROKER_PORT=str(free_port()),
+        FEEDRANK_KAFKA__CONTROLLER_PORT=str(free_port()),
+    )
+    return env
+
+
+def feedrank(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FEEDRANK, *arguments], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def status_json(env: dict[str, str]) -> tuple[int, list[dict[str, object]]]:
+    result = feedrank(env, "status", "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> None:
+    up = feedrank(stack_env, "up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    code, statuses = status_json(stack_env)
+    assert code == 0
+    [kafka] = statuses
+    assert kafka["name"] == "kafka"
+    assert kafka["state"] == "healthy"
+    pid = kafka["pid"]
+    assert isinstance(pid, int)
+    assert pid_alive(pid)
+
+    again = feedrank(stack_env, "up", "--detach")  # idempotent: nothing new started
+    assert again.returncode == 0
+    assert status_json(stack_env)[1][0]["pid"] == pid
+
+    down = feedrank(stack_env, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "stopped: kafka" in down.stdout
+    assert not pid_alive(pid)
+    code, statuses = status_json(stack_env)
+    assert code == 1
+    assert statuses[0]["state"] == "stopped"
+
+
+def test_foreground_up_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [*FEEDRANK, "up"],
+        env=stack_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        code, statuses = status_json(stack_env)
+        while code != 0 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            code, statuses = status_json(stack_env)
+        assert code == 0, f"stack never became healthy: {statuses}"
+        pid = statuses[0]["pid"]
+        assert isinstance(pid, int)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "stack stopped" in output
+    assert not pid_alive(pid)

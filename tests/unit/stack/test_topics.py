@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from feedrank.core.settings import DAY_MS, TopicSettings
+from feedrank.stack.topics import standard_topics
+
+
+def test_standard_topics_have_explicit_partitions_and_retention() -> None:
+    settings = TopicSettings(partitions=4)
+    specs = {spec.name: spec for spec in standard_topics(settings)}
+    assert set(specs) == set(settings.names())
+    assert all(spec.partitions == 4 for spec in specs.values())
+    assert specs["feedrank.decisions"].retention_ms >= 15 * DAY_MS
+    assert specs["feedrank.rewards"].retention_ms >= 15 * DAY_MS
+    assert specs["feedrank.dlq"].retention_ms == 7 * DAY_MS
+    new_topic = specs["feedrank.rewards"].new_topic()
+    assert new_topic.config is not None
+    assert new_topic.config["retention.ms"] == str(15 * DAY_MS)

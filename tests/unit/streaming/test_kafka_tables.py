@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from feedrank.streaming.kafka_tables import (
+    SINK_TRANSACTION_TIMEOUT_MS,
+    KafkaSink,
+    KafkaSource,
+    raw_sink_options,
+    raw_source_options,
+    raw_table_ddl,
+)
+
+
+def test_source_reads_committed_and_can_be_bounded() -> None:
+    options = raw_source_options(KafkaSource("t", "127.0.0.1:1", "g", bounded=True))
+    assert options["properties.isolation.level"] == "read_committed"
+    assert options["scan.bounded.mode"] == "latest-offset"
+    assert "scan.bounded.mode" not in raw_source_options(KafkaSource("t", "h:1", "g"))
+
+
+def test_exactly_once_sink_is_transactional_within_the_broker_maximum() -> None:
+    options = raw_sink_options(KafkaSink("t", "h:1", transactional_id_prefix="job-1"))
+    assert options["sink.delivery-guarantee"] == "exactly-once"
+    assert options["sink.transactional-id-prefix"] == "job-1"
+    assert int(options["properties.transaction.timeout.ms"]) == SINK_TRANSACTION_TIMEOUT_MS
+    assert SINK_TRANSACTION_TIMEOUT_MS <= 15 * 60 * 1000
+    at_least_once = raw_sink_options(KafkaSink("t", "h:1", delivery="at-least-once"))
+    assert "sink.transactional-id-prefix" not in at_least_once
+
+
+def test_ddl_quotes_option_values() -> None:
+    ddl = raw_table_ddl("src", {"topic": "it's"})
+    assert "CREATE TEMPORARY TABLE `src`" in ddl
+    assert "'topic' = 'it''s'" in ddl
