@@ -1,0 +1,159 @@
+"""The feature schema: what the models see of a user and of a post, in one place.
+
+Serving, the feature store, the learners and the simulator all use these types. The
+schema hash goes into every model manifest, so a model trained on one schema is never
+served against another.
+
+Post features are columnar (:class:`PostFeatureBatch`): one numpy array per feature,
+one row per post, so ranking 1,000 candidates is a handful of array operations.
+Posts are addressed by their row in the catalogue (``post_index``); their public ids
+are ``post_id(index)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import numpy.typing as npt
+
+from feedrank.v1 import events_pb2
+
+LANGUAGES: tuple[str, ...] = ("en", "es", "pt", "fr", "de", "hi", "ja", "ar")
+COUNTRIES: tuple[str, ...] = ("US", "BR", "IN", "GB", "DE", "FR", "JP", "MX", "ES", "EG")
+AGE_BUCKETS = 6  # 13-17, 18-24, 25-34, 35-44, 45-54, 55+
+NUM_TOPICS = 32
+CONTENT_DIM = 32  # stands in for a pre-trained text/image embedding
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def post_id(index: int) -> str:
+    return f"p{index}"
+
+
+def post_index(identifier: str) -> int:
+    """The catalogue row of a post id; ValueError for ids that are not ours."""
+    if not identifier.startswith("p") or not identifier[1:].isdigit():
+        raise ValueError(f"not a feedrank post id: {identifier!r} (expected 'p<number>')")
+    return int(identifier[1:])
+
+
+def user_id(index: int) -> str:
+    return f"u{index}"
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    """One user as of ``as_of_ms`` (impression time when logged with a decision)."""
+
+    user_id: str
+    language: int  # index into LANGUAGES
+    country: int  # index into COUNTRIES
+    age_bucket: int  # 0 .. AGE_BUCKETS-1
+    activity: float  # log1p(sessions per day)
+    follow_count: float  # log1p(accounts followed)
+    engagements_7d: float  # log1p(engagements in the last 7 days)
+    sensitive_filter: bool  # account setting: hide sensitive posts
+    known: bool  # False for a user the store has never seen (cold start)
+    as_of_ms: int
+
+    def to_proto(self) -> events_pb2.FeatureVector:
+        return events_pb2.FeatureVector(
+            numeric={
+                "age_bucket": float(self.age_bucket),
+                "activity": self.activity,
+                "follow_count": self.follow_count,
+                "engagements_7d": self.engagements_7d,
+                "sensitive_filter": float(self.sensitive_filter),
+                "known": float(self.known),
+                "as_of_ms": float(self.as_of_ms),
+            },
+            categorical={
+                "language": LANGUAGES[self.language],
+                "country": COUNTRIES[self.country],
+            },
+        )
+
+
+@dataclass(frozen=True)
+class PostFeatureBatch:
+    """Features of many posts as of ``as_of_ms``; every array has one row per post."""
+
+    post_index: IntArray  # catalogue rows
+    language: IntArray  # index into LANGUAGES
+    creator_index: IntArray
+    topics: FloatArray  # (n, NUM_TOPICS) topic weights, rows sum to 1
+    content: FloatArray  # (n, CONTENT_DIM) content embedding
+    age_hours: FloatArray  # hours since creation at as_of_ms (>= 0)
+    creator_followers: FloatArray  # log1p(followers)
+    creator_engagement_rate: FloatArray  # creator's historical engagement rate
+    impressions: FloatArray  # log1p(impressions so far)
+    engagement_rate: FloatArray  # smoothed engagements / impressions so far
+    sensitive: BoolArray
+    as_of_ms: int
+
+    def __len__(self) -> int:
+        return int(self.post_index.shape[0])
+
+    def take(self, rows: IntArray) -> PostFeatureBatch:
+        """The batch restricted to ``rows`` (positions in this batch), in that order."""
+        values = {
+            item.name: getattr(self, item.name)[rows]
+            for item in fields(self)
+            if item.name != "as_of_ms"
+        }
+        return PostFeatureBatch(**values, as_of_ms=self.as_of_ms)
+
+    def row_to_proto(self, row: int) -> events_pb2.FeatureVector:
+        """Impression-time features of one post, for the decision log."""
+        return events_pb2.FeatureVector(
+            numeric={
+                "age_hours": float(self.age_hours[row]),
+                "creator_followers": float(self.creator_followers[row]),
+                "creator_engagement_rate": float(self.creator_engagement_rate[row]),
+                "impressions": float(self.impressions[row]),
+                "engagement_rate": float(self.engagement_rate[row]),
+                "sensitive": float(self.sensitive[row]),
+                "creator_index": float(self.creator_index[row]),
+            },
+            categorical={"language": LANGUAGES[int(self.language[row])]},
+            embedding=self.content[row].tolist(),
+        )
+
+
+USER_NUMERIC = ("age_bucket", "activity", "follow_count", "engagements_7d", "sensitive_filter")
+POST_NUMERIC = (
+    "age_hours",
+    "creator_followers",
+    "creator_engagement_rate",
+    "impressions",
+    "engagement_rate",
+    "sensitive",
+)
+
+
+def schema_hash() -> str:
+    """A stable hash of everything a model depends on in this schema."""
+    description = repr(
+        (
+            LANGUAGES,
+            COUNTRIES,
+            AGE_BUCKETS,
+            NUM_TOPICS,
+            CONTENT_DIM,
+            USER_NUMERIC,
+            POST_NUMERIC,
+            [item.name for item in fields(UserFeatures)],
+            [item.name for item in fields(PostFeatureBatch)],
+        )
+    )
+    return hashlib.sha256(description.encode()).hexdigest()[:16]
+
+
+def log1p(value: float) -> float:
+    return math.log1p(max(value, 0.0))
