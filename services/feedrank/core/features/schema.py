@@ -86,6 +86,8 @@ class PostFeatureBatch:
 
     post_index: IntArray  # catalogue rows
     language: IntArray  # index into LANGUAGES
+    country: IntArray  # creator's country, index into COUNTRIES
+    region_locked: BoolArray  # eligible only for users in ``country``
     creator_index: IntArray
     topics: FloatArray  # (n, NUM_TOPICS) topic weights, rows sum to 1
     content: FloatArray  # (n, CONTENT_DIM) content embedding
@@ -119,9 +121,13 @@ class PostFeatureBatch:
                 "impressions": float(self.impressions[row]),
                 "engagement_rate": float(self.engagement_rate[row]),
                 "sensitive": float(self.sensitive[row]),
+                "region_locked": float(self.region_locked[row]),
                 "creator_index": float(self.creator_index[row]),
             },
-            categorical={"language": LANGUAGES[int(self.language[row])]},
+            categorical={
+                "language": LANGUAGES[int(self.language[row])],
+                "country": COUNTRIES[int(self.country[row])],
+            },
             embedding=self.content[row].tolist(),
         )
 
