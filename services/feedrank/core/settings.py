@@ -123,6 +123,37 @@ class FlinkSettings(_Group):
     checkpoint_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint interval.")
 
 
+class ExploreSettings(_Group):
+    """The explore (Rank) service: request limits, retrieval, exploration, workers."""
+
+    default_limit: int = Field(default=50, ge=1, description="Items returned when limit is 0.")
+    max_limit: int = Field(default=500, ge=1, description="Largest limit a request may ask for.")
+    candidates: int = Field(default=1000, ge=1, description="Candidates retrieved per request.")
+    max_post_age_days: float = Field(default=30.0, gt=0, description="Older posts are ineligible.")
+    exploration: Literal["greedy", "epsilon_greedy", "plackett_luce"] = Field(
+        default="epsilon_greedy", description="Exploration policy of the logging policy."
+    )
+    epsilon: float = Field(default=0.1, ge=0.0, le=1.0, description="Epsilon of epsilon-greedy.")
+    temperature: float = Field(default=0.1, gt=0, description="Plackett-Luce temperature.")
+    workers: int = Field(default=2, ge=1, description="gRPC worker processes (SO_REUSEPORT).")
+    worker_threads: int = Field(default=8, ge=1, description="gRPC handler threads per worker.")
+    max_message_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest RankRequest accepted (bytes)."
+    )
+    log_queue_limit: int = Field(
+        default=100_000, ge=1, description="Decisions buffered while Kafka is slow or down."
+    )
+
+
+class WorldSettings(_Group):
+    """Size and seed of the simulated world the demo and benchmarks serve."""
+
+    num_users: int = Field(default=10_000, ge=1, description="Simulated users.")
+    num_creators: int = Field(default=2_000, ge=1, description="Simulated creators.")
+    num_posts: int = Field(default=100_000, ge=1, description="Simulated posts.")
+    seed: int = Field(default=7, description="Seed of the world and behaviour model.")
+
+
 class TimeSettings(_Group):
     """Event time: the reward window and which clock components use."""
 
@@ -172,6 +203,8 @@ class Settings(BaseSettings):
     ports: PortSettings = PortSettings()
     paths: PathSettings = PathSettings()
     flink: FlinkSettings = FlinkSettings()
+    explore: ExploreSettings = ExploreSettings()
+    world: WorldSettings = WorldSettings()
     time: TimeSettings = TimeSettings()
 
     @classmethod

@@ -1,0 +1,107 @@
+"""Decision logging: one ``Decision`` per Rank call to ``feedrank.decisions``.
+
+The producer is idempotent (no duplicates on retries) and never blocks a request:
+``produce`` only appends to librdkafka's bounded in-memory queue. When Kafka is slow
+or down and the queue is full, the decision is dropped **and counted**; delivery
+failures are counted too. A background thread serves delivery reports.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from feedrank.core import codecs
+from feedrank.explore import metrics
+from feedrank.v1 import events_pb2
+
+
+@dataclass
+class DecisionLogStats:
+    """Counters a metrics exporter reads (monotonic, per process)."""
+
+    produced: int = 0
+    delivered: int = 0
+    dropped_queue_full: int = 0
+    delivery_errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+
+@dataclass(frozen=True)
+class DecisionLogConfig:
+    bootstrap: str
+    topic: str
+    max_queued_decisions: int = 100_000
+    linger_ms: int = 5
+    # How long librdkafka keeps retrying a decision before counting it as failed.
+    delivery_timeout_ms: int = 120_000
+
+
+class DecisionLogger:
+    def __init__(self, config: DecisionLogConfig) -> None:
+        self.config = config
+        self.stats = DecisionLogStats()
+        self._producer = Producer(
+            {
+                "bootstrap.servers": config.bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": config.linger_ms,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": config.max_queued_decisions,
+                "message.timeout.ms": config.delivery_timeout_ms,
+                "log_level": 3,
+            }
+        )
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._serve_delivery_reports, daemon=True)
+        self._poller.start()
+
+    def log(self, decision: events_pb2.Decision) -> bool:
+        """Queue one decision without blocking; False (and counted) when it was dropped."""
+        try:
+            self._producer.produce(
+                self.config.topic,
+                key=decision.user_id.encode(),
+                value=codecs.encode(decision),
+                on_delivery=self._on_delivery,
+            )
+        except BufferError:
+            self.stats.add("dropped_queue_full")
+            metrics.DECISIONS_DROPPED.inc()
+            return False
+        self.stats.add("produced")
+        metrics.DECISIONS_LOGGED.inc()
+        return True
+
+    def queue_depth(self) -> int:
+        """Decisions produced but not yet acknowledged by the broker."""
+        return len(self._producer)
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for queued decisions; return how many are still undelivered."""
+        return int(self._producer.flush(timeout_s))
+
+    def close(self, timeout_s: float = 10.0) -> int:
+        self._stop.set()
+        self._poller.join(timeout=5)
+        return self.flush(timeout_s)
+
+    def _serve_delivery_reports(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+            metrics.DECISION_LOG_QUEUE.set(len(self._producer))
+
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self.stats.add("delivery_errors")
+            metrics.DECISION_LOG_ERRORS.inc()
+        else:
+            self.stats.add("delivered")
+            metrics.DECISIONS_DELIVERED.inc()

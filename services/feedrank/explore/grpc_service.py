@@ -1,0 +1,124 @@
+"""The gRPC adapter: ``Ranking.Rank`` over the transport-neutral ranking backend.
+
+Thin on purpose: convert the request, honour the deadline, call the backend, convert
+the result, map errors (through ``grpc_status``) and count everything.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent import futures
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from feedrank.core.clock import Clock
+from feedrank.core.settings import ExploreSettings
+from feedrank.explore import metrics
+from feedrank.explore.deadline import Deadline
+from feedrank.explore.errors import ExploreError
+from feedrank.explore.grpc_status import abort, code_name
+from feedrank.explore.queries import RankQuery, RankResult, build_query
+from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
+
+RANKING_SERVICE = ranking_pb2.DESCRIPTOR.services_by_name["Ranking"].full_name
+
+
+class RankingBackend(Protocol):
+    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult: ...
+
+
+class RankingServicer(ranking_pb2_grpc.RankingServicer):
+    def __init__(self, backend: RankingBackend, settings: ExploreSettings, clock: Clock) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.clock = clock
+
+    def Rank(
+        self, request: ranking_pb2.RankRequest, context: grpc.ServicerContext
+    ) -> ranking_pb2.RankResponse:
+        started = time.perf_counter()
+        try:
+            response = self._rank(request, context)
+        except ExploreError as error:
+            metrics.RANK_REQUESTS.labels(code=code_name(error.status_code)).inc()
+            abort(context, error)
+        metrics.RANK_REQUESTS.labels(code="OK").inc()
+        metrics.RANK_LATENCY.observe(time.perf_counter() - started)
+        return response
+
+    def _rank(
+        self, request: ranking_pb2.RankRequest, context: grpc.ServicerContext
+    ) -> ranking_pb2.RankResponse:
+        deadline = Deadline.after(context.time_remaining())
+        request_context = request.context
+        query = build_query(
+            user_id=request.user_id,
+            limit=request.limit,
+            request_time_ms=request_context.request_time_ms,
+            language=request_context.language,
+            country=request_context.country,
+            surface=request_context.surface,
+            numeric_context=dict(request_context.numeric),
+            settings=self.settings,
+            now_ms=self.clock.now_ms(),
+        )
+        deadline.check("ranking")
+        result = self.backend.rank(query, deadline)
+        return ranking_pb2.RankResponse(
+            decision_id=result.decision_id,
+            model_version=result.model_version,
+            arm=result.arm,
+            items=[
+                ranking_pb2.RankedItem(
+                    post_id=item.post_id,
+                    position=item.position,
+                    score=item.score,
+                    propensity=item.propensity,
+                )
+                for item in result.items
+            ],
+        )
+
+
+def build_server(
+    backend: RankingBackend,
+    settings: ExploreSettings,
+    clock: Clock,
+    health_servicer: health.HealthServicer,
+    *,
+    address: str,
+    reuse_port: bool,
+) -> tuple[grpc.Server, int]:
+    """A gRPC server with Ranking, health and reflection; returns it and its bound port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.worker_threads),
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
+    )
+    ranking_pb2_grpc.add_RankingServicer_to_server(
+        RankingServicer(backend, settings, clock), server
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (RANKING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind the Ranking gRPC server to {address}")
+    return server, port
+
+
+def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
+    """Flip overall and Ranking health together."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for service in ("", RANKING_SERVICE):
+        health_servicer.set(service, status)

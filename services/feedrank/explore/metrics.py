@@ -1,0 +1,63 @@
+"""Prometheus metrics of the explore service (names prefixed ``feedrank_``, base units).
+
+With several worker processes, ``PROMETHEUS_MULTIPROC_DIR`` must be set before this
+module is imported; the supervisor then serves all workers' metrics aggregated on one
+``/metrics`` endpoint (see ``feedrank.explore.workers``). No user or post ids in labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+COUNT_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 2000, 5000)
+
+RANK_REQUESTS = Counter("feedrank_rank_requests", "Rank calls by gRPC status code.", ["code"])
+RANK_LATENCY = Histogram(
+    "feedrank_rank_latency_seconds", "Rank call latency, end to end.", buckets=LATENCY_BUCKETS
+)
+STAGE_LATENCY = Histogram(
+    "feedrank_rank_stage_latency_seconds",
+    "Latency of each ranking stage (features, retrieve, rank, post_process, explore, log).",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+CANDIDATES = Histogram(
+    "feedrank_rank_candidates",
+    "Candidates per request after each stage (retrieved, post_processed, shown).",
+    ["stage"],
+    buckets=COUNT_BUCKETS,
+)
+RULE_DROPS = Counter(
+    "feedrank_rank_rule_dropped_candidates", "Candidates removed by each filter rule.", ["rule"]
+)
+RULE_REORDERS = Counter(
+    "feedrank_rank_rule_reordered_candidates",
+    "Candidates moved by each reordering rule.",
+    ["rule"],
+)
+DECISIONS_LOGGED = Counter(
+    "feedrank_decision_log_produced", "Decisions queued for feedrank.decisions."
+)
+DECISIONS_DELIVERED = Counter("feedrank_decision_log_delivered", "Decisions acknowledged by Kafka.")
+DECISIONS_DROPPED = Counter(
+    "feedrank_decision_log_dropped",
+    "Decisions dropped because the bounded log queue was full (Kafka slow or down).",
+)
+DECISION_LOG_ERRORS = Counter(
+    "feedrank_decision_log_errors", "Decisions Kafka failed to acknowledge in time."
+)
+DECISION_LOG_QUEUE = Gauge(
+    "feedrank_decision_log_queue_depth",
+    "Decisions waiting for a Kafka acknowledgement.",
+    multiprocess_mode="livesum",
+)
+MODEL_INFO = Gauge(
+    "feedrank_model_info",
+    "1 for each model version a worker serves.",
+    ["version", "arm"],
+    multiprocess_mode="livemax",
+)
