@@ -1,0 +1,28 @@
+"""The simulated world: seeded users, creators and posts, and how users behave.
+
+Observable tables live on :class:`World`; ``World.hidden`` holds the ground truth that
+only :class:`BehaviourModel` and its oracle methods read.
+"""
+
+from feedrank.core.world.behaviour import BehaviourModel
+from feedrank.core.world.config import BehaviourConfig, WorldConfig
+from feedrank.core.world.generator import (
+    CreatorTable,
+    HiddenParameters,
+    PostTable,
+    UserTable,
+    World,
+    generate_world,
+)
+
+__all__ = [
+    "BehaviourConfig",
+    "BehaviourModel",
+    "CreatorTable",
+    "HiddenParameters",
+    "PostTable",
+    "UserTable",
+    "World",
+    "WorldConfig",
+    "generate_world",
+]

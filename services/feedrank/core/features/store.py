@@ -1,0 +1,504 @@
+"""The feature store: user and post features as they were at a given time.
+
+A decision logs features as they were at impression time, so every lookup takes
+``at_ms`` and never sees an increment recorded with a later timestamp, even when that
+increment was written earlier (a simulator may write rewards that lie in the future).
+
+:class:`FeatureStore` is the interface; :class:`InMemoryFeatureStore` is the in-process
+default. Its static columns come from a world's OBSERVABLE tables (never its hidden
+parameters). Its time-varying counts live in :class:`PointInTimeCounts`: a cumulative
+array holding every increment up to a watermark, increments dated after the watermark
+waiting in a heap, and a time-ordered log of the applied ones. A lookup at or after the
+watermark (serving asks "now") folds what has come due into the array and gathers,
+which is O(rows); a lookup in the past subtracts the logged increments newer than
+``at_ms``. The log keeps ``history_retention_ms`` behind the latest lookup; lookups
+further back raise rather than answer wrongly (so one lookup far ahead of "now" makes
+lookups at "now" fail: ask for times the clock has reached).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from bisect import bisect_right, insort
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from feedrank.core.features.schema import (
+    COUNTRIES,
+    LANGUAGES,
+    IntArray,
+    PostFeatureBatch,
+    UserFeatures,
+    log1p,
+    post_index,
+    user_id,
+)
+from feedrank.core.world.generator import CreatorTable, PostTable, UserTable, World
+from feedrank.v1 import events_pb2
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+POSITIVE_REWARD_TYPES = frozenset(
+    {
+        events_pb2.REWARD_TYPE_LIKE,
+        events_pb2.REWARD_TYPE_COMMENT,
+        events_pb2.REWARD_TYPE_SHARE,
+        events_pb2.REWARD_TYPE_SAVE,
+    }
+)
+_Counts = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class FeatureStoreConfig:
+    """Tunables of the in-memory store."""
+
+    prior_impressions: float = 20.0  # engagement_rate shrinks to the creator's rate by this
+    history_retention_ms: int = DAY_MS  # how far back post lookups stay exact
+    engagement_window_ms: int = 7 * DAY_MS  # UserFeatures.engagements_7d
+    max_seen_per_user: int = 1_000
+    max_actions_per_user: int = 1_000  # hides, reports and blocks kept per user, each
+    max_engagement_records_per_user: int = 5_000
+    cold_start_language: int = 0  # used when the request carries no language ("en")
+    cold_start_country: int = 0  # ... and no country ("US")
+    cold_start_age_bucket: int = 2  # 25-34
+    cold_start_sensitive_filter: bool = True  # the safe default for an unknown user
+
+    def __post_init__(self) -> None:
+        limits = (self.max_seen_per_user, self.max_actions_per_user)
+        if self.prior_impressions <= 0 or min(limits) <= 0:
+            raise ValueError("prior_impressions and per-user limits must be positive")
+        if self.history_retention_ms < 0 or self.engagement_window_ms <= 0:
+            raise ValueError("history_retention_ms must be >= 0, engagement_window_ms > 0")
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What post-processing needs to know about a user as of ``as_of_ms``."""
+
+    blocked_creators: frozenset[int]
+    hidden_posts: frozenset[int]
+    reported_posts: frozenset[int]
+    seen_posts: frozenset[int]  # the most recent ones only (bounded)
+    as_of_ms: int
+
+    @property
+    def rejected_posts(self) -> frozenset[int]:
+        """Posts the user hid or reported: never show them again."""
+        return self.hidden_posts | self.reported_posts
+
+
+class FeatureStore(Protocol):
+    """Point-in-time features and user state; a remote store can stand in for the default."""
+
+    @property
+    def num_posts(self) -> int:
+        """Posts in the catalogue; valid post indices are 0 .. num_posts-1."""
+        ...
+
+    def user_features(
+        self,
+        user_id: str,
+        at_ms: int,
+        *,
+        fallback_language: int | None = None,
+        fallback_country: int | None = None,
+    ) -> UserFeatures:
+        """The user as of ``at_ms``; unknown users get cold-start defaults (known=False)
+        with the request context's language and country."""
+        ...
+
+    def post_features(self, post_indices: IntArray, at_ms: int) -> PostFeatureBatch:
+        """Features of these posts as of ``at_ms``, one row per index, in request order."""
+        ...
+
+    def user_state(self, user_id: str, at_ms: int) -> UserState:
+        """Blocks, hides, reports and seen posts recorded at or before ``at_ms``."""
+        ...
+
+    def record_impressions(self, post_indices: IntArray, at_ms: int) -> None:
+        """Each index was shown once at ``at_ms``."""
+        ...
+
+    def record_engagements(self, user_id: str, post_indices: IntArray, at_ms: int) -> None:
+        """The user engaged once with each post at ``at_ms`` (once per engaged impression)."""
+        ...
+
+    def record_seen(self, user_id: str, post_indices: IntArray, at_ms: int) -> None:
+        """The user was shown these posts at ``at_ms``."""
+        ...
+
+    def record_hide(self, user_id: str, post_index: int, at_ms: int) -> None:
+        """The user hid a post."""
+        ...
+
+    def record_report(self, user_id: str, post_index: int, at_ms: int) -> None:
+        """The user reported a post."""
+        ...
+
+    def record_block(self, user_id: str, creator_index: int, at_ms: int) -> None:
+        """The user blocked a creator."""
+        ...
+
+    def creator_of(self, post_index: int) -> int:
+        """The creator of a post."""
+        ...
+
+
+class PointInTimeCounts:
+    """Per-row counts that can be read as of any time within the retained history.
+
+    Not thread-safe by itself: :class:`InMemoryFeatureStore` serialises access.
+    """
+
+    def __init__(self, size: int, retention_ms: int) -> None:
+        self._applied = np.zeros(size, dtype=np.float64)  # increments with ts <= watermark
+        self._watermark_ms: int | None = None
+        self._log_ts: list[int] = []  # applied increments, ascending ts
+        self._log_rows: list[IntArray] = []
+        self._pending: list[tuple[int, int, IntArray]] = []  # heap of (ts, seq, rows)
+        self._sequence = itertools.count()
+        self._retention_ms = retention_ms
+        self._exact_from_ms: int | None = None  # lookups before this could be wrong
+
+    def add(self, rows: IntArray, at_ms: int) -> None:
+        """Count one for each of ``rows`` (repeats count repeatedly) at ``at_ms``."""
+        if self._watermark_ms is None or at_ms > self._watermark_ms:
+            heapq.heappush(self._pending, (at_ms, next(self._sequence), rows))
+            return
+        self._apply(rows, at_ms, insort_index=bisect_right(self._log_ts, at_ms))
+
+    def at(self, rows: IntArray, at_ms: int) -> _Counts:
+        """Counts of ``rows`` including exactly the increments dated at or before ``at_ms``."""
+        if self._watermark_ms is None or at_ms >= self._watermark_ms:
+            self._advance(at_ms)
+            counts: _Counts = self._applied[rows]
+            return counts
+        if self._exact_from_ms is not None and at_ms < self._exact_from_ms:
+            raise ValueError(
+                f"at_ms={at_ms} is before the retained history (from {self._exact_from_ms})"
+            )
+        return self._applied[rows] - self._increments_after(rows, at_ms)
+
+    def _advance(self, at_ms: int) -> None:
+        while self._pending and self._pending[0][0] <= at_ms:
+            ts, _, rows = heapq.heappop(self._pending)
+            self._apply(rows, ts, insort_index=len(self._log_ts))
+        self._watermark_ms = at_ms
+        self._forget_before(at_ms - self._retention_ms)
+
+    def _apply(self, rows: IntArray, at_ms: int, insort_index: int) -> None:
+        np.add.at(self._applied, rows, 1.0)
+        self._log_ts.insert(insort_index, at_ms)
+        self._log_rows.insert(insort_index, rows)
+
+    def _forget_before(self, cutoff_ms: int) -> None:
+        drop = bisect_right(self._log_ts, cutoff_ms)
+        if drop:
+            self._exact_from_ms = self._log_ts[drop - 1]
+            del self._log_ts[:drop]
+            del self._log_rows[:drop]
+
+    def _increments_after(self, rows: IntArray, at_ms: int) -> _Counts:
+        start = bisect_right(self._log_ts, at_ms)
+        if start == len(self._log_ts) or rows.shape[0] == 0:
+            return np.zeros(rows.shape[0], dtype=np.float64)
+        newer = np.concatenate(self._log_rows[start:])
+        unique, inverse = np.unique(rows, return_inverse=True)
+        slot = np.minimum(np.searchsorted(unique, newer), unique.shape[0] - 1)
+        hit = unique[slot] == newer
+        per_unique = np.bincount(slot[hit], minlength=unique.shape[0]).astype(np.float64)
+        increments: _Counts = per_unique[inverse]
+        return increments
+
+
+class _TimedSet:
+    """A bounded set of ints, each with the first time it was added; oldest touch evicted."""
+
+    def __init__(self, capacity: int) -> None:
+        self._first_ms: OrderedDict[int, int] = OrderedDict()
+        self._capacity = capacity
+        self._latest_ms: int | None = None
+
+    def add(self, item: int, at_ms: int) -> None:
+        previous = self._first_ms.get(item)
+        self._first_ms[item] = at_ms if previous is None else min(previous, at_ms)
+        self._first_ms.move_to_end(item)
+        while len(self._first_ms) > self._capacity:
+            self._first_ms.popitem(last=False)
+        self._latest_ms = at_ms if self._latest_ms is None else max(self._latest_ms, at_ms)
+
+    def as_of(self, at_ms: int) -> frozenset[int]:
+        if self._latest_ms is None or self._latest_ms <= at_ms:
+            return frozenset(self._first_ms)
+        return frozenset(item for item, first in self._first_ms.items() if first <= at_ms)
+
+
+@dataclass
+class _UserRecord:
+    """Time-varying state of one user (known or not)."""
+
+    seen: _TimedSet
+    hidden: _TimedSet
+    reported: _TimedSet
+    blocked: _TimedSet
+    engagement_ts: list[int] = field(default_factory=list)  # ascending, one per engagement
+    forgotten_until_ms: int | None = None  # engagements at or before this were dropped
+
+    def engagements_between(self, after_ms: int, until_ms: int) -> int:
+        """Engagements dated in ``(after_ms, until_ms]``; ValueError if some were dropped."""
+        if self.forgotten_until_ms is not None and after_ms < self.forgotten_until_ms:
+            raise ValueError(f"engagements before {self.forgotten_until_ms} are no longer retained")
+        ts = self.engagement_ts
+        return bisect_right(ts, until_ms) - bisect_right(ts, after_ms)
+
+    def add_engagements(self, count: int, at_ms: int, keep: int, cutoff_ms: int | None) -> None:
+        """Add ``count`` engagements; drop those at or before ``cutoff_ms`` and all but
+        the newest ``keep`` (counts saturate there)."""
+        for _ in range(count):
+            insort(self.engagement_ts, at_ms)
+        ts = self.engagement_ts
+        stale = bisect_right(ts, cutoff_ms) if cutoff_ms is not None else 0
+        if stale:
+            dropped = ts[stale - 1]
+            previous = self.forgotten_until_ms
+            self.forgotten_until_ms = dropped if previous is None else max(previous, dropped)
+            del ts[:stale]
+        if len(ts) > keep:
+            del ts[: len(ts) - keep]
+
+
+class InMemoryFeatureStore:
+    """The in-process :class:`FeatureStore`: numpy columns, one lock, bounded user state.
+
+    Reads and writes take one lock (a read of 1,000 posts holds it for microseconds), so
+    any number of reader threads may share the store with a writer.
+    """
+
+    def __init__(
+        self,
+        users: UserTable,
+        creators: CreatorTable,
+        posts: PostTable,
+        config: FeatureStoreConfig | None = None,
+    ) -> None:
+        self.config = config or FeatureStoreConfig()
+        self._users = users
+        self._posts = posts
+        self._creator_rate = creators.engagement_rate.astype(np.float64)
+        self._creator_rate_f32 = creators.engagement_rate.astype(np.float32)
+        self._creator_followers = np.log1p(creators.followers).astype(np.float32)
+        self._user_activity = np.log1p(users.sessions_per_day).astype(np.float64)
+        self._user_follows = np.log1p(users.follow_count).astype(np.float64)
+        retention = self.config.history_retention_ms
+        self._impressions = PointInTimeCounts(len(posts), retention)
+        self._engagements = PointInTimeCounts(len(posts), retention)
+        self._records: dict[str, _UserRecord] = {}
+        self._latest_user_lookup_ms: int | None = None  # "now", as far as pruning knows
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_world(
+        cls, world: World, config: FeatureStoreConfig | None = None
+    ) -> InMemoryFeatureStore:
+        """A store over ``world``'s observable tables (its hidden parameters stay unread)."""
+        return cls(world.users, world.creators, world.posts, config)
+
+    @property
+    def num_posts(self) -> int:
+        return len(self._posts)
+
+    def user_features(
+        self,
+        user_id: str,
+        at_ms: int,
+        *,
+        fallback_language: int | None = None,
+        fallback_country: int | None = None,
+    ) -> UserFeatures:
+        with self._lock:
+            latest = self._latest_user_lookup_ms
+            self._latest_user_lookup_ms = at_ms if latest is None else max(latest, at_ms)
+            record = self._records.get(user_id)
+            window = self.config.engagement_window_ms
+            recent = record.engagements_between(at_ms - window, at_ms) if record else 0
+        row = self._user_row(user_id)
+        if row is None:
+            return self._cold_start(user_id, at_ms, recent, fallback_language, fallback_country)
+        users = self._users
+        return UserFeatures(
+            user_id=user_id,
+            language=int(users.language[row]),
+            country=int(users.country[row]),
+            age_bucket=int(users.age_bucket[row]),
+            activity=float(self._user_activity[row]),
+            follow_count=float(self._user_follows[row]),
+            engagements_7d=log1p(recent),
+            sensitive_filter=bool(users.sensitive_filter[row]),
+            known=True,
+            as_of_ms=at_ms,
+        )
+
+    def post_features(self, post_indices: IntArray, at_ms: int) -> PostFeatureBatch:
+        rows = self._checked_rows(post_indices)
+        with self._lock:
+            impressions = self._impressions.at(rows, at_ms)
+            engagements = self._engagements.at(rows, at_ms)
+        posts = self._posts
+        creator = posts.creator_index[rows]
+        prior = self.config.prior_impressions
+        rate = (engagements + prior * self._creator_rate[creator]) / (impressions + prior)
+        age_hours = np.maximum(at_ms - posts.created_ms[rows], 0) / HOUR_MS
+        return PostFeatureBatch(
+            post_index=rows,
+            language=posts.language[rows],
+            country=posts.country[rows],
+            region_locked=posts.region_locked[rows],
+            creator_index=creator,
+            topics=posts.topics[rows],
+            content=posts.content[rows],
+            age_hours=age_hours.astype(np.float32),
+            creator_followers=self._creator_followers[creator],
+            creator_engagement_rate=self._creator_rate_f32[creator],
+            impressions=np.log1p(impressions).astype(np.float32),
+            engagement_rate=rate.astype(np.float32),
+            sensitive=posts.sensitive[rows],
+            as_of_ms=at_ms,
+        )
+
+    def user_state(self, user_id: str, at_ms: int) -> UserState:
+        with self._lock:
+            record = self._records.get(user_id)
+            if record is None:
+                empty: frozenset[int] = frozenset()
+                return UserState(empty, empty, empty, empty, as_of_ms=at_ms)
+            return UserState(
+                blocked_creators=record.blocked.as_of(at_ms),
+                hidden_posts=record.hidden.as_of(at_ms),
+                reported_posts=record.reported.as_of(at_ms),
+                seen_posts=record.seen.as_of(at_ms),
+                as_of_ms=at_ms,
+            )
+
+    def record_impressions(self, post_indices: IntArray, at_ms: int) -> None:
+        rows = self._checked_rows(post_indices)
+        with self._lock:
+            self._impressions.add(rows, at_ms)
+
+    def record_engagements(self, user_id: str, post_indices: IntArray, at_ms: int) -> None:
+        rows = self._checked_rows(post_indices)
+        config = self.config
+        horizon = config.engagement_window_ms + config.history_retention_ms
+        with self._lock:
+            self._engagements.add(rows, at_ms)
+            record = self._record(user_id)
+            latest = self._latest_user_lookup_ms
+            cutoff = None if latest is None else latest - horizon
+            keep = config.max_engagement_records_per_user
+            record.add_engagements(rows.shape[0], at_ms, keep, cutoff)
+
+    def record_seen(self, user_id: str, post_indices: IntArray, at_ms: int) -> None:
+        rows = self._checked_rows(post_indices)
+        with self._lock:
+            seen = self._record(user_id).seen
+            for row in rows.tolist():
+                seen.add(row, at_ms)
+
+    def record_hide(self, user_id: str, post_index: int, at_ms: int) -> None:
+        self._check_post(post_index)
+        with self._lock:
+            self._record(user_id).hidden.add(post_index, at_ms)
+
+    def record_report(self, user_id: str, post_index: int, at_ms: int) -> None:
+        self._check_post(post_index)
+        with self._lock:
+            self._record(user_id).reported.add(post_index, at_ms)
+
+    def record_block(self, user_id: str, creator_index: int, at_ms: int) -> None:
+        if not 0 <= creator_index < self._creator_rate.shape[0]:
+            raise IndexError(f"creator index {creator_index} is not in the catalogue")
+        with self._lock:
+            self._record(user_id).blocked.add(creator_index, at_ms)
+
+    def creator_of(self, post_index: int) -> int:
+        self._check_post(post_index)
+        return int(self._posts.creator_index[post_index])
+
+    def _record(self, user_id: str) -> _UserRecord:
+        record = self._records.get(user_id)
+        if record is None:
+            limit = self.config.max_actions_per_user
+            record = _UserRecord(
+                seen=_TimedSet(self.config.max_seen_per_user),
+                hidden=_TimedSet(limit),
+                reported=_TimedSet(limit),
+                blocked=_TimedSet(limit),
+            )
+            self._records[user_id] = record
+        return record
+
+    def _user_row(self, identifier: str) -> int | None:
+        """The user's row when ``identifier`` is a user of this catalogue, else None."""
+        digits = identifier[1:]
+        if not identifier.startswith("u") or not digits.isdigit():
+            return None
+        row = int(digits)
+        if row >= len(self._users) or user_id(row) != identifier:
+            return None
+        return row
+
+    def _cold_start(
+        self,
+        identifier: str,
+        at_ms: int,
+        recent_engagements: int,
+        language: int | None,
+        country: int | None,
+    ) -> UserFeatures:
+        language = self.config.cold_start_language if language is None else language
+        country = self.config.cold_start_country if country is None else country
+        if not (0 <= language < len(LANGUAGES) and 0 <= country < len(COUNTRIES)):
+            raise ValueError(f"fallback language {language} or country {country} out of range")
+        return UserFeatures(
+            user_id=identifier,
+            language=language,
+            country=country,
+            age_bucket=self.config.cold_start_age_bucket,
+            activity=0.0,
+            follow_count=0.0,
+            engagements_7d=log1p(recent_engagements),
+            sensitive_filter=self.config.cold_start_sensitive_filter,
+            known=False,
+            as_of_ms=at_ms,
+        )
+
+    def _checked_rows(self, post_indices: IntArray) -> IntArray:
+        rows = np.array(post_indices, dtype=np.int64).reshape(-1)  # a private copy
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self._posts)):
+            raise IndexError(f"post indices must lie in 0..{len(self._posts) - 1}")
+        return rows
+
+    def _check_post(self, post_index: int) -> None:
+        if not 0 <= post_index < len(self._posts):
+            raise IndexError(f"post index {post_index} is not in the catalogue")
+
+
+def apply_reward(store: FeatureStore, reward: events_pb2.Reward) -> None:
+    """Record what a reward means for the store: a positive action (like, comment, share,
+    save) counts as one engagement, HIDE/REPORT mark the post, BLOCK blocks its creator.
+    VIEW and DWELL change nothing (serving records impressions and seen posts itself)."""
+    row = post_index(reward.post_id)
+    if reward.type in POSITIVE_REWARD_TYPES:
+        store.record_engagements(reward.user_id, np.array([row], dtype=np.int64), reward.ts_ms)
+    elif reward.type == events_pb2.REWARD_TYPE_HIDE:
+        store.record_hide(reward.user_id, row, reward.ts_ms)
+    elif reward.type == events_pb2.REWARD_TYPE_REPORT:
+        store.record_report(reward.user_id, row, reward.ts_ms)
+    elif reward.type == events_pb2.REWARD_TYPE_BLOCK:
+        store.record_block(reward.user_id, store.creator_of(row), reward.ts_ms)
