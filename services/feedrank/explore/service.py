@@ -1,0 +1,261 @@
+"""The ranking pipeline, transport-neutral: retrieve → rank → post-process → explore → log.
+
+``ExploreService.rank`` is what the gRPC adapter calls. It reads the current
+:class:`ServingModel` once at the start of a request, so a hot swap never changes the
+model under a request in flight. The deadline is checked between stages, so work
+stops once the caller has given up.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from feedrank.core.clock import Clock
+from feedrank.core.features.schema import (
+    COUNTRIES,
+    LANGUAGES,
+    FloatArray,
+    IntArray,
+    PostFeatureBatch,
+    UserFeatures,
+    post_id,
+)
+from feedrank.core.features.store import FeatureStore
+from feedrank.core.settings import ExploreSettings
+from feedrank.explore import metrics
+from feedrank.explore.deadline import Deadline
+from feedrank.explore.decision_log import DecisionLogger
+from feedrank.explore.errors import ModelNotLoaded
+from feedrank.explore.exploration import ExplorationPolicy, seed_for_decision
+from feedrank.explore.queries import RankedPost, RankQuery, RankResult
+from feedrank.explore.rules import RuleOutcome, RuleSettings, UserRuleContext, apply_rules
+from feedrank.explore.serving_model import ServingModel
+from feedrank.v1 import events_pb2
+
+HOUR_MS = 3_600_000
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.STAGE_LATENCY.labels(stage=name).observe(time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    posts: PostFeatureBatch
+    scores: FloatArray
+
+
+class ExploreService:
+    """Serves Rank calls from the current model; owns nothing transport-specific."""
+
+    def __init__(
+        self,
+        *,
+        store: FeatureStore,
+        settings: ExploreSettings,
+        policy: ExplorationPolicy,
+        clock: Clock,
+        rules: RuleSettings | None = None,
+        decision_log: DecisionLogger | None = None,
+        arm: str = "stable",
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.policy = policy
+        self.clock = clock
+        self.rules = rules or RuleSettings()
+        self.decision_log = decision_log
+        self.arm = arm
+        self._model: ServingModel | None = None
+
+    # Model lifecycle -------------------------------------------------------------
+    def load(self, model: ServingModel) -> None:
+        """Switch to ``model`` atomically; requests in flight finish on the old one."""
+        previous, self._model = self._model, model
+        if previous is not None:
+            metrics.MODEL_INFO.labels(version=previous.version, arm=self.arm).set(0)
+        metrics.MODEL_INFO.labels(version=model.version, arm=self.arm).set(1)
+
+    def unload(self) -> None:
+        self._model = None
+
+    @property
+    def model_version(self) -> str | None:
+        model = self._model
+        return None if model is None else model.version
+
+    def is_ready(self) -> bool:
+        return self._model is not None
+
+    def close(self) -> None:
+        if self.decision_log is not None:
+            self.decision_log.close()
+
+    # The pipeline ----------------------------------------------------------------
+    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
+        model = self._model
+        if model is None:
+            raise ModelNotLoaded("no model is loaded yet; the service is starting up")
+        decision_id = uuid.uuid4().hex
+        with stage("features"):
+            user = self.store.user_features(
+                query.user_id,
+                query.request_time_ms,
+                fallback_language=query.language,
+                fallback_country=query.country,
+            )
+        deadline.check("retrieve")
+        with stage("retrieve"):
+            user_vector, post_indices = self._retrieve(model, user, query)
+        metrics.CANDIDATES.labels(stage="retrieved").observe(len(post_indices))
+        deadline.check("rank")
+        with stage("rank"):
+            candidates = self._score(model, user, user_vector, query, post_indices)
+        deadline.check("post_process")
+        with stage("post_process"):
+            outcome = self._post_process(user, query, candidates)
+        metrics.CANDIDATES.labels(stage="post_processed").observe(len(outcome.rows))
+        deadline.check("explore")
+        with stage("explore"):
+            seed = seed_for_decision(decision_id)
+            slate = self.policy.choose(outcome.adjusted_scores, query.limit, seed)
+        metrics.CANDIDATES.labels(stage="shown").observe(len(slate.rows))
+        shown_rows = outcome.rows[slate.rows]
+        shown_scores = outcome.adjusted_scores[slate.rows]
+        shown_posts = candidates.posts.take(shown_rows)
+        items = tuple(
+            RankedPost(
+                post_id=post_id(int(index)),
+                position=position,
+                score=float(score),
+                propensity=float(propensity),
+            )
+            for position, (index, score, propensity) in enumerate(
+                zip(shown_posts.post_index, shown_scores, slate.propensities, strict=True)
+            )
+        )
+        with stage("log"):
+            self._log(
+                decision_id=decision_id,
+                seed=seed,
+                version=model.version,
+                user=user,
+                query=query,
+                shown_posts=shown_posts,
+                items=items,
+            )
+            self.store.record_seen(query.user_id, shown_posts.post_index, query.request_time_ms)
+        return RankResult(decision_id, model.version, self.arm, items)
+
+    def _retrieve(
+        self, model: ServingModel, user: UserFeatures, query: RankQuery
+    ) -> tuple[FloatArray, IntArray]:
+        user_vector = model.two_tower.encode_users([user])[0]
+        country = query.country if query.country is not None else user.country
+        max_age_ms = int(self.settings.max_post_age_days * 24 * HOUR_MS)
+        post_indices, _ = model.index.search(
+            user_vector,
+            self.settings.candidates,
+            languages=sorted(_languages(user, query)),
+            country=country,
+            min_created_ms=query.request_time_ms - max_age_ms,
+            max_created_ms=query.request_time_ms,
+        )
+        return user_vector, post_indices
+
+    def _score(
+        self,
+        model: ServingModel,
+        user: UserFeatures,
+        user_vector: FloatArray,
+        query: RankQuery,
+        post_indices: IntArray,
+    ) -> Candidates:
+        posts = self.store.post_features(post_indices, query.request_time_ms)
+        post_vectors = model.post_vectors[post_indices]
+        scores = model.ranker.score(
+            user, posts, user_vector, post_vectors, query.request_time_ms, surface=query.surface
+        )
+        return Candidates(posts, scores.astype(np.float32))
+
+    def _post_process(
+        self, user: UserFeatures, query: RankQuery, candidates: Candidates
+    ) -> RuleOutcome:
+        state = self.store.user_state(query.user_id, query.request_time_ms)
+        context = UserRuleContext(
+            blocked_creators=state.blocked_creators,
+            hidden_posts=state.hidden_posts,
+            reported_posts=state.reported_posts,
+            seen_posts=state.seen_posts,
+            languages=_languages(user, query),
+            sensitive_filter=user.sensitive_filter,
+            country=query.country if query.country is not None else user.country,
+        )
+        outcome = apply_rules(candidates.posts, candidates.scores, context, self.rules)
+        for rule, count in outcome.dropped.items():
+            metrics.RULE_DROPS.labels(rule=rule).inc(count)
+        for rule, count in outcome.reordered.items():
+            metrics.RULE_REORDERS.labels(rule=rule).inc(count)
+        return outcome
+
+    def _log(
+        self,
+        *,
+        decision_id: str,
+        seed: int,
+        version: str,
+        user: UserFeatures,
+        query: RankQuery,
+        shown_posts: PostFeatureBatch,
+        items: tuple[RankedPost, ...],
+    ) -> None:
+        if self.decision_log is None:
+            return
+        decision = events_pb2.Decision(
+            decision_id=decision_id,
+            event_time_ms=query.request_time_ms,
+            user_id=query.user_id,
+            model_version=version,
+            arm=self.arm,
+            exploration_policy=self.policy.kind,
+            exploration_seed=seed,
+            user_features=user.to_proto(),
+            items=[
+                events_pb2.ShownItem(
+                    post_id=item.post_id,
+                    position=item.position,
+                    score=item.score,
+                    propensity=item.propensity,
+                    features=shown_posts.row_to_proto(row),
+                )
+                for row, item in enumerate(items)
+            ],
+            context={"surface": query.surface, **_context_codes(query)},
+        )
+        self.decision_log.log(decision)
+
+
+def _languages(user: UserFeatures, query: RankQuery) -> frozenset[int]:
+    """The user's own language plus the one the request asks for."""
+    extra = {query.language} if query.language is not None else set()
+    return frozenset({user.language} | extra)
+
+
+def _context_codes(query: RankQuery) -> dict[str, str]:
+    codes = {}
+    if query.language is not None:
+        codes["language"] = LANGUAGES[query.language]
+    if query.country is not None:
+        codes["country"] = COUNTRIES[query.country]
+    return codes
