@@ -1,0 +1,86 @@
+"""``feedrank serve``: the explore (Ranking gRPC) service with its worker processes."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from feedrank.cli.context import settings_of
+from feedrank.core.clock import SystemClock
+
+console = Console()
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def serve(
+    context: typer.Context,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: explore.workers).", min=1)
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Ranking gRPC port (default: ports.ranking_grpc).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Aggregated /metrics port (default: ports.explore_metrics).")
+    ] = None,
+    log_decisions: Annotated[
+        bool, typer.Option(help="Log every decision to Kafka (feedrank.decisions).")
+    ] = True,
+) -> None:
+    """Serve Ranking.Rank on gRPC from several worker processes until Ctrl-C or SIGTERM."""
+    settings = settings_of(context)
+    grpc_port = port or settings.ports.ranking_grpc
+    http_port = metrics_port or settings.ports.explore_metrics
+    worker_count = workers or settings.explore.workers
+    _prepare_multiprocess_metrics(settings.paths.state_dir / "prometheus" / "explore")
+    # Imported only now: prometheus_client picks its multiprocess mode at import time.
+    app = importlib.import_module("feedrank.explore.app")
+    pool_module = importlib.import_module("feedrank.explore.workers")
+
+    clock = SystemClock()
+    with console.status(f"building a world of {settings.world.num_posts:,} posts and its index…"):
+        state = app.build_serving_state(settings, clock, show_progress=False)
+    pool = pool_module.WorkerPool(
+        app.worker_backend_factory(settings, clock, state, log_decisions=log_decisions),
+        settings.explore,
+        clock,
+        pool_module.PoolConfig(
+            address=f"127.0.0.1:{grpc_port}",
+            workers=worker_count,
+            metrics_address=("127.0.0.1", http_port),
+        ),
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    pool.start()
+    console.print(
+        f"serving Ranking on 127.0.0.1:{grpc_port} with {worker_count} workers "
+        f"(model {state.model.version}); metrics on http://127.0.0.1:{http_port}/metrics"
+    )
+    try:
+        while not stop.wait(timeout=1.0):
+            if not pool.alive():
+                console.print("[red]a worker exited; stopping[/]")
+                raise typer.Exit(1)
+    finally:
+        pool.stop()
+    console.print("explore service stopped")
+
+
+def _prepare_multiprocess_metrics(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory.resolve())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

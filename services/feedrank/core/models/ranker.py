@@ -1,0 +1,220 @@
+"""The ranker: a heavier model scoring the ~1,000 retrieved candidates of one request.
+
+Inputs per (user, post) pair: user features, post features (post age at request time
+included), cross features (the two-tower similarity, same language, same country,
+sensitive post for a user filtering sensitive content, region-locked post at home) and
+context (hour of day and day of week of the request, the surface).
+
+The first layer is split in two: one part over the user and context, one over the post
+and cross features, summed before the first ReLU. That is the same function as one
+layer over the concatenation, but when scoring one request the user/context part is
+computed once and broadcast over the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from feedrank.core.features.schema import (
+    AGE_BUCKETS,
+    CONTENT_DIM,
+    COUNTRIES,
+    LANGUAGES,
+    NUM_TOPICS,
+    PostFeatureBatch,
+    UserFeatures,
+)
+from feedrank.core.models.encoding import (
+    CONTEXT_NUMERIC_COLUMNS,
+    POST_NUMERIC_COLUMNS,
+    USER_NUMERIC_COLUMNS,
+    ContextTensors,
+    IdEmbedding,
+    PostTensors,
+    UserTensors,
+    context_tensors,
+    evaluating,
+    mlp,
+    post_tensors,
+    seeded,
+    user_tensors,
+)
+
+CROSS_FEATURES = (
+    "tower_similarity",
+    "same_language",
+    "same_country",
+    "sensitive_for_filtering_user",
+    "region_locked_at_home",
+)
+PROBABILITY_EPSILON = 1e-9  # scores stay strictly inside (0, 1) for propensity maths
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Shape and regularisation of the ranker; recorded with the weights."""
+
+    tower_dim: int = 64  # two-tower embedding_dim: the vectors passed to ``score``
+    user_id_buckets: int = 1 << 18
+    post_id_buckets: int = 1 << 19
+    surface_buckets: int = 16
+    id_embedding_dim: int = 16
+    category_embedding_dim: int = 8
+    hidden_sizes: tuple[int, ...] = (256, 128, 64)
+    id_dropout: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        sizes = (
+            self.tower_dim,
+            self.user_id_buckets,
+            self.post_id_buckets,
+            self.surface_buckets,
+            self.id_embedding_dim,
+            self.category_embedding_dim,
+            *self.hidden_sizes,
+        )
+        if min(sizes) < 1 or not self.hidden_sizes:
+            raise ValueError(f"sizes must be positive and hidden_sizes non-empty: {self}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+
+
+class RankerModel(nn.Module):
+    """Pointwise engagement model over user, post, cross and context features."""
+
+    def __init__(self, config: RankerConfig) -> None:
+        super().__init__()
+        self.config = config
+        category_dim = config.category_embedding_dim
+        hidden = config.hidden_sizes
+        with seeded(config.seed):
+            self.user_id = IdEmbedding(
+                config.user_id_buckets, config.id_embedding_dim, config.id_dropout
+            )
+            self.post_id = IdEmbedding(
+                config.post_id_buckets, config.id_embedding_dim, config.id_dropout
+            )
+            self.language = nn.Embedding(len(LANGUAGES), category_dim)
+            self.country = nn.Embedding(len(COUNTRIES), category_dim)
+            self.age_bucket = nn.Embedding(AGE_BUCKETS, category_dim)
+            self.surface = nn.Embedding(config.surface_buckets, category_dim)
+            user_width = self.user_id.output_dim + 3 * category_dim + len(USER_NUMERIC_COLUMNS)
+            context_width = category_dim + len(CONTEXT_NUMERIC_COLUMNS)
+            post_width = self.post_id.output_dim + 2 * category_dim + NUM_TOPICS + CONTENT_DIM
+            post_width += len(POST_NUMERIC_COLUMNS) + 1 + len(CROSS_FEATURES)  # +1: age
+            self.user_context_layer = nn.Linear(user_width + context_width, hidden[0])
+            self.post_cross_layer = nn.Linear(post_width, hidden[0], bias=False)
+            self.head = nn.Sequential(nn.ReLU(), mlp(hidden[0], hidden[1:], 1))
+
+    def forward(
+        self,
+        users: UserTensors,
+        posts: PostTensors,
+        context: ContextTensors,
+        tower_similarity: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits, shape (n,). ``posts`` and ``tower_similarity`` have n rows; ``users``
+        and ``context`` have n rows (training) or 1 row broadcast to all (serving)."""
+        user_context = torch.cat(
+            [
+                self.user_id(users.id_bucket, users.known),
+                self.language(users.language),
+                self.country(users.country),
+                self.age_bucket(users.age_bucket),
+                users.numeric,
+                self.surface(context.surface_bucket),
+                context.numeric,
+            ],
+            dim=1,
+        )
+        post_cross = torch.cat(
+            [
+                self.post_id(posts.id_bucket, posts.known),
+                self.language(posts.language),
+                self.country(posts.country),
+                posts.topics,
+                posts.content,
+                posts.numeric,
+                posts.age,
+                _cross_features(users, posts, tower_similarity),
+            ],
+            dim=1,
+        )
+        hidden = self.user_context_layer(user_context) + self.post_cross_layer(post_cross)
+        logits: torch.Tensor = self.head(hidden).squeeze(1)
+        return logits
+
+    def score(
+        self,
+        user: UserFeatures,
+        posts: PostFeatureBatch,
+        user_vector: npt.NDArray[np.floating[Any]],
+        post_vectors: npt.NDArray[np.floating[Any]],
+        request_time_ms: int,
+        *,
+        surface: str = "",
+    ) -> npt.NDArray[np.float64]:
+        """Engagement probabilities, shape (n,), for ``user`` and every post, in one batch.
+
+        ``user_vector`` (tower_dim,) and ``post_vectors`` (n, tower_dim) come from the
+        two-tower model; post age is taken at ``request_time_ms``.
+        """
+        if post_vectors.shape != (len(posts), self.config.tower_dim):
+            raise ValueError(
+                f"post_vectors has shape {post_vectors.shape}, "
+                f"expected ({len(posts)}, {self.config.tower_dim})"
+            )
+        if user_vector.shape != (self.config.tower_dim,):
+            raise ValueError(f"user_vector has shape {user_vector.shape}, expected (tower_dim,)")
+        similarity = post_vectors.astype(np.float32, copy=False) @ user_vector.astype(np.float32)
+        with evaluating(self):
+            logits = self(
+                self.user_tensors([user]),
+                post_tensors(posts, id_buckets=self.config.post_id_buckets, at_ms=request_time_ms),
+                self.context_tensors([request_time_ms], [surface]),
+                torch.from_numpy(np.ascontiguousarray(similarity)),
+            )
+        probabilities = 1.0 / (1.0 + np.exp(-logits.numpy().astype(np.float64)))
+        clipped: npt.NDArray[np.float64] = np.clip(
+            probabilities, PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON
+        )
+        return clipped
+
+    def user_tensors(self, users: Sequence[UserFeatures]) -> UserTensors:
+        return user_tensors(users, id_buckets=self.config.user_id_buckets)
+
+    def post_tensors(self, posts: PostFeatureBatch, at_ms: int | None = None) -> PostTensors:
+        return post_tensors(posts, id_buckets=self.config.post_id_buckets, at_ms=at_ms)
+
+    def context_tensors(
+        self, request_times_ms: Sequence[int], surfaces: Sequence[str]
+    ) -> ContextTensors:
+        return context_tensors(
+            request_times_ms, surfaces, surface_buckets=self.config.surface_buckets
+        )
+
+
+def _cross_features(
+    users: UserTensors, posts: PostTensors, tower_similarity: torch.Tensor
+) -> torch.Tensor:
+    """The CROSS_FEATURES columns, (n, 5); user rows broadcast when there is one user."""
+    same_language = users.language == posts.language
+    same_country = users.country == posts.country
+    columns = [
+        tower_similarity.to(torch.float32),
+        same_language,
+        same_country,
+        posts.sensitive & users.sensitive_filter,
+        posts.region_locked & same_country,
+    ]
+    return torch.stack([column.to(torch.float32) for column in columns], dim=1)

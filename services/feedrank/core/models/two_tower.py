@@ -1,0 +1,191 @@
+"""The two-tower retrieval model: a user tower and a post tower meeting in a dot product.
+
+Each tower is an MLP over its side's features ending in an L2-normalised
+``embedding_dim`` vector, so the similarity of a user and a post is their cosine and an
+inner-product ANN index over post vectors retrieves in model order. The logit is that
+similarity times a learned positive scale plus a learned bias (monotone in the
+similarity), and the probability is its sigmoid.
+
+Cold start: the hashed-id embedding is zeroed for users and posts the model cannot
+have trained on (``UserFeatures.known`` false; posts with no impressions) and, in
+training, dropped at random (``id_dropout``), so features alone give a useful vector.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from torch.nn import functional
+
+from feedrank.core.features.schema import (
+    AGE_BUCKETS,
+    CONTENT_DIM,
+    COUNTRIES,
+    LANGUAGES,
+    NUM_TOPICS,
+    PostFeatureBatch,
+    UserFeatures,
+)
+from feedrank.core.models.encoding import (
+    POST_NUMERIC_COLUMNS,
+    USER_NUMERIC_COLUMNS,
+    IdEmbedding,
+    PostTensors,
+    UserTensors,
+    evaluating,
+    mlp,
+    post_tensors,
+    seeded,
+    user_tensors,
+)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig:
+    """Shape and regularisation of the two towers; recorded with the weights."""
+
+    embedding_dim: int = 64
+    user_id_buckets: int = 1 << 18
+    post_id_buckets: int = 1 << 19
+    id_embedding_dim: int = 16
+    category_embedding_dim: int = 8
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    id_dropout: float = 0.1  # chance a known id is dropped in training (cold-start path)
+    initial_logit_scale: float = 10.0  # cosine in [-1, 1] times this is the initial logit
+    encode_batch_size: int = 65_536  # rows per forward pass in encode_posts
+    seed: int = 0  # weight initialisation
+
+    def __post_init__(self) -> None:
+        sizes = (
+            self.embedding_dim,
+            self.user_id_buckets,
+            self.post_id_buckets,
+            self.id_embedding_dim,
+            self.category_embedding_dim,
+            self.encode_batch_size,
+            *self.hidden_sizes,
+        )
+        if min(sizes) < 1:
+            raise ValueError(f"sizes and bucket counts must be positive: {self}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.initial_logit_scale <= 0:
+            raise ValueError(f"initial_logit_scale must be positive: {self.initial_logit_scale}")
+
+
+class UserTower(nn.Module):
+    """Hashed user id + language, country, age bucket + numeric activity -> unit vector."""
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__()
+        category_dim = config.category_embedding_dim
+        self.user_id = IdEmbedding(
+            config.user_id_buckets, config.id_embedding_dim, config.id_dropout
+        )
+        self.language = nn.Embedding(len(LANGUAGES), category_dim)
+        self.country = nn.Embedding(len(COUNTRIES), category_dim)
+        self.age_bucket = nn.Embedding(AGE_BUCKETS, category_dim)
+        width = self.user_id.output_dim + 3 * category_dim + len(USER_NUMERIC_COLUMNS)
+        self.layers = mlp(width, config.hidden_sizes, config.embedding_dim)
+
+    def forward(self, users: UserTensors) -> torch.Tensor:
+        inputs = torch.cat(
+            [
+                self.user_id(users.id_bucket, users.known),
+                self.language(users.language),
+                self.country(users.country),
+                self.age_bucket(users.age_bucket),
+                users.numeric,
+            ],
+            dim=1,
+        )
+        return functional.normalize(self.layers(inputs), dim=1)
+
+
+class PostTower(nn.Module):
+    """Hashed post id + language, country + topics, content + creator/engagement -> unit vector.
+
+    Post age is left out on purpose: post vectors sit in the ANN index for hours, and
+    freshness is the ranker's (and the retrieval filter's) business.
+    """
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__()
+        category_dim = config.category_embedding_dim
+        self.post_id = IdEmbedding(
+            config.post_id_buckets, config.id_embedding_dim, config.id_dropout
+        )
+        self.language = nn.Embedding(len(LANGUAGES), category_dim)
+        self.country = nn.Embedding(len(COUNTRIES), category_dim)
+        width = self.post_id.output_dim + 2 * category_dim
+        width += NUM_TOPICS + CONTENT_DIM + len(POST_NUMERIC_COLUMNS)
+        self.layers = mlp(width, config.hidden_sizes, config.embedding_dim)
+
+    def forward(self, posts: PostTensors) -> torch.Tensor:
+        inputs = torch.cat(
+            [
+                self.post_id(posts.id_bucket, posts.known),
+                self.language(posts.language),
+                self.country(posts.country),
+                posts.topics,
+                posts.content,
+                posts.numeric,
+            ],
+            dim=1,
+        )
+        return functional.normalize(self.layers(inputs), dim=1)
+
+
+class TwoTowerModel(nn.Module):
+    """User and post towers; ``forward`` gives the logit of each (user, post) row pair."""
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__()
+        self.config = config
+        with seeded(config.seed):
+            self.user_tower = UserTower(config)
+            self.post_tower = PostTower(config)
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(config.initial_logit_scale)))
+        self.logit_bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, users: UserTensors, posts: PostTensors) -> torch.Tensor:
+        """Logits, shape (n,), for row i of ``users`` paired with row i of ``posts``."""
+        similarity = (self.user_tower(users) * self.post_tower(posts)).sum(dim=1)
+        return self.logits_from_similarity(similarity)
+
+    def logits_from_similarity(self, similarity: torch.Tensor) -> torch.Tensor:
+        """Scale and shift cosine similarities (any shape) into logits, e.g. for the
+        (users x posts) matrix of in-batch negatives."""
+        return similarity * self.log_logit_scale.exp() + self.logit_bias
+
+    def user_tensors(self, users: Sequence[UserFeatures]) -> UserTensors:
+        return user_tensors(users, id_buckets=self.config.user_id_buckets)
+
+    def post_tensors(self, posts: PostFeatureBatch) -> PostTensors:
+        return post_tensors(posts, id_buckets=self.config.post_id_buckets)
+
+    def encode_users(self, users: Sequence[UserFeatures]) -> FloatArray:
+        """Unit user vectors, shape (n, embedding_dim), float32; no grad, eval mode."""
+        with evaluating(self):
+            vectors = self.user_tower(self.user_tensors(users))
+        return np.ascontiguousarray(vectors.numpy(), dtype=np.float32)
+
+    def encode_posts(self, posts: PostFeatureBatch) -> FloatArray:
+        """Unit post vectors, shape (n, embedding_dim), float32, in batches of
+        ``config.encode_batch_size`` rows (a 1M-post catalogue fits comfortably)."""
+        tensors = self.post_tensors(posts)
+        vectors = np.empty((len(tensors), self.config.embedding_dim), dtype=np.float32)
+        step = self.config.encode_batch_size
+        with evaluating(self):
+            for start in range(0, len(tensors), step):
+                stop = min(start + step, len(tensors))
+                vectors[start:stop] = self.post_tower(tensors.rows(start, stop)).numpy()
+        return vectors
