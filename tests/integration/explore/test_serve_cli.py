@@ -1,0 +1,104 @@
+"""`feedrank serve` as deployed: several worker processes on one port, metrics aggregated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from feedrank.core import codecs
+from feedrank.stack.kafka_broker import KafkaBroker
+from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
+from tests.support.kafka import CommittedReader, TopicFactory, free_port
+
+CALLS = 40
+
+
+def wait_serving(address: str, process: subprocess.Popen[str], timeout_s: float) -> None:
+    stub: Any = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "feedrank serve exited during start-up"
+        try:
+            status = stub.Check(
+                health_pb2.HealthCheckRequest(service="feedrank.v1.Ranking"), timeout=1
+            )
+            if status.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"not SERVING within {timeout_s}s")
+
+
+def metric_total(metrics_port: int, name: str) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line.startswith(name)
+    )
+
+
+def test_serve_runs_workers_on_one_port_and_stops_cleanly(
+    kafka: KafkaBroker, new_topic: TopicFactory, consume: CommittedReader, tmp_path: Path
+) -> None:
+    topic = new_topic("decisions", partitions=3)
+    grpc_port, metrics_port = free_port(), free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")}
+    env.update(
+        FEEDRANK_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap,
+        FEEDRANK_TOPICS__DECISIONS=topic,
+        FEEDRANK_WORLD__NUM_POSTS="20000",
+        FEEDRANK_WORLD__NUM_USERS="2000",
+        FEEDRANK_PATHS__STATE_DIR=str(tmp_path / "state"),
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "feedrank.cli.main",
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(grpc_port),
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    address = f"127.0.0.1:{grpc_port}"
+    try:
+        wait_serving(address, process, timeout_s=120)
+        for index in range(CALLS):  # a fresh channel each time spreads calls over workers
+            stub = ranking_pb2_grpc.RankingStub(grpc.insecure_channel(address))
+            response = stub.Rank(ranking_pb2.RankRequest(user_id=f"u{index}", limit=10), timeout=10)
+            assert len(response.items) == 10
+        assert metric_total(metrics_port, 'feedrank_rank_requests_total{code="OK"}') == CALLS
+        records = consume(topic, CALLS, timeout_s=60)
+        assert {codecs.decode_decision(r.value()).user_id for r in records} == {
+            f"u{index}" for index in range(CALLS)
+        }
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "explore service stopped" in output
+    with socket.socket() as probe:  # the port is free again: no worker left
+        probe.bind(("127.0.0.1", grpc_port))
