@@ -252,3 +252,15 @@ def _reject_unknown_environment() -> None:
             f"unknown settings in the environment: {', '.join(unknown)}; "
             f"groups are {groups} (nested with '__', e.g. FEEDRANK_KAFKA__BROKER_PORT)"
         )
+
+
+def settings_to_environment(settings: Settings) -> dict[str, str]:
+    """``FEEDRANK_*`` variables that rebuild ``settings`` in a child process."""
+    environment = {}
+    for group, values in settings.model_dump().items():
+        for name, value in values.items():
+            if value is None:
+                continue
+            text = str(value.total_seconds() if isinstance(value, timedelta) else value)
+            environment[f"FEEDRANK_{group.upper()}__{name.upper()}"] = text
+    return environment

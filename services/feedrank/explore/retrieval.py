@@ -54,7 +54,7 @@ class RetrievalConfig:
     ef_construction: int = 128
     ef_search: int = 400  # least search depth in eligible posts, whatever k
     fetch_factor: float = 1.5  # search depth in eligible posts per post asked for
-    ann_result_cost: float = 35.0  # one ANN result costs about this many exact-scan rows
+    ann_result_cost: float = 40.0  # one ANN result costs about this many exact-scan rows
     exact_threshold: int = 20_000  # partitions with fewer live posts have no graph
     sample_size: int = 2_048  # rows sampled to estimate the eligible fraction
     growth_factor: float = 1.5  # graph capacity growth on resize
@@ -375,6 +375,19 @@ class CandidateIndex:
         """Remove posts (unknown ones are ignored); returns how many were removed."""
         with self._lock.writing():
             return self._remove_locked(np.asarray(post_indices, dtype=np.int64))
+
+    def remove_created_before(self, cutoff_ms: int) -> int:
+        """Evict posts created before ``cutoff_ms`` (past the maximum age): keeping the
+        catalogue within the age window keeps the age filter from wasting ANN fetches."""
+        with self._lock.writing():
+            stale = [
+                partition.post_index[: partition.used][
+                    partition.alive[: partition.used]
+                    & (partition.created_ms[: partition.used] < cutoff_ms)
+                ]
+                for partition in self._partitions
+            ]
+            return self._remove_locked(np.concatenate(stale))
 
     def search(
         self,

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 from feedrank.core.clock import Clock
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.grpc_service import RankingBackend, build_server, set_serving
+from feedrank.stack.process import die_with_parent
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -122,6 +123,7 @@ def _worker_main(
     config: PoolConfig,
     ready: Connection,
 ) -> None:  # pragma: no cover - runs in the forked worker (covered by integration tests)
+    die_with_parent()  # never an orphan, even if the supervisor is SIGKILLed
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop

@@ -6,13 +6,18 @@ same small protocol and join the supervisor's list.
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
+import time
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+import grpc
 from confluent_kafka.admin import AdminClient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from feedrank.core.settings import Settings
+from feedrank.core.settings import Settings, settings_to_environment
 from feedrank.stack.jars import require_jars
 from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker, probe_broker
 from feedrank.stack.process import ManagedProcess
@@ -106,5 +111,63 @@ def ensure_port_free(port: int, *, owner: str, host: str = "127.0.0.1") -> None:
             ) from error
 
 
+class ExploreComponent:
+    """``feedrank serve``: the Ranking gRPC workers, ready once health says SERVING."""
+
+    name = "explore"
+    # Python accepts any -X option, which makes the tag visible in the command line.
+    TAG = "feedrank.component=explore"
+    ready_timeout_s = 300.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.settings.ports.ranking_grpc}"
+
+    def start(self, *, tie_to_parent: bool) -> ManagedProcess:
+        ensure_port_free(self.settings.ports.ranking_grpc, owner="the Ranking service")
+        ensure_port_free(self.settings.ports.explore_metrics, owner="the explore metrics")
+        command = [sys.executable, "-X", self.TAG, "-m", "feedrank.cli.main", "serve"]
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")
+        }
+        environment.update(settings_to_environment(self.settings))
+        return ManagedProcess.launch(
+            command,
+            log_file=self.settings.paths.log_dir / "explore.log",
+            tie_to_parent=tie_to_parent,
+            tag=self.TAG,
+            environment=environment,
+        )
+
+    def wait_ready(self, process: ManagedProcess) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if not process.is_running():
+                raise StackError(
+                    "the explore service exited during start-up; see "
+                    f"{self.settings.paths.log_dir / 'explore.log'}"
+                )
+            if self.probe().state == "healthy":
+                return
+            time.sleep(0.25)
+        raise StackError(f"the explore service was not SERVING after {self.ready_timeout_s}s")
+
+    def probe(self) -> Health:
+        with grpc.insecure_channel(self.endpoint) as channel:
+            stub: Any = health_pb2_grpc.HealthStub(channel)
+            try:
+                response = stub.Check(
+                    health_pb2.HealthCheckRequest(service="feedrank.v1.Ranking"), timeout=2
+                )
+            except grpc.RpcError as error:
+                return Health("unhealthy", f"health check failed: {error.code().name}")
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            return Health("unhealthy", "NOT_SERVING")
+        return Health("healthy", f"SERVING, metrics :{self.settings.ports.explore_metrics}")
+
+
 def default_components(settings: Settings) -> list[Component]:
-    return [KafkaComponent(settings)]
+    return [KafkaComponent(settings), ExploreComponent(settings)]

@@ -34,7 +34,8 @@ def java_executable() -> str:
     return found
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Ask the kernel to SIGTERM this process when its parent exits."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -62,7 +63,13 @@ class ManagedProcess:
 
     @classmethod
     def launch(
-        cls, command: list[str], *, log_file: Path, tie_to_parent: bool, tag: str
+        cls,
+        command: list[str],
+        *,
+        log_file: Path,
+        tie_to_parent: bool,
+        tag: str,
+        environment: dict[str, str] | None = None,
     ) -> ManagedProcess:
         if tag not in command:
             raise ValueError(f"the command must carry its tag {tag!r}")
@@ -74,7 +81,8 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if tie_to_parent else None,  # noqa: PLW1509
+                env=environment,
+                preexec_fn=die_with_parent if tie_to_parent else None,  # noqa: PLW1509
             )
         record = ProcessRecord(
             pid=popen.pid, tag=tag, log_file=str(log_file), started_ms=int(time.time() * 1000)

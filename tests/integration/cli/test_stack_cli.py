@@ -25,6 +25,11 @@ def stack_env(tmp_path: Path, jars: JarLocations) -> dict[str, str]:
         FEEDRANK_PATHS__STATE_DIR=str(tmp_path / "state"),
         FEEDRANK_KAFKA__BROKER_PORT=str(free_port()),
         FEEDRANK_KAFKA__CONTROLLER_PORT=str(free_port()),
+        FEEDRANK_PORTS__RANKING_GRPC=str(free_port()),
+        FEEDRANK_PORTS__EXPLORE_METRICS=str(free_port()),
+        FEEDRANK_WORLD__NUM_POSTS="20000",
+        FEEDRANK_WORLD__NUM_USERS="2000",
+        FEEDRANK_EXPLORE__WORKERS="1",
     )
     return env
 
@@ -54,24 +59,22 @@ def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> N
 
     code, statuses = status_json(stack_env)
     assert code == 0
-    [kafka] = statuses
-    assert kafka["name"] == "kafka"
-    assert kafka["state"] == "healthy"
-    pid = kafka["pid"]
-    assert isinstance(pid, int)
-    assert pid_alive(pid)
+    assert [status["name"] for status in statuses] == ["kafka", "explore"]
+    assert all(status["state"] == "healthy" for status in statuses)
+    pids = [status["pid"] for status in statuses]
+    assert all(isinstance(pid, int) and pid_alive(pid) for pid in pids)
 
     again = feedrank(stack_env, "up", "--detach")  # idempotent: nothing new started
     assert again.returncode == 0
-    assert status_json(stack_env)[1][0]["pid"] == pid
+    assert [status["pid"] for status in status_json(stack_env)[1]] == pids
 
     down = feedrank(stack_env, "down")
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "stopped: kafka" in down.stdout
-    assert not pid_alive(pid)
+    assert "stopped: explore, kafka" in down.stdout
+    assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))
     code, statuses = status_json(stack_env)
     assert code == 1
-    assert statuses[0]["state"] == "stopped"
+    assert {status["state"] for status in statuses} == {"stopped"}
 
 
 def test_foreground_up_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> None:
@@ -89,8 +92,7 @@ def test_foreground_up_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> 
             time.sleep(0.5)
             code, statuses = status_json(stack_env)
         assert code == 0, f"stack never became healthy: {statuses}"
-        pid = statuses[0]["pid"]
-        assert isinstance(pid, int)
+        pids = [status["pid"] for status in statuses]
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     finally:
@@ -98,4 +100,4 @@ def test_foreground_up_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> 
             process.kill()
     assert process.returncode == 0, output
     assert "stack stopped" in output
-    assert not pid_alive(pid)
+    assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from feedrank.core.features.schema import CONTENT_DIM, NUM_TOPICS
+from feedrank.core.models.encoding import (
+    CONTEXT_NUMERIC_COLUMNS,
+    POST_NUMERIC_COLUMNS,
+    USER_NUMERIC_COLUMNS,
+    IdEmbedding,
+    context_tensors,
+    hash_indices,
+    hash_strings,
+    post_tensors,
+    user_tensors,
+)
+from tests.unit.core.models.factories import AS_OF_MS, make_posts, make_users
+
+
+def test_hashes_are_stable_golden_values() -> None:
+    # blake2b and splitmix64 do not depend on PYTHONHASHSEED or the process: a model
+    # trained anywhere finds the same buckets everywhere. These values must never change.
+    assert hash_strings(["u1", "u2", "user-42"], 1 << 18).tolist() == [104850, 170874, 172143]
+    assert hash_indices(np.array([0, 1, 999_999]), 1 << 19).tolist() == [380335, 154817, 34797]
+
+
+def test_string_hash_is_deterministic_and_in_range() -> None:
+    buckets = hash_strings([f"u{i}" for i in range(500)] + ["u0"], 64)
+    assert buckets.dtype == np.int64
+    assert buckets[0] == buckets[-1]
+    assert buckets.min() >= 0
+    assert buckets.max() < 64
+
+
+def test_index_hash_is_vectorised_deterministic_and_spread() -> None:
+    indices = np.arange(100_000, dtype=np.int64)
+    buckets = hash_indices(indices, 1 << 16)
+    assert buckets.dtype == np.int64
+    assert buckets.min() >= 0
+    assert buckets.max() < 1 << 16
+    assert np.array_equal(buckets, hash_indices(indices, 1 << 16))
+    # Neighbouring ids land far apart and fill the table about as a random map would.
+    assert np.unique(buckets).size > 0.7 * (1 << 16)
+    assert buckets[0] != buckets[1]
+
+
+def test_user_tensors_shapes_and_dtypes() -> None:
+    users = make_users(np.random.default_rng(0), 5)
+    tensors = user_tensors(users, id_buckets=128)
+    assert len(tensors) == 5
+    assert tensors.numeric.shape == (5, len(USER_NUMERIC_COLUMNS))
+    assert tensors.numeric.dtype == torch.float32
+    for column in (tensors.id_bucket, tensors.language, tensors.country, tensors.age_bucket):
+        assert column.dtype == torch.int64
+        assert column.shape == (5,)
+    assert tensors.known.dtype == torch.bool
+    assert int(tensors.id_bucket.max()) < 128
+
+
+def test_post_tensors_shapes_known_flag_and_age_at_request_time() -> None:
+    posts = make_posts(np.random.default_rng(0), 6)
+    fresh = make_posts(np.random.default_rng(1), 4, fresh=True)
+    tensors = post_tensors(posts, id_buckets=64)
+    assert tensors.topics.shape == (6, NUM_TOPICS)
+    assert tensors.content.shape == (6, CONTENT_DIM)
+    assert tensors.numeric.shape == (6, len(POST_NUMERIC_COLUMNS))
+    assert tensors.age.shape == (6, 1)
+    assert bool(tensors.known.all())
+    assert not bool(post_tensors(fresh, id_buckets=64).known.any())
+    later = post_tensors(posts, id_buckets=64, at_ms=AS_OF_MS + 24 * 3_600_000)
+    assert bool((later.age > tensors.age).all())
+    assert len(tensors.rows(2, 5)) == 3
+
+
+def test_context_tensors_encode_hour_and_weekday_on_a_circle() -> None:
+    midnight_thursday = 0  # 1970-01-01T00:00Z
+    six_am = 6 * 3_600_000
+    context = context_tensors([midnight_thursday, six_am], ["home", "explore"], surface_buckets=8)
+    assert context.numeric.shape == (2, len(CONTEXT_NUMERIC_COLUMNS))
+    hour_sin, hour_cos = context.numeric[:, 0], context.numeric[:, 1]
+    assert torch.allclose(hour_sin, torch.tensor([0.0, 1.0]), atol=1e-6)
+    assert torch.allclose(hour_cos, torch.tensor([1.0, 0.0]), atol=1e-6)
+    assert torch.equal(context.numeric[0, 2:], context.numeric[1, 2:])  # same weekday
+    assert int(context.surface_bucket.max()) < 8
+
+
+def test_id_embedding_is_zero_for_unknown_rows_and_dropped_only_in_training() -> None:
+    embedding = IdEmbedding(buckets=16, dim=4, dropout=0.5)
+    buckets = torch.arange(8)
+    known = torch.tensor([True] * 4 + [False] * 4)
+    embedding.eval()
+    output = embedding(buckets, known)
+    assert output.shape == (8, 5)
+    assert torch.equal(output[4:], torch.zeros(4, 5))
+    assert torch.equal(output[:4, -1], torch.ones(4))
+    assert bool((output[:4, :4] != 0).all())
+    embedding.train()
+    torch.manual_seed(0)
+    kept = torch.stack([embedding(buckets, known)[:4, -1] for _ in range(200)])
+    assert 0.35 < float(kept.mean()) < 0.65
