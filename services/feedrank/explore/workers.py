@@ -89,6 +89,9 @@ class WorkerPool:
             self._processes.append(process)
             self._await_ready(process, receiver)
 
+    def worker_pids(self) -> list[int]:
+        return [process.pid for process in self._processes if process.pid is not None]
+
     def alive(self) -> bool:
         return all(process.is_alive() for process in self._processes)
 

@@ -1,0 +1,269 @@
+"""End-to-end Rank load test: real gRPC workers, real broker, load from this machine.
+
+    .venv/bin/python benchmarks/rank_load.py                 # full: 1M posts, 100k users
+    .venv/bin/python benchmarks/rank_load.py --smoke         # CI-sized: 20k posts, seconds
+
+Every figure is a ratio against a baseline measured in the same run:
+
+* the bare retrieval ceiling: hnswlib k=1000 queries/s on the same cores (one process
+  per worker, no gRPC, no ranking);
+* saturation throughput of Rank (closed loop, many calls in flight), with decision
+  logging to Kafka on and off;
+* p50/p99 latency at 80% of the saturation throughput (open loop, Poisson arrivals);
+* memory: proportional set size (PSS, shared pages split fairly) and RSS of all
+  serving processes together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# prometheus_client must see this before anything imports it (workers share metrics).
+_METRICS_DIR = tempfile.mkdtemp(prefix="feedrank-bench-metrics-")
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _METRICS_DIR)
+
+import torch  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+
+from benchmarks.load_client import LoadResult, closed_loop, open_loop  # noqa: E402
+from feedrank.core.clock import SystemClock  # noqa: E402
+from feedrank.core.settings import Settings, load_settings  # noqa: E402
+from feedrank.explore.app import ServingState, build_serving_state, worker_backend_factory  # noqa: E402
+from feedrank.explore.workers import PoolConfig, WorkerPool  # noqa: E402
+from feedrank.stack.jars import fetch_jars  # noqa: E402
+from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker  # noqa: E402
+from feedrank.stack.topics import TopicSpec, ensure_topics  # noqa: E402
+from tests.support.kafka import free_port  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Report:
+    posts: int
+    workers: int
+    candidates: int
+    limit: int
+    retrieval_ceiling_qps: float
+    saturation_qps_logging: float
+    saturation_qps_no_logging: float
+    p50_ms_at_80pct: float
+    p99_ms_at_80pct: float
+    offered_qps_at_80pct: float
+    errors: int
+    pss_mb: float
+    rss_mb: float
+
+    @property
+    def throughput_vs_ceiling(self) -> float:
+        return self.saturation_qps_logging / self.retrieval_ceiling_qps
+
+    @property
+    def logging_on_vs_off(self) -> float:
+        return self.saturation_qps_logging / self.saturation_qps_no_logging
+
+
+def retrieval_ceiling(
+    state: ServingState, settings: Settings, workers: int, seconds: float
+) -> float:
+    """hnswlib k=candidates queries/s with one process per worker, forked like the workers."""
+    users = state.store
+    now = SystemClock().now_ms()
+    model = state.model
+    vectors = model.two_tower.encode_users(
+        [users.user_features(f"u{index}", now) for index in range(256)]
+    )
+    max_age = int(settings.explore.max_post_age_days * 86_400_000)
+    context = multiprocessing.get_context("fork")
+    counts = context.Array("d", workers)
+
+    def search(slot: int) -> None:
+        torch.set_num_threads(1)
+        done, deadline = 0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            model.index.search(
+                vectors[done % len(vectors)],
+                settings.explore.candidates,
+                languages=[done % 3],
+                country=0,
+                min_created_ms=now - max_age,
+                max_created_ms=now,
+            )
+            done += 1
+        counts[slot] = done / seconds
+
+    processes = [context.Process(target=search, args=(slot,)) for slot in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    return float(sum(counts[:]))
+
+
+def memory_mb(pids: list[int]) -> tuple[float, float]:
+    """(PSS, RSS) in MiB summed over ``pids``."""
+    pss = rss = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == "Pss":
+                pss += int(value.split()[0])
+            elif name == "Rss":
+                rss += int(value.split()[0])
+    return pss / 1024, rss / 1024
+
+
+def serve_and_load(
+    state: ServingState,
+    settings: Settings,
+    args: argparse.Namespace,
+    *,
+    log_decisions: bool,
+    measure_latency: bool,
+) -> tuple[LoadResult, LoadResult | None, tuple[float, float]]:
+    clock = SystemClock()
+    port = free_port()
+    pool = WorkerPool(
+        worker_backend_factory(settings, clock, state, log_decisions=log_decisions),
+        settings.explore,
+        clock,
+        PoolConfig(address=f"127.0.0.1:{port}", workers=args.workers, metrics_address=None),
+    )
+    pool.start()
+    try:
+        address = f"127.0.0.1:{port}"
+        saturation = closed_loop(address, args.users, args.limit, args.seconds, args.in_flight)
+        latency = None
+        if measure_latency:
+            latency = open_loop(address, args.users, args.limit, args.seconds, 0.8 * saturation.qps)
+        return saturation, latency, memory_mb([os.getpid(), *pool.worker_pids()])
+    finally:
+        pool.stop()
+
+
+def main() -> None:
+    args = parse_arguments()
+    torch.set_num_threads(1)
+    jars = fetch_jars(load_settings())
+    data_dir = Path(tempfile.mkdtemp(prefix="feedrank-bench-kafka-"))
+    broker = KafkaBroker(
+        BrokerConfig(
+            data_dir=data_dir, jar_dir=jars.kafka_dir, port=free_port(), controller_port=free_port()
+        ),
+        log_file=data_dir / "kafka.log",
+    )
+    process = broker.start(tie_to_parent=True)
+    try:
+        broker.wait_ready(process, timeout_s=90)
+        topic = "bench.decisions"
+        ensure_topics(
+            AdminClient({"bootstrap.servers": broker.bootstrap}),
+            [TopicSpec(topic, 3, 1, 3_600_000)],
+        )
+        settings = load_settings(
+            kafka={"bootstrap_servers": broker.bootstrap},
+            topics={"decisions": topic},
+            world={
+                "num_posts": args.posts,
+                "num_users": args.users,
+                "num_creators": max(args.posts // 50, 10),
+            },
+            explore={"workers": args.workers, "default_limit": args.limit},
+        )
+        report = run(settings, args)
+    finally:
+        process.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+    print_report(report, args.json)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> Report:
+    started = time.perf_counter()
+    state = build_serving_state(settings, SystemClock(), show_progress=not args.json)
+    print(f"built world and index in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    ceiling = retrieval_ceiling(state, settings, args.workers, args.seconds)
+    without_log, _, _ = serve_and_load(
+        state, settings, args, log_decisions=False, measure_latency=False
+    )
+    with_log, latency, (pss, rss) = serve_and_load(
+        state, settings, args, log_decisions=True, measure_latency=True
+    )
+    assert latency is not None
+    return Report(
+        posts=args.posts,
+        workers=args.workers,
+        candidates=settings.explore.candidates,
+        limit=args.limit,
+        retrieval_ceiling_qps=ceiling,
+        saturation_qps_logging=with_log.qps,
+        saturation_qps_no_logging=without_log.qps,
+        p50_ms_at_80pct=latency.p50_ms,
+        p99_ms_at_80pct=latency.p99_ms,
+        offered_qps_at_80pct=latency.offered_qps,
+        errors=with_log.errors + without_log.errors + latency.errors,
+        pss_mb=pss,
+        rss_mb=rss,
+    )
+
+
+def print_report(report: Report, as_json: bool) -> None:
+    ratios = {
+        "throughput_vs_retrieval_ceiling": round(report.throughput_vs_ceiling, 3),
+        "logging_on_vs_off": round(report.logging_on_vs_off, 3),
+    }
+    if as_json:
+        print(json.dumps({**asdict(report), **ratios}, indent=2))
+        return
+    print(
+        f"posts {report.posts:,}, {report.workers} workers, {report.candidates} candidates, "
+        f"{report.limit} returned"
+    )
+    print(
+        f"retrieval ceiling (hnswlib k={report.candidates}): "
+        f"{report.retrieval_ceiling_qps:,.0f} queries/s"
+    )
+    print(
+        f"Rank saturation, logging on : {report.saturation_qps_logging:,.0f}/s "
+        f"= {ratios['throughput_vs_retrieval_ceiling']:.2f} x ceiling (target >= 0.6)"
+    )
+    print(
+        f"Rank saturation, logging off: {report.saturation_qps_no_logging:,.0f}/s; "
+        f"on/off = {ratios['logging_on_vs_off']:.2f} (target >= 0.95)"
+    )
+    print(
+        f"at 80% load ({report.offered_qps_at_80pct:,.0f}/s): p50 {report.p50_ms_at_80pct:.1f} ms,"
+        f" p99 {report.p99_ms_at_80pct:.1f} ms (target p99 <= 30 ms)"
+    )
+    print(
+        f"memory of all serving processes: PSS {report.pss_mb:,.0f} MiB, "
+        f"RSS {report.rss_mb:,.0f} MiB (target <= 2,500 MiB)"
+    )
+    print(f"errors: {report.errors}")
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--posts", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
+    parser.add_argument("--in-flight", type=int, default=8, help="closed-loop concurrency")
+    parser.add_argument("--smoke", action="store_true", help="CI-sized: 20k posts, 2 s runs")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args()
+    if args.smoke:
+        args.posts, args.users, args.seconds = 20_000, 2_000, 2.0
+    return args
+
+
+if __name__ == "__main__":
+    main()
