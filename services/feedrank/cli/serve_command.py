@@ -53,9 +53,9 @@ def serve(
         settings.explore,
         clock,
         pool_module.PoolConfig(
-            address=f"127.0.0.1:{grpc_port}",
+            address=f"{settings.ports.bind_host}:{grpc_port}",
             workers=worker_count,
-            metrics_address=("127.0.0.1", http_port),
+            metrics_address=(settings.ports.bind_host, http_port),
         ),
     )
     stop = threading.Event()
@@ -63,8 +63,9 @@ def serve(
         signal.signal(signum, lambda *_: stop.set())
     pool.start()
     console.print(
-        f"serving Ranking on 127.0.0.1:{grpc_port} with {worker_count} workers "
-        f"(model {state.model.version}); metrics on http://127.0.0.1:{http_port}/metrics"
+        f"serving Ranking on {settings.ports.bind_host}:{grpc_port} with {worker_count} "
+        f"workers (model {state.model.version}); "
+        f"metrics on http://{settings.ports.bind_host}:{http_port}/metrics"
     )
     try:
         while not stop.wait(timeout=1.0):

@@ -80,6 +80,9 @@ class TopicSettings(_Group):
 class PortSettings(_Group):
     """gRPC and Prometheus ports, all bound on 127.0.0.1 by default."""
 
+    bind_host: str = Field(
+        default=LOOPBACK, description="Interface servers bind; 0.0.0.0 inside a container."
+    )
     ranking_grpc: int = Field(default=50051, ge=1, le=65535, description="Ranking gRPC.")
     deploy_grpc: int = Field(default=50052, ge=1, le=65535, description="Deploy control gRPC.")
     explore_metrics: int = Field(default=9100, ge=1, le=65535, description="Explore /metrics.")

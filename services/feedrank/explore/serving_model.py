@@ -28,6 +28,11 @@ class ServingModel:
     index: CandidateIndex
     post_vectors: FloatArray  # (catalogue size, dim): the post tower's output per post
 
+    def __post_init__(self) -> None:
+        # Served models never train: eval mode once, instead of per request.
+        self.two_tower.eval()
+        self.ranker.eval()
+
 
 def index_catalogue(
     two_tower: TwoTowerModel,

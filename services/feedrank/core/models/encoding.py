@@ -235,14 +235,20 @@ def mlp(input_dim: int, hidden_sizes: Sequence[int], output_dim: int) -> nn.Sequ
 
 @contextmanager
 def evaluating(module: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd for the block; the training flag is restored after."""
+    """Eval mode and no autograd for the block; the training flag is restored after.
+
+    A module already in eval mode (every served model) is not walked at all: toggling
+    the flag recursively costs more than a small forward pass.
+    """
     was_training = module.training
-    module.eval()
+    if was_training:
+        module.eval()
     try:
         with torch.inference_mode():
             yield
     finally:
-        module.train(was_training)
+        if was_training:
+            module.train(True)
 
 
 @contextmanager
