@@ -9,9 +9,18 @@ PROTO_FILES := $(wildcard proto/feedrank/v1/*.proto)
 PROTOC = PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I proto \
 	--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
 
-.PHONY: setup venv jars demo test lint types proto proto-check unit integration clean
+.PHONY: setup venv jars tools demo test lint types proto proto-check unit integration clean
 
-setup: venv jars
+setup: venv jars tools
+
+# Debian tools the tests use for real: promtool (Prometheus) and docker-compose's
+# static validation. Installed once, only when missing.
+tools:
+	@command -v promtool >/dev/null && command -v docker-compose >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    prometheus docker-compose >/dev/null; }
 
 # The virtual environment is rebuilt whenever pyproject.toml changes.
 venv: $(VENV)/.installed

@@ -1,7 +1,7 @@
 """Fetch the JVM pieces of the local stack through Maven into a cache outside git.
 
 * Kafka: ``org.apache.kafka:kafka_2.13`` with its runtime dependencies and a log4j2
-  binding (``jars/kafka-broker.pom.xml``), into ``<cache>/kafka-<version>/``.
+  binding (``maven/kafka-broker.pom.xml``), into ``<cache>/kafka-<version>/``.
 * Flink: the ``flink-sql-connector-kafka`` uber jar, into ``<cache>/flink/``.
 
 A directory counts as complete only once its marker file is written, so an
@@ -70,7 +70,7 @@ def require_jars(settings: Settings) -> JarLocations:
 
 
 def _fetch_kafka(version: str, target: Path) -> None:
-    pom = resources.files("feedrank.stack") / "jars" / "kafka-broker.pom.xml"
+    pom = resources.files("feedrank.stack") / "maven" / "kafka-broker.pom.xml"
     staging = Path(tempfile.mkdtemp(prefix="kafka-", dir=_ensure_parent(target)))
     try:
         with resources.as_file(pom) as pom_path:

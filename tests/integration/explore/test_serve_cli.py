@@ -40,12 +40,14 @@ def wait_serving(address: str, process: subprocess.Popen[str], timeout_s: float)
     raise AssertionError(f"not SERVING within {timeout_s}s")
 
 
-def metric_total(metrics_port: int, name: str) -> float:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+def scrape(metrics_port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+        return str(reply.read().decode())
+
+
+def metric_total(exposition: str, name: str) -> float:
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in body.decode().splitlines()
-        if line.startswith(name)
+        float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(name)
     )
 
 
@@ -87,7 +89,20 @@ def test_serve_runs_workers_on_one_port_and_stops_cleanly(
             stub = ranking_pb2_grpc.RankingStub(grpc.insecure_channel(address))
             response = stub.Rank(ranking_pb2.RankRequest(user_id=f"u{index}", limit=10), timeout=10)
             assert len(response.items) == 10
-        assert metric_total(metrics_port, 'feedrank_rank_requests_total{code="OK"}') == CALLS
+        exposition = scrape(metrics_port)
+        assert metric_total(exposition, 'feedrank_rank_requests_total{code="OK"}') == CALLS
+        assert metric_total(exposition, "feedrank_rank_latency_seconds_count") == CALLS
+        assert 'feedrank_rank_stage_latency_seconds_bucket{le="0.005",stage="retrieve"}' in (
+            exposition
+        )
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=exposition,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
         records = consume(topic, CALLS, timeout_s=60)
         assert {codecs.decode_decision(r.value()).user_id for r in records} == {
             f"u{index}" for index in range(CALLS)
