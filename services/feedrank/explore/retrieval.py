@@ -418,6 +418,7 @@ class CandidateIndex:
         return self._search(user_vector, k, languages, where, exact=True)
 
     def __len__(self) -> int:
+        """How many posts are indexed (live, not removed)."""
         return sum(partition.live for partition in self._partitions)
 
     def __contains__(self, post_index: int) -> bool:
@@ -439,7 +440,7 @@ class CandidateIndex:
         """hnswlib graphs, numpy columns (.npz, no pickle) and index.json under ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         with self._lock.reading():
-            manifest = {"format": INDEX_FORMAT, "config": asdict(self.config), "graphs": []}
+            graphs: list[int] = []
             for language, partition in enumerate(self._partitions):
                 rows = partition.live_rows()
                 np.savez(
@@ -448,7 +449,8 @@ class CandidateIndex:
                 )
                 if partition.graph is not None:
                     partition.graph.save_index(str(directory / f"{LANGUAGES[language]}.hnsw"))
-                    manifest["graphs"].append(language)  # type: ignore[attr-defined]
+                    graphs.append(language)
+            manifest = {"format": INDEX_FORMAT, "config": asdict(self.config), "graphs": graphs}
             (directory / "index.json").write_text(json.dumps(manifest, indent=2))
 
     @classmethod
@@ -484,6 +486,8 @@ class CandidateIndex:
             raise ValueError(f"user_vector has shape {query.shape}, expected ({self.config.dim},)")
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
+        if any(not 0 <= language < len(LANGUAGES) for language in languages):
+            raise ValueError(f"language indices must be in [0, {len(LANGUAGES)}): {languages}")
         found: list[tuple[IntArray, FloatArray]] = []
         with self._lock.reading():
             for language in dict.fromkeys(languages):

@@ -38,6 +38,8 @@ def test_pid_file_finds_a_detached_process_again(tmp_path: Path) -> None:
     process = sleeper(tmp_path, tie_to_parent=False)
     pid_file = tmp_path / "sleeper.pid"
     process.save(pid_file)
+    # Until the child has exec'd, its command line is still the parent's (no tag).
+    assert wait_until(lambda: ManagedProcess.load(pid_file) is not None)
     found = ManagedProcess.load(pid_file)
     assert found is not None
     assert found.pid == process.pid

@@ -97,5 +97,6 @@ def test_id_embedding_is_zero_for_unknown_rows_and_dropped_only_in_training() ->
     assert bool((output[:4, :4] != 0).all())
     embedding.train()
     torch.manual_seed(0)
-    kept = torch.stack([embedding(buckets, known)[:4, -1] for _ in range(200)])
+    with torch.no_grad():
+        kept = torch.stack([embedding(buckets, known)[:4, -1] for _ in range(200)])
     assert 0.35 < float(kept.mean()) < 0.65
