@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ TAG = "feedrank-test-sleeper"
 
 
 def sleeper(tmp_path: Path, *, tie_to_parent: bool) -> ManagedProcess:
-    command = ["/bin/sh", "-c", f"exec sleep 300 # {TAG}", TAG]
+    # The tag stays in the command line for the process's whole life (no exec).
+    command = [sys.executable, "-c", "import time; time.sleep(300)", TAG]
     return ManagedProcess.launch(
         command, log_file=tmp_path / "sleeper.log", tie_to_parent=tie_to_parent, tag=TAG
     )
@@ -61,10 +63,15 @@ def test_tied_child_dies_with_its_parent(tmp_path: Path) -> None:
     parent_script = (
         "import sys; from pathlib import Path\n"
         "from feedrank.stack.process import ManagedProcess\n"
-        f"p = ManagedProcess.launch(['/bin/sh', '-c', 'exec sleep 300', '{TAG}'],"
+        f"p = ManagedProcess.launch([sys.executable, '-c', 'import time; time.sleep(300)',"
+        f" '{TAG}'],"
         f" log_file=Path('{tmp_path}/c.log'), tie_to_parent=True, tag='{TAG}')\n"
         f"p.save(Path('{pid_file}'))\n"
+        # Exit only once the child runs with its tag, so its death proves the tie.
+        f"while ManagedProcess.load(Path('{pid_file}')) is None: pass\n"
     )
     subprocess.run([sys.executable, "-c", parent_script], check=True, timeout=30)
     assert pid_file.is_file()
+    child_pid = json.loads(pid_file.read_text())["pid"]
+    assert child_pid != os.getpid()
     assert wait_until(lambda: ManagedProcess.load(pid_file) is None), "child outlived its parent"
