@@ -237,9 +237,9 @@ class ExploreService:
                     position=item.position,
                     score=item.score,
                     propensity=item.propensity,
-                    features=shown_posts.row_to_proto(row),
+                    features=features,
                 )
-                for row, item in enumerate(items)
+                for item, features in zip(items, shown_posts.to_protos(), strict=True)
             ],
             context={"surface": query.surface, **_context_codes(query)},
         )

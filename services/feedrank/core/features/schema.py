@@ -111,25 +111,33 @@ class PostFeatureBatch:
         }
         return PostFeatureBatch(**values, as_of_ms=self.as_of_ms)
 
-    def row_to_proto(self, row: int) -> events_pb2.FeatureVector:
-        """Impression-time features of one post, for the decision log."""
-        return events_pb2.FeatureVector(
-            numeric={
-                "age_hours": float(self.age_hours[row]),
-                "creator_followers": float(self.creator_followers[row]),
-                "creator_engagement_rate": float(self.creator_engagement_rate[row]),
-                "impressions": float(self.impressions[row]),
-                "engagement_rate": float(self.engagement_rate[row]),
-                "sensitive": float(self.sensitive[row]),
-                "region_locked": float(self.region_locked[row]),
-                "creator_index": float(self.creator_index[row]),
-            },
-            categorical={
-                "language": LANGUAGES[int(self.language[row])],
-                "country": COUNTRIES[int(self.country[row])],
-            },
-            embedding=self.content[row].tolist(),
-        )
+    def to_protos(self) -> list[events_pb2.FeatureVector]:
+        """Impression-time features of every post, for the decision log.
+
+        Columns are converted to Python once, not per row and field: this runs on the
+        serving path for every shown item.
+        """
+        numeric_columns = {
+            "age_hours": self.age_hours.tolist(),
+            "creator_followers": self.creator_followers.tolist(),
+            "creator_engagement_rate": self.creator_engagement_rate.tolist(),
+            "impressions": self.impressions.tolist(),
+            "engagement_rate": self.engagement_rate.tolist(),
+            "sensitive": self.sensitive.astype(np.float64).tolist(),
+            "region_locked": self.region_locked.astype(np.float64).tolist(),
+            "creator_index": self.creator_index.astype(np.float64).tolist(),
+        }
+        languages = [LANGUAGES[code] for code in self.language.tolist()]
+        countries = [COUNTRIES[code] for code in self.country.tolist()]
+        embeddings = self.content.tolist()
+        return [
+            events_pb2.FeatureVector(
+                numeric={name: column[row] for name, column in numeric_columns.items()},
+                categorical={"language": languages[row], "country": countries[row]},
+                embedding=embeddings[row],
+            )
+            for row in range(len(self))
+        ]
 
 
 USER_NUMERIC = ("age_bucket", "activity", "follow_count", "engagements_7d", "sensitive_filter")
