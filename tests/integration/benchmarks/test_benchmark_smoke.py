@@ -1,0 +1,50 @@
+"""CI-sized runs of the benchmarks: they run end to end and report sane numbers.
+
+No timing is asserted here (that is what `benchmarks/` and docs/benchmarks.md are for);
+these only keep the benchmark scripts working.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from feedrank.stack.jars import JarLocations
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def run_benchmark(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_rank_load_smoke(jars: JarLocations) -> None:
+    result = run_benchmark("-m", "benchmarks.rank_load", "--smoke", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["errors"] == 0
+    assert report["posts"] == 20_000
+    assert report["retrieval_ceiling_qps"] > 0
+    assert report["saturation_qps_logging"] > 0
+    assert report["saturation_qps_no_logging"] > 0
+    assert math.isfinite(report["p99_ms_at_80pct"])
+    assert report["p50_ms_at_80pct"] <= report["p99_ms_at_80pct"]
+    assert report["pss_mb"] > 0
+
+
+def test_retrieval_smoke() -> None:
+    result = run_benchmark(
+        "benchmarks/retrieval.py", "--posts", "30000", "--k", "200", "--queries", "20"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "recall" in result.stdout
