@@ -9,7 +9,7 @@ PROTO_FILES := $(wildcard proto/feedrank/v1/*.proto)
 PROTOC = PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I proto \
 	--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
 
-.PHONY: setup venv jars tools demo test lint types proto proto-check unit integration clean
+.PHONY: setup venv jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
 
 setup: venv jars tools
 
@@ -33,6 +33,17 @@ $(VENV)/.installed: pyproject.toml
 # Kafka broker jars and the Flink Kafka connector, through Maven, into the jar cache.
 jars: venv
 	$(BIN)/feedrank setup
+
+# ghz, a compiled gRPC load generator, from the Go module proxy (benchmarks only).
+GHZ_VERSION ?= v0.93.0
+bench-tools:
+	@command -v ghz >/dev/null || test -x $$HOME/go/bin/ghz || \
+	  go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
+# The full explore benchmarks (minutes): retrieval at 1M posts, then Rank under load.
+bench: setup bench-tools
+	$(BIN)/python benchmarks/retrieval.py --posts 1000000
+	$(BIN)/python -m benchmarks.rank_load
 
 demo: setup
 	$(BIN)/feedrank up

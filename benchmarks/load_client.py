@@ -8,11 +8,17 @@ process.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,6 +27,7 @@ import numpy as np
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 
 CLIENT_PROCESSES = 2
+PROTO_ROOT = Path(__file__).resolve().parents[1] / "proto"
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,90 @@ class LoadResult:
     p99_ms: float
     errors: int
     offered_qps: float  # 0 for closed loop
+
+
+def ghz_available() -> str | None:
+    """The ghz binary (a compiled gRPC load generator), if installed (`make bench-tools`)."""
+    return shutil.which("ghz") or next(
+        (str(path) for path in [Path.home() / "go" / "bin" / "ghz"] if path.is_file()), None
+    )
+
+
+def ranking_protoset() -> Path:
+    """A compiled descriptor set of ranking.proto for ghz.
+
+    ghz cannot use Python's reflection service (it asks for the method symbol, which
+    grpcio-reflection does not resolve) nor parse proto3 ``optional`` from source.
+    """
+    target = Path(tempfile.gettempdir()) / "feedrank-ranking.protoset"
+    command = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{PROTO_ROOT}",
+        f"--descriptor_set_out={target}",
+        "--include_imports",
+        str(PROTO_ROOT / "feedrank" / "v1" / "ranking.proto"),
+    ]
+    subprocess.run(command, check=True, capture_output=True)
+    return target
+
+
+def ghz(
+    binary: str,
+    address: str,
+    users: int,
+    limit: int,
+    seconds: float,
+    *,
+    concurrency: int,
+    rate: float | None,
+) -> LoadResult:
+    """Run ghz against Ranking.Rank: closed loop (``rate`` None) or at ``rate`` calls/s.
+
+    ghz spends microseconds per call, so the measured service keeps the cores.
+    """
+    command = [
+        binary,
+        "--insecure",
+        "--protoset",
+        str(ranking_protoset()),
+        "--call",
+        "feedrank.v1.Ranking/Rank",
+        "--data",
+        json.dumps({"user_id": "u{{randomInt 0 " + str(users) + "}}", "limit": limit}),
+        "--concurrency",
+        str(concurrency),
+        "--connections",
+        str(min(concurrency, 4)),
+        "--duration",
+        f"{seconds}s",
+        "--duration-stop",
+        "wait",  # calls in flight at the end complete; they are not errors
+        "--timeout",
+        "5s",
+        "--format",
+        "json",
+        "--cpus",
+        "1",
+    ]
+    if rate is not None:
+        command += ["--rps", str(max(int(rate), 1))]
+    completed = subprocess.run([*command, address], capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"ghz failed: {completed.stdout[-2000:]} {completed.stderr[-2000:]}")
+    report = json.loads(completed.stdout)
+    latencies = {item["percentage"]: item["latency"] for item in report["latencyDistribution"]}
+    errors = sum(
+        count for code, count in report.get("statusCodeDistribution", {}).items() if code != "OK"
+    )
+    return LoadResult(
+        qps=report["statusCodeDistribution"].get("OK", 0) / seconds,
+        p50_ms=latencies[50] / 1e6,
+        p99_ms=latencies[99] / 1e6,
+        errors=errors,
+        offered_qps=rate or 0.0,
+    )
 
 
 def closed_loop(address: str, users: int, limit: int, seconds: float, in_flight: int) -> LoadResult:

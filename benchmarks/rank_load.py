@@ -34,7 +34,13 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _METRICS_DIR)
 import torch  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
-from benchmarks.load_client import LoadResult, closed_loop, open_loop  # noqa: E402
+from benchmarks.load_client import (  # noqa: E402
+    LoadResult,
+    closed_loop,
+    ghz,
+    ghz_available,
+    open_loop,
+)
 from feedrank.core.clock import SystemClock  # noqa: E402
 from feedrank.core.settings import Settings, load_settings  # noqa: E402
 from feedrank.explore.app import ServingState, build_serving_state, worker_backend_factory  # noqa: E402
@@ -60,6 +66,7 @@ class Report:
     errors: int
     pss_mb: float
     rss_mb: float
+    client: str
 
     @property
     def throughput_vs_ceiling(self) -> float:
@@ -139,13 +146,40 @@ def serve_and_load(
     pool.start()
     try:
         address = f"127.0.0.1:{port}"
-        saturation = closed_loop(address, args.users, args.limit, args.seconds, args.in_flight)
-        latency = None
-        if measure_latency:
-            latency = open_loop(address, args.users, args.limit, args.seconds, 0.8 * saturation.qps)
+        saturation, latency = generate_load(address, args, measure_latency=measure_latency)
         return saturation, latency, memory_mb([os.getpid(), *pool.worker_pids()])
     finally:
         pool.stop()
+
+
+def generate_load(
+    address: str, args: argparse.Namespace, *, measure_latency: bool
+) -> tuple[LoadResult, LoadResult | None]:
+    """Saturation (closed loop), then latency at 80 % of it (open loop) if asked."""
+    binary = ghz_available() if args.client == "ghz" else None
+    if args.client == "ghz" and binary is None:
+        raise SystemExit("ghz is not installed: run `make bench-tools` or pass --client python")
+    if binary is not None:
+
+        def load(rate: float | None) -> LoadResult:
+            return ghz(
+                binary,
+                address,
+                args.users,
+                args.limit,
+                args.seconds,
+                concurrency=args.in_flight,
+                rate=rate,
+            )
+
+        saturation = load(None)
+        return saturation, load(0.8 * saturation.qps) if measure_latency else None
+    saturation = closed_loop(address, args.users, args.limit, args.seconds, args.in_flight)
+    if not measure_latency:
+        return saturation, None
+    return saturation, open_loop(
+        address, args.users, args.limit, args.seconds, 0.8 * saturation.qps
+    )
 
 
 def main() -> None:
@@ -211,6 +245,7 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
         errors=with_log.errors + without_log.errors + latency.errors,
         pss_mb=pss,
         rss_mb=rss,
+        client=args.client,
     )
 
 
@@ -258,6 +293,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
     parser.add_argument("--in-flight", type=int, default=8, help="closed-loop concurrency")
     parser.add_argument("--smoke", action="store_true", help="CI-sized: 20k posts, 2 s runs")
+    parser.add_argument(
+        "--client",
+        choices=("ghz", "python"),
+        default="ghz" if ghz_available() else "python",
+        help="load generator: ghz (compiled, default when installed) or Python gRPC clients",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     if args.smoke:
