@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from feedrank.core import codecs
+from feedrank.streaming.join_logic import (
+    DecisionState,
+    JoinConfig,
+    JoinOutput,
+    RewardRecord,
+    on_decision,
+    on_reward,
+    on_timer,
+)
+from feedrank.v1 import events_pb2
+
+T0 = 1_764_000_000_000
+CONFIG = JoinConfig(
+    reward_window_ms=10_000, max_skew_ms=1_000, dangling_wait_ms=5_000, tombstone_ms=20_000
+)
+
+
+def decision(items: int = 3) -> events_pb2.Decision:
+    return events_pb2.Decision(
+        decision_id="d1",
+        user_id="u1",
+        event_time_ms=T0,
+        model_version="v1",
+        arm="stable",
+        items=[
+            events_pb2.ShownItem(post_id=f"p{i}", position=i, score=0.5, propensity=0.9)
+            for i in range(items)
+        ],
+    )
+
+
+def reward(post: str, kind: str, ts: int, value: float = 1.0) -> RewardRecord:
+    return RewardRecord("d1", post, "u1", kind, value, ts)
+
+
+def examples(outputs: list[JoinOutput]) -> list[events_pb2.LabelledExample]:
+    return [
+        codecs.decode(events_pb2.LabelledExample, output.payload)
+        for output in outputs
+        if output.kind == "example"
+    ]
+
+
+def test_engagement_inside_the_window_makes_one_positive_at_once() -> None:
+    state = DecisionState()
+    outputs, timers = on_decision(state, decision(), CONFIG)
+    assert [o.kind for o in outputs] == ["impressions"]
+    assert outputs[0].impressions == 3
+    assert timers.at_ms == (T0 + 10_000, T0 + 30_000)
+    outputs, _ = on_reward(state, reward("p1", "like", T0 + 500), CONFIG)
+    [positive] = examples(outputs)
+    assert (positive.post_id, positive.reward, positive.engaged) == ("p1", 1.0, True)
+    assert positive.label_time_ms == T0 + 500
+    assert positive.position == 1
+    # A second engagement for the same item never makes a second example.
+    outputs, _ = on_reward(state, reward("p1", "share", T0 + 700), CONFIG)
+    assert examples(outputs) == []
+
+
+def test_window_close_makes_negatives_for_the_rest() -> None:
+    state = DecisionState()
+    on_decision(state, decision(), CONFIG)
+    on_reward(state, reward("p0", "comment", T0 + 100), CONFIG)
+    on_reward(state, reward("p2", "report", T0 + 200), CONFIG)
+    outputs, clear = on_timer(state, T0 + 10_000, CONFIG)
+    negatives = examples(outputs)
+    assert sorted(n.post_id for n in negatives) == ["p1", "p2"]
+    assert all(n.reward == 0.0 and not n.engaged for n in negatives)
+    assert next(n for n in negatives if n.post_id == "p2").breakdown.reports == 1
+    assert not clear
+    assert on_timer(state, T0 + 30_000, CONFIG)[1]
+
+
+def test_two_rewards_combine_in_one_example() -> None:
+    state = DecisionState()
+    on_decision(state, decision(), CONFIG)
+    on_reward(state, reward("p0", "view", T0 + 10), CONFIG)
+    on_reward(state, reward("p0", "dwell", T0 + 20, value=12.5), CONFIG)
+    outputs, _ = on_reward(state, reward("p0", "like", T0 + 30), CONFIG)
+    [positive] = examples(outputs)
+    assert (positive.breakdown.views, positive.breakdown.likes) == (1, 1)
+    assert positive.breakdown.dwell_seconds == 12.5
+
+
+def test_reward_after_the_window_is_late_and_never_labelled() -> None:
+    state = DecisionState()
+    on_decision(state, decision(), CONFIG)
+    on_timer(state, T0 + 10_000, CONFIG)
+    outputs, _ = on_reward(state, reward("p0", "like", T0 + 10_500), CONFIG)
+    assert [o.kind for o in outputs] == ["late"]
+    letter = codecs.decode(events_pb2.DeadLetter, outputs[0].payload)
+    assert "late reward" in letter.error
+    assert codecs.decode_reward(letter.value).post_id == "p0"
+
+
+def test_reward_slightly_before_its_decision_still_joins() -> None:
+    state = DecisionState()
+    outputs, timers = on_reward(state, reward("p2", "save", T0 - 500), CONFIG)
+    assert outputs == []
+    assert timers.at_ms == (T0 - 500 + 5_000,)
+    outputs, _ = on_decision(state, decision(), CONFIG)
+    [positive] = examples(outputs)
+    assert positive.post_id == "p2"
+
+
+def test_reward_for_an_unknown_decision_is_dangling() -> None:
+    state = DecisionState()
+    on_reward(state, reward("p0", "like", T0), CONFIG)
+    outputs, clear = on_timer(state, T0 + 5_000, CONFIG)
+    assert [o.kind for o in outputs] == ["dangling"]
+    assert clear
+
+
+def test_reward_for_a_post_the_decision_did_not_show_is_dangling() -> None:
+    state = DecisionState()
+    on_decision(state, decision(), CONFIG)
+    outputs, _ = on_reward(state, reward("p99", "like", T0 + 1), CONFIG)
+    assert [o.kind for o in outputs] == ["dangling"]
+
+
+def test_state_survives_a_json_round_trip() -> None:
+    state = DecisionState()
+    on_decision(state, decision(), CONFIG)
+    on_reward(state, reward("p0", "like", T0 + 1), CONFIG)
+    restored = DecisionState.from_json(state.to_json())
+    assert restored == state
+    outputs, _ = on_reward(restored, reward("p0", "like", T0 + 2), CONFIG)
+    assert examples(outputs) == []
