@@ -6,9 +6,12 @@ job code runs on this mini-cluster, in tests, and submitted to a real Flink clus
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
-from pyflink.table import EnvironmentSettings, TableEnvironment
+from pyflink.common import Configuration
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvironment
 
 from feedrank.core.settings import Settings
 from feedrank.stack.jars import require_jars
@@ -43,3 +46,33 @@ def create_table_environment(
     config.set("execution.checkpointing.mode", "EXACTLY_ONCE")
     config.set("table.exec.source.idle-timeout", "5 s")
     return table_env
+
+
+def create_stream_environment(
+    settings: Settings,
+    options: FlinkJobOptions | None = None,
+    *,
+    extra: dict[str, str] | None = None,
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    """DataStream + Table environments for jobs that mix SQL with Python operators.
+
+    Python operators run in worker processes of this interpreter (the project's venv),
+    so they import the same ``feedrank`` code.
+    """
+    options = options or FlinkJobOptions.from_settings(settings)
+    connector = require_jars(settings).flink_connector
+    configuration = Configuration()
+    values = {
+        "pipeline.jars": connector.resolve().as_uri(),
+        "parallelism.default": str(options.parallelism),
+        "execution.checkpointing.interval": f"{int(options.checkpoint_interval_s * 1000)} ms",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        **(extra or {}),
+    }
+    for key, value in values.items():
+        configuration.set_string(key, value)
+    stream_env = StreamExecutionEnvironment.get_execution_environment(configuration)
+    table_env = StreamTableEnvironment.create(stream_env)
+    return stream_env, table_env

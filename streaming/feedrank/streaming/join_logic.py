@@ -42,7 +42,7 @@ BREAKDOWN_FIELDS = {
     "block": "blocks",
 }
 
-OutputKind = Literal["example", "late", "dangling", "impressions", "reward"]
+OutputKind = Literal["example", "late", "dangling", "malformed", "impressions", "reward"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class JoinOutput:
     reports: int = 0
     blocks: int = 0
     hides: int = 0
+    detail: str = ""  # why, for late, dangling and malformed records
 
 
 @dataclass
@@ -285,7 +286,15 @@ def _dead_letter(kind: Literal["late", "dangling"], reward: RewardRecord, why: s
         failed_at_ms=reward.ts_ms,
         stage="join",
     )
-    return JoinOutput(kind, reward.user_id.encode(), codecs.encode(letter), "", "", reward.ts_ms)
+    return JoinOutput(
+        kind,
+        reward.user_id.encode(),
+        codecs.encode(letter),
+        "",
+        "",
+        reward.ts_ms,
+        detail=letter.error,
+    )
 
 
 def _reward_proto(reward: RewardRecord) -> events_pb2.Reward:

@@ -1,0 +1,148 @@
+"""The streaming join job: decisions ⋈ rewards → labelled examples, dead letters.
+
+Sources and sinks are Kafka SQL tables (raw bytes, read committed, transactional
+exactly-once sinks); the join in between is the keyed Python operator of
+``join_operator``, fed one record per decision (not per shown item) and one per
+reward. Event time comes from the events themselves, with bounded out-of-orderness
+and idle sources excluded from the watermark after ``idleness_ms``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyflink.common import Duration, WatermarkStrategy
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment, Table
+
+from feedrank.core import codecs
+from feedrank.streaming.join_logic import JoinConfig
+from feedrank.streaming.join_operator import (
+    DECISION_ROW,
+    OUTPUT_ROW,
+    DecisionRewardJoin,
+    EventTimeOf,
+    decode_decision_row,
+)
+from feedrank.streaming.kafka_tables import (
+    KafkaSink,
+    KafkaSource,
+    raw_sink_options,
+    raw_source_options,
+    raw_table_ddl,
+)
+from feedrank.streaming.reward_intake import register_reward_intake
+
+
+@dataclass(frozen=True)
+class JoinTopics:
+    decisions: str
+    rewards: str
+    examples: str
+    dlq: str
+
+
+@dataclass(frozen=True)
+class JoinJobConfig:
+    bootstrap: str
+    topics: JoinTopics
+    join: JoinConfig
+    group_id: str
+    transactional_id_prefix: str
+    out_of_orderness_ms: int = 5_000
+    idleness_ms: int = 10_000
+    bounded: bool = False  # stop at the offsets that were latest at start (tests)
+
+
+def event_time(field: str, config: JoinJobConfig) -> WatermarkStrategy:
+    return (
+        WatermarkStrategy.for_bounded_out_of_orderness(
+            Duration.of_millis(config.out_of_orderness_ms)
+        )
+        .with_timestamp_assigner(EventTimeOf(field))
+        .with_idleness(Duration.of_millis(config.idleness_ms))
+    )
+
+
+def joined_stream(
+    table_env: StreamTableEnvironment, rewards: Table, config: JoinJobConfig
+) -> DataStream:
+    """The join operator's output (OUTPUT_ROW), timestamped in event time."""
+    source = KafkaSource(
+        config.topics.decisions,
+        config.bootstrap,
+        f"{config.group_id}-decisions",
+        bounded=config.bounded,
+    )
+    table_env.execute_sql(raw_table_ddl("decisions_raw", raw_source_options(source)))
+    decisions = (
+        table_env.to_data_stream(table_env.from_path("decisions_raw"))
+        .map(decode_decision_row, output_type=DECISION_ROW)
+        .assign_timestamps_and_watermarks(event_time("event_time_ms", config))
+    )
+    reward_rows = table_env.to_data_stream(rewards).assign_timestamps_and_watermarks(
+        event_time("ts_ms", config)
+    )
+    return (
+        decisions.connect(reward_rows)
+        .key_by(lambda row: row["decision_id"], lambda row: row["decision_id"], Types.STRING())
+        .process(DecisionRewardJoin(config.join), output_type=OUTPUT_ROW)
+    )
+
+
+def build_join_job(
+    stream_env: StreamExecutionEnvironment,
+    table_env: StreamTableEnvironment,
+    config: JoinJobConfig,
+) -> None:
+    """Attach reward intake, the join and its sinks to ``stream_env``; run with ``execute``.
+
+    Malformed rewards go to the DLQ from the intake, late and dangling rewards and
+    malformed decisions from the join.
+    """
+    statements = table_env.create_statement_set()
+    rewards = register_reward_intake(
+        table_env,
+        KafkaSource(
+            config.topics.rewards,
+            config.bootstrap,
+            f"{config.group_id}-rewards",
+            bounded=config.bounded,
+        ),
+        KafkaSink(
+            config.topics.dlq,
+            config.bootstrap,
+            transactional_id_prefix=f"{config.transactional_id_prefix}-intake-dlq",
+        ),
+        statements,
+    )
+    # Python operators do not forward record timestamps; event time travels as a column.
+    joined = table_env.from_data_stream(joined_stream(table_env, rewards, config))
+    table_env.create_temporary_view("join_out", joined)
+    for table, topic in (
+        ("examples_sink", config.topics.examples),
+        ("join_dlq_sink", config.topics.dlq),
+    ):
+        sink = KafkaSink(
+            topic,
+            config.bootstrap,
+            transactional_id_prefix=f"{config.transactional_id_prefix}-{table}",
+        )
+        table_env.execute_sql(raw_table_ddl(table, raw_sink_options(sink)))
+    statements.add_insert_sql(
+        "INSERT INTO examples_sink SELECT `key`, payload, "
+        "MAP['content-type', CAST('application/x-protobuf' AS BYTES)] "
+        "FROM join_out WHERE kind = 'example'"
+    )
+    statements.add_insert_sql(
+        "INSERT INTO join_dlq_sink SELECT `key`, payload, MAP["
+        f"'{codecs.DLQ_HEADER_TOPIC}', CAST(CASE kind WHEN 'malformed' "
+        f"THEN '{config.topics.decisions}' ELSE '{config.topics.rewards}' END AS BYTES), "
+        f"'{codecs.DLQ_HEADER_PARTITION}', CAST('-1' AS BYTES), "
+        f"'{codecs.DLQ_HEADER_OFFSET}', CAST('-1' AS BYTES), "
+        f"'{codecs.DLQ_HEADER_ERROR}', CAST(detail AS BYTES), "
+        f"'{codecs.DLQ_HEADER_STAGE}', CAST('join' AS BYTES)] "
+        "FROM join_out WHERE kind IN ('late', 'dangling', 'malformed')"
+    )
+    statements.attach_as_datastream()
