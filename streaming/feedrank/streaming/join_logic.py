@@ -82,6 +82,7 @@ class JoinOutput:
     blocks: int = 0
     hides: int = 0
     detail: str = ""  # why, for late, dangling and malformed records
+    post_id: str = ""  # examples and attributed rewards
 
 
 @dataclass
