@@ -115,6 +115,14 @@ class PathSettings(_Group):
     def kafka_data_dir(self) -> Path:
         return self.state_dir / "kafka"
 
+    @property
+    def flink_checkpoint_dir(self) -> Path:
+        return self.state_dir / "flink" / "checkpoints"
+
+    @property
+    def flink_savepoint_dir(self) -> Path:
+        return self.state_dir / "flink" / "savepoints"
+
 
 class FlinkSettings(_Group):
     """The PyFlink mini-cluster and its Kafka connector."""
@@ -155,6 +163,28 @@ class WorldSettings(_Group):
     num_creators: int = Field(default=2_000, ge=1, description="Simulated creators.")
     num_posts: int = Field(default=100_000, ge=1, description="Simulated posts.")
     seed: int = Field(default=7, description="Seed of the world and behaviour model.")
+
+
+class JoinSettings(_Group):
+    """The streaming join: event-time tolerances and where its checkpoints live."""
+
+    max_skew_s: float = Field(
+        default=60.0, ge=0, description="A reward this long before its decision still joins."
+    )
+    dangling_wait_s: float = Field(
+        default=300.0, gt=0, description="How long a reward waits for its decision."
+    )
+    tombstone_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="How long a closed decision is remembered (late vs dangling).",
+    )
+    out_of_orderness_s: float = Field(
+        default=5.0, ge=0, description="Bounded out-of-orderness of the event-time watermark."
+    )
+    idleness_s: float = Field(
+        default=10.0, gt=0, description="A partition idle this long stops holding the watermark."
+    )
 
 
 class TimeSettings(_Group):
@@ -208,6 +238,7 @@ class Settings(BaseSettings):
     flink: FlinkSettings = FlinkSettings()
     explore: ExploreSettings = ExploreSettings()
     world: WorldSettings = WorldSettings()
+    join: JoinSettings = JoinSettings()
     time: TimeSettings = TimeSettings()
 
     @classmethod

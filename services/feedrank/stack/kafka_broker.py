@@ -109,8 +109,8 @@ class KafkaBroker:
         command = [
             *self._java_command(STORAGE_TOOL_CLASS),
             "format",
-            "--cluster-id",
-            _kafka_cluster_id(),
+            # One argument: a random id may start with "-", which argparse would misread.
+            f"--cluster-id={_kafka_cluster_id()}",
             "--config",
             str(self.config.properties_file),
         ]

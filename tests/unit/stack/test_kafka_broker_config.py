@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from feedrank.stack.kafka_broker import BrokerConfig
+import pytest
+
+from feedrank.stack import kafka_broker
+from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker
 
 
 def parse(properties: str) -> dict[str, str]:
@@ -22,3 +26,22 @@ def test_single_broker_internal_topics_use_replication_factor_one(tmp_path: Path
     assert properties["log.dirs"] == str((tmp_path / "logs").resolve())
     # Flink's exactly-once sink asks for 10-minute transactions; the broker must allow it.
     assert int(properties["transaction.max.timeout.ms"]) >= 600_000
+
+
+def test_cluster_id_is_passed_as_one_argument(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A random cluster id may start with '-'; as a separate argv item it reads as a flag."""
+    captured: list[list[str]] = []
+
+    def fake_run(command: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        captured.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(kafka_broker, "_kafka_cluster_id", lambda: "-starts-with-dash")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(kafka_broker, "java_executable", lambda: "java")
+    config = BrokerConfig(data_dir=tmp_path, jar_dir=tmp_path, port=1, controller_port=2)
+    KafkaBroker(config, tmp_path / "log").format_storage()
+    [command] = captured
+    assert "--cluster-id=-starts-with-dash" in command

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from feedrank.core.settings import load_settings
+from feedrank.streaming.join_runner import job_config
+from feedrank.streaming.recovery import latest_snapshot
+
+
+def test_job_config_follows_the_settings() -> None:
+    settings = load_settings(
+        time={"reward_window": 30},
+        join={"max_skew_s": 2, "idleness_s": 3},
+        topics={"examples": "ex"},
+    )
+    config = job_config(settings)
+    assert config.join.reward_window_ms == 30_000
+    assert config.join.max_skew_ms == 2_000
+    assert config.idleness_ms == 3_000
+    assert config.topics.examples == "ex"
+    # Stable across restarts, so a recovered job aborts what a crashed one left open.
+    assert job_config(settings).transactional_id_prefix == config.transactional_id_prefix
+
+
+def test_latest_snapshot_is_the_newest_complete_one(tmp_path: Path) -> None:
+    checkpoints, savepoints = tmp_path / "chk", tmp_path / "sp"
+    assert latest_snapshot(checkpoints, savepoints) is None
+    older = checkpoints / "job-a" / "chk-3"
+    newer = savepoints / "savepoint-1"
+    incomplete = checkpoints / "job-b" / "chk-9"
+    for directory in (older, newer, incomplete):
+        directory.mkdir(parents=True)
+    (older / "_metadata").write_text("x")
+    (newer / "_metadata").write_text("x")
+    now = time.time()
+    os.utime(older / "_metadata", (now - 60, now - 60))
+    assert latest_snapshot(checkpoints, savepoints) == newer
