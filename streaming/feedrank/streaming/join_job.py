@@ -15,6 +15,7 @@ from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment, Table
+from pyflink.table.expressions import col
 
 from feedrank.core import codecs
 from feedrank.streaming.join_logic import JoinConfig
@@ -81,7 +82,22 @@ def joined_stream(
         .map(decode_decision_row, output_type=DECISION_ROW)
         .assign_timestamps_and_watermarks(event_time("event_time_ms", config))
     )
-    reward_rows = table_env.to_data_stream(rewards).assign_timestamps_and_watermarks(
+    # Only plain columns cross into Python: event time is re-assigned from ts_ms below,
+    # and the TIMESTAMP_LTZ rowtime column is left on the SQL side.
+    plain_rewards = rewards.select(
+        *(
+            col(name)
+            for name in (
+                "decision_id",
+                "post_id",
+                "user_id",
+                "reward_type",
+                "reward_value",
+                "ts_ms",
+            )
+        )
+    )
+    reward_rows = table_env.to_data_stream(plain_rewards).assign_timestamps_and_watermarks(
         event_time("ts_ms", config)
     )
     return (

@@ -51,7 +51,6 @@ OUTPUT_FIELDS = [
     ("blocks", Types.INT()),
     ("hides", Types.INT()),
     ("detail", Types.STRING()),
-    ("post_id", Types.STRING()),
 ]
 OUTPUT_ROW = Types.ROW_NAMED([n for n, _ in OUTPUT_FIELDS], [t for _, t in OUTPUT_FIELDS])
 
