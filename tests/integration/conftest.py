@@ -8,7 +8,6 @@ tied to the pytest process, so a killed run leaves no JVM behind.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -65,8 +64,3 @@ def new_topic(kafka_admin: AdminClient, request: pytest.FixtureRequest) -> Itera
 def consume(kafka: KafkaBroker) -> CommittedReader:
     """Read records from a topic as a read-committed consumer."""
     return CommittedReader(kafka.bootstrap)
-
-
-@pytest.fixture(scope="session")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("feedrank-state")

@@ -9,9 +9,8 @@ import uuid
 from confluent_kafka import Consumer, Message
 from confluent_kafka.admin import AdminClient
 
+from feedrank.core.settings import DAY_MS
 from feedrank.stack.topics import TopicSpec, ensure_topics
-
-DAY_MS = 24 * 3600 * 1000
 
 
 def free_port() -> int:

@@ -30,20 +30,25 @@ class FlinkJobOptions:
         )
 
 
+def _job_configuration(settings: Settings, options: FlinkJobOptions) -> dict[str, str]:
+    """What every feedrank job sets: the connector jar, parallelism, exactly-once checkpoints."""
+    return {
+        "pipeline.jars": require_jars(settings).flink_connector.resolve().as_uri(),
+        "parallelism.default": str(options.parallelism),
+        "execution.checkpointing.interval": f"{int(options.checkpoint_interval_s * 1000)} ms",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+    }
+
+
 def create_table_environment(
     settings: Settings, options: FlinkJobOptions | None = None
 ) -> TableEnvironment:
     """A streaming TableEnvironment on the local mini-cluster with exactly-once checkpoints."""
     options = options or FlinkJobOptions.from_settings(settings)
-    connector = require_jars(settings).flink_connector
     table_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     config = table_env.get_config()
-    config.set("pipeline.jars", connector.resolve().as_uri())
-    config.set("parallelism.default", str(options.parallelism))
-    config.set(
-        "execution.checkpointing.interval", f"{int(options.checkpoint_interval_s * 1000)} ms"
-    )
-    config.set("execution.checkpointing.mode", "EXACTLY_ONCE")
+    for key, value in _job_configuration(settings, options).items():
+        config.set(key, value)
     config.set("table.exec.source.idle-timeout", "5 s")
     return table_env
 
@@ -60,13 +65,9 @@ def create_stream_environment(
     so they import the same ``feedrank`` code.
     """
     options = options or FlinkJobOptions.from_settings(settings)
-    connector = require_jars(settings).flink_connector
     configuration = Configuration()
     values = {
-        "pipeline.jars": connector.resolve().as_uri(),
-        "parallelism.default": str(options.parallelism),
-        "execution.checkpointing.interval": f"{int(options.checkpoint_interval_s * 1000)} ms",
-        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        **_job_configuration(settings, options),
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         **(extra or {}),
