@@ -222,6 +222,38 @@ class IdEmbedding(nn.Module):
         return torch.cat([self.table(id_bucket) * keep_column, keep_column], dim=1)
 
 
+def user_inputs(
+    users: UserTensors,
+    *,
+    user_id: IdEmbedding,
+    language: nn.Embedding,
+    country: nn.Embedding,
+    age_bucket: nn.Embedding,
+) -> list[torch.Tensor]:
+    """The user-side inputs the user tower and the ranker both start from, in one order."""
+    return [
+        user_id(users.id_bucket, users.known),
+        language(users.language),
+        country(users.country),
+        age_bucket(users.age_bucket),
+        users.numeric,
+    ]
+
+
+def post_inputs(
+    posts: PostTensors, *, post_id: IdEmbedding, language: nn.Embedding, country: nn.Embedding
+) -> list[torch.Tensor]:
+    """The post-side inputs the post tower and the ranker both start from, in one order."""
+    return [
+        post_id(posts.id_bucket, posts.known),
+        language(posts.language),
+        country(posts.country),
+        posts.topics,
+        posts.content,
+        posts.numeric,
+    ]
+
+
 def mlp(input_dim: int, hidden_sizes: Sequence[int], output_dim: int) -> nn.Sequential:
     """Linear layers with ReLU between them, ending in a plain linear output."""
     layers: list[nn.Module] = []

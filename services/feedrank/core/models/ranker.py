@@ -42,8 +42,10 @@ from feedrank.core.models.encoding import (
     context_tensors,
     evaluating,
     mlp,
+    post_inputs,
     post_tensors,
     seeded,
+    user_inputs,
     user_tensors,
 )
 
@@ -127,11 +129,13 @@ class RankerModel(nn.Module):
         and ``context`` have n rows (training) or 1 row broadcast to all (serving)."""
         user_context = torch.cat(
             [
-                self.user_id(users.id_bucket, users.known),
-                self.language(users.language),
-                self.country(users.country),
-                self.age_bucket(users.age_bucket),
-                users.numeric,
+                *user_inputs(
+                    users,
+                    user_id=self.user_id,
+                    language=self.language,
+                    country=self.country,
+                    age_bucket=self.age_bucket,
+                ),
                 self.surface(context.surface_bucket),
                 context.numeric,
             ],
@@ -139,12 +143,9 @@ class RankerModel(nn.Module):
         )
         post_cross = torch.cat(
             [
-                self.post_id(posts.id_bucket, posts.known),
-                self.language(posts.language),
-                self.country(posts.country),
-                posts.topics,
-                posts.content,
-                posts.numeric,
+                *post_inputs(
+                    posts, post_id=self.post_id, language=self.language, country=self.country
+                ),
                 posts.age,
                 _cross_features(users, posts, tower_similarity),
             ],

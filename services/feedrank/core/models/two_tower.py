@@ -40,8 +40,10 @@ from feedrank.core.models.encoding import (
     UserTensors,
     evaluating,
     mlp,
+    post_inputs,
     post_tensors,
     seeded,
+    user_inputs,
     user_tensors,
 )
 
@@ -98,13 +100,13 @@ class UserTower(nn.Module):
 
     def forward(self, users: UserTensors) -> torch.Tensor:
         inputs = torch.cat(
-            [
-                self.user_id(users.id_bucket, users.known),
-                self.language(users.language),
-                self.country(users.country),
-                self.age_bucket(users.age_bucket),
-                users.numeric,
-            ],
+            user_inputs(
+                users,
+                user_id=self.user_id,
+                language=self.language,
+                country=self.country,
+                age_bucket=self.age_bucket,
+            ),
             dim=1,
         )
         return functional.normalize(self.layers(inputs), dim=1)
@@ -131,14 +133,7 @@ class PostTower(nn.Module):
 
     def forward(self, posts: PostTensors) -> torch.Tensor:
         inputs = torch.cat(
-            [
-                self.post_id(posts.id_bucket, posts.known),
-                self.language(posts.language),
-                self.country(posts.country),
-                posts.topics,
-                posts.content,
-                posts.numeric,
-            ],
+            post_inputs(posts, post_id=self.post_id, language=self.language, country=self.country),
             dim=1,
         )
         return functional.normalize(self.layers(inputs), dim=1)
