@@ -81,8 +81,14 @@ class DecisionLogger:
         return True
 
     def queue_depth(self) -> int:
-        """Decisions produced but not yet acknowledged by the broker."""
-        return len(self._producer)
+        """Decisions produced but not yet acknowledged (or failed) by the broker.
+
+        Counted from our own bookkeeping: ``len(producer)`` also counts librdkafka's
+        internal events (errors, callbacks), which are not decisions.
+        """
+        stats = self.stats
+        with stats.lock:
+            return stats.produced - stats.delivered - stats.delivery_errors
 
     def flush(self, timeout_s: float) -> int:
         """Wait for queued decisions; return how many are still undelivered."""
@@ -96,7 +102,7 @@ class DecisionLogger:
     def _serve_delivery_reports(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.1)
-            metrics.DECISION_LOG_QUEUE.set(len(self._producer))
+            metrics.DECISION_LOG_QUEUE.set(self.queue_depth())
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
