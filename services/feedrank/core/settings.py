@@ -103,6 +103,15 @@ class PathSettings(_Group):
         description="Jars fetched through Maven (outside git).",
     )
 
+    registry_dir: Path | None = Field(
+        default=None,
+        description="Model registry root (default: <state_dir>/registry).",
+    )
+
+    @property
+    def registry(self) -> Path:
+        return self.registry_dir or self.state_dir / "registry"
+
     @property
     def run_dir(self) -> Path:
         return self.state_dir / "run"
