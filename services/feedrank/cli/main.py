@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from feedrank.cli import serve_command, stack_commands
+from feedrank.cli import serve_command, simulate_command, stack_commands
 from feedrank.cli.context import CliState
 from feedrank.core.settings import load_settings
 
@@ -46,6 +46,7 @@ def main(
 
 stack_commands.register(app)
 serve_command.register(app)
+simulate_command.register(app)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,21 @@ class ManualClock:
 def to_datetime(epoch_ms: int) -> datetime:
     """A timezone-aware UTC datetime for an epoch-millisecond timestamp."""
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+class AcceleratedClock:
+    """Simulated time running ``speed`` times faster than the wall clock from ``start_ms``.
+
+    The closed-loop demo runs at e.g. 3600 (a simulated hour per second), so two weeks
+    of delayed rewards pass in under six minutes.
+    """
+
+    def __init__(self, start_ms: int, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.start_ms = start_ms
+        self.speed = speed
+        self._started = time.monotonic()
+
+    def now_ms(self) -> int:
+        return self.start_ms + int((time.monotonic() - self._started) * 1000 * self.speed)

@@ -172,6 +172,16 @@ class WorldSettings(_Group):
     num_creators: int = Field(default=2_000, ge=1, description="Simulated creators.")
     num_posts: int = Field(default=100_000, ge=1, description="Simulated posts.")
     seed: int = Field(default=7, description="Seed of the world and behaviour model.")
+    start_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Epoch ms the world starts at; 0: when the process starts. "
+        "`feedrank up` pins one value so every process sees the same posts.",
+    )
+    behaviour_seed: int = Field(default=11, description="Seed of the simulated users' draws.")
+
+    def start_or(self, now_ms: int) -> int:
+        return self.start_ms or now_ms
 
 
 class JoinSettings(_Group):

@@ -35,7 +35,7 @@ def build_serving_state(settings: Settings, clock: Clock, *, show_progress: bool
             num_creators=settings.world.num_creators,
             num_posts=settings.world.num_posts,
             seed=settings.world.seed,
-            start_ms=clock.now_ms(),
+            start_ms=settings.world.start_or(clock.now_ms()),
         )
     )
     store = InMemoryFeatureStore.from_world(world)

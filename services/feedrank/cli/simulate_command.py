@@ -1,0 +1,128 @@
+"""``feedrank simulate``: simulated users calling Rank and producing delayed rewards."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from feedrank.cli.context import settings_of
+from feedrank.core.clock import AcceleratedClock, SystemClock, to_datetime
+from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
+from feedrank.simulate.driver import Simulation, SimulationConfig
+from feedrank.simulate.engagement import EngagementLedger
+from feedrank.simulate.rank_client import GrpcRankClient
+from feedrank.simulate.report import totals_table, write_csv, write_plot
+from feedrank.simulate.reward_sink import KafkaRewardSink
+
+console = Console()
+HOUR_MS = 3_600_000
+
+
+def simulate(
+    context: typer.Context,
+    *,
+    duration: Annotated[float, typer.Option(help="Wall-clock seconds to run.", min=1)] = 120.0,
+    speed: Annotated[
+        float, typer.Option(help="Simulated seconds per wall-clock second (3600: 1 h/s).", min=1)
+    ] = 3600.0,
+    rate: Annotated[float, typer.Option(help="Rank calls per wall-clock second.", min=0)] = 40.0,
+    threads: Annotated[int, typer.Option(help="Concurrent request threads.", min=1)] = 4,
+    feed_size: Annotated[int, typer.Option(help="Items asked for per Rank call.", min=1)] = 20,
+    address: Annotated[
+        str | None, typer.Option(help="Ranking gRPC address (default: the local service).")
+    ] = None,
+    bucket_hours: Annotated[
+        float, typer.Option(help="Simulated hours per point of the engagement curve.", min=0.01)
+    ] = 6.0,
+    out: Annotated[
+        Path | None, typer.Option(help="Where the CSV and plot go (default: <state>/simulate).")
+    ] = None,
+) -> None:
+    """Play the apps: simulated users open their feed, engage later; rewards go to Kafka.
+
+    Prints engagement per arm and model version beside a random feed and the ORACLE
+    (the only reader of the world's hidden parameters), and writes engagement.csv and
+    engagement.png (engagement rate per arm over simulated time).
+    """
+    settings = settings_of(context)
+    target = address or f"{settings.ports.bind_host}:{settings.ports.ranking_grpc}"
+    out_dir = out or settings.paths.state_dir / "simulate"
+    start_ms = settings.world.start_or(SystemClock().now_ms())
+    with console.status(f"building the simulated world ({settings.world.num_posts:,} posts)…"):
+        world = generate_world(
+            WorldConfig(
+                num_users=settings.world.num_users,
+                num_creators=settings.world.num_creators,
+                num_posts=settings.world.num_posts,
+                seed=settings.world.seed,
+                start_ms=start_ms,
+            )
+        )
+        behaviour = BehaviourModel(world, seed=settings.world.behaviour_seed)
+    client = GrpcRankClient(target)
+    try:
+        client.wait_ready(timeout_s=30)
+    except grpc.FutureTimeoutError:
+        console.print(f"[red]no Ranking service at {target}[/]: start it with `feedrank serve`")
+        raise typer.Exit(1) from None
+    sink = KafkaRewardSink(settings.kafka.bootstrap, settings.topics.rewards)
+    clock = AcceleratedClock(start_ms, speed)
+    ledger = EngagementLedger(
+        bucket_ms=int(bucket_hours * HOUR_MS),
+        reward_window_ms=int(settings.time.reward_window.total_seconds() * 1000),
+    )
+    simulation = Simulation(
+        SimulationConfig(
+            duration_s=duration,
+            requests_per_s=rate,
+            request_threads=threads,
+            feed_size=feed_size,
+            max_post_age_days=settings.explore.max_post_age_days,
+            seed=settings.world.behaviour_seed,
+        ),
+        world=world,
+        behaviour=behaviour,
+        client=client,
+        sink=sink,
+        clock=clock,
+        ledger=ledger,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: simulation.stop())
+    started = time.monotonic()
+
+    def view() -> object:
+        simulated = to_datetime(clock.now_ms()).strftime("%Y-%m-%d %H:%M")
+        stats = simulation.stats
+        title = (
+            f"simulated {simulated} UTC · {time.monotonic() - started:.0f}/{duration:.0f} s · "
+            f"{stats.requests:,} feeds · {stats.rewards_delivered:,} rewards delivered · "
+            f"{len(simulation.pending):,} pending · failures {dict(stats.failures) or 0}"
+        )
+        return totals_table(ledger.totals(), title)
+
+    try:
+        with Live(view(), console=console, refresh_per_second=2) as live:  # type: ignore[arg-type]
+            simulation.run(on_tick=lambda: live.update(view()))  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        simulation.stop()
+    finally:
+        undelivered = sink.close()
+        client.close()
+    write_csv(ledger, out_dir / "engagement.csv")
+    write_plot(ledger, out_dir / "engagement.png", "feedrank closed loop: engagement per arm")
+    console.print(totals_table(ledger.totals(), "engagement over the whole run"))
+    console.print(f"curve: {out_dir / 'engagement.png'} (data: {out_dir / 'engagement.csv'})")
+    if undelivered or sink.failed:
+        console.print(f"[red]{undelivered + sink.failed} rewards were not delivered to Kafka[/]")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(simulate)
