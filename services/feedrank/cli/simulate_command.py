@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +13,11 @@ import grpc
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 
 from feedrank.cli.context import settings_of
 from feedrank.core.clock import AcceleratedClock, SystemClock, to_datetime
+from feedrank.core.settings import Settings
 from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import EngagementLedger
@@ -52,8 +56,36 @@ def simulate(
     engagement.png (engagement rate per arm over simulated time).
     """
     settings = settings_of(context)
-    target = address or f"{settings.ports.bind_host}:{settings.ports.ranking_grpc}"
-    out_dir = out or settings.paths.state_dir / "simulate"
+    options = SimulationOptions(
+        duration_s=duration,
+        speed=speed,
+        requests_per_s=rate,
+        threads=threads,
+        feed_size=feed_size,
+        address=address or f"{settings.ports.bind_host}:{settings.ports.ranking_grpc}",
+        bucket_hours=bucket_hours,
+        out_dir=out or settings.paths.state_dir / "simulate",
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if not run_simulation(settings, options, stop):
+        raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    duration_s: float
+    speed: float
+    requests_per_s: float
+    threads: int
+    feed_size: int
+    address: str
+    bucket_hours: float
+    out_dir: Path
+
+
+def run_simulation(settings: Settings, options: SimulationOptions, stop: threading.Event) -> bool:
+    """Run the simulated apps with a live table until done or ``stop``; False on failures."""
     start_ms = settings.world.start_or(SystemClock().now_ms())
     with console.status(f"building the simulated world ({settings.world.num_posts:,} posts)…"):
         world = generate_world(
@@ -66,24 +98,24 @@ def simulate(
             )
         )
         behaviour = BehaviourModel(world, seed=settings.world.behaviour_seed)
-    client = GrpcRankClient(target)
+    client = GrpcRankClient(options.address)
     try:
         client.wait_ready(timeout_s=30)
     except grpc.FutureTimeoutError:
-        console.print(f"[red]no Ranking service at {target}[/]: start it with `feedrank serve`")
-        raise typer.Exit(1) from None
+        console.print(f"[red]no Ranking service at {options.address}[/]: start `feedrank serve`")
+        return False
     sink = KafkaRewardSink(settings.kafka.bootstrap, settings.topics.rewards)
-    clock = AcceleratedClock(start_ms, speed)
+    clock = AcceleratedClock(start_ms, options.speed)
     ledger = EngagementLedger(
-        bucket_ms=int(bucket_hours * HOUR_MS),
+        bucket_ms=int(options.bucket_hours * HOUR_MS),
         reward_window_ms=int(settings.time.reward_window.total_seconds() * 1000),
     )
     simulation = Simulation(
         SimulationConfig(
-            duration_s=duration,
-            requests_per_s=rate,
-            request_threads=threads,
-            feed_size=feed_size,
+            duration_s=options.duration_s,
+            requests_per_s=options.requests_per_s,
+            request_threads=options.threads,
+            feed_size=options.feed_size,
             max_post_age_days=settings.explore.max_post_age_days,
             seed=settings.world.behaviour_seed,
         ),
@@ -94,34 +126,40 @@ def simulate(
         clock=clock,
         ledger=ledger,
     )
-    signal.signal(signal.SIGTERM, lambda *_: simulation.stop())
     started = time.monotonic()
 
-    def view() -> object:
+    def view() -> Table:
         simulated = to_datetime(clock.now_ms()).strftime("%Y-%m-%d %H:%M")
         stats = simulation.stats
         title = (
-            f"simulated {simulated} UTC · {time.monotonic() - started:.0f}/{duration:.0f} s · "
-            f"{stats.requests:,} feeds · {stats.rewards_delivered:,} rewards delivered · "
-            f"{len(simulation.pending):,} pending · failures {dict(stats.failures) or 0}"
+            f"simulated {simulated} UTC · {time.monotonic() - started:.0f}/"
+            f"{options.duration_s:.0f} s · {stats.requests:,} feeds · "
+            f"{stats.rewards_delivered:,} rewards delivered · {len(simulation.pending):,} "
+            f"pending · failures {dict(stats.failures) or 0}"
         )
         return totals_table(ledger.totals(), title)
 
+    def on_tick(live: Live) -> None:
+        if stop.is_set():
+            simulation.stop()
+        live.update(view())
+
     try:
-        with Live(view(), console=console, refresh_per_second=2) as live:  # type: ignore[arg-type]
-            simulation.run(on_tick=lambda: live.update(view()))  # type: ignore[arg-type]
+        with Live(view(), console=console, refresh_per_second=2) as live:
+            simulation.run(on_tick=lambda: on_tick(live))
     except KeyboardInterrupt:
         simulation.stop()
     finally:
         undelivered = sink.close()
         client.close()
-    write_csv(ledger, out_dir / "engagement.csv")
-    write_plot(ledger, out_dir / "engagement.png", "feedrank closed loop: engagement per arm")
+    write_csv(ledger, options.out_dir / "engagement.csv")
+    write_plot(ledger, options.out_dir / "engagement.png", "feedrank: engagement per arm")
     console.print(totals_table(ledger.totals(), "engagement over the whole run"))
-    console.print(f"curve: {out_dir / 'engagement.png'} (data: {out_dir / 'engagement.csv'})")
+    console.print(f"curve: {options.out_dir / 'engagement.png'} (data: engagement.csv beside it)")
     if undelivered or sink.failed:
         console.print(f"[red]{undelivered + sink.failed} rewards were not delivered to Kafka[/]")
-        raise typer.Exit(1)
+        return False
+    return True
 
 
 def register(app: typer.Typer) -> None:

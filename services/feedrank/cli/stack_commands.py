@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import asdict
 from typing import Annotated
@@ -12,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from feedrank.cli.context import settings_of
+from feedrank.cli.simulate_command import SimulationOptions, run_simulation
+from feedrank.core.clock import SystemClock
 from feedrank.stack.components import StackError
 from feedrank.stack.jars import JarFetchError, JarLocations, fetch_jars
 from feedrank.stack.kafka_broker import KafkaBrokerError
@@ -19,6 +22,8 @@ from feedrank.stack.supervisor import ComponentStatus, LocalStack
 
 console = Console()
 STACK_ERRORS = (StackError, KafkaBrokerError, JarFetchError)
+DEMO_SECONDS = 600.0  # ten minutes of wall clock …
+DEMO_SPEED = 3600.0  # … at a simulated hour per second: ten simulated days
 
 
 def setup(context: typer.Context) -> None:
@@ -42,16 +47,33 @@ def setup(context: typer.Context) -> None:
 
 def up(
     context: typer.Context,
+    *,
     detach: Annotated[
         bool,
         typer.Option("--detach", "-d", help="Leave the stack running and return once healthy."),
     ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Run the closed-loop demo (simulated apps) once the stack is up."),
+    ] = True,
+    duration: Annotated[
+        float, typer.Option(help="Wall-clock seconds of the demo.", min=1)
+    ] = DEMO_SECONDS,
+    speed: Annotated[
+        float, typer.Option(help="Simulated seconds per wall-clock second in the demo.", min=1)
+    ] = DEMO_SPEED,
 ) -> None:
-    """Start the local stack (Kafka in KRaft mode with the feedrank topics).
+    """Start the local stack (Kafka, explore, join, learner, deploy) and run the demo.
 
-    In the foreground it runs until Ctrl-C and then stops everything it started.
+    In the foreground the closed-loop demo runs (simulated users call Rank, engage,
+    and the loop learns and rolls out), then everything stops; Ctrl-C stops early.
+    With --no-demo the stack runs until Ctrl-C.
     """
-    stack = LocalStack(settings_of(context))
+    settings = settings_of(context)
+    if settings.world.start_ms == 0:  # one world for every process of the stack
+        world = settings.world.model_copy(update={"start_ms": SystemClock().now_ms()})
+        settings = settings.model_copy(update={"world": world})
+    stack = LocalStack(settings)
     try:
         if detach:
             with console.status("starting the local stack…"):
@@ -61,7 +83,23 @@ def up(
                 raise typer.Exit(1)
             console.print("stack is up; `feedrank down` stops it")
             return
-        stack.run_foreground(on_ready=_announce_foreground)
+        task = None
+        if demo:
+            options = SimulationOptions(
+                duration_s=duration,
+                speed=speed,
+                requests_per_s=40.0,
+                threads=4,
+                feed_size=20,
+                address=f"127.0.0.1:{settings.ports.ranking_grpc}",
+                bucket_hours=6.0,
+                out_dir=settings.paths.state_dir / "demo",
+            )
+
+            def task(stop: threading.Event) -> None:
+                run_simulation(settings, options, stop)
+
+        stack.run_foreground(on_ready=_announce_foreground, task=task)
     except STACK_ERRORS as error:
         _fail(str(error))
     console.print("stack stopped")

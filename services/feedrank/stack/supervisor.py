@@ -93,9 +93,15 @@ class LocalStack:
         return statuses
 
     def run_foreground(
-        self, on_ready: Callable[[list[ComponentStatus]], None] | None = None
+        self,
+        on_ready: Callable[[list[ComponentStatus]], None] | None = None,
+        task: Callable[[threading.Event], None] | None = None,
     ) -> None:
-        """Bring the stack up tied to this process; stop it on SIGINT or SIGTERM."""
+        """Bring the stack up tied to this process; stop it on SIGINT or SIGTERM.
+
+        With a ``task`` (the closed-loop demo), run it once the stack is ready and stop
+        the stack when it returns; the task is handed the event that Ctrl-C sets.
+        """
         stop = threading.Event()
         previous = {
             signum: signal.signal(signum, lambda *_: stop.set())
@@ -105,6 +111,9 @@ class LocalStack:
             statuses = self.up(detach=False)
             if on_ready is not None:
                 on_ready(statuses)
+            if task is not None:
+                task(stop)
+                return
             while not stop.wait(timeout=2.0):
                 if not all(self._running(component) for component in self.components):
                     raise StackError(

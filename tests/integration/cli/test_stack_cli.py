@@ -77,7 +77,7 @@ def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> N
     assert {status["state"] for status in statuses} == {"stopped"}
 
 
-def test_foreground_up_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> None:
+def test_foreground_up_runs_the_demo_and_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> None:
     process = subprocess.Popen(
         [*FEEDRANK, "up"],
         env=stack_env,
@@ -100,4 +100,6 @@ def test_foreground_up_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> 
             process.kill()
     assert process.returncode == 0, output
     assert "stack stopped" in output
+    assert "engagement over the whole run" in output  # the demo ran and reported
+    assert (Path(stack_env["FEEDRANK_PATHS__STATE_DIR"]) / "demo" / "engagement.png").is_file()
     assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))
