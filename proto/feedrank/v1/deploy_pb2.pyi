@@ -128,6 +128,7 @@ class Rollout(google.protobuf.message.Message):
     CURRENT_STEP_FIELD_NUMBER: builtins.int
     MESSAGE_FIELD_NUMBER: builtins.int
     UPDATED_MS_FIELD_NUMBER: builtins.int
+    ANALYSIS_FIELD_NUMBER: builtins.int
     stable_version: builtins.str
     canary_version: builtins.str
     phase: global___RolloutPhase.ValueType
@@ -136,6 +137,8 @@ class Rollout(google.protobuf.message.Message):
     current_step: builtins.int
     message: builtins.str
     updated_ms: builtins.int
+    analysis: builtins.str
+    """The latest automatic canary analysis (or counterfactual gate) verdict, if any."""
     @property
     def steps(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
         """Steps as canary weights, e.g. 0.01, 0.05, 0.25, 0.5, 1.0."""
@@ -151,8 +154,9 @@ class Rollout(google.protobuf.message.Message):
         current_step: builtins.int = ...,
         message: builtins.str = ...,
         updated_ms: builtins.int = ...,
+        analysis: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["canary_version", b"canary_version", "canary_weight", b"canary_weight", "current_step", b"current_step", "message", b"message", "phase", b"phase", "stable_version", b"stable_version", "steps", b"steps", "updated_ms", b"updated_ms"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["analysis", b"analysis", "canary_version", b"canary_version", "canary_weight", b"canary_weight", "current_step", b"current_step", "message", b"message", "phase", b"phase", "stable_version", b"stable_version", "steps", b"steps", "updated_ms", b"updated_ms"]) -> None: ...
 
 global___Rollout = Rollout
 

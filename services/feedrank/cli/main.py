@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from feedrank.cli import serve_command, simulate_command, stack_commands
+from feedrank.cli import (
+    deploy_command,
+    evaluate_command,
+    replay_command,
+    rollout_command,
+    serve_command,
+    simulate_command,
+    stack_commands,
+)
 from feedrank.cli.context import CliState
 from feedrank.core.settings import load_settings
 
@@ -46,7 +54,11 @@ def main(
 
 stack_commands.register(app)
 serve_command.register(app)
+replay_command.register(app)
+evaluate_command.register(app)
 simulate_command.register(app)
+deploy_command.register(app)
+rollout_command.register(app)
 
 
 if __name__ == "__main__":

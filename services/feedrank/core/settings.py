@@ -8,6 +8,7 @@ variables prefixed ``FEEDRANK_`` (nested groups joined by ``__``, e.g.
 
 from __future__ import annotations
 
+import itertools
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -163,6 +164,46 @@ class ExploreSettings(_Group):
     log_queue_limit: int = Field(
         default=100_000, ge=1, description="Decisions buffered while Kafka is slow or down."
     )
+    deploy_address: str | None = Field(
+        default=None,
+        description="host:port of Deploy.GetServingPlan to follow; unset: use plan_file.",
+    )
+    plan_file: Path | None = Field(
+        default=None,
+        description="JSON serving plan to follow when no deploy_address is set; "
+        "neither set: serve the initial model only.",
+    )
+    plan_poll_interval_s: float = Field(
+        default=2.0, gt=0, description="How often each worker reads the serving plan."
+    )
+    plan_timeout_s: float = Field(
+        default=2.0, gt=0, description="Deadline of one GetServingPlan call."
+    )
+    refused_retry_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a refused plan waits before it is tried again (unless it changes).",
+    )
+    recall_threshold: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description="Least ANN recall@recall_k against exact search a new version needs.",
+    )
+    recall_k: int = Field(
+        default=100,
+        ge=1,
+        description="Candidates per user in a new version's smoke and recall checks.",
+    )
+    check_users: int = Field(
+        default=16, ge=1, description="Users scored in a new version's smoke and recall checks."
+    )
+    loader_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness of the thread that loads new versions (serving stays first).",
+    )
 
 
 class WorldSettings(_Group):
@@ -204,6 +245,83 @@ class JoinSettings(_Group):
     idleness_s: float = Field(
         default=10.0, gt=0, description="A partition idle this long stops holding the watermark."
     )
+    aggregate_window_minutes: int = Field(
+        default=5, ge=1, description="Event-time window of the aggregates on topics.metrics."
+    )
+    top_posts: int = Field(
+        default=10, ge=0, description="Most engaged posts per aggregate window (0: none)."
+    )
+
+
+class DeploySettings(_Group):
+    """The deploy control service: rollout steps, automatic canary analysis, the arm salt."""
+
+    state_file: Path | None = Field(
+        default=None,
+        description="Durable rollout state (JSON; default: <state_dir>/deploy/rollout.json).",
+    )
+    steps: list[float] = Field(
+        default=[0.01, 0.05, 0.25, 0.5, 1.0],
+        description="Default canary weights of a rollout, increasing, in (0, 1], ending at 1.",
+    )
+    step_pause_s: float = Field(
+        default=300.0, ge=0, description="Least time a step holds before it may advance."
+    )
+    salt: str = Field(
+        default="feedrank-arms-1",
+        min_length=1,
+        description="Salt of the user-id hash that assigns users to stable or canary.",
+    )
+    analysis: bool = Field(
+        default=True, description="Judge canaries automatically (advance, promote, roll back)."
+    )
+    auto_rollout: bool = Field(
+        default=False,
+        description="Start a rollout of each new registry version when none is active "
+        "(the closed-loop demo turns it on).",
+    )
+    analysis_interval_s: float = Field(
+        default=10.0, gt=0, description="How often the controller judges a running canary."
+    )
+    min_impressions: int = Field(
+        default=5_000, ge=1, description="Impressions each arm needs before any verdict."
+    )
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="False-alarm rate of each always-valid test."
+    )
+    mixture_effect: float = Field(
+        default=0.25,
+        gt=0,
+        description="Relative effect the sequential test is tuned for (its mixture scale).",
+    )
+    rollback_on_engagement_drop: bool = Field(
+        default=True, description="A significant drop of the engagement rate also rolls back."
+    )
+    max_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Error-rate SLO of the canary (non-OK / calls)."
+    )
+    max_latency_p99_s: float = Field(
+        default=0.25, gt=0, description="p99 Rank latency SLO of the canary (seconds)."
+    )
+    min_requests: int = Field(
+        default=200, ge=1, description="Canary calls needed before the SLOs are judged."
+    )
+    gate_min_effective_samples: float = Field(
+        default=500.0, ge=0, description="Least effective sample size of a counterfactual gate."
+    )
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus HTTP API for error-rate and latency SLOs; unset: not judged.",
+    )
+    history_limit: int = Field(default=200, ge=1, description="Rollout history entries kept.")
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_steps(cls, value: list[float]) -> list[float]:
+        ordered = all(earlier < later for earlier, later in itertools.pairwise(value))
+        if not value or not ordered or value[0] <= 0 or value[-1] != 1.0:
+            raise ValueError("steps must increase within (0, 1] and end at 1.0, e.g. [0.1, 1.0]")
+        return value
 
 
 class TimeSettings(_Group):
@@ -240,6 +358,75 @@ class TimeSettings(_Group):
         return int(self.reward_window.total_seconds() * 1000)
 
 
+class LearnerSettings(_Group):
+    """The learners: the online learner's loop and the batch trainer's defaults."""
+
+    state_dir: Path | None = Field(
+        default=None,
+        description="Online learner checkpoints (default: <state_dir>/learner).",
+    )
+    group_id: str = Field(
+        default="feedrank-learner", description="Kafka consumer group of the online learner."
+    )
+    micro_batch_size: int = Field(
+        default=512, ge=1, description="Examples per online update (one optimiser step)."
+    )
+    checkpoint_every_examples: int = Field(
+        default=50_000, ge=1, description="Examples between durable checkpoints (and commits)."
+    )
+    checkpoint_every_s: float = Field(
+        default=30.0, gt=0, description="Seconds between checkpoints when examples trickle in."
+    )
+    publish_every_examples: int = Field(
+        default=200_000, ge=1, description="Examples between published registry versions."
+    )
+    publish_every_s: float = Field(
+        default=60.0, gt=0, description="Seconds between published versions (if any news)."
+    )
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(
+        default=1e-5, ge=0, description="L2 weight decay on dense weights (not id tables)."
+    )
+    inverse_propensity: bool = Field(
+        default=False, description="Weight online examples by 1 / logging propensity."
+    )
+    max_propensity_weight: float = Field(
+        default=20.0, ge=1, description="Clip of the inverse-propensity weight."
+    )
+    user_id_buckets: int = Field(
+        default=1 << 18, ge=1, description="Hashed user-id buckets of a freshly made model."
+    )
+    post_id_buckets: int = Field(
+        default=1 << 19, ge=1, description="Hashed post-id buckets of a freshly made model."
+    )
+    monitor_window: int = Field(
+        default=2_000, ge=1, description="Examples in the rolling AUC / log loss window."
+    )
+    adwin_delta: float = Field(
+        default=0.002, gt=0, lt=1, description="ADWIN confidence for drift on the loss."
+    )
+    retrain_on_drift: bool = Field(
+        default=False, description="Start `feedrank train --from-kafka` when drift is detected."
+    )
+    torch_threads: int = Field(
+        default=1, ge=1, description="Torch intra-op threads (small models: 1 is fastest)."
+    )
+    batch_size: int = Field(default=128, ge=1, description="Batch size of `feedrank train`.")
+    max_epochs: int = Field(default=10, ge=1, description="Epoch limit of `feedrank train`.")
+    patience: int = Field(
+        default=2, ge=1, description="Epochs without a better validation loss before stopping."
+    )
+    lr_decay: float = Field(
+        default=0.8, gt=0, le=1, description="Learning-rate factor applied after every epoch."
+    )
+    validation_share: float = Field(
+        default=0.2, gt=0, lt=1, description="Latest share of examples held out to validate."
+    )
+    min_auc: float = Field(
+        default=0.80, ge=0, le=1, description="AUC below which `feedrank train` won't publish."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of feedrank, grouped by concern."""
 
@@ -259,6 +446,8 @@ class Settings(BaseSettings):
     world: WorldSettings = WorldSettings()
     join: JoinSettings = JoinSettings()
     time: TimeSettings = TimeSettings()
+    deploy: DeploySettings = DeploySettings()
+    learner: LearnerSettings = LearnerSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -169,5 +169,63 @@ class ExploreComponent:
         return Health("healthy", f"SERVING, metrics :{self.settings.ports.explore_metrics}")
 
 
+class DeployComponent:
+    """``feedrank deploy``: the deploy control service, ready once health says SERVING."""
+
+    name = "deploy"
+    TAG = "feedrank.component=deploy"
+    ready_timeout_s = 60.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.settings.ports.deploy_grpc}"
+
+    def start(self, *, tie_to_parent: bool) -> ManagedProcess:
+        ensure_port_free(self.settings.ports.deploy_grpc, owner="the Deploy service")
+        ensure_port_free(self.settings.ports.deploy_metrics, owner="the deploy metrics")
+        command = [sys.executable, "-X", self.TAG, "-m", "feedrank.cli.main", "deploy"]
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")
+        }
+        environment.update(settings_to_environment(self.settings))
+        return ManagedProcess.launch(
+            command,
+            log_file=self.settings.paths.log_dir / "deploy.log",
+            tie_to_parent=tie_to_parent,
+            tag=self.TAG,
+            environment=environment,
+        )
+
+    def wait_ready(self, process: ManagedProcess) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if not process.is_running():
+                raise StackError(
+                    "the deploy service exited during start-up; see "
+                    f"{self.settings.paths.log_dir / 'deploy.log'}"
+                )
+            if self.probe().state == "healthy":
+                return
+            time.sleep(0.25)
+        raise StackError(f"the deploy service was not SERVING after {self.ready_timeout_s}s")
+
+    def probe(self) -> Health:
+        with grpc.insecure_channel(self.endpoint) as channel:
+            stub: Any = health_pb2_grpc.HealthStub(channel)
+            try:
+                response = stub.Check(
+                    health_pb2.HealthCheckRequest(service="feedrank.v1.Deploy"), timeout=2
+                )
+            except grpc.RpcError as error:
+                return Health("unhealthy", f"health check failed: {error.code().name}")
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            return Health("unhealthy", "NOT_SERVING")
+        return Health("healthy", f"SERVING, metrics :{self.settings.ports.deploy_metrics}")
+
+
 def default_components(settings: Settings) -> list[Component]:
-    return [KafkaComponent(settings), ExploreComponent(settings)]
+    # Deploy before explore: explore workers follow its serving plan.
+    return [KafkaComponent(settings), DeployComponent(settings), ExploreComponent(settings)]

@@ -77,7 +77,9 @@ def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> N
     assert {status["state"] for status in statuses} == {"stopped"}
 
 
-def test_foreground_up_runs_the_demo_and_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> None:
+def test_foreground_up_runs_the_demo_and_stops_everything_on_ctrl_c(
+    stack_env: dict[str, str],
+) -> None:
     process = subprocess.Popen(
         [*FEEDRANK, "up"],
         env=stack_env,

@@ -1,0 +1,108 @@
+"""Engagement totals per model version, from the 5-minute aggregates on ``feedrank.metrics``.
+
+:class:`AggregateBook` keeps one record per (model version, arm, window) — a record read
+twice replaces itself, so replays after a restart count once — and sums a version's
+windows that start at or after a given event time (the rollout's start).
+:class:`KafkaAggregateFeed` fills it from the topic, from the earliest retained record,
+in a background thread; a restarted service so rebuilds the same totals.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from confluent_kafka import Consumer, KafkaError, Message
+
+from feedrank.core import codecs
+from feedrank.deploy import metrics
+from feedrank.deploy.analysis import ArmTotals
+from feedrank.v1 import events_pb2
+
+# As written by feedrank.streaming.aggregates (not imported here: it pulls in PyFlink).
+AGGREGATE_KIND = "engagement-aggregate"
+KIND_HEADER = "feedrank.metrics.kind"
+_POLL_S = 0.5
+
+
+class AggregateBook:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str, int], tuple[int, ArmTotals]] = {}
+
+    def add(self, aggregate: events_pb2.EngagementAggregate) -> None:
+        if not aggregate.model_version:
+            return  # late and dangling rewards belong to no version
+        key = (aggregate.model_version, aggregate.arm, aggregate.window_start_ms)
+        totals = ArmTotals(
+            impressions=aggregate.impressions,
+            engagements=aggregate.engagements,
+            reports=aggregate.reports,
+            blocks=aggregate.blocks,
+            hides=aggregate.hides,
+        )
+        with self._lock:
+            self._windows[key] = (aggregate.window_start_ms, totals)
+
+    def totals(self, model_version: str, since_ms: int) -> ArmTotals:
+        """Sum of the windows of ``model_version`` (any arm) starting at ``since_ms`` or later."""
+        result = ArmTotals()
+        with self._lock:
+            for (version, _, _), (window_start_ms, totals) in self._windows.items():
+                if version == model_version and window_start_ms >= since_ms:
+                    result = result.plus(totals)
+        return result
+
+
+class KafkaAggregateFeed:
+    """Reads EngagementAggregate records into a book until stopped."""
+
+    def __init__(self, book: AggregateBook, bootstrap: str, topic: str) -> None:
+        self.book = book
+        self.topic = topic
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"feedrank-deploy-{uuid.uuid4().hex[:12]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "log_level": 3,
+            }
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deploy-aggregates", daemon=True)
+
+    def start(self) -> None:
+        self._consumer.subscribe([self.topic])
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self._consumer.poll(_POLL_S)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    metrics.AGGREGATES_REJECTED.inc()
+                continue
+            self._read(message)
+
+    def _read(self, message: Message) -> None:
+        kind = codecs.header_value(message.headers(), KIND_HEADER)
+        if kind is not None and kind != AGGREGATE_KIND:
+            return  # top-posts records share the topic
+        try:
+            aggregate = codecs.decode(events_pb2.EngagementAggregate, message.value())
+        except codecs.EventDecodeError:
+            metrics.AGGREGATES_REJECTED.inc()
+            return
+        self.book.add(aggregate)
+        metrics.AGGREGATES_READ.inc()

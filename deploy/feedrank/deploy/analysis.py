@@ -1,0 +1,186 @@
+"""Automatic canary analysis at each step: canary vs stable, safeguards and SLOs.
+
+Inputs are plain numbers so the analysis is testable without Kafka or Prometheus:
+:class:`ArmTotals` summed from the 5-minute ``EngagementAggregate`` records of each arm
+since the rollout began, and :class:`ServiceLevels` of the canary (calls, errors, p99
+latency) from Prometheus. The verdict is one of
+
+* ``rollback``: a safeguard (reports, blocks, hides per impression) is significantly
+  higher on the canary, the engagement rate significantly lower (when
+  ``rollback_on_engagement_drop``), or the canary breaks its error-rate or latency SLO;
+* ``continue``: not enough impressions yet on either arm (``min_impressions``);
+* ``advance``: enough data and no significant regression.
+
+Each metric is judged with an always-valid confidence sequence
+(:mod:`feedrank.deploy.sequential`) at ``alpha / m`` for ``m`` metrics, so the chance
+that a healthy canary is ever rolled back, over every look of the rollout and every
+metric together, stays below ``alpha``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from feedrank.core.settings import DeploySettings
+from feedrank.deploy.sequential import RateDifference, rate_difference
+
+SAFEGUARDS = ("reports", "blocks", "hides")
+TOPLINE = "engagements"
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Counts of one arm summed over its 5-minute aggregates."""
+
+    impressions: int = 0
+    engagements: int = 0
+    reports: int = 0
+    blocks: int = 0
+    hides: int = 0
+
+    def plus(self, other: ArmTotals) -> ArmTotals:
+        return ArmTotals(
+            self.impressions + other.impressions,
+            self.engagements + other.engagements,
+            self.reports + other.reports,
+            self.blocks + other.blocks,
+            self.hides + other.hides,
+        )
+
+    def count(self, metric: str) -> int:
+        value = getattr(self, metric)
+        assert isinstance(value, int)
+        return value
+
+
+@dataclass(frozen=True)
+class ServiceLevels:
+    """The canary's Rank calls over the analysis window."""
+
+    requests: int
+    errors: int
+    latency_p99_s: float
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+class VerdictKind(StrEnum):
+    CONTINUE = "continue"
+    ADVANCE = "advance"
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    metric: str  # "engagements", "reports", …: events per impression
+    comparison: RateDifference
+
+    def describe(self) -> str:
+        c = self.comparison
+        return (
+            f"{self.metric} {c.canary_rate:.4%} vs {c.stable_rate:.4%} "
+            f"(difference in [{c.lower:+.4%}, {c.upper:+.4%}])"
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: VerdictKind
+    reasons: tuple[str, ...]
+    comparisons: tuple[MetricComparison, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(self.reasons)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    min_impressions: int = 5_000
+    alpha: float = 0.05
+    mixture_effect: float = 0.25
+    rollback_on_engagement_drop: bool = True
+    max_error_rate: float = 0.01
+    max_latency_p99_s: float = 0.25
+    min_requests: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: DeploySettings) -> AnalysisConfig:
+        return cls(
+            min_impressions=settings.min_impressions,
+            alpha=settings.alpha,
+            mixture_effect=settings.mixture_effect,
+            rollback_on_engagement_drop=settings.rollback_on_engagement_drop,
+            max_error_rate=settings.max_error_rate,
+            max_latency_p99_s=settings.max_latency_p99_s,
+            min_requests=settings.min_requests,
+        )
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (TOPLINE, *SAFEGUARDS) if self.rollback_on_engagement_drop else SAFEGUARDS
+
+
+class CanaryAnalysis:
+    def __init__(self, config: AnalysisConfig) -> None:
+        self.config = config
+
+    def judge(
+        self, canary: ArmTotals, stable: ArmTotals, service_levels: ServiceLevels | None = None
+    ) -> Verdict:
+        slo_breaches = self._slo_breaches(service_levels)
+        if slo_breaches:
+            return Verdict(VerdictKind.ROLLBACK, slo_breaches)
+        needed = self.config.min_impressions
+        if canary.impressions < needed or stable.impressions < needed:
+            return Verdict(
+                VerdictKind.CONTINUE,
+                (
+                    f"waiting for data: canary {canary.impressions:,}, stable "
+                    f"{stable.impressions:,} of {needed:,} impressions each",
+                ),
+            )
+        comparisons = tuple(self._compare(metric, canary, stable) for metric in self.config.metrics)
+        regressions = tuple(
+            f"{item.describe()}: significantly {'lower' if item.metric == TOPLINE else 'higher'}"
+            for item in comparisons
+            if (item.metric == TOPLINE and item.comparison.significantly_lower)
+            or (item.metric != TOPLINE and item.comparison.significantly_higher)
+        )
+        if regressions:
+            return Verdict(VerdictKind.ROLLBACK, regressions, comparisons)
+        return Verdict(
+            VerdictKind.ADVANCE,
+            ("no significant regression: " + "; ".join(c.describe() for c in comparisons),),
+            comparisons,
+        )
+
+    def _compare(self, metric: str, canary: ArmTotals, stable: ArmTotals) -> MetricComparison:
+        comparison = rate_difference(
+            canary.count(metric),
+            canary.impressions,
+            stable.count(metric),
+            stable.impressions,
+            alpha=self.config.alpha / len(self.config.metrics),
+            relative_effect=self.config.mixture_effect,
+        )
+        return MetricComparison(metric, comparison)
+
+    def _slo_breaches(self, levels: ServiceLevels | None) -> tuple[str, ...]:
+        if levels is None or levels.requests < self.config.min_requests:
+            return ()
+        breaches = []
+        if levels.error_rate > self.config.max_error_rate:
+            breaches.append(
+                f"canary error rate {levels.error_rate:.2%} breaks its SLO "
+                f"of {self.config.max_error_rate:.2%} ({levels.errors} of {levels.requests} calls)"
+            )
+        if levels.latency_p99_s > self.config.max_latency_p99_s:
+            breaches.append(
+                f"canary p99 latency {levels.latency_p99_s * 1000:.0f} ms breaks its SLO "
+                f"of {self.config.max_latency_p99_s * 1000:.0f} ms"
+            )
+        return tuple(breaches)

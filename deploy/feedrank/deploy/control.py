@@ -1,0 +1,171 @@
+"""The deploy control plane: rollout state, its durable file and the model registry.
+
+Transport-neutral: the gRPC servicer and the canary controller both call it. Every
+change runs under one lock, is written to the state file before anyone sees it, and
+is appended to the history; a crash between the two leaves the old state on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from feedrank.core.clock import Clock
+from feedrank.core.registry import (
+    ModelRegistry,
+    VersionManifest,
+    VersionNotFoundError,
+    VersionRefusedError,
+)
+from feedrank.deploy import metrics, state
+from feedrank.deploy.counterfactual import CounterfactualGate, OpenGate
+from feedrank.deploy.errors import (
+    InvalidRolloutArgument,
+    ModelVersionNotFound,
+    RolloutPreconditionFailed,
+)
+from feedrank.deploy.state import Arm, Phase, Rollout
+from feedrank.deploy.store import DeployState, StateFile
+
+Transition = Callable[[Rollout], Rollout]
+OUTCOMES = {
+    Phase.PROMOTED: "promoted",
+    Phase.ABORTED: "aborted",
+    Phase.ROLLED_BACK: "rolled_back",
+}
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    default_steps: tuple[float, ...]
+    salt: str
+    history_limit: int = 200
+
+
+class DeployControl:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        state_file: StateFile,
+        clock: Clock,
+        config: ControlConfig,
+        gate: CounterfactualGate | None = None,
+    ) -> None:
+        self.registry = registry
+        self.state_file = state_file
+        self.clock = clock
+        self.config = config
+        self.gate = gate or OpenGate()
+        self._lock = threading.Lock()
+        self._state = state_file.load() or DeployState(Rollout(), ())
+        self.last_analysis = ""
+        _export(self._state.rollout)
+
+    # Reads.
+    def models(self) -> list[VersionManifest]:
+        return self.registry.versions()
+
+    def rollout(self) -> Rollout:
+        with self._lock:
+            return self._state.rollout
+
+    def history(self) -> tuple[Rollout, ...]:
+        with self._lock:
+            return self._state.history
+
+    def serving_plan(self) -> tuple[list[Arm], str]:
+        return state.serving_arms(self.rollout()), self.config.salt
+
+    # Changes asked for by people (the CLI).
+    def start(self, version: str, steps: Sequence[float] = ()) -> Rollout:
+        if not version:
+            raise InvalidRolloutArgument("version", "empty; name a registry version, e.g. v0002")
+        self._verify(version)
+        weights = tuple(steps) or self.config.default_steps
+        current = self.rollout()
+        state.start(current, version, weights, self.clock.now_ms())  # fail fast, before the gate
+        self.last_analysis = ""
+        if current.stable_version:
+            verdict = self.gate.check(current.stable_version, version)
+            self.last_analysis = f"counterfactual gate: {verdict.reason}"
+            if not verdict.passed:
+                return self._apply(
+                    lambda r: state.refuse(
+                        r, version, weights, self.clock.now_ms(), verdict.reason
+                    ),
+                    outcome="refused",
+                )
+        return self._apply(lambda r: state.start(r, version, weights, self.clock.now_ms()))
+
+    def set_weight(self, weight: float) -> Rollout:
+        return self._apply(lambda r: state.set_weight(r, weight, self.clock.now_ms()))
+
+    def pause(self) -> Rollout:
+        return self._apply(lambda r: state.pause(r, self.clock.now_ms()))
+
+    def resume(self) -> Rollout:
+        return self._apply(lambda r: state.resume(r, self.clock.now_ms()))
+
+    def promote(self, *, full: bool) -> Rollout:
+        return self._apply(lambda r: state.promote(r, self.clock.now_ms(), full=full))
+
+    def abort(self, reason: str = "") -> Rollout:
+        return self._apply(lambda r: state.abort(r, self.clock.now_ms(), reason))
+
+    def undo(self, to_version: str = "") -> Rollout:
+        if to_version:
+            self._verify(to_version)
+        return self._apply(
+            lambda r: state.undo(r, self.clock.now_ms(), to_version), outcome="undone"
+        )
+
+    # Changes the canary controller makes; skipped if the rollout moved on meanwhile.
+    def advance(self, seen: Rollout, reason: str) -> Rollout | None:
+        return self._apply_if(seen, lambda r: state.advance(r, self.clock.now_ms(), reason))
+
+    def roll_back(self, seen: Rollout, reason: str) -> Rollout | None:
+        return self._apply_if(seen, lambda r: state.roll_back(r, self.clock.now_ms(), reason))
+
+    def _apply_if(self, seen: Rollout, transition: Transition) -> Rollout | None:
+        try:
+            return self._apply(transition, expected=seen)
+        except RolloutPreconditionFailed:
+            return None
+
+    def _apply(
+        self, transition: Transition, expected: Rollout | None = None, outcome: str = ""
+    ) -> Rollout:
+        with self._lock:
+            before = self._state.rollout
+            if expected is not None and before != expected:
+                raise RolloutPreconditionFailed("the rollout changed since it was judged")
+            after = transition(before)
+            history = (*self._state.history, after)[-self.config.history_limit :]
+            updated = DeployState(after, history)
+            self.state_file.save(updated)  # durable before anyone sees it
+            self._state = updated
+        if not outcome and before.active and after.phase in OUTCOMES:
+            outcome = OUTCOMES[after.phase]
+        if outcome:
+            metrics.ROLLOUTS.labels(outcome=outcome).inc()
+        _export(after)
+        return after
+
+    def _verify(self, version: str) -> None:
+        """The version exists and passes its checksums, schema and encoding checks."""
+        try:
+            self.registry.open_verified(version)
+        except VersionNotFoundError as error:
+            raise ModelVersionNotFound(
+                f"{error}; `feedrank rollout models` lists the versions"
+            ) from error
+        except VersionRefusedError as error:
+            raise RolloutPreconditionFailed(f"{version} cannot serve: {error}") from error
+
+
+def _export(rollout: Rollout) -> None:
+    metrics.CANARY_WEIGHT.set(rollout.canary_weight)
+    metrics.ROLLOUT_STEP.set(rollout.current_step + 1 if rollout.active else 0)
+    for phase in Phase:
+        metrics.ROLLOUT_PHASE.labels(phase=phase.value).set(1 if phase is rollout.phase else 0)

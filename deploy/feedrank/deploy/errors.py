@@ -1,0 +1,55 @@
+"""The deploy service's one error type, each subclass knowing its gRPC status.
+
+The rollout state machine and the control plane raise these;
+``feedrank.deploy.grpc_status`` is the only place that turns them into gRPC statuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class DeployError(Exception):
+    """Base of every error the deploy service reports to its callers."""
+
+    status_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, violations: tuple[FieldViolation, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.violations = violations
+
+
+class InvalidRolloutArgument(DeployError):
+    """A weight, a step list or a version name breaks the contract."""
+
+    status_code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"invalid {field}: {description}", (FieldViolation(field, description),))
+
+
+class ModelVersionNotFound(DeployError):
+    """The registry has no such version."""
+
+    status_code = grpc.StatusCode.NOT_FOUND
+
+
+class RolloutPreconditionFailed(DeployError):
+    """The request does not fit the rollout's phase, or the version cannot serve."""
+
+    status_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class StateFileCorrupt(DeployError):
+    """The durable rollout state cannot be read; the service refuses to guess."""
+
+    status_code = grpc.StatusCode.DATA_LOSS

@@ -1,0 +1,198 @@
+"""The gRPC adapter: ``feedrank.v1.Deploy`` over the transport-neutral DeployControl.
+
+Thin on purpose: convert the request, call the control plane, convert the result, map
+errors (through ``grpc_status``) and count every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent import futures
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from feedrank.core.registry import VersionManifest
+from feedrank.deploy import metrics
+from feedrank.deploy.control import DeployControl
+from feedrank.deploy.errors import DeployError
+from feedrank.deploy.grpc_status import abort, code_name
+from feedrank.deploy.state import Phase, Rollout
+from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
+
+DEPLOY_SERVICE = deploy_pb2.DESCRIPTOR.services_by_name["Deploy"].full_name
+PHASES = {
+    Phase.STABLE: deploy_pb2.ROLLOUT_PHASE_STABLE,
+    Phase.PROGRESSING: deploy_pb2.ROLLOUT_PHASE_PROGRESSING,
+    Phase.PAUSED: deploy_pb2.ROLLOUT_PHASE_PAUSED,
+    Phase.PROMOTED: deploy_pb2.ROLLOUT_PHASE_PROMOTED,
+    Phase.ABORTED: deploy_pb2.ROLLOUT_PHASE_ABORTED,
+    Phase.ROLLED_BACK: deploy_pb2.ROLLOUT_PHASE_ROLLED_BACK,
+}
+Result = TypeVar("Result")
+
+
+def rollout_message(rollout: Rollout, analysis: str = "") -> deploy_pb2.Rollout:
+    return deploy_pb2.Rollout(
+        stable_version=rollout.stable_version,
+        canary_version=rollout.canary_version,
+        phase=PHASES[rollout.phase],
+        canary_weight=rollout.canary_weight,
+        steps=list(rollout.steps),
+        current_step=rollout.current_step,
+        message=rollout.message,
+        updated_ms=rollout.updated_ms,
+        analysis=analysis,
+    )
+
+
+def model_message(manifest: VersionManifest) -> deploy_pb2.ModelVersion:
+    return deploy_pb2.ModelVersion(
+        version=manifest.version,
+        parent=manifest.parent,
+        created_ms=manifest.created_ms,
+        feature_schema_hash=manifest.feature_schema_hash,
+        metrics=manifest.metrics,
+    )
+
+
+class DeployServicer(deploy_pb2_grpc.DeployServicer):
+    def __init__(self, control: DeployControl) -> None:
+        self.control = control
+
+    def ListModels(
+        self, request: deploy_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.ListModelsResponse:
+        return self._call(
+            "ListModels",
+            context,
+            lambda: deploy_pb2.ListModelsResponse(
+                models=[model_message(item) for item in self.control.models()]
+            ),
+        )
+
+    def GetRollout(
+        self, request: deploy_pb2.GetRolloutRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.Rollout:
+        return self._rollout("GetRollout", context, self.control.rollout)
+
+    def StartRollout(
+        self, request: deploy_pb2.StartRolloutRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.Rollout:
+        steps = list(request.steps)
+        return self._rollout(
+            "StartRollout", context, lambda: self.control.start(request.version, steps)
+        )
+
+    def SetWeight(
+        self, request: deploy_pb2.SetWeightRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.Rollout:
+        return self._rollout(
+            "SetWeight", context, lambda: self.control.set_weight(request.canary_weight)
+        )
+
+    def PauseRollout(
+        self, request: deploy_pb2.PauseRolloutRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.Rollout:
+        return self._rollout("PauseRollout", context, self.control.pause)
+
+    def ResumeRollout(
+        self, request: deploy_pb2.ResumeRolloutRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.Rollout:
+        return self._rollout("ResumeRollout", context, self.control.resume)
+
+    def PromoteRollout(
+        self, request: deploy_pb2.PromoteRolloutRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.Rollout:
+        return self._rollout(
+            "PromoteRollout", context, lambda: self.control.promote(full=request.full)
+        )
+
+    def AbortRollout(
+        self, request: deploy_pb2.AbortRolloutRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.Rollout:
+        return self._rollout("AbortRollout", context, lambda: self.control.abort(request.reason))
+
+    def UndoRollout(
+        self, request: deploy_pb2.UndoRolloutRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.Rollout:
+        return self._rollout("UndoRollout", context, lambda: self.control.undo(request.to_version))
+
+    def RolloutHistory(
+        self, request: deploy_pb2.RolloutHistoryRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.RolloutHistoryResponse:
+        return self._call(
+            "RolloutHistory",
+            context,
+            lambda: deploy_pb2.RolloutHistoryResponse(
+                entries=[rollout_message(entry) for entry in self.control.history()]
+            ),
+        )
+
+    def GetServingPlan(
+        self, request: deploy_pb2.GetServingPlanRequest, context: grpc.ServicerContext
+    ) -> deploy_pb2.ServingPlan:
+        def plan() -> deploy_pb2.ServingPlan:
+            arms, salt = self.control.serving_plan()
+            return deploy_pb2.ServingPlan(
+                arms=[
+                    deploy_pb2.ServingArm(
+                        arm=arm.arm, model_version=arm.model_version, weight=arm.weight
+                    )
+                    for arm in arms
+                ],
+                salt=salt,
+            )
+
+        return self._call("GetServingPlan", context, plan)
+
+    def _rollout(
+        self, method: str, context: grpc.ServicerContext, action: Callable[[], Rollout]
+    ) -> deploy_pb2.Rollout:
+        return self._call(
+            method, context, lambda: rollout_message(action(), self.control.last_analysis)
+        )
+
+    def _call(
+        self, method: str, context: grpc.ServicerContext, action: Callable[[], Result]
+    ) -> Result:
+        try:
+            result = action()
+        except DeployError as error:
+            metrics.REQUESTS.labels(method=method, code=code_name(error.status_code)).inc()
+            abort(context, error)
+        metrics.REQUESTS.labels(method=method, code="OK").inc()
+        return result
+
+
+def build_server(
+    control: DeployControl,
+    health_servicer: health.HealthServicer,
+    *,
+    address: str,
+    threads: int = 4,
+) -> tuple[grpc.Server, int]:
+    """A gRPC server with Deploy, health and reflection; returns it and its bound port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
+    deploy_pb2_grpc.add_DeployServicer_to_server(DeployServicer(control), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (DEPLOY_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind the Deploy gRPC server to {address}")
+    return server, port
+
+
+def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
+    """Flip overall and Deploy health together."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for service in ("", DEPLOY_SERVICE):
+        health_servicer.set(service, status)

@@ -1,0 +1,86 @@
+"""One evaluation run: every estimator of a target policy next to the logging policy's value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from feedrank.learners.evaluation.estimators import (
+    Estimate,
+    Weighting,
+    doubly_robust,
+    importance_weights,
+    ips,
+    logging_value,
+    snips,
+)
+from feedrank.learners.evaluation.logged_data import LoggedBandit
+from feedrank.learners.evaluation.reward_model import (
+    RewardModelFactory,
+    RidgeRewardModel,
+    cross_fitted_baseline,
+)
+from feedrank.learners.evaluation.target import TargetPolicy, check_probabilities
+
+
+@dataclass(frozen=True)
+class WeightDiagnostics:
+    """How well the logs support the target: mean weight ≈ 1 when they do."""
+
+    mean_weight: float
+    max_weight: float
+    zero_target_share: float  # rows the target would never show
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    logging: Estimate
+    estimates: tuple[Estimate, ...]  # IPS, SNIPS, DR
+    diagnostics: WeightDiagnostics
+    weighting: Weighting
+
+    def by_name(self) -> dict[str, Estimate]:
+        return {estimate.estimator: estimate for estimate in (*self.estimates, self.logging)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weighting": self.weighting,
+            "logging": self.logging.to_dict(),
+            "estimates": [estimate.to_dict() for estimate in self.estimates],
+            "diagnostics": {
+                "mean_weight": self.diagnostics.mean_weight,
+                "max_weight": self.diagnostics.max_weight,
+                "zero_target_share": self.diagnostics.zero_target_share,
+            },
+        }
+
+
+def evaluate(
+    logs: LoggedBandit,
+    target: TargetPolicy,
+    *,
+    reward_model: RewardModelFactory = RidgeRewardModel,
+    weighting: Weighting = "cascade",
+    folds: int = 2,
+    seed: int = 0,
+) -> EvaluationReport:
+    """IPS, SNIPS and DR estimates of ``target`` on ``logs``, and the logging value."""
+    probabilities = check_probabilities(target.probabilities(logs), logs)
+    weights = importance_weights(logs, probabilities, weighting)
+    baseline = cross_fitted_baseline(logs, reward_model, folds=folds, seed=seed)
+    return EvaluationReport(
+        logging=logging_value(logs),
+        estimates=(
+            ips(logs, weights),
+            snips(logs, weights),
+            doubly_robust(logs, weights, baseline),
+        ),
+        diagnostics=WeightDiagnostics(
+            mean_weight=float(weights.through.mean()),
+            max_weight=float(weights.through.max()),
+            zero_target_share=float(np.mean(probabilities == 0)),
+        ),
+        weighting=weighting,
+    )

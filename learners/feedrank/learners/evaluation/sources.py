@@ -1,0 +1,50 @@
+"""Where logged data for evaluation comes from: a replay file or ``feedrank.examples``."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from feedrank.learners.evaluation.kafka_examples import read_examples
+from feedrank.learners.evaluation.logged_data import LoggedBandit, from_examples, from_replay_rows
+from feedrank.learners.replay import FileFormat, read_replay
+
+
+@dataclass(frozen=True)
+class LoadedLogs:
+    """Logged data and what was left out on the way."""
+
+    logs: LoggedBandit
+    source: str
+    rejected: list[str] = field(default_factory=list)  # one reason per left-out record
+    complete: bool = True
+
+
+def from_replay_file(
+    path: Path, file_format: FileFormat | None = None, per_row_columns: Collection[str] = ()
+) -> LoadedLogs:
+    """The good rows of a replay file (bad ones are listed in ``rejected``).
+
+    ``per_row_columns`` (e.g. a target-probability column) may differ between the rows
+    of a decision; they land in ``LoggedBandit.item_numeric``.
+    """
+    replay = read_replay(path, file_format, per_row_columns)
+    decision_ids = [decision.decision_id for decision in replay.decisions for _ in decision.rows]
+    return LoadedLogs(
+        logs=from_replay_rows(replay.rows, decision_ids),
+        source=str(path),
+        rejected=[str(error) for error in replay.errors],
+    )
+
+
+def from_kafka(bootstrap: str, topic: str, timeout_s: float = 60.0) -> LoadedLogs:
+    """Every labelled example on ``topic`` up to its end offsets when reading started."""
+    batch = read_examples(bootstrap, topic, timeout_s)
+    rejected = [f"{batch.undecodable} records are not LabelledExample"] if batch.undecodable else []
+    return LoadedLogs(
+        logs=from_examples(batch.examples),
+        source=f"kafka topic {topic}",
+        rejected=rejected,
+        complete=batch.complete,
+    )

@@ -1,0 +1,183 @@
+"""``feedrank evaluate``: off-policy estimates (IPS, SNIPS, DR) of a target policy on logged
+decisions, next to the logging policy's own value. Formulas: docs/replay-and-evaluation.md."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from confluent_kafka import KafkaException
+from rich.console import Console
+from rich.table import Table
+
+from feedrank.cli.context import settings_of
+from feedrank.learners.evaluation import (
+    REWARD_MODELS,
+    Estimate,
+    EvaluationReport,
+    LoggedBandit,
+    TargetPolicy,
+    TargetPolicyError,
+    evaluate,
+    from_column,
+    from_file,
+)
+from feedrank.learners.evaluation.sources import LoadedLogs, from_kafka, from_replay_file
+from feedrank.learners.evaluation.target import TARGET_PROBABILITY
+from feedrank.learners.replay import ReplayFormatError
+
+console = Console()
+error_console = Console(stderr=True)
+
+
+class LogFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+class RewardModelName(StrEnum):
+    ridge = "ridge"
+    position_mean = "position-mean"
+
+
+class WeightingName(StrEnum):
+    cascade = "cascade"
+    item = "item"
+
+
+def evaluate_command(
+    context: typer.Context,
+    *,
+    logs: Annotated[
+        Path | None,
+        typer.Option(help="Replay file (CSV or Parquet) of logged decisions and rewards."),
+    ] = None,
+    from_examples: Annotated[
+        bool,
+        typer.Option(
+            "--from-kafka", help="Read logged data from the examples topic instead of --logs."
+        ),
+    ] = False,
+    examples_topic: Annotated[
+        str | None, typer.Option(help="Examples topic (default: topics.examples).")
+    ] = None,
+    target_probabilities: Annotated[
+        str,
+        typer.Option(
+            help="Target probabilities of the logged actions: a column of --logs, or a CSV/"
+            "Parquet file keyed by decision_id and position (or by line).",
+        ),
+    ] = TARGET_PROBABILITY,
+    target_column: Annotated[
+        str, typer.Option(help="Column holding the probabilities in a target file.")
+    ] = TARGET_PROBABILITY,
+    file_format: Annotated[
+        LogFormat | None, typer.Option("--format", help="Format of --logs (default: suffix).")
+    ] = None,
+    reward_model: Annotated[
+        RewardModelName, typer.Option(help="DR baseline reward model.")
+    ] = RewardModelName.ridge,
+    weighting: Annotated[
+        WeightingName,
+        typer.Option(help="cascade: product of ratios over earlier slots; item: this slot's."),
+    ] = WeightingName.cascade,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Estimate a target policy's value per shown slot from logged decisions."""
+    settings = settings_of(context)
+    try:
+        topic = examples_topic or settings.topics.examples
+        per_row = () if Path(target_probabilities).is_file() else (target_probabilities,)
+        source = (settings.kafka.bootstrap, topic)
+        loaded = _load(logs, from_examples, file_format, per_row, source)
+        data, target = _target(loaded, target_probabilities, target_column)
+        report = evaluate(
+            data,
+            target,
+            reward_model=REWARD_MODELS[reward_model.value],
+            weighting=weighting.value,
+        )
+    except (ReplayFormatError, TargetPolicyError, ValueError, KafkaException) as error:
+        error_console.print(f"[red]cannot evaluate:[/] {error}")
+        raise typer.Exit(2) from error
+    _report_rejected(loaded)
+    if as_json:
+        document = {"source": loaded.source, "rejected_rows": len(loaded.rejected)}
+        print(json.dumps({**document, **report.to_dict()}, indent=2))
+    else:
+        _print_table(loaded, report)
+
+
+def _load(
+    logs: Path | None,
+    kafka: bool,
+    file_format: LogFormat | None,
+    per_row: tuple[str, ...],
+    examples: tuple[str, str],
+) -> LoadedLogs:
+    """Logged data from --logs (``per_row`` columns may vary within a decision) or from
+    the ``examples`` (bootstrap, topic)."""
+    if (logs is None) == (not kafka):
+        raise ValueError("give exactly one source: --logs FILE or --from-kafka")
+    if logs is not None:
+        return from_replay_file(logs, file_format.value if file_format else None, per_row)
+    bootstrap, topic = examples
+    loaded = from_kafka(bootstrap, topic)
+    if loaded.logs.num_rows == 0:
+        raise ValueError(f"no labelled examples on {topic}")
+    return loaded
+
+
+def _target(
+    loaded: LoadedLogs, probabilities: str, column: str
+) -> tuple[LoggedBandit, TargetPolicy]:
+    """A file when ``probabilities`` names one, else a column of the logs."""
+    path = Path(probabilities)
+    if path.is_file():
+        return loaded.logs, from_file(path, loaded.logs, column)
+    return from_column(loaded.logs, probabilities)
+
+
+def _report_rejected(loaded: LoadedLogs) -> None:
+    if loaded.rejected:
+        error_console.print(f"[yellow]{len(loaded.rejected)} rows left out:[/]")
+        for reason in loaded.rejected[:10]:
+            error_console.print(f"  {reason}")
+    if not loaded.complete:
+        error_console.print("[yellow]the topic was not read to its end before the timeout[/]")
+
+
+def _print_table(loaded: LoadedLogs, report: EvaluationReport) -> None:
+    table = Table(
+        title=f"off-policy evaluation ({report.weighting} weights) of {loaded.source}",
+        title_justify="left",
+    )
+    table.add_column("estimator")
+    for name in ("value per slot", "95% CI", "ESS", "decisions"):
+        table.add_column(name, justify="right")
+    for estimate in (*report.estimates, report.logging):
+        table.add_row(*_cells(estimate))
+    console.print(table)
+    diagnostics = report.diagnostics
+    console.print(
+        f"mean weight {diagnostics.mean_weight:.3f} (≈ 1 when the logs support the target), "
+        f"max weight {diagnostics.max_weight:.1f}, "
+        f"rows the target never shows {diagnostics.zero_target_share:.1%}"
+    )
+
+
+def _cells(estimate: Estimate) -> tuple[str, str, str, str, str]:
+    return (
+        estimate.estimator,
+        f"{estimate.value:.5f}",
+        f"[{estimate.ci_low:.5f}, {estimate.ci_high:.5f}]",
+        f"{estimate.ess:,.0f}",
+        f"{estimate.decisions:,}",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)

@@ -1,0 +1,146 @@
+"""Canary analysis: always-valid under repeated looks, sensitive, patient, SLO-aware."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from feedrank.deploy.analysis import (
+    AnalysisConfig,
+    ArmTotals,
+    CanaryAnalysis,
+    ServiceLevels,
+    VerdictKind,
+)
+from feedrank.deploy.sequential import rate_difference
+
+# Per impression: engagements, reports, blocks, hides (roughly the simulated world's).
+BASE = np.array([0.05, 0.002, 0.0006, 0.003])
+ANALYSIS = CanaryAnalysis(AnalysisConfig(min_impressions=5_000, alpha=0.05))
+
+
+def simulate(
+    canary_rates: npt.NDArray[np.float64],
+    stable_rates: npt.NDArray[np.float64],
+    *,
+    rollouts: int,
+    looks: int = 40,
+    canary_per_look: int = 2_000,
+    stable_per_look: int = 20_000,
+    seed: int = 0,
+) -> list[int | None]:
+    """For each simulated rollout, the look at which it was rolled back (None: never)."""
+    rng = np.random.default_rng(seed)
+    outcomes: list[int | None] = []
+    for _ in range(rollouts):
+        canary, stable, rolled_back_at = ArmTotals(), ArmTotals(), None
+        for look in range(looks):
+            c = rng.binomial(canary_per_look, canary_rates)
+            s = rng.binomial(stable_per_look, stable_rates)
+            canary = canary.plus(ArmTotals(canary_per_look, *map(int, c)))
+            stable = stable.plus(ArmTotals(stable_per_look, *map(int, s)))
+            if ANALYSIS.judge(canary, stable).kind is VerdictKind.ROLLBACK:
+                rolled_back_at = look
+                break
+        outcomes.append(rolled_back_at)
+    return outcomes
+
+
+def test_a_and_a_false_alarms_stay_below_alpha_over_forty_looks() -> None:
+    outcomes = simulate(BASE, BASE, rollouts=300)
+    false_alarms = sum(look is not None for look in outcomes) / len(outcomes)
+    assert false_alarms <= 0.05
+
+
+def test_naive_repeated_z_tests_would_have_failed_the_same_data() -> None:
+    """The reason for the sequential test: peeking with fixed-sample z-tests inflates alpha."""
+    rng = np.random.default_rng(1)
+    alarms = 0
+    for _ in range(300):
+        canary_events = stable_events = canary_n = stable_n = 0
+        for _ in range(40):
+            canary_n += 2_000
+            stable_n += 2_000
+            canary_events += rng.binomial(2_000, 0.05)
+            stable_events += rng.binomial(2_000, 0.05)
+            p_c, p_s = canary_events / canary_n, stable_events / stable_n
+            se = np.sqrt(p_c * (1 - p_c) / canary_n + p_s * (1 - p_s) / stable_n)
+            if abs(p_c - p_s) > 1.96 * se:
+                alarms += 1
+                break
+    assert alarms / 300 > 0.15
+
+
+def test_a_doubled_report_rate_is_rolled_back() -> None:
+    worse = BASE * np.array([1.0, 2.0, 2.0, 1.0])
+    outcomes = simulate(worse, BASE, rollouts=30, seed=2)
+    assert all(look is not None for look in outcomes)
+    assert np.median([look for look in outcomes if look is not None]) < 20
+
+
+def test_a_better_canary_is_never_rolled_back() -> None:
+    better = BASE * np.array([1.2, 0.7, 0.7, 0.7])
+    assert all(look is None for look in simulate(better, BASE, rollouts=30, seed=3))
+
+
+def test_no_verdict_before_min_impressions_however_bad_it_looks() -> None:
+    canary = ArmTotals(impressions=4_999, engagements=0, reports=2_000, blocks=1_000, hides=900)
+    stable = ArmTotals(impressions=100_000, engagements=5_000, reports=200, blocks=60, hides=300)
+    verdict = ANALYSIS.judge(canary, stable)
+    assert verdict.kind is VerdictKind.CONTINUE
+    assert "4,999" in verdict.summary
+    assert "5,000" in verdict.summary
+
+
+def test_healthy_data_advances_with_the_comparisons_named() -> None:
+    canary = ArmTotals(impressions=50_000, engagements=2_500, reports=100, blocks=30, hides=150)
+    stable = ArmTotals(
+        impressions=500_000, engagements=25_000, reports=1_000, blocks=300, hides=1_500
+    )
+    verdict = ANALYSIS.judge(canary, stable)
+    assert verdict.kind is VerdictKind.ADVANCE
+    assert {item.metric for item in verdict.comparisons} == {
+        "engagements",
+        "reports",
+        "blocks",
+        "hides",
+    }
+
+
+def test_engagement_drop_rolls_back_only_when_configured() -> None:
+    canary = ArmTotals(impressions=200_000, engagements=7_000, reports=400, blocks=120, hides=600)
+    stable = ArmTotals(impressions=200_000, engagements=10_000, reports=400, blocks=120, hides=600)
+    assert ANALYSIS.judge(canary, stable).kind is VerdictKind.ROLLBACK
+    lenient = CanaryAnalysis(AnalysisConfig(rollback_on_engagement_drop=False))
+    assert lenient.judge(canary, stable).kind is VerdictKind.ADVANCE
+
+
+@pytest.mark.parametrize(
+    ("levels", "breach"),
+    [
+        (ServiceLevels(requests=1_000, errors=50, latency_p99_s=0.05), "error rate"),
+        (ServiceLevels(requests=1_000, errors=0, latency_p99_s=0.9), "p99 latency"),
+    ],
+)
+def test_slo_breaches_roll_back_even_before_min_impressions(
+    levels: ServiceLevels, breach: str
+) -> None:
+    verdict = ANALYSIS.judge(ArmTotals(), ArmTotals(), levels)
+    assert verdict.kind is VerdictKind.ROLLBACK
+    assert breach in verdict.summary
+
+
+def test_slos_wait_for_min_requests() -> None:
+    levels = ServiceLevels(requests=10, errors=10, latency_p99_s=5.0)
+    assert ANALYSIS.judge(ArmTotals(), ArmTotals(), levels).kind is VerdictKind.CONTINUE
+
+
+def test_confidence_sequence_is_wider_than_a_fixed_sample_interval_and_shrinks() -> None:
+    small = rate_difference(50, 1_000, 50, 1_000, alpha=0.05, relative_effect=0.25)
+    large = rate_difference(5_000, 100_000, 5_000, 100_000, alpha=0.05, relative_effect=0.25)
+    fixed_half_width = 1.96 * np.sqrt(2 * 0.05 * 0.95 / 1_000)
+    assert small.upper - small.difference > fixed_half_width
+    assert large.upper - large.lower < small.upper - small.lower
+    with pytest.raises(ValueError, match="at least one trial"):
+        rate_difference(0, 0, 1, 10, alpha=0.05, relative_effect=0.25)

@@ -1,0 +1,243 @@
+"""The control plane and the canary controller, driven by a manual clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from feedrank.core.clock import ManualClock
+from feedrank.core.registry import LocalModelRegistry
+from feedrank.deploy.aggregates import AggregateBook
+from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis, ServiceLevels, VerdictKind
+from feedrank.deploy.control import ControlConfig, DeployControl
+from feedrank.deploy.controller import RolloutController
+from feedrank.deploy.counterfactual import GateResult
+from feedrank.deploy.errors import ModelVersionNotFound, RolloutPreconditionFailed
+from feedrank.deploy.state import Phase
+from feedrank.deploy.store import StateFile
+from tests.support.deploy import WINDOW_MS, publish_versions, window_aggregate
+
+START_MS = 1_764_000_000_000
+GOOD = (0.05, 0.002, 0.0006, 0.003)
+BAD = (0.05, 0.006, 0.002, 0.003)
+PAUSE_MS = 10 * 60 * 1000
+
+
+class RefuseGate:
+    def check(self, stable_version: str, candidate_version: str) -> GateResult:
+        return GateResult(False, "off-policy value 0.05 vs 0.10")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START_MS)
+
+
+@pytest.fixture
+def registry(tmp_path: Path, clock: ManualClock) -> LocalModelRegistry:
+    return LocalModelRegistry(tmp_path / "registry", clock=clock)
+
+
+def make_control(tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock) -> DeployControl:
+    return DeployControl(
+        registry,
+        StateFile(tmp_path / "rollout.json"),
+        clock,
+        ControlConfig(default_steps=(0.05, 0.5, 1.0), salt="s"),
+    )
+
+
+class Simulation:
+    def __init__(
+        self, control: DeployControl, clock: ManualClock, slo: ServiceLevels | None = None
+    ) -> None:
+        self.control, self.clock = control, clock
+        self.book = AggregateBook()
+        self.rng = np.random.default_rng(5)
+
+        class FixedSlo:
+            def canary_levels(self) -> ServiceLevels | None:
+                return slo
+
+        self.controller = RolloutController(
+            control,
+            self.book,
+            CanaryAnalysis(AnalysisConfig(min_impressions=20_000)),
+            clock,
+            step_pause_ms=PAUSE_MS,
+            slo=FixedSlo(),
+        )
+
+    def run(self, canary_rates: tuple[float, float, float, float], windows: int) -> None:
+        """Feed 5-minute windows at 100k impressions each, split by the live weight."""
+        for _ in range(windows):
+            rollout = self.control.rollout()
+            if not rollout.active:
+                return
+            start = self.clock.now_ms()
+            self.clock.advance(WINDOW_MS)
+            canary = int(100_000 * rollout.canary_weight)
+            for version, arm, impressions, rates in (
+                (rollout.canary_version, "canary", canary, canary_rates),
+                (rollout.stable_version, "stable", 100_000 - canary, GOOD),
+            ):
+                self.book.add(
+                    window_aggregate(
+                        self.rng,
+                        version=version,
+                        arm=arm,
+                        window_start_ms=start,
+                        impressions=impressions,
+                        rates=rates,
+                    )
+                )
+            self.controller.tick()
+
+
+def test_a_healthy_canary_walks_every_step_and_is_promoted(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    control.start(candidate)
+    simulation = Simulation(control, clock)
+    weights = []
+    for _ in range(40):
+        simulation.run(GOOD, 1)
+        weights.append(control.rollout().canary_weight)
+    rollout = control.rollout()
+    assert rollout.phase is Phase.PROMOTED, rollout.message
+    assert rollout.stable_version == candidate
+    assert {0.5, 1.0} <= set(weights)
+    assert REGISTRY.get_sample_value("feedrank_deploy_canary_weight") == 0.0
+
+
+def test_a_canary_raising_reports_is_rolled_back(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    control.start(candidate)
+    Simulation(control, clock).run(BAD, 40)
+    rollout = control.rollout()
+    assert rollout.phase is Phase.ROLLED_BACK, rollout.message
+    assert rollout.stable_version == stable
+    assert rollout.canary_weight == 0.0
+    assert "reports" in rollout.message
+    assert "significantly higher" in rollout.message
+
+
+def test_an_slo_breach_rolls_back(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    control.start(candidate)
+    slow = ServiceLevels(requests=500, errors=0, latency_p99_s=2.0)
+    simulation = Simulation(control, clock, slo=slow)
+    simulation.run(GOOD, 1)
+    assert control.rollout().phase is Phase.ROLLED_BACK
+    assert "p99 latency" in control.rollout().message
+
+
+def test_the_controller_never_overrides_a_person(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    seen = control.start(candidate)
+    control.abort("by hand")
+    assert control.advance(seen, "healthy") is None
+    assert control.rollout().phase is Phase.ABORTED
+
+
+def test_paused_rollouts_hold_their_step(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    control.start(candidate)
+    control.pause()
+    simulation = Simulation(control, clock)
+    simulation.run(GOOD, 10)
+    assert control.rollout().canary_weight == 0.05
+    verdict = simulation.controller.tick()
+    assert verdict is not None
+    assert verdict.kind is not VerdictKind.ROLLBACK
+
+
+def test_the_gate_refuses_before_any_traffic(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = DeployControl(
+        registry,
+        StateFile(tmp_path / "rollout.json"),
+        clock,
+        ControlConfig(default_steps=(0.5, 1.0), salt="s"),
+        gate=RefuseGate(),
+    )
+    control.start(stable)
+    rollout = control.start(candidate)
+    assert (rollout.phase, rollout.canary_weight) == (Phase.ABORTED, 0.0)
+    assert "refused before its first step" in rollout.message
+    assert "counterfactual gate" in control.last_analysis
+
+
+def test_unknown_or_corrupt_versions_are_refused(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    (stable,) = publish_versions(registry, 1)
+    control = make_control(tmp_path, registry, clock)
+    with pytest.raises(ModelVersionNotFound, match="v0042"):
+        control.start("v0042")
+    weights = registry.root / "versions" / stable / "weights.bin"
+    weights.chmod(0o644)
+    weights.write_bytes(b"tampered")
+    with pytest.raises(RolloutPreconditionFailed, match="cannot serve"):
+        control.start(stable)
+
+
+def test_control_reloads_what_it_saved(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    control.start(candidate)
+    control.promote(full=False)
+    again = make_control(tmp_path, registry, clock)
+    assert again.rollout() == control.rollout()
+    assert again.history() == control.history()
+
+
+def test_auto_rollout_starts_each_new_version_once(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    (stable,) = publish_versions(registry, 1)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    simulation = Simulation(control, clock)
+    simulation.controller.auto_rollout = True
+
+    assert simulation.controller.tick() is None  # nothing newer than stable
+    assert not control.rollout().active
+
+    candidate = publish_versions(registry, 1)[0]
+    simulation.controller.tick()
+    rollout = control.rollout()
+    assert rollout.active
+    assert (rollout.stable_version, rollout.canary_version) == (stable, candidate)
+
+    simulation.run(BAD, 40)  # rolled back: the same version is never tried again
+    assert control.rollout().phase is Phase.ROLLED_BACK
+    simulation.controller.tick()
+    assert not control.rollout().active
