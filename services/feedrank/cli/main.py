@@ -11,11 +11,13 @@ from pydantic import ValidationError
 from feedrank.cli import (
     deploy_command,
     evaluate_command,
+    learn_command,
     replay_command,
     rollout_command,
     serve_command,
     simulate_command,
     stack_commands,
+    train_command,
 )
 from feedrank.cli.context import CliState
 from feedrank.core.settings import load_settings
@@ -54,6 +56,8 @@ def main(
 
 stack_commands.register(app)
 serve_command.register(app)
+train_command.register(app)
+learn_command.register(app)
 replay_command.register(app)
 evaluate_command.register(app)
 simulate_command.register(app)

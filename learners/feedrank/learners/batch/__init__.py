@@ -1,0 +1,1 @@
+"""Batch training of the two-tower and the ranker from labelled examples."""

@@ -1,0 +1,60 @@
+"""What ``feedrank train`` and ``feedrank learn`` start from: models, world, catalogue."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from feedrank.core.models.ranker import RankerConfig
+from feedrank.core.models.two_tower import TwoTowerConfig
+from feedrank.core.registry import ModelRegistry, read_bundle
+from feedrank.core.settings import Settings
+from feedrank.core.world import World, WorldConfig, generate_world
+from feedrank.learners.examples import TopicLookup
+from feedrank.learners.joint import JointModel, StepConfig
+
+
+def local_world(settings: Settings, start_ms: int | None = None) -> World:
+    """The simulated world the local stack serves (same seed, same posts)."""
+    world = settings.world
+    config = WorldConfig(
+        num_users=world.num_users,
+        num_creators=world.num_creators,
+        num_posts=world.num_posts,
+        seed=world.seed,
+    )
+    if start_ms is not None:
+        config = WorldConfig(**{**config.__dict__, "start_ms": start_ms})
+    return generate_world(config)
+
+
+def world_topics(world: World) -> TopicLookup:
+    """Post topics by post index: static attributes the decision log does not carry."""
+    topics: TopicLookup = np.asarray(world.posts.topics, dtype=np.float32)
+    return topics
+
+
+def model_configs(settings: Settings, seed: int = 0) -> tuple[TwoTowerConfig, RankerConfig]:
+    """Configs of a freshly made model (id buckets from the learner settings)."""
+    learner = settings.learner
+    two_tower = TwoTowerConfig(
+        user_id_buckets=learner.user_id_buckets, post_id_buckets=learner.post_id_buckets, seed=seed
+    )
+    ranker = RankerConfig(
+        tower_dim=two_tower.embedding_dim,
+        user_id_buckets=learner.user_id_buckets,
+        post_id_buckets=learner.post_id_buckets,
+        seed=seed,
+    )
+    return two_tower, ranker
+
+
+def starting_model(
+    settings: Settings, registry: ModelRegistry, step: StepConfig
+) -> tuple[JointModel, str]:
+    """The latest registry version (and its name) or, before any, a fresh model ('')."""
+    latest = registry.latest()
+    if latest is not None:
+        bundle = read_bundle(registry.open_verified(latest.version))
+        return JointModel(bundle.two_tower, bundle.ranker, step), latest.version
+    two_tower, ranker = model_configs(settings, step.seed)
+    return JointModel.new(two_tower, ranker, step), ""

@@ -1,0 +1,319 @@
+"""Labelled examples as model inputs: ``LabelledExample`` protos to columnar batches.
+
+An :class:`ExampleBatch` holds, one row per example, the user and post features as the
+decision logged them at impression time (no lookup at training time, so no leakage),
+the label, and the logging policy's position and propensity. Rebuilding the model
+inputs goes through the schema's own types (:class:`UserFeatures`,
+:class:`PostFeatureBatch`), so training and serving encode features the same way.
+
+Post topics are not in the decision log; they are a static attribute of a post (fixed
+at creation), supplied from the catalogue as ``topics`` (rows by post index), read from
+``topic_<i>`` numeric features if a log carries them, or left at zero.
+
+A batch refuses NaN or infinite inputs, labels other than 0/1 and propensities outside
+(0, 1] with :class:`InvalidExampleError` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import numpy.typing as npt
+
+from feedrank.core.features.schema import (
+    AGE_BUCKETS,
+    CONTENT_DIM,
+    COUNTRIES,
+    LANGUAGES,
+    NUM_TOPICS,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    PostFeatureBatch,
+    UserFeatures,
+    post_index,
+)
+from feedrank.v1 import events_pb2
+
+F64Array = npt.NDArray[np.float64]
+TopicLookup = FloatArray  # (catalogue size, NUM_TOPICS), rows by post index
+
+_POST_NUMERIC = (
+    "age_hours",
+    "creator_followers",
+    "creator_engagement_rate",
+    "impressions",
+    "engagement_rate",
+)
+_USER_NUMERIC = ("activity", "follow_count", "engagements_7d")
+_TOPIC_KEYS = tuple(f"topic_{i}" for i in range(NUM_TOPICS))
+_LANGUAGE_CODE = {code: index for index, code in enumerate(LANGUAGES)}
+_COUNTRY_CODE = {code: index for index, code in enumerate(COUNTRIES)}
+
+
+class InvalidExampleError(ValueError):
+    """An example that cannot be learned from; ``field`` names the culprit."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ExampleBatch:
+    """Examples as columns; ``posts`` row i is the post of example i."""
+
+    users: tuple[UserFeatures, ...]
+    posts: PostFeatureBatch
+    labels: FloatArray  # 0 or 1 (engaged within the reward window)
+    propensities: F64Array  # logging propensity of the shown position, in (0, 1]
+    positions: IntArray
+    decision_time_ms: IntArray
+    keys: tuple[str, ...]  # "decision_id/post_id": identifies an example for accounting
+
+    def __post_init__(self) -> None:
+        count = len(self.users)
+        columns = (self.labels, self.propensities, self.positions, self.decision_time_ms)
+        if len(self.posts) != count or any(c.shape != (count,) for c in columns):
+            raise InvalidExampleError("every column needs one row per example", field="rows")
+        if len(self.keys) != count:
+            raise InvalidExampleError("one key per example is required", field="keys")
+        validate_batch(self)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @property
+    def positives(self) -> int:
+        return int(self.labels.sum())
+
+    def take(self, rows: IntArray) -> ExampleBatch:
+        """The examples at ``rows``, in that order."""
+        picked = rows.tolist()
+        return ExampleBatch(
+            users=tuple(self.users[row] for row in picked),
+            posts=self.posts.take(rows),
+            labels=self.labels[rows],
+            propensities=self.propensities[rows],
+            positions=self.positions[rows],
+            decision_time_ms=self.decision_time_ms[rows],
+            keys=tuple(self.keys[row] for row in picked),
+        )
+
+    def slices(self, size: int) -> list[ExampleBatch]:
+        """Consecutive batches of at most ``size`` examples."""
+        return [
+            self.take(np.arange(start, min(start + size, len(self)), dtype=np.int64))
+            for start in range(0, len(self), size)
+        ]
+
+
+def concat(batches: Sequence[ExampleBatch]) -> ExampleBatch:
+    """One batch holding the rows of ``batches`` in order."""
+    if not batches:
+        raise ValueError("concat needs at least one batch")
+    post_columns = {
+        item.name: np.concatenate([getattr(batch.posts, item.name) for batch in batches])
+        for item in fields(PostFeatureBatch)
+        if item.name != "as_of_ms"
+    }
+    return ExampleBatch(
+        users=tuple(user for batch in batches for user in batch.users),
+        posts=PostFeatureBatch(
+            **post_columns, as_of_ms=max(batch.posts.as_of_ms for batch in batches)
+        ),
+        labels=np.concatenate([batch.labels for batch in batches]),
+        propensities=np.concatenate([batch.propensities for batch in batches]),
+        positions=np.concatenate([batch.positions for batch in batches]),
+        decision_time_ms=np.concatenate([batch.decision_time_ms for batch in batches]),
+        keys=tuple(key for batch in batches for key in batch.keys),
+    )
+
+
+def example_key(example: events_pb2.LabelledExample) -> str:
+    return f"{example.decision_id}/{example.post_id}"
+
+
+def batch_from_examples(
+    examples: Sequence[events_pb2.LabelledExample], *, topics: TopicLookup | None = None
+) -> ExampleBatch:
+    """Model inputs from labelled examples; InvalidExampleError for any bad example."""
+    if not examples:
+        raise InvalidExampleError("no examples", field="rows")
+    count = len(examples)
+    post_rows = np.empty(count, dtype=np.int64)
+    language = np.empty(count, dtype=np.int64)
+    country = np.empty(count, dtype=np.int64)
+    numeric = np.empty((count, len(_POST_NUMERIC)), dtype=np.float64)
+    flags = np.empty((count, 3), dtype=np.float64)  # sensitive, region_locked, creator
+    content = np.zeros((count, CONTENT_DIM), dtype=np.float32)
+    logged_topics = np.zeros((count, NUM_TOPICS), dtype=np.float32)
+    has_logged_topics = np.zeros(count, dtype=np.bool_)
+    users: list[UserFeatures] = []
+    for row, example in enumerate(examples):
+        users.append(user_from_example(example))
+        features = example.post_features
+        post_rows[row] = _post_row(example.post_id)
+        language[row] = _category(features.categorical, "language", _LANGUAGE_CODE, "post")
+        country[row] = _category(features.categorical, "country", _COUNTRY_CODE, "post")
+        values = features.numeric
+        numeric[row] = [_number(values, name, "post_features") for name in _POST_NUMERIC]
+        flags[row] = [
+            _number(values, "sensitive", "post_features"),
+            _number(values, "region_locked", "post_features"),
+            _number(values, "creator_index", "post_features"),
+        ]
+        embedding = features.embedding
+        if len(embedding) != CONTENT_DIM:
+            raise InvalidExampleError(
+                f"post {example.post_id!r} has a {len(embedding)}-d embedding; "
+                f"the schema needs {CONTENT_DIM}",
+                field="post_features.embedding",
+            )
+        content[row] = embedding
+        if _TOPIC_KEYS[0] in values:
+            logged_topics[row] = [_number(values, key, "post_features") for key in _TOPIC_KEYS]
+            has_logged_topics[row] = True
+    topic_rows = _topics(post_rows, logged_topics, has_logged_topics, topics)
+    decision_ms = np.array([example.decision_time_ms for example in examples], dtype=np.int64)
+    posts = PostFeatureBatch(
+        post_index=post_rows,
+        language=language,
+        country=country,
+        region_locked=flags[:, 1] > 0.5,
+        creator_index=flags[:, 2].astype(np.int64),
+        topics=topic_rows,
+        content=content,
+        age_hours=numeric[:, 0].astype(np.float32),
+        creator_followers=numeric[:, 1].astype(np.float32),
+        creator_engagement_rate=numeric[:, 2].astype(np.float32),
+        impressions=numeric[:, 3].astype(np.float32),
+        engagement_rate=numeric[:, 4].astype(np.float32),
+        sensitive=flags[:, 0] > 0.5,
+        as_of_ms=int(decision_ms.max()),
+    )
+    return ExampleBatch(
+        users=tuple(users),
+        posts=posts,
+        labels=np.array([float(ex.engaged) for ex in examples], dtype=np.float32),
+        propensities=np.array([ex.propensity for ex in examples], dtype=np.float64),
+        positions=np.array([ex.position for ex in examples], dtype=np.int64),
+        decision_time_ms=decision_ms,
+        keys=tuple(example_key(example) for example in examples),
+    )
+
+
+def user_from_example(example: events_pb2.LabelledExample) -> UserFeatures:
+    """The user as the decision logged them (``UserFeatures.to_proto`` inverted)."""
+    features = example.user_features
+    values = features.numeric
+    if not example.user_id:
+        raise InvalidExampleError("example has no user_id", field="user_id")
+    age_bucket = int(_number(values, "age_bucket", "user_features"))
+    if not 0 <= age_bucket < AGE_BUCKETS:
+        raise InvalidExampleError(
+            f"age_bucket {age_bucket} outside 0..{AGE_BUCKETS - 1}", field="user_features"
+        )
+    numbers = [_number(values, name, "user_features") for name in _USER_NUMERIC]
+    return UserFeatures(
+        user_id=example.user_id,
+        language=_category(features.categorical, "language", _LANGUAGE_CODE, "user"),
+        country=_category(features.categorical, "country", _COUNTRY_CODE, "user"),
+        age_bucket=age_bucket,
+        activity=numbers[0],
+        follow_count=numbers[1],
+        engagements_7d=numbers[2],
+        sensitive_filter=_number(values, "sensitive_filter", "user_features") > 0.5,
+        known=values.get("known", 1.0) > 0.5,
+        as_of_ms=example.decision_time_ms,
+    )
+
+
+def _post_row(identifier: str) -> int:
+    try:
+        return post_index(identifier)
+    except ValueError as error:
+        raise InvalidExampleError(str(error), field="post_id") from error
+
+
+def _number(values: object, name: str, where: str) -> float:
+    mapping = values  # a protobuf map<string, double>: indexing would insert a default
+    if name not in mapping:  # type: ignore[operator]
+        raise InvalidExampleError(f"{where} lacks {name!r}", field=f"{where}.{name}")
+    value = float(mapping[name])  # type: ignore[index]
+    if not math.isfinite(value):
+        raise InvalidExampleError(f"{where}.{name} is {value}", field=f"{where}.{name}")
+    return value
+
+
+def _category(values: object, name: str, codes: dict[str, int], side: str) -> int:
+    text = values.get(name, "")  # type: ignore[attr-defined]
+    if text not in codes:
+        raise InvalidExampleError(
+            f"{side} {name} {text!r} is not one of {sorted(codes)}",
+            field=f"{side}_features.{name}",
+        )
+    return codes[text]
+
+
+def _topics(
+    post_rows: IntArray,
+    logged: FloatArray,
+    has_logged: BoolArray,
+    lookup: TopicLookup | None,
+) -> FloatArray:
+    if lookup is None:
+        return logged
+    inside = post_rows < lookup.shape[0]
+    use_lookup = inside & ~has_logged
+    topics = logged.copy()
+    topics[use_lookup] = lookup[post_rows[use_lookup]]
+    return topics
+
+
+def validate_batch(batch: ExampleBatch) -> None:
+    """InvalidExampleError unless every input is finite and labels/propensities valid."""
+    posts = batch.posts
+    for name in (
+        "topics",
+        "content",
+        "age_hours",
+        "creator_followers",
+        "creator_engagement_rate",
+        "impressions",
+        "engagement_rate",
+    ):
+        if not np.isfinite(getattr(posts, name)).all():
+            raise InvalidExampleError(f"post {name} holds NaN or infinity", field=f"posts.{name}")
+    for user in batch.users:
+        for name in _USER_NUMERIC:
+            if not math.isfinite(getattr(user, name)):
+                raise InvalidExampleError(
+                    f"user {user.user_id!r} has {name}={getattr(user, name)}",
+                    field=f"users.{name}",
+                )
+    labels = batch.labels
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise InvalidExampleError("labels must be 0 or 1", field="labels")
+    propensities = batch.propensities
+    if not (np.isfinite(propensities).all() and (propensities > 0).all()):
+        raise InvalidExampleError("propensities must lie in (0, 1]", field="propensities")
+    if (propensities > 1).any():
+        raise InvalidExampleError("propensities must lie in (0, 1]", field="propensities")
+
+
+def candidate_batch(user: UserFeatures, posts: PostFeatureBatch, at_ms: int) -> ExampleBatch:
+    """One user against several posts at ``at_ms``, shaped as unlabelled examples."""
+    count = len(posts)
+    return ExampleBatch(
+        users=(user,) * count,
+        posts=posts,
+        labels=np.zeros(count, dtype=np.float32),
+        propensities=np.ones(count, dtype=np.float64),
+        positions=np.zeros(count, dtype=np.int64),
+        decision_time_ms=np.full(count, at_ms, dtype=np.int64),
+        keys=tuple(f"candidate/{row}" for row in posts.post_index.tolist()),
+    )

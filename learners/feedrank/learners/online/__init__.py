@@ -1,0 +1,1 @@
+"""The online learner: micro-batch updates from feedrank.examples, crash-safe."""

@@ -1,0 +1,287 @@
+"""The online learning loop: ``feedrank.examples`` in, models and registry versions out.
+
+Per micro-batch: consume (read committed), decode through the codec, score the batch
+for the streaming metrics (before learning from it), apply one update, and account for
+the examples (next offset per partition, count, key digest). Every N examples or T
+seconds the learner, its stream position and its post catalogue are checkpointed
+atomically (:mod:`feedrank.learners.online.checkpoint`), and **only then** are the
+offsets committed to Kafka. On start the learner resumes from its checkpoint and seeks
+to the checkpoint's offsets, so a crash at any point neither loses an example nor
+applies one twice: work after the last checkpoint is simply redone. Committed group
+offsets are for lag monitoring; the checkpoint is the source of truth.
+
+Every ``publish_every_examples`` examples or ``publish_every_s`` seconds a registry
+version is published with the models, the refreshed post embeddings and ANN index, and
+the Kafka offsets the version has learned up to; a checkpoint follows at once, so the
+version is durably recorded as the next one's parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from feedrank.core import codecs
+from feedrank.core.registry import ModelRegistry, TrainingData
+from feedrank.learners.examples import (
+    ExampleBatch,
+    InvalidExampleError,
+    TopicLookup,
+    batch_from_examples,
+)
+from feedrank.learners.online import metrics
+from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress
+from feedrank.learners.online.learner import OnlineLearner
+from feedrank.learners.online.monitoring import StreamMonitor
+from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
+from feedrank.learners.publishing import publish_version
+from feedrank.v1 import events_pb2
+
+log = logging.getLogger("feedrank.learners")
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """Where the learner reads, keeps state, and how often it checkpoints and publishes."""
+
+    bootstrap: str
+    topic: str
+    group_id: str
+    state_dir: Path
+    micro_batch_size: int = 512
+    poll_timeout_s: float = 0.5
+    checkpoint_every_examples: int = 50_000
+    checkpoint_every_s: float = 30.0
+    publish_every_examples: int = 200_000
+    publish_every_s: float = 300.0
+    idle_exit_s: float | None = None  # stop after this long without a new example
+
+
+class OnlineConsumer:
+    """Runs the loop until ``stop`` is set (or the stream stays idle for idle_exit_s)."""
+
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        *,
+        make_learner: Callable[[], tuple[OnlineLearner, str]],
+        registry: ModelRegistry | None,
+        topics: TopicLookup | None = None,
+        monitor: StreamMonitor | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.topics = topics
+        self.monitor = monitor or StreamMonitor()
+        self.store = CheckpointStore(config.state_dir)
+        checkpoint = self.store.load()
+        if checkpoint is None:
+            self.learner, parent = make_learner()  # parent: the version it started from
+            self.progress = StreamProgress(last_version=parent)
+            self.catalogue = PostCatalogue()
+        else:
+            self.learner, self.progress = checkpoint.learner, checkpoint.progress
+            self.catalogue = checkpoint.posts
+            log.info("resuming from checkpoint at %s", self.progress.offsets)
+        dim = self.learner.model.two_tower.config.embedding_dim
+        self.embeddings = EmbeddingIndex(dim)
+        self._checkpointed_examples = self.progress.examples_applied
+        self._checkpointed_offsets = dict(self.progress.offsets)
+        self._published_examples = self.progress.examples_applied
+        self._last_checkpoint = time.monotonic()
+        self._last_publish = time.monotonic()
+
+    def run(self, stop: threading.Event) -> StreamProgress:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.config.bootstrap,
+                "group.id": self.config.group_id,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "log_level": 3,
+            }
+        )
+        try:
+            self._assign(consumer)
+            last_example = time.monotonic()
+            idle_exit = self.config.idle_exit_s
+            while not stop.is_set():
+                messages = consumer.consume(
+                    num_messages=self.config.micro_batch_size, timeout=self.config.poll_timeout_s
+                )
+                if messages:
+                    self.apply(messages)
+                    last_example = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - last_example > idle_exit:
+                    break
+                self._maybe_checkpoint_and_publish(consumer)
+            if self.progress.examples_applied > self._published_examples:
+                self.publish()
+            self._checkpoint(consumer, force=True)
+        finally:
+            consumer.close()
+        return self.progress
+
+    # One micro-batch ------------------------------------------------------------------
+    def apply(self, messages: list[Message]) -> int:
+        """Learn from these records; returns how many examples were applied."""
+        started = time.perf_counter()
+        examples: list[events_pb2.LabelledExample] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", error)
+                continue
+            key = f"{message.topic()}:{message.partition()}"
+            self.progress.offsets[key] = max(
+                self.progress.offsets.get(key, 0), int(message.offset() or 0) + 1
+            )
+            try:
+                examples.append(codecs.decode(events_pb2.LabelledExample, message.value()))
+            except codecs.EventDecodeError as decode_error:
+                metrics.REJECTED.inc()
+                log.warning("skipping an undecodable example: %s", decode_error)
+        batch = self._batch(examples)
+        if batch is None:
+            return 0
+        probabilities = self.learner.predict_proba(batch)
+        for event in self.monitor.update(batch.labels, probabilities):
+            metrics.DRIFT_EVENTS.inc()
+            log.warning("drift in the loss after %d examples (mean %.4f)", *event.__dict__.values())
+        loss = self.learner.learn(batch)
+        times = batch.decision_time_ms
+        self.progress.record(batch.keys, int(times.min()), int(times.max()))
+        self.catalogue.update(batch.posts, times)
+        self._export(loss, len(batch), started)
+        return len(batch)
+
+    def _batch(self, examples: list[events_pb2.LabelledExample]) -> ExampleBatch | None:
+        if not examples:
+            return None
+        try:
+            return batch_from_examples(examples, topics=self.topics)
+        except InvalidExampleError:
+            pass
+        good = []
+        for example in examples:  # the slow path: find the bad ones
+            try:
+                batch_from_examples([example], topics=self.topics)
+            except InvalidExampleError as error:
+                metrics.REJECTED.inc()
+                log.warning("skipping example %s: %s", example.decision_id, error)
+            else:
+                good.append(example)
+        return batch_from_examples(good, topics=self.topics) if good else None
+
+    # Durability and publishing --------------------------------------------------------
+    def _maybe_checkpoint_and_publish(self, consumer: Consumer) -> None:
+        config, now = self.config, time.monotonic()
+        applied = self.progress.examples_applied
+        publish_due = applied > self._published_examples and (
+            applied - self._published_examples >= config.publish_every_examples
+            or now - self._last_publish >= config.publish_every_s
+        )
+        moved = applied > self._checkpointed_examples or (
+            self.progress.offsets != self._checkpointed_offsets
+        )
+        checkpoint_due = moved and (
+            applied - self._checkpointed_examples >= config.checkpoint_every_examples
+            or now - self._last_checkpoint >= config.checkpoint_every_s
+        )
+        if publish_due:
+            self.publish()  # the checkpoint below then records the version as the parent
+        if checkpoint_due or publish_due:
+            self._checkpoint(consumer)
+
+    def _checkpoint(self, consumer: Consumer, *, force: bool = False) -> None:
+        """Make the state durable, THEN commit the offsets it includes."""
+        unchanged = self.progress.offsets == self._checkpointed_offsets
+        if (
+            not force
+            and unchanged
+            and self.progress.examples_applied == self._checkpointed_examples
+        ):
+            return
+        started = time.perf_counter()
+        self.store.save(self.learner, self.progress, self.catalogue)
+        offsets = [
+            TopicPartition(topic, int(partition), offset)
+            for topic, partition, offset in _split_offsets(self.progress.offsets)
+        ]
+        if offsets:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        self._checkpointed_examples = self.progress.examples_applied
+        self._checkpointed_offsets = dict(self.progress.offsets)
+        self._last_checkpoint = time.monotonic()
+        metrics.CHECKPOINTS.inc()
+        metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
+
+    def publish(self) -> str:
+        """Publish the current models as a registry version; its name ('' without one)."""
+        self._last_publish = time.monotonic()
+        if self.registry is None:
+            return ""
+        progress = self.progress
+        manifest = publish_version(
+            self.registry,
+            self.learner.model,
+            self.catalogue,
+            self.embeddings,
+            training=TrainingData(
+                source=f"kafka:{self.config.topic}",
+                examples=progress.examples_applied,
+                start_ms=progress.first_decision_ms,
+                end_ms=max(progress.last_decision_ms, progress.first_decision_ms),
+                kafka_offsets=dict(progress.offsets),
+            ),
+            metrics={**self.monitor.snapshot(), "examples": float(progress.examples_applied)},
+            parent=progress.last_version,
+        )
+        progress.last_version = manifest.version
+        self._published_examples = progress.examples_applied
+        metrics.VERSIONS.inc()
+        metrics.LAST_PUBLISH.set_to_current_time()
+        log.info("published %s at offsets %s", manifest.version, progress.offsets)
+        return manifest.version
+
+    def _assign(self, consumer: Consumer) -> None:
+        topic = self.config.topic
+        metadata = consumer.list_topics(topic, timeout=30)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            raise RuntimeError(f"topic {topic!r} is not available: {described and described.error}")
+        assignment = []
+        for partition in sorted(described.partitions):
+            offset = self.progress.offsets.get(f"{topic}:{partition}", OFFSET_BEGINNING)
+            assignment.append(TopicPartition(topic, partition, offset))
+        consumer.assign(assignment)
+
+    def _export(self, loss: float, count: int, started: float) -> None:
+        metrics.EXAMPLES.inc(count)
+        metrics.LOSS.set(loss)
+        snapshot = self.monitor.snapshot()
+        for gauge, name in (
+            (metrics.ROLLING_AUC, "rolling_auc"),
+            (metrics.ROLLING_LOG_LOSS, "rolling_log_loss"),
+            (metrics.CALIBRATION, "calibration"),
+        ):
+            if np.isfinite(snapshot[name]):
+                gauge.set(snapshot[name])
+        metrics.UPDATE_SECONDS.observe(time.perf_counter() - started)
+
+
+def _split_offsets(offsets: dict[str, int]) -> list[tuple[str, str, int]]:
+    split = []
+    for key, offset in sorted(offsets.items()):
+        topic, partition = key.rsplit(":", 1)
+        split.append((topic, partition, offset))
+    return split

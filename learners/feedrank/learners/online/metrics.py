@@ -1,0 +1,38 @@
+"""Prometheus metrics of the online learner (served on ports.learner_metrics, 9101)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EXAMPLES = Counter("feedrank_learner_examples", "Labelled examples applied to the models.")
+REJECTED = Counter(
+    "feedrank_learner_examples_rejected", "Examples skipped: undecodable or invalid inputs."
+)
+UPDATE_SECONDS = Histogram(
+    "feedrank_learner_update_seconds",
+    "Time of one micro-batch update (decode, score, step).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+LOSS = Gauge("feedrank_learner_loss", "Training loss of the latest micro-batch.")
+ROLLING_AUC = Gauge("feedrank_learner_rolling_auc", "Progressive-validation ROC AUC (rolling).")
+ROLLING_LOG_LOSS = Gauge(
+    "feedrank_learner_rolling_log_loss", "Progressive-validation log loss (rolling)."
+)
+CALIBRATION = Gauge(
+    "feedrank_learner_calibration_ratio", "Mean prediction over engagement rate (rolling)."
+)
+DRIFT_EVENTS = Counter("feedrank_learner_drift_events", "ADWIN drift detections on the loss.")
+CHECKPOINTS = Counter("feedrank_learner_checkpoints", "Durable checkpoints written.")
+CHECKPOINT_SECONDS = Histogram(
+    "feedrank_learner_checkpoint_seconds",
+    "Time to write a checkpoint and commit offsets.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+VERSIONS = Counter("feedrank_learner_versions_published", "Registry versions published.")
+LAST_PUBLISH = Gauge(
+    "feedrank_learner_last_publish_timestamp_seconds", "Wall time of the latest publish."
+)
+EVENT_LAG = Gauge(
+    "feedrank_learner_event_lag_seconds",
+    "Wall time now minus the label time of the newest example applied.",
+)

@@ -1,0 +1,158 @@
+"""The posts a learner knows, their embeddings and the ANN index shipped with a version.
+
+:class:`PostCatalogue` keeps the latest logged features of every post seen in examples
+(or seeded from a feature store), one row per post. :class:`EmbeddingIndex` embeds the
+catalogue with the current post tower and updates a :class:`CandidateIndex`
+incrementally: only new posts and posts whose vector moved by more than a tolerance
+(cosine distance) are re-added. The result goes into a registry version with the
+models (see :func:`publish_version`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from safetensors.numpy import load_file, save_file
+
+from feedrank.core.features.schema import IntArray, PostFeatureBatch
+from feedrank.core.models.two_tower import TwoTowerModel
+from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+
+FloatArray = npt.NDArray[np.float32]
+_MS_PER_HOUR = 3_600_000
+_COLUMNS = tuple(item.name for item in fields(PostFeatureBatch) if item.name != "as_of_ms")
+
+
+class PostCatalogue:
+    """Latest features per post (by post index), as growable columns."""
+
+    def __init__(self) -> None:
+        self._slot_of = np.full(0, -1, dtype=np.int64)
+        self._columns: dict[str, npt.NDArray[np.generic]] = {}
+        self._created_ms = np.empty(0, dtype=np.int64)
+        self._size = 0
+        self.as_of_ms = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def update(self, posts: PostFeatureBatch, decision_time_ms: IntArray) -> None:
+        """Take these rows as the newest features of their posts (later rows win)."""
+        if len(posts) == 0:
+            return
+        index = posts.post_index
+        last = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]
+        rows = np.sort(last)
+        posts_index = index[rows]
+        self._grow_lookup(int(posts_index.max()) + 1)
+        slots = self._slot_of[posts_index]
+        new = slots < 0
+        slots[new] = np.arange(self._size, self._size + int(new.sum()))
+        self._slot_of[posts_index[new]] = slots[new]
+        self._reserve(self._size + int(new.sum()), posts)
+        self._size += int(new.sum())
+        for name in _COLUMNS:
+            self._columns[name][slots] = getattr(posts, name)[rows]
+        age_ms = (posts.age_hours[rows].astype(np.float64) * _MS_PER_HOUR).astype(np.int64)
+        self._created_ms[slots] = decision_time_ms[rows] - age_ms
+        self.as_of_ms = max(self.as_of_ms, int(decision_time_ms.max()))
+
+    def features(self) -> PostFeatureBatch:
+        """Every known post's latest features (ages as logged)."""
+        size = self._size
+        columns: dict[str, Any] = {name: self._columns[name][:size] for name in _COLUMNS}
+        return PostFeatureBatch(**columns, as_of_ms=self.as_of_ms)
+
+    @property
+    def created_ms(self) -> IntArray:
+        return self._created_ms[: self._size]
+
+    def save(self, path: Path) -> None:
+        as_of = np.array([self.as_of_ms], dtype=np.int64)
+        if self._size == 0:
+            save_file({"as_of_ms": as_of}, str(path))
+            return
+        arrays = {
+            name: np.ascontiguousarray(self._columns[name][: self._size]) for name in _COLUMNS
+        }
+        arrays["created_ms"] = np.ascontiguousarray(self.created_ms)
+        arrays["as_of_ms"] = as_of
+        save_file(arrays, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> PostCatalogue:
+        arrays = load_file(str(path))
+        catalogue = cls()
+        if "post_index" in arrays:
+            posts = PostFeatureBatch(
+                **{name: arrays[name] for name in _COLUMNS}, as_of_ms=int(arrays["as_of_ms"][0])
+            )
+            age_ms = (posts.age_hours.astype(np.float64) * _MS_PER_HOUR).astype(np.int64)
+            catalogue.update(posts, arrays["created_ms"] + age_ms)
+        catalogue.as_of_ms = int(arrays["as_of_ms"][0])
+        return catalogue
+
+    def _grow_lookup(self, size: int) -> None:
+        if size > self._slot_of.size:
+            grown = np.full(max(size, 2 * self._slot_of.size), -1, dtype=np.int64)
+            grown[: self._slot_of.size] = self._slot_of
+            self._slot_of = grown
+
+    def _reserve(self, capacity: int, like: PostFeatureBatch) -> None:
+        current = self._created_ms.shape[0]
+        if capacity <= current:
+            return
+        size = max(capacity, 2 * current, 1024)
+        for name in _COLUMNS:
+            source = getattr(like, name)
+            grown = np.zeros((size, *source.shape[1:]), dtype=source.dtype)
+            if name in self._columns:
+                grown[:current] = self._columns[name][:current]
+            self._columns[name] = grown
+        created = np.zeros(size, dtype=np.int64)
+        created[:current] = self._created_ms[:current]
+        self._created_ms = created
+
+
+@dataclass
+class EmbeddingRefresh:
+    post_index: IntArray
+    vectors: FloatArray
+    changed: int  # posts (re-)added to the index
+
+
+class EmbeddingIndex:
+    """Post vectors and the ANN index over them, updated incrementally."""
+
+    def __init__(self, dim: int, tolerance: float = 1e-3) -> None:
+        self.index = CandidateIndex(RetrievalConfig(dim=dim))
+        self.tolerance = tolerance
+        self._vectors: dict[int, FloatArray] = {}
+
+    def refresh(self, two_tower: TwoTowerModel, catalogue: PostCatalogue) -> EmbeddingRefresh:
+        """Embed every known post; re-index the new and the moved ones."""
+        posts = catalogue.features()
+        vectors = two_tower.encode_posts(posts)
+        previous = np.zeros_like(vectors)
+        for row, post in enumerate(posts.post_index.tolist()):
+            known = self._vectors.get(post)
+            if known is not None:
+                previous[row] = known
+        moved = 1.0 - (previous * vectors).sum(axis=1) > self.tolerance
+        rows = np.flatnonzero(moved)
+        if rows.size:
+            self.index.add(
+                posts.post_index[rows],
+                vectors[rows],
+                languages=posts.language[rows],
+                countries=posts.country[rows],
+                region_locked=posts.region_locked[rows],
+                created_ms=catalogue.created_ms[rows],
+            )
+            for row in rows.tolist():
+                self._vectors[int(posts.post_index[row])] = vectors[row]
+        return EmbeddingRefresh(posts.post_index.copy(), vectors, int(rows.size))

@@ -1,0 +1,183 @@
+"""Where labelled examples come from: a Kafka range, or a Parquet/CSV export.
+
+**Kafka**: every example on the topic from the beginning (or given start offsets) up to
+the end offsets the topic had when reading started, read committed; the offsets reached
+travel with the examples as provenance.
+
+**Files** (``.parquet`` or ``.csv``): one row per example. Columns: ``decision_id``,
+``user_id``, ``post_id``, ``decision_time_ms``, ``label_time_ms``, ``position``,
+``score``, ``propensity``, ``model_version``, ``arm``, ``reward``, ``engaged``; the
+impression-time features as ``user.<name>`` / ``post.<name>`` (numbers, or the
+``language`` / ``country`` codes), and ``post.embedding`` as a JSON list of numbers.
+:func:`write_examples` writes exactly this format.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+from confluent_kafka import Consumer, TopicPartition
+
+from feedrank.core import codecs
+from feedrank.v1 import events_pb2
+
+_SCALARS = (
+    "decision_id",
+    "user_id",
+    "post_id",
+    "decision_time_ms",
+    "label_time_ms",
+    "position",
+    "score",
+    "propensity",
+    "model_version",
+    "arm",
+    "reward",
+    "engaged",
+)
+_TEXT = frozenset({"decision_id", "user_id", "post_id", "model_version", "arm"})
+_INTEGER = frozenset({"decision_time_ms", "label_time_ms", "position"})
+_CATEGORICAL = ("language", "country")
+
+
+class ExampleSourceError(ValueError):
+    """A file or topic that does not hold labelled examples."""
+
+
+@dataclass
+class KafkaRange:
+    examples: list[events_pb2.LabelledExample] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset
+    undecodable: int = 0
+
+
+def read_kafka_range(
+    bootstrap: str, topic: str, *, timeout_s: float = 120.0, max_examples: int | None = None
+) -> KafkaRange:
+    """Examples from the start of ``topic`` to its end offsets as of now (read committed)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"feedrank-train-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "log_level": 3,
+        }
+    )
+    result = KafkaRange()
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise ExampleSourceError(f"topic {topic!r} is not available")
+        ends: dict[int, int] = {}
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
+            if high > low:
+                ends[partition] = high
+            result.offsets[f"{topic}:{partition}"] = high
+        consumer.assign([TopicPartition(topic, partition, 0) for partition in ends])
+        reached = dict.fromkeys(ends, 0)
+        deadline = time.monotonic() + timeout_s
+        while any(reached[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+            if max_examples is not None and len(result.examples) >= max_examples:
+                break
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                if message.error() is not None:
+                    continue
+                reached[int(message.partition() or 0)] = int(message.offset() or 0) + 1
+                try:
+                    result.examples.append(
+                        codecs.decode(events_pb2.LabelledExample, message.value())
+                    )
+                except codecs.EventDecodeError:
+                    result.undecodable += 1
+            for partition in ends:  # transaction markers leave gaps: ask where we are
+                position = consumer.position([TopicPartition(topic, partition)])[0].offset
+                reached[partition] = max(reached[partition], position)
+        result.offsets.update({f"{topic}:{p}": reached[p] for p in ends})
+    finally:
+        consumer.close()
+    return result
+
+
+def write_examples(examples: Sequence[events_pb2.LabelledExample], path: Path) -> None:
+    """Export examples as Parquet or CSV (by suffix), in the documented format."""
+    rows = [_row(example) for example in examples]
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    if path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif path.suffix == ".csv":
+        with path.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        raise ExampleSourceError(f"{path}: want a .parquet or .csv file")
+
+
+def read_examples(path: Path) -> list[events_pb2.LabelledExample]:
+    """Examples from a Parquet or CSV export; ExampleSourceError naming the bad row."""
+    if path.suffix == ".parquet":
+        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+        columns = set(rows[0]) if rows else set()
+    elif path.suffix == ".csv":
+        with path.open(newline="") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
+    else:
+        raise ExampleSourceError(f"{path}: want a .parquet or .csv file")
+    missing = [name for name in (*_SCALARS, "post.embedding") if name not in columns]
+    if missing:
+        raise ExampleSourceError(f"{path} lacks columns {missing}")
+    examples = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            examples.append(_example(row))
+        except (ValueError, TypeError, KeyError) as error:
+            raise ExampleSourceError(f"{path} line {number}: {error}") from error
+    return examples
+
+
+def _row(example: events_pb2.LabelledExample) -> dict[str, Any]:
+    row: dict[str, Any] = {name: getattr(example, name) for name in _SCALARS}
+    for side, features in (("user", example.user_features), ("post", example.post_features)):
+        row.update({f"{side}.{name}": value for name, value in features.numeric.items()})
+        row.update({f"{side}.{name}": value for name, value in features.categorical.items()})
+    row["post.embedding"] = json.dumps([round(v, 7) for v in example.post_features.embedding])
+    return row
+
+
+def _example(row: dict[str, Any]) -> events_pb2.LabelledExample:
+    example = events_pb2.LabelledExample()
+    for name in _SCALARS:
+        value = row[name]
+        if name in _TEXT:
+            setattr(example, name, str(value))
+        elif name in _INTEGER:
+            setattr(example, name, int(value))
+        elif name == "engaged":
+            example.engaged = str(value).strip().lower() in ("true", "1", "1.0")
+        else:
+            setattr(example, name, float(value))
+    for column, value in row.items():
+        side, _, name = str(column).partition(".")
+        if side not in ("user", "post") or name == "embedding" or value in ("", None):
+            continue
+        features = example.user_features if side == "user" else example.post_features
+        if name in _CATEGORICAL:
+            features.categorical[name] = str(value)
+        else:
+            features.numeric[name] = float(value)
+    example.post_features.embedding.extend(json.loads(str(row["post.embedding"])))
+    return example

@@ -1,0 +1,132 @@
+"""``feedrank train``: batch-train both models and publish them behind an AUC gate."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from feedrank.cli.context import settings_of
+from feedrank.core.registry import LocalModelRegistry
+from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
+from feedrank.learners.bootstrap import local_world, model_configs, world_topics
+from feedrank.learners.training_run import TrainingRun, examples_for_training, publish_run
+
+console = Console()
+
+
+def train(
+    context: typer.Context,
+    *,
+    from_kafka: Annotated[
+        bool, typer.Option(help="Train on topics.examples from its start to its end offsets.")
+    ] = False,
+    file: Annotated[
+        Path | None, typer.Option(help="Train on an exported .parquet or .csv file.", exists=True)
+    ] = None,
+    simulate: Annotated[
+        int, typer.Option(help="Train on this many examples from the simulated world.", min=0)
+    ] = 0,
+    rounds: Annotated[
+        int,
+        typer.Option(help="Simulated rounds: each later one logged by the previous model.", min=1),
+    ] = 1,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Epoch limit.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    negative_rate: Annotated[
+        float, typer.Option(help="Share of negatives kept (downsampling).")
+    ] = 1.0,
+    recall_k: Annotated[int, typer.Option(help="K of the retrieval recall@K.")] = 50,
+    min_auc: Annotated[float | None, typer.Option(help="AUC gate for publishing.")] = None,
+    force: Annotated[bool, typer.Option(help="Publish even below the AUC gate.")] = False,
+    publish: Annotated[
+        bool, typer.Option(help="Publish to the registry if the gate passes.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, sampling, simulation.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Train the two-tower and the ranker; print AUC, log loss, recall@K; publish if good."""
+
+    settings = settings_of(context)
+    learner = settings.learner
+    torch.set_num_threads(learner.torch_threads)
+    sources = sum([from_kafka, file is not None, simulate > 0])
+    if sources != 1:
+        raise typer.BadParameter("give exactly one of --from-kafka, --file or --simulate N")
+    config = TrainerConfig(
+        batch_size=batch_size or learner.batch_size,
+        max_epochs=max_epochs or learner.max_epochs,
+        patience=learner.patience,
+        learning_rate=learning_rate or learner.learning_rate,
+        lr_decay=learner.lr_decay,
+        weight_decay=learner.weight_decay,
+        validation_share=learner.validation_share,
+        negative_rate=negative_rate,
+        recall_k=recall_k,
+        seed=seed,
+    )
+    world = local_world(settings)
+    topics = world_topics(world)
+    two_tower, ranker = model_configs(settings, seed)
+
+    def fit(run: TrainingRun) -> TrainingRun:
+        trainer = BatchTrainer(config, two_tower=two_tower, ranker=ranker)
+        training_rows = len(run.batch) * (1 - config.validation_share)
+        steps = config.max_epochs * math.ceil(training_rows / config.batch_size)
+        columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"training on {len(run.batch):,} examples", total=steps)
+            report = trainer.fit(run.batch, progress=lambda done: bar.advance(task, done))
+        return run.trained(trainer, report)
+
+    with console.status("reading examples…"):
+        run = examples_for_training(
+            settings, world, topics, from_kafka=from_kafka, file=file, simulate=simulate, seed=seed
+        )
+    run = fit(run)
+    for _ in range(rounds - 1):
+        with console.status("simulating traffic logged by the trained model…"):
+            run = run.next_round(world, topics, simulate, seed)
+        run = fit(run)
+    assert run.report is not None
+    assert run.trainer is not None
+    metrics = {
+        **run.report.metrics,
+        "epochs": float(run.report.epochs),
+        "examples": float(len(run.batch)),
+    }
+    _print(metrics, json_output)
+    gate = learner.min_auc if min_auc is None else min_auc
+    auc = metrics["auc"]
+    if not np.isfinite(auc) or auc < gate:
+        if not force:
+            console.print(f"[red]AUC {auc:.4f} is below the gate {gate:.2f}: not published[/]")
+            raise typer.Exit(3)
+        console.print(f"[yellow]AUC {auc:.4f} is below the gate {gate:.2f}; --force given[/]")
+    if publish:
+        registry = LocalModelRegistry(settings.paths.registry)
+        version = publish_run(registry, run, metrics)
+        console.print(f"published {version} to {settings.paths.registry}")
+
+
+def _print(metrics: dict[str, float], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(metrics, sort_keys=True))
+        return
+    table = Table("metric", "value", title="validation (latest decisions held out)")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)

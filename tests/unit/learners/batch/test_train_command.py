@@ -1,0 +1,66 @@
+"""``feedrank train``: the AUC gate refuses to publish unless forced; a publish records
+its metrics and provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from feedrank.cli.main import app
+from feedrank.core.registry import LocalModelRegistry, read_bundle
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def small_world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name, value in {
+        "WORLD__NUM_USERS": "60",
+        "WORLD__NUM_CREATORS": "20",
+        "WORLD__NUM_POSTS": "400",
+        "LEARNER__USER_ID_BUCKETS": "256",
+        "LEARNER__POST_ID_BUCKETS": "512",
+        "PATHS__STATE_DIR": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(f"FEEDRANK_{name}", value)
+    return tmp_path / "registry"
+
+
+def test_below_the_gate_nothing_is_published(small_world: Path) -> None:
+    result = runner.invoke(
+        app, ["train", "--simulate", "1500", "--max-epochs", "1", "--min-auc", "0.99"]
+    )
+    assert result.exit_code == 3, result.output
+    assert "below the gate" in result.output
+    assert LocalModelRegistry(small_world).versions() == []
+
+
+def test_forced_publish_records_metrics_and_provenance(small_world: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["train", "--simulate", "1500", "--max-epochs", "1", "--min-auc", "0.99", "--force"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "recall_at_50" in result.output
+    registry = LocalModelRegistry(small_world)
+    (manifest,) = registry.versions()
+    assert manifest.training.source == "simulated"
+    assert manifest.training.examples >= 1500
+    assert {"auc", "log_loss", "recall_at_50", "epochs"} <= set(manifest.metrics)
+    bundle = read_bundle(registry.open_verified(manifest.version))
+    assert bundle.post_index.size == 400  # the whole simulated catalogue is embedded
+    assert (registry.open_verified(manifest.version) / "ann" / "index.json").is_file()
+
+
+def test_exactly_one_source_is_required(small_world: Path) -> None:
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code != 0
+
+
+@pytest.mark.parametrize("command", ["train", "learn"])
+def test_help(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output

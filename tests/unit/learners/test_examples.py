@@ -1,0 +1,60 @@
+"""LabelledExample -> model inputs: exactly the logged impression-time features."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.learners.examples import InvalidExampleError, batch_from_examples, concat
+from tests.unit.learners.factories import simulated_examples, tiny_world
+
+
+def test_a_batch_rebuilds_the_logged_user_and_post_features() -> None:
+    examples = simulated_examples(50)[:20]
+    world = tiny_world()
+    batch = batch_from_examples(examples, topics=np.asarray(world.posts.topics))
+    fresh_store = InMemoryFeatureStore.from_world(world)
+    first = examples[0]
+    user = fresh_store.user_features(first.user_id, first.decision_time_ms)
+    assert batch.users[0].language == user.language
+    assert batch.users[0].age_bucket == user.age_bucket
+    assert batch.users[0].as_of_ms == first.decision_time_ms
+    np.testing.assert_array_equal(
+        batch.posts.content[0], np.asarray(first.post_features.embedding, dtype=np.float32)
+    )
+    rows = batch.posts.post_index
+    np.testing.assert_array_equal(batch.posts.topics, np.asarray(world.posts.topics)[rows])
+    assert batch.labels.tolist() == [float(example.engaged) for example in examples]
+    assert batch.keys[0] == f"{first.decision_id}/{first.post_id}"
+
+
+def test_without_a_catalogue_topics_are_zero() -> None:
+    batch = batch_from_examples(simulated_examples(50)[:5])
+    assert not batch.posts.topics.any()
+
+
+def test_nan_and_missing_features_are_rejected_naming_the_field() -> None:
+    example = copy.deepcopy(simulated_examples(50)[0])
+    example.post_features.numeric["impressions"] = float("nan")
+    with pytest.raises(InvalidExampleError) as caught:
+        batch_from_examples([example])
+    assert caught.value.field == "post_features.impressions"
+    example = copy.deepcopy(simulated_examples(50)[0])
+    del example.user_features.numeric["activity"]
+    with pytest.raises(InvalidExampleError, match="activity"):
+        batch_from_examples([example])
+    example = copy.deepcopy(simulated_examples(50)[0])
+    example.propensity = 0.0
+    with pytest.raises(InvalidExampleError, match="propensities"):
+        batch_from_examples([example])
+
+
+def test_take_and_concat_keep_rows_aligned() -> None:
+    batch = batch_from_examples(simulated_examples(50)[:10])
+    rows = np.array([3, 1], dtype=np.int64)
+    joined = concat([batch.take(rows), batch.take(rows)])
+    assert joined.keys == (batch.keys[3], batch.keys[1]) * 2
+    np.testing.assert_array_equal(joined.posts.post_index[:2], batch.posts.post_index[rows])
