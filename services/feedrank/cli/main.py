@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from feedrank.cli import (
     deploy_command,
     evaluate_command,
+    join_command,
     learn_command,
     replay_command,
     rollout_command,
@@ -58,6 +59,7 @@ stack_commands.register(app)
 serve_command.register(app)
 train_command.register(app)
 learn_command.register(app)
+join_command.register(app)
 replay_command.register(app)
 evaluate_command.register(app)
 simulate_command.register(app)

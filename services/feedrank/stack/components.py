@@ -10,7 +10,9 @@ import os
 import socket
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import grpc
@@ -111,121 +113,183 @@ def ensure_port_free(port: int, *, owner: str, host: str = "127.0.0.1") -> None:
             ) from error
 
 
-class ExploreComponent:
-    """``feedrank serve``: the Ranking gRPC workers, ready once health says SERVING."""
+class SubcommandComponent:
+    """A ``feedrank <subcommand>`` child process with this stack's settings in its env.
 
-    name = "explore"
-    # Python accepts any -X option, which makes the tag visible in the command line.
-    TAG = "feedrank.component=explore"
-    ready_timeout_s = 300.0
+    Subclasses say which subcommand, which ports it needs free, and how to probe it.
+    """
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.settings.ports.ranking_grpc}"
-
-    def start(self, *, tie_to_parent: bool) -> ManagedProcess:
-        ensure_port_free(self.settings.ports.ranking_grpc, owner="the Ranking service")
-        ensure_port_free(self.settings.ports.explore_metrics, owner="the explore metrics")
-        command = [sys.executable, "-X", self.TAG, "-m", "feedrank.cli.main", "serve"]
-        environment = {
-            key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")
-        }
-        environment.update(settings_to_environment(self.settings))
-        return ManagedProcess.launch(
-            command,
-            log_file=self.settings.paths.log_dir / "explore.log",
-            tie_to_parent=tie_to_parent,
-            tag=self.TAG,
-            environment=environment,
-        )
-
-    def wait_ready(self, process: ManagedProcess) -> None:
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            if not process.is_running():
-                raise StackError(
-                    "the explore service exited during start-up; see "
-                    f"{self.settings.paths.log_dir / 'explore.log'}"
-                )
-            if self.probe().state == "healthy":
-                return
-            time.sleep(0.25)
-        raise StackError(f"the explore service was not SERVING after {self.ready_timeout_s}s")
-
-    def probe(self) -> Health:
-        with grpc.insecure_channel(self.endpoint) as channel:
-            stub: Any = health_pb2_grpc.HealthStub(channel)
-            try:
-                response = stub.Check(
-                    health_pb2.HealthCheckRequest(service="feedrank.v1.Ranking"), timeout=2
-                )
-            except grpc.RpcError as error:
-                return Health("unhealthy", f"health check failed: {error.code().name}")
-        if response.status != health_pb2.HealthCheckResponse.SERVING:
-            return Health("unhealthy", "NOT_SERVING")
-        return Health("healthy", f"SERVING, metrics :{self.settings.ports.explore_metrics}")
-
-
-class DeployComponent:
-    """``feedrank deploy``: the deploy control service, ready once health says SERVING."""
-
-    name = "deploy"
-    TAG = "feedrank.component=deploy"
+    name = ""
+    subcommand = ""
     ready_timeout_s = 60.0
+    poll_s = 0.25
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     @property
+    def tag(self) -> str:
+        # Python accepts any -X option, which makes the tag visible in the command line.
+        return f"feedrank.component={self.name}"
+
+    @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.settings.ports.deploy_grpc}"
+        raise NotImplementedError
+
+    def ports(self) -> dict[int, str]:
+        """Ports the process will listen on, and whose they are (for clear errors)."""
+        raise NotImplementedError
+
+    def probe(self) -> Health:
+        raise NotImplementedError
 
     def start(self, *, tie_to_parent: bool) -> ManagedProcess:
-        ensure_port_free(self.settings.ports.deploy_grpc, owner="the Deploy service")
-        ensure_port_free(self.settings.ports.deploy_metrics, owner="the deploy metrics")
-        command = [sys.executable, "-X", self.TAG, "-m", "feedrank.cli.main", "deploy"]
+        for port, owner in self.ports().items():
+            ensure_port_free(port, owner=owner)
+        command = [sys.executable, "-X", self.tag, "-m", "feedrank.cli.main", self.subcommand]
         environment = {
             key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")
         }
         environment.update(settings_to_environment(self.settings))
         return ManagedProcess.launch(
             command,
-            log_file=self.settings.paths.log_dir / "deploy.log",
+            log_file=self.log_file,
             tie_to_parent=tie_to_parent,
-            tag=self.TAG,
+            tag=self.tag,
             environment=environment,
         )
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.paths.log_dir / f"{self.name}.log"
 
     def wait_ready(self, process: ManagedProcess) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if not process.is_running():
-                raise StackError(
-                    "the deploy service exited during start-up; see "
-                    f"{self.settings.paths.log_dir / 'deploy.log'}"
-                )
+                raise StackError(f"{self.name} exited during start-up; see {self.log_file}")
             if self.probe().state == "healthy":
                 return
-            time.sleep(0.25)
-        raise StackError(f"the deploy service was not SERVING after {self.ready_timeout_s}s")
+            time.sleep(self.poll_s)
+        raise StackError(f"{self.name} was not ready after {self.ready_timeout_s:.0f}s")
+
+
+class GrpcServiceComponent(SubcommandComponent):
+    """A gRPC server, ready once ``grpc.health.v1`` says SERVING for its service."""
+
+    health_service = ""
+
+    def grpc_port(self) -> int:
+        raise NotImplementedError
+
+    def metrics_port(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc_port()}"
+
+    def ports(self) -> dict[int, str]:
+        return {
+            self.grpc_port(): f"the {self.name} gRPC service",
+            self.metrics_port(): f"the {self.name} metrics",
+        }
 
     def probe(self) -> Health:
         with grpc.insecure_channel(self.endpoint) as channel:
             stub: Any = health_pb2_grpc.HealthStub(channel)
             try:
                 response = stub.Check(
-                    health_pb2.HealthCheckRequest(service="feedrank.v1.Deploy"), timeout=2
+                    health_pb2.HealthCheckRequest(service=self.health_service), timeout=2
                 )
             except grpc.RpcError as error:
                 return Health("unhealthy", f"health check failed: {error.code().name}")
         if response.status != health_pb2.HealthCheckResponse.SERVING:
             return Health("unhealthy", "NOT_SERVING")
-        return Health("healthy", f"SERVING, metrics :{self.settings.ports.deploy_metrics}")
+        return Health("healthy", f"SERVING, metrics :{self.metrics_port()}")
+
+
+class MetricsProbedComponent(SubcommandComponent):
+    """A worker without an API, ready once its /metrics answers (and shows
+    ``ready_sample`` at 1, when it names one)."""
+
+    ready_sample = ""
+    not_ready_detail = ""
+    poll_s = 0.5
+
+    def metrics_port(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port()}/metrics"
+
+    def ports(self) -> dict[int, str]:
+        return {self.metrics_port(): f"the {self.name} metrics"}
+
+    def probe(self) -> Health:
+        try:
+            with urllib.request.urlopen(self.endpoint, timeout=2) as response:  # noqa: S310
+                text = response.read().decode()
+        except OSError as error:
+            return Health("unhealthy", f"no /metrics: {error}")
+        if self.ready_sample and f"\n{self.ready_sample} 1.0" not in f"\n{text}":
+            return Health("unhealthy", self.not_ready_detail)
+        return Health("healthy", f"metrics :{self.metrics_port()}")
+
+
+class DeployComponent(GrpcServiceComponent):
+    """``feedrank deploy``: the deploy control service (registry, rollouts, serving plan)."""
+
+    name, subcommand, health_service = "deploy", "deploy", "feedrank.v1.Deploy"
+
+    def grpc_port(self) -> int:
+        return self.settings.ports.deploy_grpc
+
+    def metrics_port(self) -> int:
+        return self.settings.ports.deploy_metrics
+
+
+class ExploreComponent(GrpcServiceComponent):
+    """``feedrank serve``: the Ranking gRPC workers."""
+
+    name, subcommand, health_service = "explore", "serve", "feedrank.v1.Ranking"
+    ready_timeout_s = 300.0  # builds the world and its ANN index first
+
+    def grpc_port(self) -> int:
+        return self.settings.ports.ranking_grpc
+
+    def metrics_port(self) -> int:
+        return self.settings.ports.explore_metrics
+
+
+class JoinComponent(MetricsProbedComponent):
+    """``feedrank join``: the streaming join, ready once its Flink job is RUNNING."""
+
+    name, subcommand = "join", "join"
+    ready_timeout_s = 180.0  # the mini-cluster's JVM and Python workers start first
+    ready_sample, not_ready_detail = "feedrank_join_job_running", "the join job is not RUNNING"
+
+    def metrics_port(self) -> int:
+        return self.settings.ports.streaming_metrics
+
+
+class LearnerComponent(MetricsProbedComponent):
+    """``feedrank learn``: the online learner, publishing registry versions."""
+
+    name, subcommand = "learner", "learn"
+    ready_timeout_s = 120.0  # loads or makes its model and post index first
+
+    def metrics_port(self) -> int:
+        return self.settings.ports.learner_metrics
 
 
 def default_components(settings: Settings) -> list[Component]:
-    # Deploy before explore: explore workers follow its serving plan.
-    return [KafkaComponent(settings), DeployComponent(settings), ExploreComponent(settings)]
+    # Deploy before explore: explore workers follow its serving plan. The join last.
+    return [
+        KafkaComponent(settings),
+        DeployComponent(settings),
+        ExploreComponent(settings),
+        JoinComponent(settings),
+        LearnerComponent(settings),
+    ]

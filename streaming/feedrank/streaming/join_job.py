@@ -18,6 +18,7 @@ from pyflink.table import StreamTableEnvironment, Table
 from pyflink.table.expressions import col
 
 from feedrank.core import codecs
+from feedrank.streaming.aggregates import join_out_table, register_aggregates
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.join_operator import (
     DECISION_ROW,
@@ -42,6 +43,7 @@ class JoinTopics:
     rewards: str
     examples: str
     dlq: str
+    metrics: str | None = None  # the 5-minute aggregates' topic; None: no aggregates
 
 
 @dataclass(frozen=True)
@@ -54,15 +56,24 @@ class JoinJobConfig:
     out_of_orderness_ms: int = 5_000
     idleness_ms: int = 10_000
     bounded: bool = False  # stop at the offsets that were latest at start (tests)
+    aggregate_window_minutes: int = 5
+    top_posts: int = 10
 
 
 def event_time(field: str, config: JoinJobConfig) -> WatermarkStrategy:
+    """Bounded out-of-orderness on ``field``, idle inputs excluded after ``idleness_ms``.
+
+    The timestamp assigner must come last: PyFlink's ``with_idleness`` returns a new
+    strategy without the Python assigner, and records would keep no timestamp at all
+    (every watermark stuck at Long.MIN_VALUE: no window would close until the end of a
+    bounded input).
+    """
     return (
         WatermarkStrategy.for_bounded_out_of_orderness(
             Duration.of_millis(config.out_of_orderness_ms)
         )
-        .with_timestamp_assigner(EventTimeOf(field))
         .with_idleness(Duration.of_millis(config.idleness_ms))
+        .with_timestamp_assigner(EventTimeOf(field))
     )
 
 
@@ -115,7 +126,8 @@ def build_join_job(
     """Attach reward intake, the join and its sinks to ``stream_env``; run with ``execute``.
 
     Malformed rewards go to the DLQ from the intake, late and dangling rewards and
-    malformed decisions from the join.
+    malformed decisions from the join. With ``topics.metrics`` set, the window
+    aggregates (and top posts) of the join's output go there, all in one job.
     """
     statements = table_env.create_statement_set()
     rewards = register_reward_intake(
@@ -133,8 +145,9 @@ def build_join_job(
         ),
         statements,
     )
-    # Python operators do not forward record timestamps; event time travels as a column.
-    joined = table_env.from_data_stream(joined_stream(table_env, rewards, config))
+    # Python operators do not forward record timestamps; event time travels as a column
+    # (and the join's watermarks with the records, for the aggregates' windows).
+    joined = join_out_table(table_env, joined_stream(table_env, rewards, config))
     table_env.create_temporary_view("join_out", joined)
     for table, topic in (
         ("examples_sink", config.topics.examples),
@@ -161,4 +174,18 @@ def build_join_job(
         f"'{codecs.DLQ_HEADER_STAGE}', CAST('join' AS BYTES)] "
         "FROM join_out WHERE kind IN ('late', 'dangling', 'malformed')"
     )
+    if config.topics.metrics is not None:
+        metrics = KafkaSink(
+            config.topics.metrics,
+            config.bootstrap,
+            transactional_id_prefix=f"{config.transactional_id_prefix}-metrics",
+        )
+        register_aggregates(
+            table_env,
+            "join_out",
+            sink=metrics,
+            statements=statements,
+            window_minutes=config.aggregate_window_minutes,
+            top_n=config.top_posts,
+        )
     statements.attach_as_datastream()

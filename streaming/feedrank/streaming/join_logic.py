@@ -250,6 +250,7 @@ def _example(
         decision.model_version,
         decision.arm,
         label_ms,
+        post_id=post_id,
     )
 
 
@@ -275,6 +276,7 @@ def _attributed(decision: events_pb2.Decision, reward: RewardRecord) -> JoinOutp
         reports=int(kind == "report"),
         blocks=int(kind == "block"),
         hides=int(kind == "hide"),
+        post_id=reward.post_id,
     )
 
 

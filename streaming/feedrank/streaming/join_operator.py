@@ -33,8 +33,9 @@ from feedrank.v1 import events_pb2
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # A decoded decision on its way to the join: id ("" when malformed), bytes, time, error.
+DECISION_FIELDS = ["decision_id", "payload", "event_time_ms", "error"]
 DECISION_ROW = Types.ROW_NAMED(
-    ["decision_id", "payload", "event_time_ms", "error"],
+    DECISION_FIELDS,
     [Types.STRING(), BYTES, Types.LONG(), Types.STRING()],
 )
 OUTPUT_FIELDS = [
@@ -51,7 +52,9 @@ OUTPUT_FIELDS = [
     ("blocks", Types.INT()),
     ("hides", Types.INT()),
     ("detail", Types.STRING()),
+    ("post_id", Types.STRING()),
 ]
+OUTPUT_NAMES = tuple(name for name, _ in OUTPUT_FIELDS)
 OUTPUT_ROW = Types.ROW_NAMED([n for n, _ in OUTPUT_FIELDS], [t for _, t in OUTPUT_FIELDS])
 
 
@@ -61,8 +64,12 @@ def decode_decision_row(record: Row) -> Row:
     try:
         decision = codecs.decode_decision(value)
     except EventDecodeError as error:
-        return Row("", value, 0, str(error))
-    return Row(decision.decision_id, value, decision.event_time_ms, "")
+        row = Row("", value, 0, str(error))
+    else:
+        row = Row(decision.decision_id, value, decision.event_time_ms, "")
+    # Named, because the timestamp assigner chained after it reads event_time_ms by name.
+    row.set_field_names(DECISION_FIELDS)
+    return row
 
 
 class EventTimeOf(TimestampAssigner):  # type: ignore[misc]
@@ -115,7 +122,7 @@ class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
             self.state.clear()
         else:
             self.state.update(json.dumps(state.to_json()))
-        yield from (_row(output) for output in outputs)
+        yield from (output_row(output) for output in outputs)
 
     def _load(self) -> DecisionState:
         assert self.state is not None
@@ -129,27 +136,19 @@ class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
         self.state.update(json.dumps(state.to_json()))
         for at_ms in timers:
             ctx.timer_service().register_event_time_timer(at_ms)
-        yield from (_row(output) for output in outputs)
+        yield from (output_row(output) for output in outputs)
 
 
-def _row(output: JoinOutput) -> Row:
-    return Row(
-        output.kind,
-        output.key,
-        output.payload,
-        output.model_version,
-        output.arm,
-        output.event_time_ms,
-        output.impressions,
-        output.engagements,
-        output.dwell_seconds,
-        output.reports,
-        output.blocks,
-        output.hides,
-        output.detail,
-    )
+def output_row(output: JoinOutput) -> Row:
+    """One OUTPUT_ROW, built from the field names so that it never has fewer values.
+
+    PyFlink's compiled row coder reads as many values as the declared type has fields,
+    without bounds checks: a Row one value short once read past its list and crashed
+    the Python worker (SIGSEGV) as soon as records flowed.
+    """
+    return Row(*(getattr(output, name) for name in OUTPUT_NAMES))
 
 
 def _malformed_decision(payload: bytes, error: str) -> Row:
     letter = events_pb2.DeadLetter(value=payload, error=error, stage="join")
-    return _row(JoinOutput("malformed", b"", codecs.encode(letter), "", "", 0, detail=error))
+    return output_row(JoinOutput("malformed", b"", codecs.encode(letter), "", "", 0, detail=error))

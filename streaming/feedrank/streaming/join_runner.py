@@ -1,36 +1,54 @@
-"""Run the join on the embedded mini-cluster until told to stop (for ``feedrank join``).
+"""Run the join on the embedded mini-cluster until told to stop (``feedrank join``).
 
-Work in progress: unbounded runs of this job crash the submitting interpreter
-(SIGSEGV in PyFlink's in-process "loopback" Python worker) once records flow, so no
-CLI command uses it yet; see the issue 4 notes. The bounded job it builds is tested
-in tests/integration/streaming/test_join.py.
+Checkpoints are retained (also on cancellation) under ``paths.flink_checkpoint_dir``;
+a restart resumes from the newest complete checkpoint or savepoint, so a crash loses
+and duplicates nothing (the sinks are transactional and commit on checkpoints, and
+the restored sinks abort what the crashed run left open under the same transactional
+id prefixes). A planned stop takes a savepoint first.
 
-Checkpoints are retained on cancellation under ``paths.state_dir``; a restart resumes
-from the newest checkpoint or savepoint, so a crash loses and duplicates nothing (the
-sinks are transactional and only committed on checkpoints). A planned stop takes a
-savepoint first.
+The job's Python operators run in PyFlink's "loopback" worker, i.e. in threads of
+this interpreter, so the calling process *is* the job: killing it kills the job.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pyflink.java_gateway import get_gateway
 
 from feedrank.core.settings import Settings
 from feedrank.stack.flink import FlinkJobOptions, create_stream_environment
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig
-from feedrank.streaming.recovery import latest_snapshot
+from feedrank.streaming.recovery import completed_checkpoints, latest_snapshot
 
-TERMINAL = {"FINISHED", "FAILED", "CANCELED"}
+TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELED", "SUSPENDED"})
 GROUP_ID = "feedrank-join"
+JOB_NAME = "feedrank-join"
+POLL_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class JoinStatus:
+    """What ``feedrank join`` shows and exports while the job runs."""
+
+    job_id: str
+    state: str  # Flink's JobStatus name: RUNNING, RESTARTING, FAILED, ...
+    restored_from: Path | None
+    last_checkpoint: int  # id of this run's newest complete checkpoint (0: none yet)
+    last_checkpoint_age_s: float | None  # None before the first one
 
 
 @dataclass(frozen=True)
 class JoinRun:
     restored_from: Path | None
-    final_status: str
+    final_state: str
+    savepoint: str | None  # where the planned stop left its savepoint
 
 
 def job_config(settings: Settings) -> JoinJobConfig:
@@ -38,7 +56,9 @@ def job_config(settings: Settings) -> JoinJobConfig:
     join = settings.join
     return JoinJobConfig(
         bootstrap=settings.kafka.bootstrap,
-        topics=JoinTopics(topics.decisions, topics.rewards, topics.examples, topics.dlq),
+        topics=JoinTopics(
+            topics.decisions, topics.rewards, topics.examples, topics.dlq, topics.metrics
+        ),
         join=JoinConfig(
             reward_window_ms=settings.time.reward_window_ms,
             max_skew_ms=int(join.max_skew_s * 1000),
@@ -51,43 +71,99 @@ def job_config(settings: Settings) -> JoinJobConfig:
         transactional_id_prefix=f"{GROUP_ID}-{topics.examples}",
         out_of_orderness_ms=int(join.out_of_orderness_s * 1000),
         idleness_ms=int(join.idleness_s * 1000),
+        aggregate_window_minutes=join.aggregate_window_minutes,
+        top_posts=join.top_posts,
     )
 
 
-def run_join(
-    settings: Settings, stop: threading.Event, ready: threading.Event | None = None
-) -> JoinRun:
-    """Submit the join, wait for ``stop`` (or the job's end), then stop with a savepoint."""
-    paths = settings.paths
-    checkpoints, savepoints = (
-        paths.flink_checkpoint_dir.resolve(),
-        paths.flink_savepoint_dir.resolve(),
-    )
+def snapshot_configuration(settings: Settings, restore: bool) -> tuple[dict[str, str], Path | None]:
+    """Retained checkpoints, the savepoint directory and, when asked, where to restore from."""
+    checkpoints = settings.paths.flink_checkpoint_dir.resolve()
+    savepoints = settings.paths.flink_savepoint_dir.resolve()
     checkpoints.mkdir(parents=True, exist_ok=True)
     savepoints.mkdir(parents=True, exist_ok=True)
-    snapshot = latest_snapshot(checkpoints, savepoints)
-    extra = {
+    values = {
         "execution.checkpointing.dir": checkpoints.as_uri(),
         "execution.checkpointing.savepoint-dir": savepoints.as_uri(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",
     }
+    snapshot = latest_snapshot(checkpoints, savepoints) if restore else None
     if snapshot is not None:
-        extra["execution.state-recovery.path"] = snapshot.as_uri()
+        values["execution.state-recovery.path"] = snapshot.as_uri()
+    return values, snapshot
+
+
+class RunningJoin:
+    """The submitted join: its status, and a planned stop with a savepoint."""
+
+    def __init__(self, settings: Settings, client: Any, restored_from: Path | None) -> None:
+        self.settings = settings
+        self.client = client
+        self.job_id = str(client.get_job_id())
+        self.restored_from = restored_from
+
+    def status(self) -> JoinStatus:
+        state = str(self.client.get_job_status().result()).rsplit(".", 1)[-1]
+        done = completed_checkpoints(self.settings.paths.flink_checkpoint_dir / self.job_id)
+        if not done:
+            return JoinStatus(self.job_id, state, self.restored_from, 0, None)
+        newest = done[-1]
+        checkpoint_id = int(newest.parent.name.removeprefix("chk-"))
+        age = time.time() - newest.stat().st_mtime
+        return JoinStatus(self.job_id, state, self.restored_from, checkpoint_id, age)
+
+    def stop_with_savepoint(self) -> str:
+        """Stop the job after a savepoint; returns the savepoint's path.
+
+        PyFlink 2.2's ``JobClient.stop_with_savepoint`` calls a Java signature that no
+        longer exists (the format type was added), hence the direct call.
+        """
+        gateway = get_gateway()
+        canonical = gateway.jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+        directory = self.settings.paths.flink_savepoint_dir.resolve().as_uri()
+        java_client = self.client._j_job_client
+        return str(java_client.stopWithSavepoint(False, directory, canonical).get())
+
+    def cancel(self) -> None:
+        self.client.cancel().result()
+
+
+def start_join(
+    settings: Settings, *, restore: bool = True, extra: dict[str, str] | None = None
+) -> RunningJoin:
+    """Submit the unbounded join to the mini-cluster (restored from the newest snapshot)."""
+    values, snapshot = snapshot_configuration(settings, restore)
     stream_env, table_env = create_stream_environment(
-        settings, FlinkJobOptions.from_settings(settings), extra=extra
+        settings, FlinkJobOptions.from_settings(settings), extra={**values, **(extra or {})}
     )
     build_join_job(stream_env, table_env, job_config(settings))
-    client = stream_env.execute_async("feedrank-join")
-    if ready is not None:
-        ready.set()
-    # Wait without calling into the JVM: polling the job status through py4j while the
-    # in-process Python workers run has crashed the interpreter.
-    stop.wait()
-    client.stop_with_savepoint(False, savepoints.as_uri()).result()
-    status = "STOPPED_WITH_SAVEPOINT"
-    return JoinRun(snapshot, status)
+    return RunningJoin(settings, stream_env.execute_async(JOB_NAME), snapshot)
 
 
-def _status(client: object) -> str:
-    return str(client.get_job_status().result()).rsplit(".", 1)[-1]  # type: ignore[attr-defined]
+def run_join(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    on_status: Callable[[JoinStatus], None] | None = None,
+    restore: bool = True,
+    poll_interval_s: float = POLL_INTERVAL_S,
+) -> JoinRun:
+    """Run the join until ``stop`` is set (then stop it with a savepoint) or it ends."""
+    running = start_join(settings, restore=restore)
+    state = "CREATED"
+    while not stop.wait(poll_interval_s):
+        status = running.status()
+        state = status.state
+        if on_status is not None:
+            on_status(status)
+        if state in TERMINAL:
+            return JoinRun(running.restored_from, state, None)
+    try:
+        savepoint: str | None = running.stop_with_savepoint()
+        state = "STOPPED_WITH_SAVEPOINT"
+    except Exception:  # noqa: BLE001 - a job that cannot take a savepoint is cancelled
+        savepoint = None
+        running.cancel()
+        state = "CANCELED"
+    return JoinRun(running.restored_from, state, savepoint)

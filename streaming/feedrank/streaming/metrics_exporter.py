@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Message
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -217,12 +217,41 @@ class MetricsExporter:
             log.warning("metrics topic: %s", error)
 
 
-def serve_metrics(settings: Settings, stop_event: threading.Event) -> None:
+class JobGauges:
+    """The join job's own state, for ``feedrank up`` probes and dashboards."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.running = Gauge(
+            "feedrank_join_job_running",
+            "1 while the join job is RUNNING on the mini-cluster, else 0.",
+            registry=registry,
+        )
+        self.last_checkpoint = Gauge(
+            "feedrank_join_last_checkpoint",
+            "Id of the join's newest completed checkpoint (0: none yet).",
+            registry=registry,
+        )
+        self.checkpoint_age = Gauge(
+            "feedrank_join_last_checkpoint_age_seconds",
+            "Seconds since the join's newest completed checkpoint (-1: none yet).",
+            registry=registry,
+        )
+
+    def update(self, running: bool, last_checkpoint: int, age_s: float | None) -> None:
+        self.running.set(1 if running else 0)
+        self.last_checkpoint.set(last_checkpoint)
+        self.checkpoint_age.set(-1 if age_s is None else age_s)
+
+
+def serve_metrics(
+    settings: Settings, stop_event: threading.Event, registry: CollectorRegistry | None = None
+) -> None:
     """Serve ``/metrics`` on ``ports.streaming_metrics`` from ``topics.metrics`` until stopped.
 
-    Blocks; returns (port closed, consumer closed) within a second of ``stop_event``.
+    ``registry`` may carry more collectors (the join's :class:`JobGauges`). Blocks;
+    returns (port closed, consumer closed) within a second of ``stop_event``.
     """
-    registry = CollectorRegistry()
+    registry = registry or CollectorRegistry()
     ports = settings.ports
     # The port first: when it is taken, fail before a consumer joins the group.
     server, thread = start_http_server(

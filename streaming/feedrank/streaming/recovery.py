@@ -20,3 +20,9 @@ def latest_snapshot(checkpoint_dir: Path, savepoint_dir: Path) -> Path | None:
     if not candidates:
         return None
     return max(candidates, key=lambda path: path.stat().st_mtime).parent
+
+
+def completed_checkpoints(job_checkpoint_dir: Path) -> list[Path]:
+    """The complete checkpoints one job has retained, oldest first (their metadata files)."""
+    found = job_checkpoint_dir.glob(f"chk-*/{METADATA}")
+    return sorted(found, key=lambda path: int(path.parent.name.removeprefix("chk-")))

@@ -16,6 +16,7 @@ from feedrank.stack.jars import JarLocations
 from tests.support.kafka import free_port
 
 FEEDRANK = [sys.executable, "-m", "feedrank.cli.main"]
+STACK = ["kafka", "deploy", "explore", "join", "learner"]
 
 
 @pytest.fixture
@@ -27,6 +28,10 @@ def stack_env(tmp_path: Path, jars: JarLocations) -> dict[str, str]:
         FEEDRANK_KAFKA__CONTROLLER_PORT=str(free_port()),
         FEEDRANK_PORTS__RANKING_GRPC=str(free_port()),
         FEEDRANK_PORTS__EXPLORE_METRICS=str(free_port()),
+        FEEDRANK_PORTS__DEPLOY_GRPC=str(free_port()),
+        FEEDRANK_PORTS__DEPLOY_METRICS=str(free_port()),
+        FEEDRANK_PORTS__STREAMING_METRICS=str(free_port()),
+        FEEDRANK_PORTS__LEARNER_METRICS=str(free_port()),
         FEEDRANK_WORLD__NUM_POSTS="20000",
         FEEDRANK_WORLD__NUM_USERS="2000",
         FEEDRANK_EXPLORE__WORKERS="1",
@@ -59,7 +64,7 @@ def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> N
 
     code, statuses = status_json(stack_env)
     assert code == 0
-    assert [status["name"] for status in statuses] == ["kafka", "explore"]
+    assert [status["name"] for status in statuses] == STACK
     assert all(status["state"] == "healthy" for status in statuses)
     pids = [status["pid"] for status in statuses]
     assert all(isinstance(pid, int) and pid_alive(pid) for pid in pids)
@@ -70,7 +75,7 @@ def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> N
 
     down = feedrank(stack_env, "down")
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "stopped: explore, kafka" in down.stdout
+    assert f"stopped: {', '.join(reversed(STACK))}" in down.stdout
     assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))
     code, statuses = status_json(stack_env)
     assert code == 1

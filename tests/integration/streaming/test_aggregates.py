@@ -66,9 +66,8 @@ W2 = W1 + WINDOW_MS
 W3 = W2 + WINDOW_MS
 SECOND = 1000
 TOP_N = 2
-# The columns of join_out: the join's own, plus post_id for the top-N posts (the join
-# operator does not emit post_id yet; see the issue 4 notes).
-JOIN_OUT_FIELDS = [*OUTPUT_FIELDS, ("post_id", Types.STRING())]
+# The columns of join_out: the join operator's own (post_id last, for the top-N posts).
+JOIN_OUT_FIELDS = list(OUTPUT_FIELDS)
 JOIN_OUT_ROW = Types.ROW_NAMED([n for n, _ in JOIN_OUT_FIELDS], [t for _, t in JOIN_OUT_FIELDS])
 
 

@@ -129,3 +129,13 @@ def test_state_survives_a_json_round_trip() -> None:
     assert restored == state
     outputs, _ = on_reward(restored, reward("p0", "like", T0 + 2), CONFIG)
     assert examples(outputs) == []
+
+
+def test_every_output_row_has_a_value_per_declared_field() -> None:
+    """A Row shorter than OUTPUT_ROW crashed PyFlink's Python worker (SIGSEGV)."""
+    from feedrank.streaming.join_logic import JoinOutput  # noqa: PLC0415
+    from feedrank.streaming.join_operator import OUTPUT_FIELDS, output_row  # noqa: PLC0415
+
+    row = output_row(JoinOutput("example", b"u", b"x", "v1", "a", 1, post_id="p7"))
+    assert len(row) == len(OUTPUT_FIELDS)
+    assert row[len(OUTPUT_FIELDS) - 1] == "p7"
