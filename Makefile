@@ -45,8 +45,9 @@ bench: setup bench-tools
 	$(BIN)/python benchmarks/retrieval.py --posts 1000000
 	$(BIN)/python -m benchmarks.rank_load
 
+# The closed-loop demo: the whole local stack, simulated apps, ten simulated days.
 demo: setup
-	$(BIN)/feedrank up
+	$(BIN)/feedrank --config deploy/local/demo.toml up
 
 test: setup lint types proto-check unit integration
 

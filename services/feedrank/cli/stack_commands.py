@@ -15,6 +15,7 @@ from rich.table import Table
 from feedrank.cli.context import settings_of
 from feedrank.cli.simulate_command import SimulationOptions, run_simulation
 from feedrank.core.clock import SystemClock
+from feedrank.core.settings import Settings
 from feedrank.stack.components import StackError
 from feedrank.stack.jars import JarFetchError, JarLocations, fetch_jars
 from feedrank.stack.kafka_broker import KafkaBrokerError
@@ -69,11 +70,7 @@ def up(
     and the loop learns and rolls out), then everything stops; Ctrl-C stops early.
     With --no-demo the stack runs until Ctrl-C.
     """
-    settings = settings_of(context)
-    if settings.world.start_ms == 0:  # one world for every process of the stack
-        world = settings.world.model_copy(update={"start_ms": SystemClock().now_ms()})
-        settings = settings.model_copy(update={"world": world})
-    stack = LocalStack(settings)
+    stack = LocalStack(_wired(settings_of(context)))
     try:
         if detach:
             with console.status("starting the local stack…"):
@@ -91,18 +88,29 @@ def up(
                 requests_per_s=40.0,
                 threads=4,
                 feed_size=20,
-                address=f"127.0.0.1:{settings.ports.ranking_grpc}",
+                address=f"127.0.0.1:{stack.settings.ports.ranking_grpc}",
                 bucket_hours=6.0,
-                out_dir=settings.paths.state_dir / "demo",
+                out_dir=stack.settings.paths.state_dir / "demo",
             )
 
             def task(stop: threading.Event) -> None:
-                run_simulation(settings, options, stop)
+                run_simulation(stack.settings, options, stop)
 
         stack.run_foreground(on_ready=_announce_foreground, task=task)
     except STACK_ERRORS as error:
         _fail(str(error))
     console.print("stack stopped")
+
+
+def _wired(settings: Settings) -> Settings:
+    """Settings that make the stack's processes one loop: one world, explore following deploy."""
+    world, explore = settings.world, settings.explore
+    if world.start_ms == 0:
+        world = world.model_copy(update={"start_ms": SystemClock().now_ms()})
+    if explore.deploy_address is None and explore.plan_file is None:
+        address = f"127.0.0.1:{settings.ports.deploy_grpc}"
+        explore = explore.model_copy(update={"deploy_address": address})
+    return settings.model_copy(update={"world": world, "explore": explore})
 
 
 def status(
