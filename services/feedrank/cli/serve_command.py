@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from rich.console import Console
 
 from feedrank.cli.context import settings_of
 from feedrank.core.clock import SystemClock
+from feedrank.core.settings import ExploreSettings
 
 console = Console()
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -40,6 +42,10 @@ def serve(
     grpc_port = port or settings.ports.ranking_grpc
     http_port = metrics_port or settings.ports.explore_metrics
     worker_count = workers or settings.explore.workers
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s",
+    )
     _prepare_multiprocess_metrics(settings.paths.state_dir / "prometheus" / "explore")
     # Imported only now: prometheus_client picks its multiprocess mode at import time.
     app = importlib.import_module("feedrank.explore.app")
@@ -64,7 +70,7 @@ def serve(
     pool.start()
     console.print(
         f"serving Ranking on {settings.ports.bind_host}:{grpc_port} with {worker_count} "
-        f"workers (model {state.model.version}); "
+        f"workers ({_models_followed(settings.explore, state.model.version)}); "
         f"metrics on http://{settings.ports.bind_host}:{http_port}/metrics"
     )
     try:
@@ -77,10 +83,24 @@ def serve(
     console.print("explore service stopped")
 
 
+def _models_followed(explore: ExploreSettings, initial_version: str) -> str:
+    if explore.deploy_address:
+        return f"models from Deploy.GetServingPlan at {explore.deploy_address}"
+    if explore.plan_file is not None:
+        return f"models from the plan file {explore.plan_file}"
+    return f"model {initial_version}; no serving plan configured"
+
+
 def _prepare_multiprocess_metrics(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     os.environ[MULTIPROC_ENV] = str(directory.resolve())
+    # prometheus_client picks its value class from the environment when first imported,
+    # and another command module may have imported it already: pick again, so every
+    # metric created from here on (the explore metrics) is written per process.
+    from prometheus_client import values  # noqa: PLC0415 - this module never imports it early
+
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,9 @@
-"""Assemble the explore service from settings: world, feature store, model, workers."""
+"""Assemble the explore service from settings: world, feature store, model, workers.
+
+With a serving plan configured (``explore.deploy_address`` or ``explore.plan_file``),
+every worker also runs a :class:`PlanFollower` that loads the plan's registry versions
+and switches them in (see ``plan_follower``); without one it serves the initial model.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,21 @@ import torch
 
 from feedrank.core.clock import Clock
 from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings
 from feedrank.core.world import World, WorldConfig, generate_world
+from feedrank.explore.catalogue import Catalogue
+from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogConfig, DecisionLogger
 from feedrank.explore.exploration import policy_from_name
+from feedrank.explore.model_loader import ModelLoader, check_user_ids
+from feedrank.explore.model_slots import ModelSlots
+from feedrank.explore.plan_follower import FollowerTiming, PlanFollower
+from feedrank.explore.plan_sources import plan_source
+from feedrank.explore.queries import RankQuery, RankResult
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, initial_serving_model
-from feedrank.explore.workers import BackendFactory
+from feedrank.explore.workers import BackendFactory, WorkerBackend
 
 
 @dataclass(frozen=True)
@@ -24,7 +37,8 @@ class ServingState:
 
     world: World
     store: InMemoryFeatureStore
-    model: ServingModel
+    model: ServingModel  # the initial model, served until a plan names registry versions
+    catalogue: Catalogue
 
 
 def build_serving_state(settings: Settings, clock: Clock, *, show_progress: bool) -> ServingState:
@@ -46,7 +60,7 @@ def build_serving_state(settings: Settings, clock: Clock, *, show_progress: bool
         seed=settings.world.seed,
         show_progress=show_progress,
     )
-    return ServingState(world, store, model)
+    return ServingState(world, store, model, Catalogue.from_world(world))
 
 
 def explore_service(
@@ -78,13 +92,68 @@ def explore_service(
     return service
 
 
+def plan_follower(
+    settings: Settings, clock: Clock, state: ServingState, slots: ModelSlots
+) -> PlanFollower | None:
+    """A follower of the configured serving plan into ``slots``; None without a plan."""
+    explore = settings.explore
+    source = plan_source(explore)
+    if source is None:
+        return None
+    loader = ModelLoader(
+        LocalModelRegistry(settings.paths.registry),
+        state.store,
+        state.catalogue,
+        check_user_ids=check_user_ids(state.world.num_users, explore.check_users),
+        settings=explore,
+        clock=clock,
+    )
+    timing = FollowerTiming(
+        interval_s=explore.plan_poll_interval_s,
+        refused_retry_s=explore.refused_retry_s,
+        nice=explore.loader_nice,
+    )
+    return PlanFollower(slots, source, loader, timing)
+
+
+class FollowingBackend:
+    """An ExploreService whose models follow the serving plan in the background."""
+
+    def __init__(self, service: ExploreService, follower: PlanFollower) -> None:
+        self.service = service
+        self.follower = follower
+
+    def start(self) -> None:
+        """Apply the plan once before serving (no request sees the initial model when a
+        plan names versions), then keep following it."""
+        self.follower.sync_once()
+        self.follower.start()
+
+    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
+        return self.service.rank(query, deadline)
+
+    def is_ready(self) -> bool:
+        return self.service.is_ready()
+
+    def close(self) -> None:
+        self.follower.stop()
+        self.service.close()
+
+
 def worker_backend_factory(
     settings: Settings, clock: Clock, state: ServingState, *, log_decisions: bool = True
 ) -> BackendFactory:
-    """What each forked worker runs: one torch thread, its own Kafka producer."""
+    """What each forked worker runs: one torch thread, its own Kafka producer, and the
+    plan follower when a plan is configured."""
 
-    def make_backend() -> ExploreService:
+    def make_backend() -> WorkerBackend:
         torch.set_num_threads(1)
-        return explore_service(settings, clock, state, log_decisions=log_decisions)
+        service = explore_service(settings, clock, state, log_decisions=log_decisions)
+        follower = plan_follower(settings, clock, state, service.slots)
+        if follower is None:
+            return service
+        backend = FollowingBackend(service, follower)
+        backend.start()
+        return backend
 
     return make_backend

@@ -48,3 +48,20 @@ class DeadlineExpired(ExploreError):
     """The caller's deadline passed; the remaining stages were not run."""
 
     status_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ModelRefused(ExploreError):
+    """A model version failed a check before serving; the current version keeps serving.
+
+    ``check`` names what failed (registry: checksums, schema or manifest; format;
+    catalogue; index; smoke; recall) and the message says why. Never sent to a Rank
+    caller: the plan follower logs and counts it.
+    """
+
+    status_code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, version: str, check: str, reason: str) -> None:
+        super().__init__(f"model version {version} refused ({check}): {reason}")
+        self.version = version
+        self.check = check
+        self.reason = reason

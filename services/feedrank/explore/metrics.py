@@ -61,3 +61,40 @@ MODEL_INFO = Gauge(
     ["version", "arm"],
     multiprocess_mode="livemax",
 )
+
+# Hot swap and traffic split (model_slots.py, plan_follower.py, model_loader.py).
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+MODEL_SWAPS = Counter(
+    "feedrank_explore_model_swaps",
+    "Serving plans a worker acted on, by outcome: swapped (new versions loaded and "
+    "switched in), reweighted (weights or salt only), refused (a version failed its "
+    "checks; the current one keeps serving), failed (an unexpected error while loading).",
+    ["outcome"],
+)
+MODEL_LOAD_SECONDS = Histogram(
+    "feedrank_explore_model_load_seconds",
+    "Time to load and verify one model version in the background (successful loads).",
+    buckets=LOAD_BUCKETS,
+)
+SERVED_VERSIONS = Gauge(
+    "feedrank_explore_served_versions",
+    "Worker processes serving each model version, by arm.",
+    ["arm", "version"],
+    multiprocess_mode="livesum",
+)
+ARM_WEIGHT = Gauge(
+    "feedrank_explore_arm_weight",
+    "Traffic share (0..1) of each arm in the plan being served.",
+    ["arm"],
+    multiprocess_mode="livemax",
+)
+MODEL_REFUSED = Gauge(
+    "feedrank_explore_model_refused",
+    "1 for each version a worker refused, with the check it failed (the reason is logged).",
+    ["version", "check"],
+    multiprocess_mode="livemax",
+)
+PLAN_FETCH_ERRORS = Counter(
+    "feedrank_explore_plan_fetch_errors",
+    "Serving-plan reads that failed (deploy service unreachable, unreadable plan file).",
+)

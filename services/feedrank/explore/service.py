@@ -1,9 +1,11 @@
 """The ranking pipeline, transport-neutral: retrieve → rank → post-process → explore → log.
 
 ``ExploreService.rank`` is what the gRPC adapter calls. It reads the current
-:class:`ServingModel` once at the start of a request, so a hot swap never changes the
-model under a request in flight. The deadline is checked between stages, so work
-stops once the caller has given up.
+:class:`ServingSet` (model versions by arm and the traffic split, see ``model_slots``)
+once at the start of a request, routes the user to an arm and serves it from that
+arm's :class:`ServingModel`, so a hot swap never changes the model under a request in
+flight. The deadline is checked between stages, so work stops once the caller has
+given up.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogger
 from feedrank.explore.errors import ModelNotLoaded
 from feedrank.explore.exploration import ExplorationPolicy, seed_for_decision
+from feedrank.explore.model_slots import DEFAULT_ARM, ModelSlots, ServingSet
 from feedrank.explore.queries import RankedPost, RankQuery, RankResult
 from feedrank.explore.rules import RuleOutcome, RuleSettings, UserRuleContext, apply_rules
 from feedrank.explore.serving_model import ServingModel
@@ -68,7 +71,8 @@ class ExploreService:
         clock: Clock,
         rules: RuleSettings | None = None,
         decision_log: DecisionLogger | None = None,
-        arm: str = "stable",
+        arm: str = DEFAULT_ARM,
+        slots: ModelSlots | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -76,27 +80,27 @@ class ExploreService:
         self.clock = clock
         self.rules = rules or RuleSettings()
         self.decision_log = decision_log
-        self.arm = arm
-        self._model: ServingModel | None = None
+        self.arm = arm  # the arm ``load`` serves a single model on
+        self.slots = slots or ModelSlots()
 
     # Model lifecycle -------------------------------------------------------------
     def load(self, model: ServingModel) -> None:
-        """Switch to ``model`` atomically; requests in flight finish on the old one."""
-        previous, self._model = self._model, model
-        if previous is not None:
-            metrics.MODEL_INFO.labels(version=previous.version, arm=self.arm).set(0)
-        metrics.MODEL_INFO.labels(version=model.version, arm=self.arm).set(1)
+        """Serve only ``model`` (all traffic, on ``self.arm``), switched atomically;
+        requests in flight finish on what they started with. Serving plans with
+        several arms are applied through ``self.slots`` (see ``plan_follower``)."""
+        self.slots.swap(ServingSet.single(model, self.arm))
 
     def unload(self) -> None:
-        self._model = None
+        self.slots.swap(None)
 
     @property
-    def model_version(self) -> str | None:
-        model = self._model
-        return None if model is None else model.version
+    def model_versions(self) -> dict[str, str]:
+        """Model version by arm, empty when nothing is loaded."""
+        serving = self.slots.current()
+        return {} if serving is None else serving.versions
 
     def is_ready(self) -> bool:
-        return self._model is not None
+        return self.slots.current() is not None
 
     def close(self) -> None:
         if self.decision_log is not None:
@@ -104,9 +108,16 @@ class ExploreService:
 
     # The pipeline ----------------------------------------------------------------
     def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
-        model = self._model
-        if model is None:
+        serving = self.slots.current()  # read once: a swap never reaches this request
+        if serving is None:
             raise ModelNotLoaded("no model is loaded yet; the service is starting up")
+        # Only this frame holds the set past the pipeline, and the pipeline's own frame
+        # (which holds the model) is gone when it returns: the plan follower frees a
+        # retired set's models once no request frame holds it (``free_when_unused``).
+        return self._rank(serving, query, deadline)
+
+    def _rank(self, serving: ServingSet, query: RankQuery, deadline: Deadline) -> RankResult:
+        arm, model = serving.route(query.user_id)
         decision_id = uuid.uuid4().hex
         with stage("features"):
             user = self.store.user_features(
@@ -150,13 +161,14 @@ class ExploreService:
                 decision_id=decision_id,
                 seed=seed,
                 version=model.version,
+                arm=arm,
                 user=user,
                 query=query,
                 shown_posts=shown_posts,
                 items=items,
             )
             self.store.record_seen(query.user_id, shown_posts.post_index, query.request_time_ms)
-        return RankResult(decision_id, model.version, self.arm, items)
+        return RankResult(decision_id, model.version, arm, items)
 
     def _retrieve(
         self, model: ServingModel, user: UserFeatures, query: RankQuery
@@ -215,6 +227,7 @@ class ExploreService:
         decision_id: str,
         seed: int,
         version: str,
+        arm: str,
         user: UserFeatures,
         query: RankQuery,
         shown_posts: PostFeatureBatch,
@@ -227,7 +240,7 @@ class ExploreService:
             event_time_ms=query.request_time_ms,
             user_id=query.user_id,
             model_version=version,
-            arm=self.arm,
+            arm=arm,
             exploration_policy=self.policy.kind,
             exploration_seed=seed,
             user_features=user.to_proto(),

@@ -122,15 +122,15 @@ def test_health_flips_and_no_model_means_unavailable(ranking_server: RankingServ
     request = health_pb2.HealthCheckRequest(service="feedrank.v1.Ranking")
     assert health_stub.Check(request).status == health_pb2.HealthCheckResponse.SERVING
 
-    model = ranking_server.service._model
-    assert model is not None
+    serving = ranking_server.service.slots.current()
+    assert serving is not None
     ranking_server.service.unload()
     try:
         with pytest.raises(grpc.RpcError) as raised:
             rank(ranking_server, ranking_pb2.RankRequest(user_id="u1"))
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
-        ranking_server.service.load(model)
+        ranking_server.service.slots.swap(serving)
 
     set_serving(ranking_server.health, serving=False)
     assert health_stub.Check(request).status == health_pb2.HealthCheckResponse.NOT_SERVING

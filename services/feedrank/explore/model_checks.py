@@ -1,0 +1,107 @@
+"""Checks a new model version passes before it serves: smoke scoring and ANN recall.
+
+* **Smoke**: the user tower embeds a few real users (and a cold-start one), the index
+  returns candidates for them and the ranker gives every candidate a finite
+  probability in [0, 1].
+* **Recall**: for the same users, the index's top-k (what serving would retrieve)
+  against the exact top-k over the version's **own** embeddings, with the same
+  eligibility (language, country lock, age). This catches a poor graph and an index
+  that does not belong to these embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from feedrank.core.features.schema import FloatArray, IntArray, UserFeatures
+from feedrank.core.features.store import FeatureStore
+from feedrank.explore.catalogue import Catalogue
+from feedrank.explore.errors import ModelRefused
+from feedrank.explore.retrieval import top_k
+from feedrank.explore.serving_model import ServingModel
+
+
+@dataclass(frozen=True)
+class CheckWindow:
+    """When the checks pretend to serve: eligible posts were created in [min, max]."""
+
+    at_ms: int
+    min_created_ms: int
+
+    def eligible(self, catalogue: Catalogue, rows: IntArray, user: UserFeatures) -> IntArray:
+        """Which of ``rows`` the user may be shown (positions into ``rows``)."""
+        created = catalogue.created_ms[rows]
+        mask = (
+            (catalogue.language[rows] == user.language)
+            & (created >= self.min_created_ms)
+            & (created <= self.at_ms)
+            & (~catalogue.region_locked[rows] | (catalogue.country[rows] == user.country))
+        )
+        return np.flatnonzero(mask)
+
+
+def smoke_score(
+    model: ServingModel,
+    users: Sequence[UserFeatures],
+    store: FeatureStore,
+    window: CheckWindow,
+    candidates: int,
+) -> FloatArray:
+    """Score each user's candidates; returns the user vectors, or raises ModelRefused."""
+    user_vectors = model.two_tower.encode_users(list(users))
+    if not np.isfinite(user_vectors).all():
+        raise ModelRefused(model.version, "smoke", "the user tower gives NaN or infinite vectors")
+    scored = 0
+    for user, vector in zip(users, user_vectors, strict=True):
+        found, _ = _search(model, vector, candidates, user, window)
+        if found.size == 0:
+            continue
+        posts = store.post_features(found, window.at_ms)
+        scores = model.ranker.score(user, posts, vector, model.post_vectors[found], window.at_ms)
+        if not (np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()):
+            raise ModelRefused(
+                model.version, "smoke", f"the ranker gives scores outside [0, 1] for {user.user_id}"
+            )
+        scored += 1
+    if scored == 0:
+        raise ModelRefused(model.version, "smoke", f"no candidates for any of {len(users)} users")
+    return user_vectors
+
+
+def ann_recall(
+    model: ServingModel,
+    users: Sequence[UserFeatures],
+    user_vectors: FloatArray,
+    *,
+    embedded: tuple[IntArray, FloatArray],
+    catalogue: Catalogue,
+    window: CheckWindow,
+    k: int,
+) -> float:
+    """Mean recall@k of the index against exact search over ``embedded`` (rows, vectors)."""
+    rows, vectors = embedded
+    recalls = []
+    for user, vector in zip(users, user_vectors, strict=True):
+        eligible = window.eligible(catalogue, rows, user)
+        if eligible.size == 0:
+            continue
+        exact = rows[eligible[top_k(vectors[eligible] @ vector, k)]]
+        found, _ = _search(model, vector, k, user, window)
+        recalls.append(np.intersect1d(found, exact).size / exact.size)
+    return float(np.mean(recalls)) if recalls else 1.0
+
+
+def _search(
+    model: ServingModel, vector: FloatArray, k: int, user: UserFeatures, window: CheckWindow
+) -> tuple[IntArray, FloatArray]:
+    return model.index.search(
+        vector,
+        k,
+        languages=[user.language],
+        country=user.country,
+        min_created_ms=window.min_created_ms,
+        max_created_ms=window.at_ms,
+    )

@@ -1,0 +1,52 @@
+"""A small world, its feature store and catalogue, shared by the hot-swap unit tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from feedrank.core.clock import ManualClock
+from feedrank.core.features.schema import PostFeatureBatch
+from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.registry import LocalModelRegistry
+from feedrank.core.settings import ExploreSettings
+from feedrank.core.world import World
+from feedrank.explore.catalogue import Catalogue
+from feedrank.explore.model_loader import ModelLoader, check_user_ids
+from tests.support.model_versions import all_posts, small_world
+
+START_MS = 1_764_000_000_000
+
+
+@dataclass(frozen=True)
+class SwapWorld:
+    world: World
+    store: InMemoryFeatureStore
+    catalogue: Catalogue
+    posts: PostFeatureBatch
+    clock: ManualClock
+
+    def loader(self, registry: LocalModelRegistry, **settings: float) -> ModelLoader:
+        return ModelLoader(
+            registry,
+            self.store,
+            self.catalogue,
+            check_user_ids=check_user_ids(self.world.num_users, 8),
+            settings=ExploreSettings(**settings),  # type: ignore[arg-type]
+            clock=self.clock,
+        )
+
+
+@pytest.fixture(scope="session")
+def swap_world() -> SwapWorld:
+    world = small_world(num_posts=3_000, num_users=300, start_ms=START_MS)
+    store = InMemoryFeatureStore.from_world(world)
+    clock = ManualClock(START_MS)
+    return SwapWorld(world, store, Catalogue.from_world(world), all_posts(store, START_MS), clock)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> LocalModelRegistry:
+    return LocalModelRegistry(tmp_path / "registry")

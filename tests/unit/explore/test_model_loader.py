@@ -1,0 +1,160 @@
+"""Loading a registry version: everything is verified, anything wrong is refused."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feedrank.core.registry import LocalModelRegistry
+from feedrank.core.registry.bundle import EMBEDDINGS_FILE, INDEX_DIR, RANKER_FILE, TWO_TOWER_FILE
+from feedrank.explore.errors import ModelRefused
+from tests.support.model_versions import index_of, publish, small_bundle, writable
+from tests.unit.explore.conftest import SwapWorld
+
+
+def test_a_good_version_loads_with_its_own_index(
+    swap_world: SwapWorld, registry: LocalModelRegistry
+) -> None:
+    bundle = small_bundle(swap_world.posts, seed=1)
+    version = publish(registry, bundle)
+
+    model = swap_world.loader(registry).load(version)
+
+    assert model.version == version
+    assert len(model.index) == swap_world.world.num_posts
+    np.testing.assert_array_equal(model.post_vectors, bundle.post_vectors)
+    user = swap_world.store.user_features("u1", swap_world.clock.now_ms())
+    vector = model.two_tower.encode_users([user])[0]
+    np.testing.assert_allclose(vector, bundle.two_tower.encode_users([user])[0], rtol=1e-6)
+
+
+def test_a_shipped_index_is_loaded_rather_than_built(
+    swap_world: SwapWorld, registry: LocalModelRegistry
+) -> None:
+    bundle = small_bundle(swap_world.posts, seed=2)
+    version = publish(registry, bundle, index=index_of(bundle, swap_world.catalogue))
+    assert (registry.open_verified(version) / INDEX_DIR / "index.json").is_file()
+    assert swap_world.loader(registry).load(version).version == version
+
+
+def refusal(swap_world: SwapWorld, registry: LocalModelRegistry, version: str) -> ModelRefused:
+    with pytest.raises(ModelRefused) as raised:
+        swap_world.loader(registry).load(version)
+    assert raised.value.version == version
+    return raised.value
+
+
+def test_a_flipped_byte_is_refused(swap_world: SwapWorld, registry: LocalModelRegistry) -> None:
+    version = publish(registry, small_bundle(swap_world.posts, seed=1))
+    target = writable(registry.open_verified(version) / RANKER_FILE)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+
+    error = refusal(swap_world, registry, version)
+    assert error.check == "registry"
+    assert "ranker.safetensors fails its checksum" in error.message
+
+
+def test_a_truncated_file_is_refused(swap_world: SwapWorld, registry: LocalModelRegistry) -> None:
+    version = publish(registry, small_bundle(swap_world.posts, seed=1))
+    target = writable(registry.open_verified(version) / EMBEDDINGS_FILE)
+    target.write_bytes(target.read_bytes()[:1000])
+
+    error = refusal(swap_world, registry, version)
+    assert error.check == "registry"
+    assert "checksum" in error.message
+
+
+def test_another_feature_schema_is_refused(swap_world: SwapWorld, tmp_path: Path) -> None:
+    old_trainer = LocalModelRegistry(tmp_path / "registry", expected_schema_hash="old-schema")
+    version = publish(old_trainer, small_bundle(swap_world.posts, seed=1))
+
+    error = refusal(swap_world, LocalModelRegistry(tmp_path / "registry"), version)
+    assert error.check == "registry"
+    assert "feature schema old-schema" in error.message
+
+
+class PlantedPayload:
+    """Unpickling this creates ``marker``: proof that a pickle ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickle_planted_as_weights_is_refused_and_never_runs(
+    swap_world: SwapWorld, registry: LocalModelRegistry, tmp_path: Path
+) -> None:
+    """The manifest is forged to match the pickle, so only the format check stands."""
+    marker = tmp_path / "payload-ran"
+    planted = pickle.dumps(PlantedPayload(marker))
+    assert pickle.loads(planted) is None
+    assert marker.exists()
+    marker.unlink()
+
+    def plant(directory: Path) -> None:
+        (directory / TWO_TOWER_FILE).write_bytes(planted)
+
+    version = publish(registry, small_bundle(swap_world.posts, seed=1), tamper=plant)
+    error = refusal(swap_world, registry, version)
+    assert error.check == "format"
+    assert not marker.exists()  # …but loading never ran it
+
+
+def test_a_pickle_planted_in_the_index_is_refused_and_never_runs(
+    swap_world: SwapWorld, registry: LocalModelRegistry, tmp_path: Path
+) -> None:
+    marker = tmp_path / "payload-ran"
+    bundle = small_bundle(swap_world.posts, seed=1)
+
+    def plant(directory: Path) -> None:
+        for columns in (directory / INDEX_DIR).glob("*.npz"):
+            columns.write_bytes(pickle.dumps(PlantedPayload(marker)))
+
+    version = publish(registry, bundle, index=index_of(bundle, swap_world.catalogue), tamper=plant)
+    error = refusal(swap_world, registry, version)
+    assert error.check == "index"
+    assert not marker.exists()
+
+
+def test_an_index_that_does_not_match_the_embeddings_has_poor_recall(
+    swap_world: SwapWorld, registry: LocalModelRegistry
+) -> None:
+    """An index built from another version's vectors: every shape fits, recall does not."""
+    bundle = small_bundle(swap_world.posts, seed=1)
+    foreign = index_of(small_bundle(swap_world.posts, seed=2), swap_world.catalogue)
+    version = publish(registry, bundle, index=foreign)
+
+    error = refusal(swap_world, registry, version)
+    assert error.check == "recall"
+    assert "recall@100" in error.message
+
+
+def test_the_recall_threshold_is_a_setting(
+    swap_world: SwapWorld, registry: LocalModelRegistry
+) -> None:
+    bundle = small_bundle(swap_world.posts, seed=1)
+    foreign = index_of(small_bundle(swap_world.posts, seed=2), swap_world.catalogue)
+    version = publish(registry, bundle, index=foreign)
+    assert swap_world.loader(registry, recall_threshold=0.0).load(version).version == version
+
+
+def test_embeddings_of_posts_outside_the_catalogue_are_refused(
+    swap_world: SwapWorld, registry: LocalModelRegistry
+) -> None:
+    bundle = small_bundle(swap_world.posts, seed=1)
+    shifted = type(bundle)(
+        bundle.two_tower, bundle.ranker, bundle.post_index + 10, bundle.post_vectors
+    )
+    error = refusal(swap_world, registry, publish(registry, shifted))
+    assert error.check == "catalogue"
+
+
+def test_an_unknown_version_is_refused(swap_world: SwapWorld, registry: LocalModelRegistry) -> None:
+    assert "no version v0042" in refusal(swap_world, registry, "v0042").message
