@@ -132,6 +132,9 @@ class FollowingBackend:
     def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
         return self.service.rank(query, deadline)
 
+    def arm_of(self, user_id: str) -> str:
+        return self.service.arm_of(user_id)
+
     def is_ready(self) -> bool:
         return self.service.is_ready()
 

@@ -29,6 +29,8 @@ RANKING_SERVICE = ranking_pb2.DESCRIPTOR.services_by_name["Ranking"].full_name
 class RankingBackend(Protocol):
     def rank(self, query: RankQuery, deadline: Deadline) -> RankResult: ...
 
+    def arm_of(self, user_id: str) -> str: ...
+
 
 class RankingServicer(ranking_pb2_grpc.RankingServicer):
     def __init__(self, backend: RankingBackend, settings: ExploreSettings, clock: Clock) -> None:
@@ -40,13 +42,14 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         self, request: ranking_pb2.RankRequest, context: grpc.ServicerContext
     ) -> ranking_pb2.RankResponse:
         started = time.perf_counter()
+        arm = self.backend.arm_of(request.user_id)  # labels the canary's error rate and latency
         try:
             response = self._rank(request, context)
         except ExploreError as error:
-            metrics.RANK_REQUESTS.labels(code=code_name(error.status_code)).inc()
+            metrics.RANK_REQUESTS.labels(code=code_name(error.status_code), arm=arm).inc()
             abort(context, error)
-        metrics.RANK_REQUESTS.labels(code="OK").inc()
-        metrics.RANK_LATENCY.observe(time.perf_counter() - started)
+        metrics.RANK_REQUESTS.labels(code="OK", arm=response.arm).inc()
+        metrics.RANK_LATENCY.labels(arm=response.arm).observe(time.perf_counter() - started)
         return response
 
     def _rank(

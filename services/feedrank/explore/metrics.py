@@ -15,9 +15,14 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 COUNT_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 2000, 5000)
 
-RANK_REQUESTS = Counter("feedrank_rank_requests", "Rank calls by gRPC status code.", ["code"])
+RANK_REQUESTS = Counter(
+    "feedrank_rank_requests", "Rank calls by gRPC status code and arm.", ["code", "arm"]
+)
 RANK_LATENCY = Histogram(
-    "feedrank_rank_latency_seconds", "Rank call latency, end to end.", buckets=LATENCY_BUCKETS
+    "feedrank_rank_latency_seconds",
+    "Rank call latency, end to end, by arm.",
+    ["arm"],
+    buckets=LATENCY_BUCKETS,
 )
 STAGE_LATENCY = Histogram(
     "feedrank_rank_stage_latency_seconds",

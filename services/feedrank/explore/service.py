@@ -102,6 +102,11 @@ class ExploreService:
     def is_ready(self) -> bool:
         return self.slots.current() is not None
 
+    def arm_of(self, user_id: str) -> str:
+        """The arm that serves ``user_id`` now ("none" before a model is loaded)."""
+        serving = self.slots.current()
+        return "none" if serving is None else serving.route(user_id)[0]
+
     def close(self) -> None:
         if self.decision_log is not None:
             self.decision_log.close()

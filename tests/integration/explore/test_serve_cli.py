@@ -90,7 +90,8 @@ def test_serve_runs_workers_on_one_port_and_stops_cleanly(
             response = stub.Rank(ranking_pb2.RankRequest(user_id=f"u{index}", limit=10), timeout=10)
             assert len(response.items) == 10
         exposition = scrape(metrics_port)
-        assert metric_total(exposition, 'feedrank_rank_requests_total{code="OK"}') == CALLS
+        ok_calls = 'feedrank_rank_requests_total{arm="stable",code="OK"}'
+        assert metric_total(exposition, ok_calls) == CALLS
         assert metric_total(exposition, "feedrank_rank_latency_seconds_count") == CALLS
         assert 'feedrank_rank_stage_latency_seconds_bucket{le="0.005",stage="retrieve"}' in (
             exposition

@@ -132,7 +132,8 @@ def test_the_checks_catch_a_typo_and_an_unknown_label(tmp_path: Path) -> None:
     assert problems("sum(rate(feedrank_rank_request_total[5m]))") == [
         "unknown metric feedrank_rank_request_total"
     ]
-    assert problems('sum(rate(feedrank_rank_requests_total{arm="canary"}[5m]))') != []
+    assert problems('sum(rate(feedrank_rank_requests_total{arm="canary"}[5m]))') == []
+    assert problems('sum(rate(feedrank_rank_requests_total{colour="red"}[5m]))') != []
     assert problems("sum by (outcom) (feedrank_deploy_rollouts_total)") != []
     if run("promtool", "--version").returncode == 0:
         assert promtool_parse_errors({"broken": "sum(rate(up[5m])"}, tmp_path) != ""
