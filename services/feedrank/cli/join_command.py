@@ -45,6 +45,9 @@ def join(
 ) -> None:
     """Join decisions with rewards into labelled examples until Ctrl-C or SIGTERM."""
     settings = settings_of(context)
+    from feedrank.stack.flink import use_own_log_dir  # noqa: PLC0415 - imports PyFlink
+
+    use_own_log_dir(settings)  # the job's JVM logs: <log_dir>/flink/
     _start_gateway_ignoring_sigterm()
     # Imported only now: importing PyFlink's job modules is slow, and --help should not be.
     from feedrank.streaming.join_runner import run_join  # noqa: PLC0415

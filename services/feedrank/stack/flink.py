@@ -6,6 +6,7 @@ job code runs on this mini-cluster, in tests, and submitted to a real Flink clus
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -28,6 +29,18 @@ class FlinkJobOptions:
             parallelism=settings.flink.parallelism,
             checkpoint_interval_s=settings.flink.checkpoint_interval_s,
         )
+
+
+def use_own_log_dir(settings: Settings) -> None:
+    """Send this process's Flink (JVM) logs to ``<log_dir>/flink`` instead of the shared
+    file inside the PyFlink package, which every Flink process would overwrite.
+
+    Takes effect for the JVM started next, so call it before the first environment.
+    """
+    if "FLINK_LOG_DIR" not in os.environ:
+        directory = settings.paths.log_dir / "flink"
+        directory.mkdir(parents=True, exist_ok=True)
+        os.environ["FLINK_LOG_DIR"] = str(directory.resolve())
 
 
 def _job_configuration(settings: Settings, options: FlinkJobOptions) -> dict[str, str]:

@@ -140,7 +140,7 @@ def decode_record(record: SourceRecord, failed_at_ms: int, stage: str = STAGE) -
 
 def decode_batch(  # noqa: PLR0917 - the UDF's arguments mirror its SQL call
     values: pd.Series[Any],
-    headers: pd.Series[Any],
+    content_types: pd.Series[Any],
     keys: pd.Series[Any],
     topics: pd.Series[Any],
     partitions: pd.Series[Any],
@@ -150,21 +150,31 @@ def decode_batch(  # noqa: PLR0917 - the UDF's arguments mirror its SQL call
 ) -> pd.DataFrame:
     """The pandas UDF body: one ``DecodedReward`` row per input record.
 
-    ``headers`` holds each record's Kafka headers as ``[(name, value), ...]`` (Arrow's
-    map form) or None. Columns are object-typed so that NULLs stay NULL, not NaN.
+    ``content_types`` holds each record's ``content-type`` header as text, or None: SQL
+    picks it out of the headers, so no Kafka header map ever crosses into Arrow (a map
+    batch Flink writes with null entries is one pyarrow refuses to read). Columns are
+    object-typed so that NULLs stay NULL, not NaN.
     """
     failed_at_ms = int(time.time() * 1000)
     rows = [
         decode_record(
-            SourceRecord(str(topic), int(partition), int(offset), key, value, record_headers),
+            SourceRecord(
+                str(topic), int(partition), int(offset), key, value, _headers(content_type)
+            ),
             failed_at_ms,
             stage,
         )
-        for value, record_headers, key, topic, partition, offset in zip(
-            values, headers, keys, topics, partitions, offsets, strict=True
+        for value, content_type, key, topic, partition, offset in zip(
+            values, content_types, keys, topics, partitions, offsets, strict=True
         )
     ]
     return _frame(rows)
+
+
+def _headers(content_type: str | None) -> codecs.Headers:
+    if content_type is None:
+        return None
+    return [(codecs.CONTENT_TYPE_HEADER, content_type.encode())]
 
 
 def _frame(rows: Sequence[DecodedReward]) -> pd.DataFrame:
@@ -207,9 +217,10 @@ def source_table_ddl(options: RewardIntakeOptions, source: KafkaSource) -> str:
     need non-null keys), so both computed columns make the very same UDF call and the
     planner evaluates it once per record.
     """
+    content_type = f"CAST(`headers`[{_literal(codecs.CONTENT_TYPE_HEADER)}] AS STRING)"
     decode = (
         f"{_name(options.decode_function)}"
-        "(`value`, `headers`, `key`, `topic`, `partition`, `offset`)"
+        f"(`value`, {content_type}, `key`, `topic`, `partition`, `offset`)"
     )
     with_clause = ",\n  ".join(
         f"{_literal(key)} = {_literal(value)}" for key, value in raw_source_options(source).items()

@@ -99,7 +99,7 @@ def test_error_text_names_the_field_first() -> None:
 def test_batch_keeps_nulls_and_converts_to_the_declared_arrow_row() -> None:
     frame = decode_batch(
         pd.Series([_json(value=2.5), b"\xff", None]),
-        pd.Series([[("content-type", b"application/json")], [], None]),
+        pd.Series(["application/json", None, None]),
         pd.Series([b"k1", None, b"k3"]),
         pd.Series(["t", "t", "t"]),
         pd.Series([0, 1, 2], dtype="int32"),
@@ -135,7 +135,8 @@ def test_source_ddl_declares_metadata_the_decoder_and_a_watermark() -> None:
     assert ddl.startswith("CREATE TEMPORARY TABLE `src` (")
     for column in ("`topic` STRING NOT NULL", "`partition` INT NOT NULL", "`offset` BIGINT NOT"):
         assert column in ddl
-    call = "`dec``x`(`value`, `headers`, `key`, `topic`, `partition`, `offset`)"
+    content_type = "CAST(`headers`['content-type'] AS STRING)"
+    call = f"`dec``x`(`value`, {content_type}, `key`, `topic`, `partition`, `offset`)"
     assert ddl.count(call) == 2
     assert "WATERMARK FOR `reward_time` AS `reward_time` - INTERVAL '2.500' SECOND" in ddl
     assert "'scan.bounded.mode' = 'latest-offset'" in ddl
