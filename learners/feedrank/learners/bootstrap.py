@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.models.ranker import RankerConfig
 from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.core.registry import ModelRegistry, read_bundle
@@ -11,6 +12,7 @@ from feedrank.core.settings import Settings
 from feedrank.core.world import World, WorldConfig, generate_world
 from feedrank.learners.examples import TopicLookup
 from feedrank.learners.joint import JointModel, StepConfig
+from feedrank.learners.posts import PostCatalogue
 
 
 def local_world(settings: Settings, start_ms: int | None = None) -> World:
@@ -25,6 +27,15 @@ def local_world(settings: Settings, start_ms: int | None = None) -> World:
     if start_ms is not None:
         config = WorldConfig(**{**config.__dict__, "start_ms": start_ms})
     return generate_world(config)
+
+
+def world_catalogue(world: World, at_ms: int) -> PostCatalogue:
+    """Every post of the world's observable catalogue (the feature store) as of ``at_ms``."""
+    store = InMemoryFeatureStore.from_world(world)
+    posts = store.post_features(np.arange(world.num_posts, dtype=np.int64), at_ms)
+    catalogue = PostCatalogue()
+    catalogue.seed(posts, np.asarray(world.posts.created_ms, dtype=np.int64))
+    return catalogue
 
 
 def world_topics(world: World) -> TopicLookup:
@@ -51,10 +62,14 @@ def model_configs(settings: Settings, seed: int = 0) -> tuple[TwoTowerConfig, Ra
 def starting_model(
     settings: Settings, registry: ModelRegistry, step: StepConfig
 ) -> tuple[JointModel, str]:
-    """The latest registry version (and its name) or, before any, a fresh model ('')."""
+    """The latest registry version (and its name) or, before any, a fresh model ('').
+
+    A fresh model has the world's seed, as the explore service's initial model does, so
+    before any version the learner starts from exactly what is serving.
+    """
     latest = registry.latest()
     if latest is not None:
         bundle = read_bundle(registry.open_verified(latest.version))
         return JointModel(bundle.two_tower, bundle.ranker, step), latest.version
-    two_tower, ranker = model_configs(settings, step.seed)
+    two_tower, ranker = model_configs(settings, settings.world.seed)
     return JointModel.new(two_tower, ranker, step), ""

@@ -61,6 +61,12 @@ class PostCatalogue:
         self._created_ms[slots] = decision_time_ms[rows] - age_ms
         self.as_of_ms = max(self.as_of_ms, int(decision_time_ms.max()))
 
+    def seed(self, posts: PostFeatureBatch, created_ms: IntArray) -> None:
+        """Start from a feature store's catalogue (every post, with its creation time),
+        so versions index all posts, not only those already shown."""
+        self.update(posts, np.full(len(posts), posts.as_of_ms, dtype=np.int64))
+        self._created_ms[self._slot_of[posts.post_index]] = created_ms
+
     def features(self) -> PostFeatureBatch:
         """Every known post's latest features (ages as logged)."""
         size = self._size

@@ -15,9 +15,15 @@ from prometheus_client import start_http_server
 from rich.console import Console
 
 from feedrank.cli.context import settings_of
+from feedrank.core.clock import SystemClock
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings
-from feedrank.learners.bootstrap import local_world, starting_model, world_topics
+from feedrank.learners.bootstrap import (
+    local_world,
+    starting_model,
+    world_catalogue,
+    world_topics,
+)
 from feedrank.learners.joint import StepConfig
 from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer
 from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
@@ -41,6 +47,8 @@ def learn(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(learner_settings.torch_threads)
     registry = LocalModelRegistry(settings.paths.registry)
+    start_ms = settings.world.start_or(SystemClock().now_ms())
+    world = local_world(settings, start_ms)  # the posts explore serves (same seed and start)
     step = StepConfig(
         learning_rate=learner_settings.learning_rate, weight_decay=learner_settings.weight_decay
     )
@@ -75,8 +83,9 @@ def learn(
         ),
         make_learner=make_learner,
         registry=registry,
-        topics=world_topics(local_world(settings)),
+        topics=world_topics(world),
         monitor=monitor,
+        initial_catalogue=world_catalogue(world, start_ms),
     )
     if metrics:
         start_http_server(settings.ports.learner_metrics, addr=settings.ports.bind_host)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from feedrank.core.models.two_tower import TwoTowerModel
+from feedrank.core.world import WorldConfig, generate_world
+from feedrank.learners.bootstrap import world_catalogue
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
 from tests.unit.learners.factories import simulated_batches, small_two_tower
+
+START_MS = 1_764_000_000_000
 
 
 def test_latest_features_win_and_indexing_is_incremental() -> None:
@@ -28,3 +32,14 @@ def test_latest_features_win_and_indexing_is_incremental() -> None:
     assert first.changed == len(catalogue)
     assert len(index.index) == len(catalogue)
     assert index.refresh(tower, catalogue).changed == 0  # nothing moved, nothing re-added
+
+
+def test_a_catalogue_seeded_from_the_world_holds_every_post_with_its_creation_time() -> None:
+    world = generate_world(
+        WorldConfig(num_users=50, num_creators=20, num_posts=500, seed=3, start_ms=START_MS)
+    )
+    catalogue = world_catalogue(world, START_MS)
+
+    assert len(catalogue) == world.num_posts
+    np.testing.assert_array_equal(catalogue.features().post_index, np.arange(world.num_posts))
+    np.testing.assert_array_equal(catalogue.created_ms, world.posts.created_ms)

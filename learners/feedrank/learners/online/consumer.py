@@ -75,6 +75,7 @@ class OnlineConsumer:
         registry: ModelRegistry | None,
         topics: TopicLookup | None = None,
         monitor: StreamMonitor | None = None,
+        initial_catalogue: PostCatalogue | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -85,7 +86,7 @@ class OnlineConsumer:
         if checkpoint is None:
             self.learner, parent = make_learner()  # parent: the version it started from
             self.progress = StreamProgress(last_version=parent)
-            self.catalogue = PostCatalogue()
+            self.catalogue = initial_catalogue or PostCatalogue()
         else:
             self.learner, self.progress = checkpoint.learner, checkpoint.progress
             self.catalogue = checkpoint.posts
@@ -111,6 +112,10 @@ class OnlineConsumer:
         )
         try:
             self._assign(consumer)
+            if self.registry is not None and self.registry.latest() is None:
+                # The first version is the model the learner starts from, so a rollout
+                # always compares what it learned with what served before.
+                self.publish()
             last_example = time.monotonic()
             idle_exit = self.config.idle_exit_s
             while not stop.is_set():
