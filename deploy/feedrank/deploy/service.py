@@ -11,14 +11,15 @@ from concurrent import futures
 from typing import TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from feedrank.core import service_errors
 from feedrank.core.registry import VersionManifest
+from feedrank.core.service_errors import abort, code_name
 from feedrank.deploy import metrics
 from feedrank.deploy.control import DeployControl
 from feedrank.deploy.errors import DeployError
-from feedrank.deploy.grpc_status import abort, code_name
 from feedrank.deploy.state import Phase, Rollout
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
 
@@ -189,10 +190,4 @@ def build_server(
 
 def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
     """Flip overall and Deploy health together."""
-    status = (
-        health_pb2.HealthCheckResponse.SERVING
-        if serving
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
-    for service in ("", DEPLOY_SERVICE):
-        health_servicer.set(service, status)
+    service_errors.set_serving(health_servicer, DEPLOY_SERVICE, serving=serving)

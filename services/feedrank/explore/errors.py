@@ -1,31 +1,20 @@
 """The explore service's one error type, each subclass knowing its gRPC status.
 
-The ranking pipeline raises these; ``feedrank.explore.grpc_status`` is the only place
+The ranking pipeline raises these; ``feedrank.core.service_errors`` is the only place
 that turns them into gRPC statuses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import grpc
 
+from feedrank.core.service_errors import FieldViolation, ServiceError
 
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
+__all__ = ["ExploreError", "FieldViolation"]
 
 
-class ExploreError(Exception):
+class ExploreError(ServiceError):
     """Base of every error the explore service reports to its callers."""
-
-    status_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
-    def __init__(self, message: str, violations: tuple[FieldViolation, ...] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.violations = violations
 
 
 class InvalidRankRequest(ExploreError):

@@ -11,15 +11,16 @@ from concurrent import futures
 from typing import Protocol
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from feedrank.core import service_errors
 from feedrank.core.clock import Clock
+from feedrank.core.service_errors import abort, code_name
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore import metrics
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.errors import ExploreError
-from feedrank.explore.grpc_status import abort, code_name
 from feedrank.explore.queries import RankQuery, RankResult, build_query
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 
@@ -118,10 +119,4 @@ def build_server(
 
 def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
     """Flip overall and Ranking health together."""
-    status = (
-        health_pb2.HealthCheckResponse.SERVING
-        if serving
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
-    for service in ("", RANKING_SERVICE):
-        health_servicer.set(service, status)
+    service_errors.set_serving(health_servicer, RANKING_SERVICE, serving=serving)
