@@ -17,15 +17,7 @@ from feedrank.learners.posts import PostCatalogue
 
 def local_world(settings: Settings, start_ms: int | None = None) -> World:
     """The simulated world the local stack serves (same seed, same posts)."""
-    world = settings.world
-    config = WorldConfig(
-        num_users=world.num_users,
-        num_creators=world.num_creators,
-        num_posts=world.num_posts,
-        seed=world.seed,
-    )
-    if start_ms is not None:
-        config = WorldConfig(**{**config.__dict__, "start_ms": start_ms})
+    config = settings.world.config(start_ms or WorldConfig().start_ms)
     return generate_world(config)
 
 

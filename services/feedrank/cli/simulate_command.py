@@ -18,7 +18,7 @@ from rich.table import Table
 from feedrank.cli.context import settings_of
 from feedrank.core.clock import AcceleratedClock, SystemClock, to_datetime
 from feedrank.core.settings import Settings
-from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
+from feedrank.core.world import BehaviourModel, generate_world
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import EngagementLedger
 from feedrank.simulate.rank_client import GrpcRankClient
@@ -88,15 +88,7 @@ def run_simulation(settings: Settings, options: SimulationOptions, stop: threadi
     """Run the simulated apps with a live table until done or ``stop``; False on failures."""
     start_ms = settings.world.start_or(SystemClock().now_ms())
     with console.status(f"building the simulated world ({settings.world.num_posts:,} posts)…"):
-        world = generate_world(
-            WorldConfig(
-                num_users=settings.world.num_users,
-                num_creators=settings.world.num_creators,
-                num_posts=settings.world.num_posts,
-                seed=settings.world.seed,
-                start_ms=start_ms,
-            )
-        )
+        world = generate_world(settings.world.config(start_ms))
         behaviour = BehaviourModel(world, seed=settings.world.behaviour_seed)
     client = GrpcRankClient(options.address)
     try:

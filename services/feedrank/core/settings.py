@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from feedrank.core.world.config import WorldConfig
+
 CONFIG_FILE_ENV = "FEEDRANK_CONFIG"
 LOOPBACK = "127.0.0.1"
 
@@ -220,9 +222,26 @@ class WorldSettings(_Group):
         "`feedrank up` pins one value so every process sees the same posts.",
     )
     behaviour_seed: int = Field(default=11, description="Seed of the simulated users' draws.")
+    publish_ahead_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Days after the start over which new posts keep appearing (a long demo "
+        "needs fresh posts, or engagement decays with the catalogue's age).",
+    )
 
     def start_or(self, now_ms: int) -> int:
         return self.start_ms or now_ms
+
+    def config(self, now_ms: int) -> WorldConfig:
+        """The world every process of the stack generates (same seed, size and start)."""
+        return WorldConfig(
+            num_users=self.num_users,
+            num_creators=self.num_creators,
+            num_posts=self.num_posts,
+            seed=self.seed,
+            start_ms=self.start_or(now_ms),
+            publish_ahead_days=self.publish_ahead_days,
+        )
 
 
 class JoinSettings(_Group):
