@@ -3,16 +3,19 @@
     .venv/bin/python -m benchmarks.training_quality          # full run
     .venv/bin/python -m benchmarks.training_quality --smoke --json
 
-Two rounds, as the closed loop bootstraps: round 1 logs uniform-random slates; the
-model trained on it then logs round 2 (epsilon-greedy, as the explore service would),
-and the final model trains on both. Reported:
+Rounds, as the closed loop bootstraps: round 1 logs uniform-random slates; the model
+trained on every round so far logs the next one (epsilon-greedy, as the explore service
+would), and the last model trains on all of them (``--rounds``, default 2). Reported:
 
-* held-out AUC and log loss of the engagement model (the ranker) on the latest
-  decisions (round 2), target >= 0.80, and the retrieval model's recall@K;
+* held-out AUC and log loss of the engagement model (the ranker, given the logged
+  position as it is in training) on the latest decisions, target >= 0.80, and the
+  retrieval model's recall@K;
 * the engagement rate per impression when each policy fills 10 slots from the same
-  candidate pools: trained model, untrained (seeded init) model, random, and the
-  ORACLE (the behaviour model's hidden parameters; evaluation only). Expected
-  engagement is the oracle probability at each shown position, so no sampling noise.
+  candidate pools: trained model (scoring at position 0, as served), untrained (seeded
+  init) model, random, and the ORACLE (the behaviour model's hidden parameters;
+  evaluation only), with the trained model's ratio to each. Expected engagement is the
+  oracle probability at each shown position, so no sampling noise;
+* the curve: per round, the logged engagement rate, held-out AUC and trained ÷ oracle.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from feedrank.learners.joint import JointModel
 from feedrank.learners.simulation import ExampleSimulator, SimulationConfig
 
 SLOTS = 10
+ROUNDS = 2
 
 
 def configs() -> tuple[TwoTowerConfig, RankerConfig]:
@@ -80,9 +84,10 @@ def engagement_rates(
     return {name: total / (decisions * SLOTS) for name, total in totals.items()}
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=150_000, help="per round")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--posts", type=int, default=2_000)
     parser.add_argument("--epochs", type=int, default=6)
@@ -91,13 +96,13 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.smoke:
-        args.examples, args.users, args.posts, args.epochs, args.eval_decisions = (
-            3_000,
-            50,
-            400,
-            1,
-            20,
-        )
+        args.examples, args.rounds, args.users, args.posts = 3_000, 2, 50, 400
+        args.epochs, args.eval_decisions = 1, 20
+    return args
+
+
+def main() -> None:
+    args = parse_arguments()
     torch.set_num_threads(1)
     started = time.perf_counter()
     world = generate_world(
@@ -105,40 +110,70 @@ def main() -> None:
     )
     topics = np.asarray(world.posts.topics)
     two_tower, ranker = configs()
-    trainer_config = TrainerConfig(batch_size=256, max_epochs=args.epochs)
+    trainer_config = TrainerConfig(batch_size=256, max_epochs=args.epochs, patience=1)
     simulator = ExampleSimulator(world, SimulationConfig())
-    first = batch_from_examples(simulator.examples(args.examples), topics=topics)
-    bootstrap = BatchTrainer(trainer_config, two_tower=two_tower, ranker=ranker)
-    bootstrap.fit(first)
-    simulator.scorer = bootstrap.model.score_candidates
-    second = batch_from_examples(simulator.examples(args.examples), topics=topics)
-    final = BatchTrainer(trainer_config, two_tower=two_tower, ranker=ranker)
-    report = final.fit(concat([first, second]))
+    rounds = [batch_from_examples(simulator.examples(args.examples), topics=topics)]
+    curve: list[dict[str, float]] = []
+    while True:  # train on every round so far; the model logs the next one
+        trainer = BatchTrainer(trainer_config, two_tower=two_tower, ranker=ranker)
+        report = trainer.fit(concat(rounds))
+        rates = engagement_rates(
+            world,
+            simulator.store,
+            {"trained": trainer.model},
+            simulator.now_ms,
+            args.eval_decisions,
+            seed=1,
+        )
+        curve.append(
+            {
+                "round": len(rounds),
+                "logged_engagement_rate": round(float(rounds[-1].labels.mean()), 4),
+                "held_out_auc": round(report.metrics["auc"], 4),
+                "trained_over_oracle": round(rates["trained"] / rates["oracle"], 3),
+            }
+        )
+        if len(rounds) == args.rounds:
+            break
+        simulator.scorer = trainer.model.score_candidates
+        rounds.append(batch_from_examples(simulator.examples(args.examples), topics=topics))
     rates = engagement_rates(
         world,
         simulator.store,
-        {"trained": final.model, "untrained": JointModel.new(two_tower, ranker)},
+        {"trained": trainer.model, "untrained": JointModel.new(two_tower, ranker)},
         simulator.now_ms,
         args.eval_decisions,
         seed=1,
     )
     result = {
+        "rounds": args.rounds,
         "held_out_auc": round(report.metrics["auc"], 4),
         "held_out_log_loss": round(report.metrics["log_loss"], 4),
         "retrieval_recall_at_50": round(report.metrics["recall_at_50"], 4),
         "auc_target_met": report.metrics["auc"] >= 0.80,
         "epochs": report.epochs,
-        "logged_engagement_rate_round_1": round(float(first.labels.mean()), 4),
-        "logged_engagement_rate_round_2": round(float(second.labels.mean()), 4),
         **{f"engagement_rate_{name}": round(rate, 4) for name, rate in rates.items()},
-        "trained_over_oracle": round(rates["trained"] / rates["oracle"], 3),
+        **{
+            f"trained_over_{name}": round(rates["trained"] / rates[name], 3)
+            for name in ("oracle", "untrained", "random")
+        },
+        "random_over_oracle": round(rates["random"] / rates["oracle"], 3),
+        "oracle_target_met": rates["trained"] >= 0.8 * rates["oracle"],
+        "curve": curve,
         "seconds": round(time.perf_counter() - started, 1),
     }
     if args.json:
         print(json.dumps(result))
         return
     for name, value in result.items():
-        print(f"{name:>32}: {value}")
+        if name != "curve":
+            print(f"{name:>32}: {value}")
+    print("round  logged rate  held-out AUC  trained/oracle")
+    for point in curve:
+        print(
+            "{round:>5}  {logged_engagement_rate:>11}  {held_out_auc:>12}  "
+            "{trained_over_oracle:>14}".format(**point)
+        )
 
 
 if __name__ == "__main__":

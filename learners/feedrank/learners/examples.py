@@ -6,9 +6,10 @@ the label, and the logging policy's position and propensity. Rebuilding the mode
 inputs goes through the schema's own types (:class:`UserFeatures`,
 :class:`PostFeatureBatch`), so training and serving encode features the same way.
 
-Post topics are not in the decision log; they are a static attribute of a post (fixed
-at creation), supplied from the catalogue as ``topics`` (rows by post index), read from
-``topic_<i>`` numeric features if a log carries them, or left at zero.
+Post topics are logged with the decision as ``topic_<i>`` numeric features, the non-zero
+weights only (:meth:`PostFeatureBatch.to_protos`); an absent ``topic_<i>`` is zero. Logs
+without any topic feature (older decisions, replayed files without them) take a post's
+topics from the catalogue, ``topics`` (rows by post index), if one is given, else zeros.
 
 A batch refuses NaN or infinite inputs, labels other than 0/1 and propensities outside
 (0, 1] with :class:`InvalidExampleError` naming the field.
@@ -29,6 +30,7 @@ from feedrank.core.features.schema import (
     COUNTRIES,
     LANGUAGES,
     NUM_TOPICS,
+    TOPIC_FEATURES,
     BoolArray,
     FloatArray,
     IntArray,
@@ -49,7 +51,7 @@ _POST_NUMERIC = (
     "engagement_rate",
 )
 _USER_NUMERIC = ("activity", "follow_count", "engagements_7d")
-_TOPIC_KEYS = tuple(f"topic_{i}" for i in range(NUM_TOPICS))
+_TOPIC_COLUMN = {name: column for column, name in enumerate(TOPIC_FEATURES)}
 _LANGUAGE_CODE = {code: index for index, code in enumerate(LANGUAGES)}
 _COUNTRY_CODE = {code: index for index, code in enumerate(COUNTRIES)}
 
@@ -174,9 +176,7 @@ def batch_from_examples(
                 field="post_features.embedding",
             )
         content[row] = embedding
-        if _TOPIC_KEYS[0] in values:
-            logged_topics[row] = [_number(values, key, "post_features") for key in _TOPIC_KEYS]
-            has_logged_topics[row] = True
+        has_logged_topics[row] = _read_topics(values, logged_topics[row])
     topic_rows = _topics(post_rows, logged_topics, has_logged_topics, topics)
     decision_ms = np.array([example.decision_time_ms for example in examples], dtype=np.int64)
     posts = PostFeatureBatch(
@@ -247,6 +247,14 @@ def _number(values: object, name: str, where: str) -> float:
     if not math.isfinite(value):
         raise InvalidExampleError(f"{where}.{name} is {value}", field=f"{where}.{name}")
     return value
+
+
+def _read_topics(values: object, into: FloatArray) -> bool:
+    """Logged ``topic_<i>`` weights into ``into`` (a zeroed row); False if none is logged."""
+    names = [name for name in values if name in _TOPIC_COLUMN]  # type: ignore[attr-defined]
+    for name in names:
+        into[_TOPIC_COLUMN[name]] = _number(values, name, "post_features")
+    return bool(names)
 
 
 def _category(values: object, name: str, codes: dict[str, int], side: str) -> int:

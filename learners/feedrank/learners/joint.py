@@ -6,7 +6,8 @@ share. One :meth:`JointModel.step` on a batch of examples
 * trains the two-tower with in-batch negatives (logQ-corrected sampled softmax over the
   engaged pairs) plus a pointwise weighted BCE on every example, and
 * trains the ranker with weighted BCE, its tower-similarity input being the two-tower's
-  (detached) similarity of the same pair.
+  (detached) similarity of the same pair and its position-bias term fed the logged
+  position (predictions on examples use it too; candidates are scored at position 0).
 
 Dense parameters use Adam with weight decay; the large hashed-id tables get sparse
 gradients and SparseAdam (only the rows a batch touched are updated), which is what
@@ -183,7 +184,8 @@ class JointModel:
             else ranker.post_tensors(batch.posts)
         )
         context = ranker.context_tensors(batch.decision_time_ms.tolist(), [""] * len(batch))
-        ranker_logits = ranker(users[1], ranker_posts, context, similarity.detach())
+        positions = torch.from_numpy(batch.positions)
+        ranker_logits = ranker(users[1], ranker_posts, context, similarity.detach(), positions)
         return (
             weighted_bce(ranker_logits, labels, weights),
             config.pointwise_weight * pointwise,
@@ -217,6 +219,7 @@ class JointModel:
                 ranker.post_tensors(batch.posts),
                 ranker.context_tensors(batch.decision_time_ms.tolist(), [""] * len(batch)),
                 similarity,
+                torch.from_numpy(batch.positions),
             )
         result: F64Array = logits.numpy().astype(np.float64)
         return result

@@ -9,6 +9,7 @@ travel with the examples as provenance.
 ``score``, ``propensity``, ``model_version``, ``arm``, ``reward``, ``engaged``; the
 impression-time features as ``user.<name>`` / ``post.<name>`` (numbers, or the
 ``language`` / ``country`` codes), and ``post.embedding`` as a JSON list of numbers.
+Features a row lacks (e.g. the zero ``post.topic_<i>`` weights) are empty cells or nulls.
 :func:`write_examples` writes exactly this format.
 """
 
@@ -114,8 +115,9 @@ def write_examples(examples: Sequence[events_pb2.LabelledExample], path: Path) -
     """Export examples as Parquet or CSV (by suffix), in the documented format."""
     rows = [_row(example) for example in examples]
     columns = list(dict.fromkeys(name for row in rows for name in row))
-    if path.suffix == ".parquet":
-        pq.write_table(pa.Table.from_pylist(rows), path)
+    if path.suffix == ".parquet":  # every column, null where a row lacks it (sparse topics)
+        table = pa.table({name: [row.get(name) for row in rows] for name in columns})
+        pq.write_table(table, path)
     elif path.suffix == ".csv":
         with path.open("w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=columns)

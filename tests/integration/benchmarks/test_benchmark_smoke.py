@@ -48,3 +48,20 @@ def test_retrieval_smoke() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "recall" in result.stdout
+
+
+def test_online_learner_smoke() -> None:
+    result = run_benchmark("-m", "benchmarks.online_learner", "--smoke", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["examples_per_s"] > 0
+    assert report["per_example_baseline_per_s"] > 0
+    assert report["speedup_vs_baseline"] > 1
+
+
+def test_training_quality_smoke() -> None:
+    result = run_benchmark("-m", "benchmarks.training_quality", "--smoke", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert 0.0 <= report["held_out_auc"] <= 1.0
+    assert report["engagement_rate_oracle"] >= report["engagement_rate_random"]

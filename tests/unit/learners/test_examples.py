@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 
+from feedrank.core.features.schema import TOPIC_FEATURES
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.learners.examples import InvalidExampleError, batch_from_examples, concat
 from tests.unit.learners.factories import simulated_examples, tiny_world
@@ -31,9 +32,24 @@ def test_a_batch_rebuilds_the_logged_user_and_post_features() -> None:
     assert batch.keys[0] == f"{first.decision_id}/{first.post_id}"
 
 
-def test_without_a_catalogue_topics_are_zero() -> None:
-    batch = batch_from_examples(simulated_examples(50)[:5])
-    assert not batch.posts.topics.any()
+def test_topics_come_from_the_log_without_a_catalogue() -> None:
+    examples = simulated_examples(50)[:5]
+    batch = batch_from_examples(examples)
+    expected = np.asarray(tiny_world().posts.topics)[batch.posts.post_index]
+    np.testing.assert_array_equal(batch.posts.topics, expected)
+    logged = [name for name in examples[0].post_features.numeric if name.startswith("topic_")]
+    assert 0 < len(logged) < len(TOPIC_FEATURES)  # only the non-zero weights are logged
+
+
+def test_logs_without_topics_use_the_catalogue_or_zeros() -> None:
+    examples = copy.deepcopy(simulated_examples(50)[:5])
+    for example in examples:
+        for name in TOPIC_FEATURES:
+            example.post_features.numeric.pop(name, None)
+    assert not batch_from_examples(examples).posts.topics.any()
+    catalogue = np.asarray(tiny_world().posts.topics)
+    batch = batch_from_examples(examples, topics=catalogue)
+    np.testing.assert_array_equal(batch.posts.topics, catalogue[batch.posts.post_index])
 
 
 def test_nan_and_missing_features_are_rejected_naming_the_field() -> None:

@@ -25,6 +25,10 @@ def test_export_round_trips(tmp_path: Path, suffix: str) -> None:
     assert list(loaded[3].post_features.embedding) == pytest.approx(
         list(examples[3].post_features.embedding), abs=1e-6
     )
+    for before, after in zip(examples, loaded, strict=True):  # sparse topic weights included
+        assert dict(after.post_features.numeric) == pytest.approx(
+            dict(before.post_features.numeric)
+        )
 
 
 def test_a_bad_row_is_reported_with_its_line(tmp_path: Path) -> None:

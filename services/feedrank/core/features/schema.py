@@ -26,6 +26,8 @@ COUNTRIES: tuple[str, ...] = ("US", "BR", "IN", "GB", "DE", "FR", "JP", "MX", "E
 AGE_BUCKETS = 6  # 13-17, 18-24, 25-34, 35-44, 45-54, 55+
 NUM_TOPICS = 32
 CONTENT_DIM = 32  # stands in for a pre-trained text/image embedding
+TOPIC_FEATURES: tuple[str, ...] = tuple(f"topic_{i}" for i in range(NUM_TOPICS))
+"""Names of the topic weights in a logged ``FeatureVector`` (only non-zero ones are logged)."""
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -114,8 +116,9 @@ class PostFeatureBatch:
     def to_protos(self) -> list[events_pb2.FeatureVector]:
         """Impression-time features of every post, for the decision log.
 
-        Columns are converted to Python once, not per row and field: this runs on the
-        serving path for every shown item.
+        Topic weights go in as ``topic_<i>`` numbers, the non-zero ones only (a post has
+        a few topics of NUM_TOPICS): absent means zero. Columns are converted to Python
+        once, not per row and field: this runs on the serving path for every shown item.
         """
         numeric_columns = {
             "age_hours": self.age_hours.tolist(),
@@ -130,14 +133,27 @@ class PostFeatureBatch:
         languages = [LANGUAGES[code] for code in self.language.tolist()]
         countries = [COUNTRIES[code] for code in self.country.tolist()]
         embeddings = self.content.tolist()
+        topics = self._logged_topics()
         return [
             events_pb2.FeatureVector(
-                numeric={name: column[row] for name, column in numeric_columns.items()},
+                numeric={
+                    **{name: column[row] for name, column in numeric_columns.items()},
+                    **topics[row],
+                },
                 categorical={"language": languages[row], "country": countries[row]},
                 embedding=embeddings[row],
             )
             for row in range(len(self))
         ]
+
+    def _logged_topics(self) -> list[dict[str, float]]:
+        """Per row, ``topic_<i>`` -> weight for the non-zero topic weights."""
+        rows, columns = np.nonzero(self.topics)
+        weights = self.topics[rows, columns].tolist()
+        logged: list[dict[str, float]] = [{} for _ in range(len(self))]
+        for row, column, weight in zip(rows.tolist(), columns.tolist(), weights, strict=True):
+            logged[row][TOPIC_FEATURES[column]] = weight
+        return logged
 
 
 USER_NUMERIC = ("age_bucket", "activity", "follow_count", "engagements_7d", "sensitive_filter")

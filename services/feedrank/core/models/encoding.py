@@ -26,7 +26,7 @@ from torch import nn
 
 from feedrank.core.features.schema import PostFeatureBatch, UserFeatures
 
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2  # 2: the ranker takes the logged feed position (position bias)
 
 USER_NUMERIC_COLUMNS = ("activity", "follow_count", "engagements_7d", "sensitive_filter")
 POST_NUMERIC_COLUMNS = (

@@ -99,3 +99,32 @@ def test_mismatched_vectors_are_refused() -> None:
         model.score(user, posts, unit_vectors(rng, 1, 16)[0], unit_vectors(rng, 4, 16), 0)
     with pytest.raises(ValueError, match="user_vector"):
         model.score(user, posts, unit_vectors(rng, 1, 8)[0], unit_vectors(rng, 5, 16), 0)
+
+
+def test_logged_positions_shift_the_logit_and_serving_scores_at_the_top() -> None:
+    model = RankerModel(SMALL)
+    with torch.no_grad():  # a trained position bias: lower positions are looked at less
+        model.position_bias.weight.copy_(-0.1 * torch.arange(SMALL.position_buckets)[:, None])
+    rng = np.random.default_rng(5)
+    user, posts = make_user(rng), make_posts(rng, 4)
+    user_vector, post_vectors = unit_vectors(rng, 1, 16)[0], unit_vectors(rng, 4, 16)
+    model.eval()
+
+    def logits(positions: list[int] | None) -> torch.Tensor:
+        with torch.no_grad():
+            result: torch.Tensor = model(
+                model.user_tensors([user] * 4),
+                model.post_tensors(posts, at_ms=REQUEST_MS),
+                model.context_tensors([REQUEST_MS] * 4, [""] * 4),
+                torch.from_numpy(post_vectors @ user_vector),
+                None if positions is None else torch.tensor(positions, dtype=torch.int64),
+            )
+        return result
+
+    at_top = logits([0, 0, 0, 0])
+    assert torch.equal(logits(None), at_top)
+    shifted = logits([0, 1, 3, 500])  # beyond the last bucket shares the last one's bias
+    last = -0.1 * (SMALL.position_buckets - 1)
+    assert np.allclose((shifted - at_top).numpy(), [0.0, -0.1, -0.3, last], atol=1e-6)
+    served = model.score(user, posts, user_vector, post_vectors, REQUEST_MS)
+    assert np.allclose(served, torch.sigmoid(at_top).numpy(), atol=1e-6)

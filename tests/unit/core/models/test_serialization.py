@@ -113,6 +113,21 @@ def test_other_schema_hash_is_refused(towers_file: Path) -> None:
         load_model(towers_file)
 
 
+def test_a_ranker_from_before_the_position_bias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ranker.safetensors"
+    save_model(RankerModel(RANKER), path)
+    with safe_open(str(path), framework="pt") as file:
+        metadata = dict(file.metadata())
+        tensors = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+    del tensors["position_bias.weight"]
+    save_file(tensors, str(path), metadata={**metadata, "encoding_version": "1"})
+    with pytest.raises(ModelFormatError, match="encoding version '1'"):
+        load_model(path)
+    rewrite_metadata(path, encoding_version=metadata["encoding_version"])
+    with pytest.raises(ModelFormatError, match="position_bias"):
+        load_model(path)
+
+
 def test_pickle_is_refused_and_never_unpickled(tmp_path: Path) -> None:
     path = tmp_path / "evil.safetensors"
     path.write_bytes(pickle.dumps({"weights": Booby()}))
