@@ -44,6 +44,7 @@ bench-tools:
 bench: setup bench-tools
 	$(BIN)/python benchmarks/retrieval.py --posts 1000000
 	$(BIN)/python -m benchmarks.rank_load
+	$(BIN)/python -m benchmarks.join_throughput
 
 # The closed-loop demo: the whole local stack, simulated apps, ten simulated days.
 demo: setup

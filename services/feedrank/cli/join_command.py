@@ -8,6 +8,7 @@ served to Prometheus on ``ports.streaming_metrics``.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -48,6 +49,9 @@ def join(
     from feedrank.stack.flink import use_own_log_dir  # noqa: PLC0415 - imports PyFlink
 
     use_own_log_dir(settings)  # the job's JVM logs: <log_dir>/flink/
+    # A parent that ran PyFlink jobs in-process (e.g. a test runner) leaves this set for
+    # its Python workers; this command is a client of its own and must start a gateway.
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
     _start_gateway_ignoring_sigterm()
     # Imported only now: importing PyFlink's job modules is slow, and --help should not be.
     from feedrank.streaming.join_runner import run_join  # noqa: PLC0415

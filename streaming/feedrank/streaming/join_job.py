@@ -9,13 +9,17 @@ and idle sources excluded from the watermark after ``idleness_ms``.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment, Table
 from pyflink.table.expressions import col
+from pyflink.util.java_utils import get_j_env_configuration
 
 from feedrank.core import codecs
 from feedrank.streaming.aggregates import join_out_table, register_aggregates
@@ -77,6 +81,30 @@ def event_time(field: str, config: JoinJobConfig) -> WatermarkStrategy:
     )
 
 
+def run_python_operators_in_threads(stream_env: StreamExecutionEnvironment) -> None:
+    """The join's Python DataStream operators run embedded ("thread" mode), not in Beam.
+
+    In "process" mode a keyed Python operator's timers reach the JVM asynchronously,
+    as mailbox mails, and the checkpoint barrier that ends a bundle snapshots the keyed
+    state that bundle wrote *without* the timers it registered (PyFlink 2.2's
+    ``prepareSnapshotPreBarrier`` finishes the bundle but never drains
+    ``unregisteredTimers``). A job restored from such a checkpoint holds decisions
+    whose window never closes: their negatives are silently lost (issue 4). Embedded,
+    the operator registers its timers synchronously on the task thread, so state and
+    timers are snapshotted together. Table UDFs are unaffected: the reward intake's
+    pandas UDF keeps its Beam worker.
+
+    The embedded interpreter (pemja) does not read the venv's ``.pth`` files, so unless
+    ``python.pythonpath`` is set (on a real cluster: the TaskManagers' venv), it is
+    given this interpreter's ``sys.path`` (the mini-cluster runs on this machine).
+    """
+    configuration = get_j_env_configuration(stream_env._j_stream_execution_environment)
+    configuration.setString("python.execution-mode", "thread")
+    if not configuration.getString("python.pythonpath", ""):
+        paths = [path for path in sys.path if path and Path(path).is_dir()]
+        configuration.setString("python.pythonpath", os.pathsep.join(paths))
+
+
 def joined_stream(
     table_env: StreamTableEnvironment, rewards: Table, config: JoinJobConfig
 ) -> DataStream:
@@ -129,6 +157,7 @@ def build_join_job(
     malformed decisions from the join. With ``topics.metrics`` set, the window
     aggregates (and top posts) of the join's output go there, all in one job.
     """
+    run_python_operators_in_threads(stream_env)
     statements = table_env.create_statement_set()
     rewards = register_reward_intake(
         table_env,

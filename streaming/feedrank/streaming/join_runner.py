@@ -6,8 +6,10 @@ and duplicates nothing (the sinks are transactional and commit on checkpoints, a
 the restored sinks abort what the crashed run left open under the same transactional
 id prefixes). A planned stop takes a savepoint first.
 
-The job's Python operators run in PyFlink's "loopback" worker, i.e. in threads of
-this interpreter, so the calling process *is* the job: killing it kills the job.
+The mini-cluster's JVM is a child of this interpreter and exits with it; the join's
+Python operators run embedded in that JVM (``join_job.run_python_operators_in_threads``)
+and the reward intake's pandas UDF in PyFlink's Beam Python worker, so the calling
+process *is* the job: killing it kills the job.
 """
 
 from __future__ import annotations

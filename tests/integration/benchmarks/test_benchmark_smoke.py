@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from feedrank.stack.jars import JarLocations
+from feedrank.stack.kafka_broker import KafkaBroker
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -65,3 +66,18 @@ def test_training_quality_smoke() -> None:
     report = json.loads(result.stdout[result.stdout.index("{") :])
     assert 0.0 <= report["held_out_auc"] <= 1.0
     assert report["engagement_rate_oracle"] >= report["engagement_rate_random"]
+
+
+def test_join_throughput_smoke(kafka: KafkaBroker) -> None:
+    """Join and relay on the session broker, tiny sizes: every figure is there."""
+    result = run_benchmark(
+        "-m", "benchmarks.join_throughput", "--smoke", "--json", "--bootstrap", kafka.bootstrap
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["join_items_per_s"] > 0
+    assert report["throughput_ratio_vs_relay"] > 0
+    assert report["positives_measured"] > 0
+    assert report["join_latency_p50_s"] <= report["join_latency_p95_s"]
+    assert report["state_bytes_per_pending_decision"] > 0
+    assert report["two_week_state_tb"] > 0

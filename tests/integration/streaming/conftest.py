@@ -48,7 +48,7 @@ class JoinProcess:
             environment=environment,
         )
 
-    def wait_running(self, timeout_s: float = 60.0) -> None:
+    def wait_running(self, timeout_s: float = 120.0) -> None:
         """Until the job reports RUNNING on its metrics port (never a sleep)."""
         port = self.settings.ports.streaming_metrics
         self._poll(lambda: _gauge(port, "feedrank_join_job_running") == 1.0, timeout_s)

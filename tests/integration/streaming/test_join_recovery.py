@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, Producer
 
 from feedrank.core import codecs
@@ -123,12 +122,6 @@ def example_keys(bootstrap: str, topic: str, expected: int) -> Counter[tuple[str
     return seen
 
 
-@pytest.mark.xfail(
-    reason="issue 4: no duplicates, but a few hundred negatives of the earliest decisions "
-    "go missing after the restore (suspected: the restored Kafka sink aborts the killed "
-    "run's last pre-committed transaction instead of committing it); see docs/streaming.md",
-    strict=False,
-)
 def test_exactly_once_when_the_join_is_killed_mid_stream(
     kafka: KafkaBroker,
     new_topic: TopicFactory,
