@@ -59,6 +59,7 @@ class KafkaRange:
     examples: list[events_pb2.LabelledExample] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset
     undecodable: int = 0
+    complete: bool = True  # False when the deadline or max_examples came before the end
 
 
 def read_kafka_range(
@@ -106,6 +107,7 @@ def read_kafka_range(
                 position = consumer.position([TopicPartition(topic, partition)])[0].offset
                 reached[partition] = max(reached[partition], position)
         result.offsets.update({f"{topic}:{p}": reached[p] for p in ends})
+        result.complete = all(reached[p] >= ends[p] for p in ends)
     finally:
         consumer.close()
     return result

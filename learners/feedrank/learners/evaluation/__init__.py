@@ -2,9 +2,9 @@
 policy's value from logged decisions and rewards, each with a 95% interval and its
 effective sample size, next to the logging policy's own value.
 
-Logged data comes from a replay file or from ``feedrank.examples``
-(:mod:`.logged_data`, :mod:`.kafka_examples`); the target is anything that gives the
-probability of each logged action (:class:`TargetPolicy`). Formulas:
+Logged data comes from a replay file or from ``feedrank.examples`` (:mod:`.logged_data`;
+Kafka through :func:`feedrank.learners.sources.read_kafka_range`); the target is anything
+that gives the probability of each logged action (:class:`TargetPolicy`). Formulas:
 ``docs/replay-and-evaluation.md``.
 """
 

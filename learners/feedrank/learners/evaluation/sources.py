@@ -6,9 +6,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feedrank.learners.evaluation.kafka_examples import read_examples
 from feedrank.learners.evaluation.logged_data import LoggedBandit, from_examples, from_replay_rows
 from feedrank.learners.replay import FileFormat, read_replay
+from feedrank.learners.sources import read_kafka_range
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def from_replay_file(
 
 def from_kafka(bootstrap: str, topic: str, timeout_s: float = 60.0) -> LoadedLogs:
     """Every labelled example on ``topic`` up to its end offsets when reading started."""
-    batch = read_examples(bootstrap, topic, timeout_s)
+    batch = read_kafka_range(bootstrap, topic, timeout_s=timeout_s)
     rejected = [f"{batch.undecodable} records are not LabelledExample"] if batch.undecodable else []
     return LoadedLogs(
         logs=from_examples(batch.examples),
