@@ -43,10 +43,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         self, request: ranking_pb2.RankRequest, context: grpc.ServicerContext
     ) -> ranking_pb2.RankResponse:
         started = time.perf_counter()
-        arm = self.backend.arm_of(request.user_id)  # labels the canary's error rate and latency
         try:
             response = self._rank(request, context)
         except ExploreError as error:
+            # The arm labels the canary's error rate; a served call reports its own.
+            arm = self.backend.arm_of(request.user_id)
             metrics.RANK_REQUESTS.labels(code=code_name(error.status_code), arm=arm).inc()
             abort(context, error)
         metrics.RANK_REQUESTS.labels(code="OK", arm=response.arm).inc()
