@@ -18,13 +18,14 @@ A batch refuses NaN or infinite inputs, labels other than 0/1 and propensities o
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
 
 from feedrank.core.features.schema import (
+    AFFINITY_FEATURES,
     AGE_BUCKETS,
     CONTENT_DIM,
     COUNTRIES,
@@ -52,6 +53,7 @@ _POST_NUMERIC = (
 )
 _USER_NUMERIC = ("activity", "follow_count", "engagements_7d")
 _TOPIC_COLUMN = {name: column for column, name in enumerate(TOPIC_FEATURES)}
+_AFFINITY_COLUMN = {name: column for column, name in enumerate(AFFINITY_FEATURES)}
 _LANGUAGE_CODE = {code: index for index, code in enumerate(LANGUAGES)}
 _COUNTRY_CODE = {code: index for index, code in enumerate(COUNTRIES)}
 
@@ -229,7 +231,27 @@ def user_from_example(example: events_pb2.LabelledExample) -> UserFeatures:
         sensitive_filter=_number(values, "sensitive_filter", "user_features") > 0.5,
         known=values.get("known", 1.0) > 0.5,
         as_of_ms=example.decision_time_ms,
+        topic_affinity=_logged_affinity(values),
     )
+
+
+def _logged_affinity(values: Mapping[str, float]) -> tuple[float, ...]:
+    """The user's topic affinity from its ``affinity_<i>`` numbers (absent means zero);
+    ``()`` when none is logged (no history, or logs from before the feature)."""
+    shares = [0.0] * NUM_TOPICS
+    logged = False
+    for name, share in values.items():
+        column = _AFFINITY_COLUMN.get(name)
+        if column is None:
+            continue
+        if not (math.isfinite(share) and share >= 0.0):
+            raise InvalidExampleError(
+                f"user_features.{name} is {share}: affinities are finite and >= 0",
+                field=f"user_features.{name}",
+            )
+        shares[column] = float(share)
+        logged = True
+    return tuple(shares) if logged else ()
 
 
 def _post_row(identifier: str) -> int:

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from feedrank.core.features.schema import TOPIC_FEATURES
+from feedrank.core.features.schema import AFFINITY_FEATURES, TOPIC_FEATURES
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.learners.examples import InvalidExampleError, batch_from_examples, concat
 from tests.unit.learners.factories import simulated_examples, tiny_world
@@ -23,6 +23,8 @@ def test_a_batch_rebuilds_the_logged_user_and_post_features() -> None:
     assert batch.users[0].language == user.language
     assert batch.users[0].age_bucket == user.age_bucket
     assert batch.users[0].as_of_ms == first.decision_time_ms
+    assert batch.users[0].topic_affinity  # the simulated users have a history
+    np.testing.assert_allclose(batch.users[0].topic_affinity, user.topic_affinity, rtol=1e-6)
     np.testing.assert_array_equal(
         batch.posts.content[0], np.asarray(first.post_features.embedding, dtype=np.float32)
     )
@@ -66,6 +68,17 @@ def test_nan_and_missing_features_are_rejected_naming_the_field() -> None:
     example.propensity = 0.0
     with pytest.raises(InvalidExampleError, match="propensities"):
         batch_from_examples([example])
+
+
+def test_a_logged_affinity_is_checked_and_older_logs_have_none() -> None:
+    example = copy.deepcopy(simulated_examples(50)[0])
+    example.user_features.numeric["affinity_4"] = -0.5
+    with pytest.raises(InvalidExampleError) as caught:
+        batch_from_examples([example])
+    assert caught.value.field == "user_features.affinity_4"
+    for name in AFFINITY_FEATURES:
+        example.user_features.numeric.pop(name, None)
+    assert batch_from_examples([example]).users[0].topic_affinity == ()
 
 
 def test_take_and_concat_keep_rows_aligned() -> None:

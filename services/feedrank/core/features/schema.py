@@ -28,6 +28,8 @@ NUM_TOPICS = 32
 CONTENT_DIM = 32  # stands in for a pre-trained text/image embedding
 TOPIC_FEATURES: tuple[str, ...] = tuple(f"topic_{i}" for i in range(NUM_TOPICS))
 """Names of the topic weights in a logged ``FeatureVector`` (only non-zero ones are logged)."""
+AFFINITY_FEATURES: tuple[str, ...] = tuple(f"affinity_{i}" for i in range(NUM_TOPICS))
+"""Names of a user's topic affinities in a logged ``FeatureVector`` (non-zero ones only)."""
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -63,8 +65,22 @@ class UserFeatures:
     sensitive_filter: bool  # account setting: hide sensitive posts
     known: bool  # False for a user the store has never seen (cold start)
     as_of_ms: int
+    # The topic mix of the user's engagements so far: NUM_TOPICS shares summing to 1, or
+    # empty for a user with no engagement history (all zero).
+    topic_affinity: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.topic_affinity and len(self.topic_affinity) != NUM_TOPICS:
+            raise ValueError(
+                f"topic_affinity needs {NUM_TOPICS} values or none, got {len(self.topic_affinity)}"
+            )
 
     def to_proto(self) -> events_pb2.FeatureVector:
+        affinity = {
+            AFFINITY_FEATURES[topic]: share
+            for topic, share in enumerate(self.topic_affinity)
+            if share != 0.0
+        }
         return events_pb2.FeatureVector(
             numeric={
                 "age_bucket": float(self.age_bucket),
@@ -74,6 +90,7 @@ class UserFeatures:
                 "sensitive_filter": float(self.sensitive_filter),
                 "known": float(self.known),
                 "as_of_ms": float(self.as_of_ms),
+                **affinity,
             },
             categorical={
                 "language": LANGUAGES[self.language],

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from bisect import bisect_right, insort
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,6 +32,7 @@ import numpy.typing as npt
 from feedrank.core.features.schema import (
     COUNTRIES,
     LANGUAGES,
+    NUM_TOPICS,
     IntArray,
     PostFeatureBatch,
     UserFeatures,
@@ -249,29 +250,39 @@ class _UserRecord:
     reported: _TimedSet
     blocked: _TimedSet
     engagement_ts: list[int] = field(default_factory=list)  # ascending, one per engagement
+    engagement_posts: list[int] = field(default_factory=list)  # the post of each, in step
     forgotten_until_ms: int | None = None  # engagements at or before this were dropped
 
     def engagements_between(self, after_ms: int, until_ms: int) -> int:
         """Engagements dated in ``(after_ms, until_ms]``; ValueError if some were dropped."""
+        return len(self.engaged_posts_between(after_ms, until_ms))
+
+    def engaged_posts_between(self, after_ms: int, until_ms: int) -> list[int]:
+        """The post of each engagement dated in ``(after_ms, until_ms]``."""
         if self.forgotten_until_ms is not None and after_ms < self.forgotten_until_ms:
             raise ValueError(f"engagements before {self.forgotten_until_ms} are no longer retained")
         ts = self.engagement_ts
-        return bisect_right(ts, until_ms) - bisect_right(ts, after_ms)
+        return self.engagement_posts[bisect_right(ts, after_ms) : bisect_right(ts, until_ms)]
 
-    def add_engagements(self, count: int, at_ms: int, keep: int, cutoff_ms: int | None) -> None:
-        """Add ``count`` engagements; drop those at or before ``cutoff_ms`` and all but
+    def add_engagements(
+        self, posts: list[int], at_ms: int, keep: int, cutoff_ms: int | None
+    ) -> None:
+        """Add one engagement per post; drop those at or before ``cutoff_ms`` and all but
         the newest ``keep`` (counts saturate there)."""
-        for _ in range(count):
-            insort(self.engagement_ts, at_ms)
         ts = self.engagement_ts
+        for post in posts:
+            slot = bisect_right(ts, at_ms)
+            ts.insert(slot, at_ms)
+            self.engagement_posts.insert(slot, post)
         stale = bisect_right(ts, cutoff_ms) if cutoff_ms is not None else 0
         if stale:
             dropped = ts[stale - 1]
             previous = self.forgotten_until_ms
             self.forgotten_until_ms = dropped if previous is None else max(previous, dropped)
-            del ts[:stale]
+            del ts[:stale], self.engagement_posts[:stale]
         if len(ts) > keep:
-            del ts[: len(ts) - keep]
+            excess = len(ts) - keep
+            del ts[:excess], self.engagement_posts[:excess]
 
 
 class InMemoryFeatureStore:
@@ -327,10 +338,18 @@ class InMemoryFeatureStore:
             self._latest_user_lookup_ms = at_ms if latest is None else max(latest, at_ms)
             record = self._records.get(user_id)
             window = self.config.engagement_window_ms
-            recent = record.engagements_between(at_ms - window, at_ms) if record else 0
+            recent = record.engaged_posts_between(at_ms - window, at_ms) if record else []
         row = self._user_row(user_id)
+        affinity = self._topic_affinity(row, recent)
         if row is None:
-            return self._cold_start(user_id, at_ms, recent, fallback_language, fallback_country)
+            return self._cold_start(
+                user_id,
+                at_ms,
+                len(recent),
+                affinity,
+                language=fallback_language,
+                country=fallback_country,
+            )
         users = self._users
         return UserFeatures(
             user_id=user_id,
@@ -339,11 +358,26 @@ class InMemoryFeatureStore:
             age_bucket=int(users.age_bucket[row]),
             activity=float(self._user_activity[row]),
             follow_count=float(self._user_follows[row]),
-            engagements_7d=log1p(recent),
+            engagements_7d=log1p(len(recent)),
             sensitive_filter=bool(users.sensitive_filter[row]),
             known=True,
             as_of_ms=at_ms,
+            topic_affinity=affinity,
         )
+
+    def _topic_affinity(self, row: int | None, engaged_posts: list[int]) -> tuple[float, ...]:
+        """The topic mix of the user's history and recent engagements (shares summing to
+        one), or ``()`` when there is neither."""
+        totals = np.zeros(NUM_TOPICS, dtype=np.float64)
+        if row is not None:
+            totals += self._users.history_topics[row]
+        if engaged_posts:
+            totals += self._posts.topics[engaged_posts].sum(axis=0)
+        mass = float(totals.sum())
+        if mass <= 0.0:
+            return ()
+        shares: list[float] = (totals / mass).tolist()
+        return tuple(shares)
 
     def post_features(self, post_indices: IntArray, at_ms: int) -> PostFeatureBatch:
         rows = self._checked_rows(post_indices)
@@ -401,7 +435,7 @@ class InMemoryFeatureStore:
             latest = self._latest_user_lookup_ms
             cutoff = None if latest is None else latest - horizon
             keep = config.max_engagement_records_per_user
-            record.add_engagements(rows.shape[0], at_ms, keep, cutoff)
+            record.add_engagements(rows.tolist(), at_ms, keep, cutoff)
 
     def record_seen(self, user_id: str, post_indices: IntArray, at_ms: int) -> None:
         rows = self._checked_rows(post_indices)
@@ -458,6 +492,8 @@ class InMemoryFeatureStore:
         identifier: str,
         at_ms: int,
         recent_engagements: int,
+        affinity: tuple[float, ...],
+        *,
         language: int | None,
         country: int | None,
     ) -> UserFeatures:
@@ -476,6 +512,7 @@ class InMemoryFeatureStore:
             sensitive_filter=self.config.cold_start_sensitive_filter,
             known=False,
             as_of_ms=at_ms,
+            topic_affinity=affinity,
         )
 
     def _checked_rows(self, post_indices: IntArray) -> IntArray:

@@ -24,9 +24,9 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from feedrank.core.features.schema import PostFeatureBatch, UserFeatures
+from feedrank.core.features.schema import NUM_TOPICS, PostFeatureBatch, UserFeatures
 
-ENCODING_VERSION = 2  # 2: the ranker takes the logged feed position (position bias)
+ENCODING_VERSION = 3  # 2: logged feed position (position bias); 3: user topic affinity
 
 USER_NUMERIC_COLUMNS = ("activity", "follow_count", "engagements_7d", "sensitive_filter")
 POST_NUMERIC_COLUMNS = (
@@ -60,6 +60,7 @@ class UserTensors:
     age_bucket: torch.Tensor  # (n,) int64
     sensitive_filter: torch.Tensor  # (n,) bool
     numeric: torch.Tensor  # (n, len(USER_NUMERIC_COLUMNS)) float32
+    topic_affinity: torch.Tensor  # (n, NUM_TOPICS) float32: shares, or zeros without history
 
     def __len__(self) -> int:
         return int(self.id_bucket.shape[0])
@@ -128,6 +129,10 @@ def user_tensors(users: Sequence[UserFeatures], *, id_buckets: int) -> UserTenso
     numeric = np.array([column(name) for name in USER_NUMERIC_COLUMNS], dtype=np.float32).T
     numeric = numeric.reshape(len(users), len(USER_NUMERIC_COLUMNS))
     numeric[:, :3] /= LOG_COUNT_SCALE  # the log1p counts; sensitive_filter stays 0/1
+    affinity = np.zeros((len(users), NUM_TOPICS), dtype=np.float32)
+    for row, user in enumerate(users):
+        if user.topic_affinity:
+            affinity[row] = user.topic_affinity
     return UserTensors(
         id_bucket=torch.from_numpy(hash_strings([user.user_id for user in users], id_buckets)),
         known=torch.tensor([user.known for user in users], dtype=torch.bool),
@@ -136,6 +141,7 @@ def user_tensors(users: Sequence[UserFeatures], *, id_buckets: int) -> UserTenso
         age_bucket=torch.tensor([user.age_bucket for user in users], dtype=torch.int64),
         sensitive_filter=torch.tensor([user.sensitive_filter for user in users]),
         numeric=torch.from_numpy(numeric),
+        topic_affinity=torch.from_numpy(affinity),
     )
 
 
@@ -237,6 +243,7 @@ def user_inputs(
         country(users.country),
         age_bucket(users.age_bucket),
         users.numeric,
+        users.topic_affinity,
     ]
 
 

@@ -67,6 +67,7 @@ CROSS_FEATURES = (
     "same_country",
     "sensitive_for_filtering_user",
     "region_locked_at_home",
+    "affinity_match",
 )
 PROBABILITY_EPSILON = 1e-9  # scores stay strictly inside (0, 1) for propensity maths
 
@@ -125,6 +126,7 @@ class RankerModel(nn.Module):
             self.age_bucket = nn.Embedding(AGE_BUCKETS, category_dim)
             self.surface = nn.Embedding(config.surface_buckets, category_dim)
             user_width = self.user_id.output_dim + 3 * category_dim + len(USER_NUMERIC_COLUMNS)
+            user_width += NUM_TOPICS  # topic affinity
             context_width = category_dim + len(CONTEXT_NUMERIC_COLUMNS)
             post_width = self.post_id.output_dim + 2 * category_dim + NUM_TOPICS + CONTENT_DIM
             post_width += len(POST_NUMERIC_COLUMNS) + 1 + len(CROSS_FEATURES)  # +1: age
@@ -241,7 +243,7 @@ class RankerModel(nn.Module):
 def _cross_features(
     users: UserTensors, posts: PostTensors, tower_similarity: torch.Tensor
 ) -> torch.Tensor:
-    """The CROSS_FEATURES columns, (n, 5); user rows broadcast when there is one user."""
+    """The CROSS_FEATURES columns, (n, 6); user rows broadcast when there is one user."""
     same_language = users.language == posts.language
     same_country = users.country == posts.country
     columns = [
@@ -250,5 +252,15 @@ def _cross_features(
         same_country,
         posts.sensitive & users.sensitive_filter,
         posts.region_locked & same_country,
+        _affinity_match(users.topic_affinity, posts.topics),
     ]
     return torch.stack([column.to(torch.float32) for column in columns], dim=1)
+
+
+def _affinity_match(affinity: torch.Tensor, topics: torch.Tensor) -> torch.Tensor:
+    """Cosine of the user's topic affinity and each post's topics, in [0, 1] (0 without
+    history): how well a post matches what the user engaged with before."""
+    dot = (affinity * topics).sum(dim=1)
+    norms = affinity.norm(dim=1) * topics.norm(dim=1)
+    match: torch.Tensor = dot / norms.clamp_min(1e-6)
+    return match

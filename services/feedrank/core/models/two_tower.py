@@ -96,6 +96,7 @@ class UserTower(nn.Module):
         self.country = nn.Embedding(len(COUNTRIES), category_dim)
         self.age_bucket = nn.Embedding(AGE_BUCKETS, category_dim)
         width = self.user_id.output_dim + 3 * category_dim + len(USER_NUMERIC_COLUMNS)
+        width += NUM_TOPICS  # topic affinity
         self.layers = mlp(width, config.hidden_sizes, config.embedding_dim)
 
     def forward(self, users: UserTensors) -> torch.Tensor:

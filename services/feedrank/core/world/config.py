@@ -102,6 +102,7 @@ class WorldConfig:
     follow_count_median: float = 120.0
     follow_count_sigma: float = 1.2
     sensitive_filter_share: float = 0.3
+    history_engagements_mean: float = 12.0  # engagements before the start, average user
     creator_followers_median: float = 800.0
     creator_followers_sigma: float = 2.0
     posting_frequency_median: float = 1.5  # posts per day
@@ -142,6 +143,7 @@ class WorldConfig:
         _require(1 <= self.creator_home_topics <= NUM_TOPICS, "creator_home_topics out of range")
         _require(self.interest_alpha > 0 and self.topic_popularity_alpha > 0, "alphas must be > 0")
         _require(self.content_noise >= 0, "content_noise must be >= 0")
+        _require(self.history_engagements_mean >= 0, "history_engagements_mean must be >= 0")
         _require_weights("country_weights", self.country_weights, len(COUNTRIES))
         _require_weights("age_bucket_weights", self.age_bucket_weights, AGE_BUCKETS)
         _require_shares(self)

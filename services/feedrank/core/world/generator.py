@@ -65,6 +65,7 @@ class UserTable(_Columns):
     sessions_per_day: FloatArray  # raw; UserFeatures.activity is its log1p
     follow_count: IntArray  # accounts followed; UserFeatures.follow_count is its log1p
     sensitive_filter: BoolArray  # account setting: hide sensitive posts
+    history_topics: FloatArray  # (n, NUM_TOPICS) engagements per topic before the world starts
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,9 +143,12 @@ class _Topics:
 def generate_world(config: WorldConfig | None = None) -> World:
     """Draw a world from ``config`` (defaults when None); same config, same world."""
     config = config or WorldConfig()
-    topic_seed, user_seed, creator_seed, post_seed = np.random.SeedSequence(config.seed).spawn(4)
+    seeds = np.random.SeedSequence(config.seed).spawn(5)  # children 0-3 as before history
+    topic_seed, user_seed, creator_seed, post_seed, history_seed = seeds
     topics = _draw_topics(config, np.random.default_rng(topic_seed))
-    users, interests, user_bias = _draw_users(config, topics, np.random.default_rng(user_seed))
+    users, interests, user_bias = _draw_users(
+        config, topics, np.random.default_rng(user_seed), np.random.default_rng(history_seed)
+    )
     creators = _draw_creators(config, topics, np.random.default_rng(creator_seed))
     posts, post_quality = _draw_posts(config, topics, creators, np.random.default_rng(post_seed))
     hidden = HiddenParameters(
@@ -189,7 +193,10 @@ def _languages(
 
 
 def _draw_users(
-    config: WorldConfig, topics: _Topics, rng: np.random.Generator
+    config: WorldConfig,
+    topics: _Topics,
+    rng: np.random.Generator,
+    history_rng: np.random.Generator,
 ) -> tuple[UserTable, FloatArray, FloatArray]:
     n = config.num_users
     country = rng.choice(len(COUNTRIES), size=n, p=normalised(config.country_weights))
@@ -198,34 +205,63 @@ def _draw_users(
     )
     sessions = _lognormal(rng, config.sessions_per_day_median, config.sessions_per_day_sigma, n)
     follows = _lognormal(rng, config.follow_count_median, config.follow_count_sigma, n)
-    table = UserTable(
-        language=_read_only(_languages(rng, country, config.primary_language_share, n)),
-        country=_read_only(country.astype(np.int64)),
-        age_bucket=_read_only(age_bucket.astype(np.int64)),
-        sessions_per_day=_read_only(sessions),
-        follow_count=_read_only(np.rint(follows).astype(np.int64)),
-        sensitive_filter=_read_only(rng.random(n) < config.sensitive_filter_share),
-    )
-    interests = _draw_interests(config, topics, table, rng)
+    language = _languages(rng, country, config.primary_language_share, n)
+    follow_count = np.rint(follows).astype(np.int64)
+    sensitive_filter = rng.random(n) < config.sensitive_filter_share
+    interests = _draw_interests(config, topics, country, age_bucket, rng)
     activity_term = np.log(sessions / config.sessions_per_day_median)
     noise = rng.normal(0.0, config.user_bias_sd, n)
     user_bias = (noise + config.user_bias_activity_weight * activity_term).astype(np.float32)
+    table = UserTable(
+        language=_read_only(language),
+        country=_read_only(country.astype(np.int64)),
+        age_bucket=_read_only(age_bucket.astype(np.int64)),
+        sessions_per_day=_read_only(sessions),
+        follow_count=_read_only(follow_count),
+        sensitive_filter=_read_only(sensitive_filter),
+        history_topics=_read_only(_draw_history(config, interests, sessions, history_rng)),
+    )
     return table, interests, user_bias
 
 
 def _draw_interests(
-    config: WorldConfig, topics: _Topics, users: UserTable, rng: np.random.Generator
+    config: WorldConfig,
+    topics: _Topics,
+    country: IntArray,
+    age_bucket: IntArray,
+    rng: np.random.Generator,
 ) -> FloatArray:
     """Unit-length interests: a personal mix plus the user's country x age cohort mix."""
     alpha = config.interest_alpha * NUM_TOPICS * topics.popularity
-    personal = _dirichlet_rows(rng, alpha, len(users))
+    personal = _dirichlet_rows(rng, alpha, len(country))
     buckets = len(config.age_bucket_weights)
     cohorts = _dirichlet_rows(rng, alpha, len(COUNTRIES) * buckets)
-    cohort = cohorts[users.country * buckets + users.age_bucket]
+    cohort = cohorts[country * buckets + age_bucket]
     share = np.float32(config.cohort_interest_share)
     interests: FloatArray = (1 - share) * personal + share * cohort
     interests /= np.linalg.norm(interests, axis=1, keepdims=True)
     return interests
+
+
+def _draw_history(
+    config: WorldConfig,
+    interests: FloatArray,
+    sessions: FloatArray,
+    rng: np.random.Generator,
+) -> FloatArray:
+    """Each user's engagements per topic before the world starts (e.g. on the home feed).
+
+    Observable history, drawn from the hidden interests: a Poisson number of past
+    engagements (more for more active users), each on a topic drawn with probability
+    ``interests ** 2`` (a unit vector's squares sum to one). A few engagements say
+    little about a user; a long history says a lot, as on a real platform.
+    """
+    activity = sessions.astype(np.float64) / config.sessions_per_day_median
+    counts = rng.poisson(config.history_engagements_mean * activity)
+    shares = interests.astype(np.float64) ** 2
+    shares /= shares.sum(axis=1, keepdims=True)
+    history: FloatArray = rng.multinomial(counts, shares).astype(np.float32)
+    return history
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
-from feedrank.core.features.schema import NUM_TOPICS, TOPIC_FEATURES
-from tests.unit.core.models.factories import make_posts
+from feedrank.core.features.schema import AFFINITY_FEATURES, NUM_TOPICS, TOPIC_FEATURES
+from tests.unit.core.models.factories import make_posts, make_user
 
 
 def test_post_protos_log_the_non_zero_topic_weights_only() -> None:
@@ -35,3 +36,22 @@ def test_logged_topic_weights_are_exact() -> None:
         for column, name in enumerate(TOPIC_FEATURES):
             rebuilt[column] = proto.numeric.get(name, 0.0)
         np.testing.assert_array_equal(rebuilt, posts.topics[row])
+
+
+def test_user_protos_log_the_non_zero_topic_affinities_only() -> None:
+    affinity = [0.0] * NUM_TOPICS
+    affinity[3], affinity[30] = 0.75, 0.25
+    user = make_user(np.random.default_rng(2), known=True)
+    logged = dataclasses.replace(user, topic_affinity=tuple(affinity)).to_proto().numeric
+    assert {name: logged[name] for name in logged if name in AFFINITY_FEATURES} == {
+        "affinity_3": 0.75,
+        "affinity_30": 0.25,
+    }
+    without = dataclasses.replace(user, topic_affinity=()).to_proto().numeric
+    assert not any(name in AFFINITY_FEATURES for name in without)
+
+
+def test_a_topic_affinity_of_the_wrong_length_is_refused() -> None:
+    user = make_user(np.random.default_rng(3))
+    with pytest.raises(ValueError, match="topic_affinity"):
+        dataclasses.replace(user, topic_affinity=(1.0, 0.0))

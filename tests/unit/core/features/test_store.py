@@ -188,6 +188,31 @@ def test_engagements_count_over_the_last_seven_days(store: InMemoryFeatureStore)
     assert store.user_features(user, T0 + 8 * DAY_MS).engagements_7d == pytest.approx(math.log1p(1))
 
 
+def test_topic_affinity_is_the_history_mix_plus_recent_engagements(
+    world: World, store: InMemoryFeatureStore
+) -> None:
+    user = user_id(11)
+    history = np.asarray(world.users.history_topics[11], dtype=np.float64)
+    before = np.array(store.user_features(user, T0).topic_affinity)
+    np.testing.assert_allclose(before, history / history.sum(), rtol=1e-6)
+    post = 17
+    store.record_engagements(user, rows(post, post), T0 + MINUTE_MS)
+    expected = history + 2 * np.asarray(world.posts.topics[post], dtype=np.float64)
+    after = np.array(store.user_features(user, T0 + 2 * MINUTE_MS).topic_affinity)
+    np.testing.assert_allclose(after, expected / expected.sum(), rtol=1e-6)
+    assert after.sum() == pytest.approx(1.0)
+    # Point in time: a lookup before the engagements does not see them.
+    np.testing.assert_allclose(store.user_features(user, T0).topic_affinity, before)
+
+
+def test_users_without_any_history_have_no_affinity(store: InMemoryFeatureStore) -> None:
+    assert store.user_features("guest", T0).topic_affinity == ()
+    store.record_engagements("guest", rows(3), T0)
+    affinity = np.array(store.user_features("guest", T0 + 1).topic_affinity)
+    topics = np.asarray(store.post_features(rows(3), T0).topics[0], dtype=np.float64)
+    np.testing.assert_allclose(affinity, topics / topics.sum(), rtol=1e-6)
+
+
 def test_old_engagements_are_forgotten_once_time_moves_on(store: InMemoryFeatureStore) -> None:
     user = user_id(8)
     store.record_engagements(user, rows(1), T0)

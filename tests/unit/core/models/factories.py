@@ -34,6 +34,7 @@ def make_user(
         sensitive_filter=bool(rng.random() < 0.3),
         known=known,
         as_of_ms=as_of_ms,
+        topic_affinity=tuple(rng.dirichlet(np.full(NUM_TOPICS, 0.3)).tolist()),
     )
 
 

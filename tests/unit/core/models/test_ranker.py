@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from feedrank.core.features.schema import FloatArray
-from feedrank.core.models.ranker import RankerConfig, RankerModel
+from feedrank.core.models.ranker import RankerConfig, RankerModel, _affinity_match
 from tests.unit.core.models.factories import AS_OF_MS, make_posts, make_user
 
 SMALL = RankerConfig(
@@ -128,3 +129,21 @@ def test_logged_positions_shift_the_logit_and_serving_scores_at_the_top() -> Non
     assert np.allclose((shifted - at_top).numpy(), [0.0, -0.1, -0.3, last], atol=1e-6)
     served = model.score(user, posts, user_vector, post_vectors, REQUEST_MS)
     assert np.allclose(served, torch.sigmoid(at_top).numpy(), atol=1e-6)
+
+
+def test_scores_depend_on_the_user_topic_affinity() -> None:
+    model = RankerModel(SMALL)
+    rng = np.random.default_rng(5)
+    user, posts = make_user(rng), make_posts(rng, 20)
+    user_vector, post_vectors = unit_vectors(rng, 1, 16)[0], unit_vectors(rng, 20, 16)
+    base = model.score(user, posts, user_vector, post_vectors, REQUEST_MS)
+    no_history = dataclasses.replace(user, topic_affinity=())
+    other = model.score(no_history, posts, user_vector, post_vectors, REQUEST_MS)
+    assert not np.allclose(base, other)
+
+
+def test_affinity_match_is_the_cosine_of_affinity_and_topics() -> None:
+    affinity = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]])
+    topics = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    match = _affinity_match(affinity, topics)
+    assert match.tolist() == pytest.approx([0.5**0.5, 0.0])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import fields
 from typing import Any
 
@@ -145,6 +146,30 @@ def test_hidden_parameters_look_as_documented(world: World) -> None:
     np.testing.assert_allclose(np.linalg.norm(hidden.user_interests, axis=1), 1.0, atol=1e-4)
     assert abs(float(hidden.post_quality.mean())) < 0.2
     assert 0.8 < float(hidden.post_quality.std()) < 1.2
+
+
+def test_history_is_a_few_engagements_per_user_on_their_interests(world: World) -> None:
+    history = world.users.history_topics
+    assert history.shape == (400, NUM_TOPICS)
+    assert history.min() >= 0.0
+    np.testing.assert_array_equal(history, np.rint(history))  # whole engagements
+    per_user = history.sum(axis=1)
+    assert 6.0 < float(per_user.mean()) < 20.0  # history_engagements_mean = 12
+    # Most of a user's past engagements are on topics they care about.
+    interests = world.hidden.user_interests
+    shares = history / np.maximum(per_user[:, None], 1.0)
+    on_interest = (shares * (interests**2)).sum(axis=1)
+    by_chance = (interests**2).mean(axis=1)
+    assert float(on_interest[per_user > 0].mean()) > 4 * float(by_chance.mean())
+
+
+def test_history_does_not_change_the_other_draws() -> None:
+    without = generate_world(dataclasses.replace(SMALL, history_engagements_mean=0.0))
+    world = generate_world(SMALL)
+    assert float(without.users.history_topics.sum()) == 0.0
+    np.testing.assert_array_equal(without.hidden.user_interests, world.hidden.user_interests)
+    np.testing.assert_array_equal(without.users.language, world.users.language)
+    np.testing.assert_array_equal(without.posts.topics, world.posts.topics)
 
 
 def test_every_array_is_read_only(world: World) -> None:
