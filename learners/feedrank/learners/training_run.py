@@ -60,14 +60,25 @@ def examples_for_training(
         return TrainingRun(batch, f"kafka:{topic}", kafka_offsets=kafka.offsets)
     if file is not None:
         return TrainingRun(batch_from_examples(read_examples(file), topics=topics), f"file:{file}")
+    config = SimulationConfig(
+        seed=seed, reward_window_ms=int(settings.time.reward_window.total_seconds() * 1000)
+    )
     simulator = ExampleSimulator(
-        world,
-        SimulationConfig(
-            seed=seed, reward_window_ms=int(settings.time.reward_window.total_seconds() * 1000)
-        ),
+        world, config, start_ms=world.config.start_ms - history_span_ms(config, simulate)
     )
     batch = batch_from_examples(simulator.examples(simulate), topics=topics)
     return TrainingRun(batch, "simulated", simulator=simulator)
+
+
+HISTORY_SLACK = 1.25  # decisions with an empty pool pass time without examples
+
+
+def history_span_ms(config: SimulationConfig, examples: int) -> int:
+    """Event time that ``examples`` simulated examples take, with room for the decisions
+    that show no slate: simulated logs are the history that ends (about a fifth of the
+    span early) before the world starts, where serving takes over."""
+    decisions = -(-examples // config.slate_size)
+    return int(decisions * config.decision_interval_ms * HISTORY_SLACK)
 
 
 def publish_run(registry: ModelRegistry, run: TrainingRun, metrics: dict[str, float]) -> str:

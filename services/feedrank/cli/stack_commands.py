@@ -16,6 +16,7 @@ from feedrank.cli.context import settings_of
 from feedrank.cli.simulate_command import SimulationOptions, run_simulation
 from feedrank.core.clock import SystemClock
 from feedrank.core.settings import Settings
+from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
 from feedrank.stack.components import StackError
 from feedrank.stack.jars import JarFetchError, JarLocations, fetch_jars
 from feedrank.stack.kafka_broker import KafkaBrokerError
@@ -72,6 +73,12 @@ def up(
     """
     stack = LocalStack(_wired(settings_of(context)))
     try:
+        if bootstrap_needed(stack.settings):
+            console.print(
+                f"bootstrapping: training the first model on "
+                f"{stack.settings.learner.bootstrap_examples:,} simulated historical examples"
+            )
+            train_bootstrap_model(stack.settings)
         if detach:
             with console.status("starting the local stack…"):
                 statuses = stack.up(detach=True)

@@ -444,6 +444,19 @@ class LearnerSettings(_Group):
     min_auc: float = Field(
         default=0.80, ge=0, le=1, description="AUC below which `feedrank train` won't publish."
     )
+    bootstrap_examples: int = Field(
+        default=0,
+        ge=0,
+        description="`feedrank up` with an empty registry first trains a model on this many "
+        "simulated historical examples (0: serve an untrained model until one is learned).",
+    )
+    bootstrap_min_auc: float = Field(
+        default=0.70,
+        ge=0,
+        le=1,
+        description="AUC gate of the bootstrap model (uniformly logged history; below it "
+        "`feedrank up` stops).",
+    )
 
 
 class Settings(BaseSettings):

@@ -113,6 +113,16 @@ def ensure_port_free(port: int, *, owner: str, host: str = "127.0.0.1") -> None:
             ) from error
 
 
+def subcommand_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with its FEEDRANK_ variables replaced by ``settings``:
+    a ``feedrank`` child process sees exactly the stack's settings."""
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")
+    }
+    environment.update(settings_to_environment(settings))
+    return environment
+
+
 class SubcommandComponent:
     """A ``feedrank <subcommand>`` child process with this stack's settings in its env.
 
@@ -147,16 +157,12 @@ class SubcommandComponent:
         for port, owner in self.ports().items():
             ensure_port_free(port, owner=owner)
         command = [sys.executable, "-X", self.tag, "-m", "feedrank.cli.main", self.subcommand]
-        environment = {
-            key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")
-        }
-        environment.update(settings_to_environment(self.settings))
         return ManagedProcess.launch(
             command,
             log_file=self.log_file,
             tie_to_parent=tie_to_parent,
             tag=self.tag,
-            environment=environment,
+            environment=subcommand_environment(self.settings),
         )
 
     @property

@@ -68,6 +68,17 @@ def test_training_quality_smoke() -> None:
     assert report["engagement_rate_oracle"] >= report["engagement_rate_random"]
 
 
+def test_online_quality_smoke() -> None:
+    result = run_benchmark("-m", "benchmarks.online_quality", "--smoke", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    curve = report["curve"]
+    assert [point["examples"] for point in curve][:2] == [0, 2_000]
+    assert curve[-1]["examples"] >= 4_000
+    assert all(0 < point["online_over_oracle"] <= 1.5 for point in curve)
+    assert 0 < report["bootstrap_auc"] <= 1
+
+
 def test_join_throughput_smoke(kafka: KafkaBroker) -> None:
     """Join and relay on the session broker, tiny sizes: every figure is there."""
     result = run_benchmark(

@@ -10,6 +10,10 @@ from typer.testing import CliRunner
 
 from feedrank.cli.main import app
 from feedrank.core.registry import LocalModelRegistry, read_bundle
+from feedrank.core.settings import load_settings
+from feedrank.core.world import WorldConfig
+from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
+from feedrank.stack.components import StackError
 
 runner = CliRunner()
 
@@ -48,6 +52,8 @@ def test_forced_publish_records_metrics_and_provenance(small_world: Path) -> Non
     (manifest,) = registry.versions()
     assert manifest.training.source == "simulated"
     assert manifest.training.examples >= 1500
+    world_start = WorldConfig().start_ms  # simulated logs are the history before it
+    assert manifest.training.start_ms < manifest.training.end_ms < world_start
     assert {"auc", "log_loss", "recall_at_50", "epochs"} <= set(manifest.metrics)
     bundle = read_bundle(registry.open_verified(manifest.version))
     assert bundle.post_index.size == 400  # the whole simulated catalogue is embedded
@@ -64,3 +70,20 @@ def test_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+def test_the_stack_bootstraps_once_into_an_empty_registry(small_world: Path) -> None:
+    settings = load_settings(learner={"bootstrap_examples": 1500, "bootstrap_min_auc": 0.0})
+    assert bootstrap_needed(settings)
+    train_bootstrap_model(settings)  # a real `feedrank train` child process
+    (manifest,) = LocalModelRegistry(small_world).versions()
+    assert manifest.training.source == "simulated"
+    assert not bootstrap_needed(settings)  # a version exists: never again
+    assert not bootstrap_needed(load_settings())  # not configured (the default)
+
+
+def test_a_bootstrap_below_its_gate_stops_the_stack(small_world: Path) -> None:
+    settings = load_settings(learner={"bootstrap_examples": 1500, "bootstrap_min_auc": 0.99})
+    with pytest.raises(StackError, match=r"did not reach AUC 0\.99"):
+        train_bootstrap_model(settings)
+    assert LocalModelRegistry(small_world).versions() == []
