@@ -153,32 +153,39 @@ def batch_from_examples(
     country = np.empty(count, dtype=np.int64)
     numeric = np.empty((count, len(_POST_NUMERIC)), dtype=np.float64)
     flags = np.empty((count, 3), dtype=np.float64)  # sensitive, region_locked, creator
-    content = np.zeros((count, CONTENT_DIM), dtype=np.float32)
+    embeddings: list[list[float]] = []
     logged_topics = np.zeros((count, NUM_TOPICS), dtype=np.float32)
     has_logged_topics = np.zeros(count, dtype=np.bool_)
     users: list[UserFeatures] = []
+    # Every example of a decision carries the decision's user features: decode them once.
+    decoded_users: dict[tuple[str, str], UserFeatures] = {}
     for row, example in enumerate(examples):
-        users.append(user_from_example(example))
+        decision = (example.decision_id, example.user_id)
+        user = decoded_users.get(decision) if example.decision_id else None
+        if user is None:
+            user = decoded_users[decision] = user_from_example(example)
+        users.append(user)
         features = example.post_features
         post_rows[row] = _post_row(example.post_id)
         language[row] = _category(features.categorical, "language", _LANGUAGE_CODE, "post")
         country[row] = _category(features.categorical, "country", _COUNTRY_CODE, "post")
-        values = features.numeric
+        values = dict(features.numeric)  # one pass over the protobuf map, then dict lookups
         numeric[row] = [_number(values, name, "post_features") for name in _POST_NUMERIC]
         flags[row] = [
             _number(values, "sensitive", "post_features"),
             _number(values, "region_locked", "post_features"),
             _number(values, "creator_index", "post_features"),
         ]
-        embedding = features.embedding
+        embedding = list(features.embedding)  # a list converts faster than the container
         if len(embedding) != CONTENT_DIM:
             raise InvalidExampleError(
                 f"post {example.post_id!r} has a {len(embedding)}-d embedding; "
                 f"the schema needs {CONTENT_DIM}",
                 field="post_features.embedding",
             )
-        content[row] = embedding
+        embeddings.append(embedding)
         has_logged_topics[row] = _read_topics(values, logged_topics[row])
+    content = np.array(embeddings, dtype=np.float32).reshape(count, CONTENT_DIM)
     topic_rows = _topics(post_rows, logged_topics, has_logged_topics, topics)
     decision_ms = np.array([example.decision_time_ms for example in examples], dtype=np.int64)
     posts = PostFeatureBatch(
@@ -271,12 +278,15 @@ def _number(values: object, name: str, where: str) -> float:
     return value
 
 
-def _read_topics(values: object, into: FloatArray) -> bool:
+def _read_topics(values: dict[str, float], into: FloatArray) -> bool:
     """Logged ``topic_<i>`` weights into ``into`` (a zeroed row); False if none is logged."""
-    names = [name for name in values if name in _TOPIC_COLUMN]  # type: ignore[attr-defined]
-    for name in names:
-        into[_TOPIC_COLUMN[name]] = _number(values, name, "post_features")
-    return bool(names)
+    logged = False
+    for name in values:
+        column = _TOPIC_COLUMN.get(name)
+        if column is not None:
+            into[column] = _number(values, name, "post_features")
+            logged = True
+    return logged
 
 
 def _category(values: object, name: str, codes: dict[str, int], side: str) -> int:

@@ -121,8 +121,30 @@ def hash_indices(indices: npt.NDArray[np.integer[Any]], buckets: int) -> IntArra
 
 
 def user_tensors(users: Sequence[UserFeatures], *, id_buckets: int) -> UserTensors:
-    """Tensors for ``users``; unknown users (``known=False``) never use their id."""
+    """Tensors for ``users``; unknown users (``known=False``) never use their id.
 
+    Rows that are the same object (the examples of one decision share their user) are
+    encoded once and repeated.
+    """
+    row_of: dict[int, int] = {}  # id(user) -> row in ``distinct``
+    distinct: list[UserFeatures] = []
+    rows: list[int] = []
+    for user in users:
+        row = row_of.get(id(user))
+        if row is None:
+            row = row_of[id(user)] = len(distinct)
+            distinct.append(user)
+        rows.append(row)
+    encoded = _distinct_user_tensors(distinct, id_buckets)
+    if len(distinct) == len(users):
+        return encoded
+    index = torch.tensor(rows, dtype=torch.int64)
+    return UserTensors(
+        **{item.name: getattr(encoded, item.name)[index] for item in fields(encoded)}
+    )
+
+
+def _distinct_user_tensors(users: Sequence[UserFeatures], id_buckets: int) -> UserTensors:
     def column(name: str) -> list[float]:
         return [float(getattr(user, name)) for user in users]
 

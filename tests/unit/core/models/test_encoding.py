@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -15,7 +17,7 @@ from feedrank.core.models.encoding import (
     post_tensors,
     user_tensors,
 )
-from tests.unit.core.models.factories import AS_OF_MS, make_posts, make_users
+from tests.unit.core.models.factories import AS_OF_MS, make_posts, make_user, make_users
 
 
 def test_hashes_are_stable_golden_values() -> None:
@@ -100,3 +102,14 @@ def test_id_embedding_is_zero_for_unknown_rows_and_dropped_only_in_training() ->
     with torch.no_grad():
         kept = torch.stack([embedding(buckets, known)[:4, -1] for _ in range(200)])
     assert 0.35 < float(kept.mean()) < 0.65
+
+
+def test_shared_user_rows_encode_like_distinct_copies() -> None:
+    rng = np.random.default_rng(4)
+    first, second = make_user(rng, index=1), make_user(rng, index=2, known=False)
+    shared = [first, second, first, first, second]  # the examples of two decisions
+    copies = [dataclasses.replace(user) for user in shared]  # five distinct objects
+    encoded = user_tensors(shared, id_buckets=1024)
+    expected = user_tensors(copies, id_buckets=1024)
+    for item in dataclasses.fields(encoded):
+        assert torch.equal(getattr(encoded, item.name), getattr(expected, item.name)), item.name
