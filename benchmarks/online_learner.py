@@ -8,8 +8,9 @@ Examples come from the simulated world and are serialised as the join writes the
 (default two-tower and ranker configs) and one torch thread:
 
 * **micro-batched** (the learner as it runs): per batch of ``--micro-batch`` records,
-  decode through the codec, build the batch, score it for the streaming metrics, and
-  take one optimiser step; also the step alone on pre-built batches;
+  decode through the codec, build the batch, take one optimiser step whose forward pass
+  also scores the batch for the streaming metrics (prequential, before the update), and
+  update the river metrics; also the step alone on pre-built batches;
 * **per-example baseline**: the same pipeline one record at a time.
 
 Target: >= 20,000 examples/s micro-batched (no Kafka I/O in this number).
@@ -49,8 +50,8 @@ def pipeline_rate(
         chunk = records[start : start + size]
         examples = [codecs.decode(events_pb2.LabelledExample, record) for record in chunk]
         batch = batch_from_examples(examples, topics=topics)
-        monitor.update(batch.labels, learner.predict_proba(batch))
-        learner.learn(batch)
+        _, probabilities = learner.learn_scored(batch)  # as the consumer does
+        monitor.update(batch.labels, probabilities)
     return len(records) / (time.perf_counter() - started)
 
 

@@ -132,6 +132,14 @@ class JointModel:
 
         The batch is validated first: NaN or infinite inputs change nothing.
         """
+        return self.scored_step(batch, weights)[0]
+
+    def scored_step(
+        self, batch: ExampleBatch, weights: FloatArray | None = None
+    ) -> tuple[StepLosses, F64Array]:
+        """:meth:`step`, also returning the ranker's engagement probabilities of the
+        batch **before** the update (from the step's own forward pass, so id dropout is
+        on): a prequential score for streaming metrics, without a second forward pass."""
         validate_batch(batch)
         if weights is not None and not (np.isfinite(weights).all() and (weights >= 0).all()):
             raise ValueError("example weights must be finite and non-negative")
@@ -142,7 +150,7 @@ class JointModel:
         log_q = self.frequency.observe(batch.posts.post_index)
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.rng_state)
-            losses = self._losses(batch, labels, example_weights, log_q)
+            *losses, ranker_logits = self._losses(batch, labels, example_weights, log_q)
             self.rng_state = torch.get_rng_state()
         total = losses[0] + losses[1] + losses[2]
         self.dense_optimizer.zero_grad(set_to_none=True)
@@ -151,7 +159,8 @@ class JointModel:
         self.dense_optimizer.step()
         self.sparse_optimizer.step()  # type: ignore[no-untyped-call]
         self.steps += 1
-        return StepLosses(*(float(loss.detach()) for loss in losses))
+        probabilities = _sigmoid(ranker_logits.detach().numpy().astype(np.float64))
+        return StepLosses(*(float(loss.detach()) for loss in losses)), probabilities
 
     def _losses(
         self,
@@ -159,7 +168,8 @@ class JointModel:
         labels: torch.Tensor,
         weights: torch.Tensor,
         log_q: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Ranker loss, two-tower pointwise and in-batch losses, and the ranker logits."""
         two_tower, ranker, config = self.two_tower, self.ranker, self.config
         users = self._user_tensors(batch)
         posts = two_tower.post_tensors(batch.posts)
@@ -190,6 +200,7 @@ class JointModel:
             weighted_bce(ranker_logits, labels, weights),
             config.pointwise_weight * pointwise,
             config.in_batch_weight * in_batch,
+            ranker_logits,
         )
 
     # Prediction -------------------------------------------------------------------

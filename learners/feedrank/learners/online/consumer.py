@@ -158,11 +158,10 @@ class OnlineConsumer:
         batch = self._batch(examples)
         if batch is None:
             return 0
-        probabilities = self.learner.predict_proba(batch)
+        loss, probabilities = self.learner.learn_scored(batch)  # scored before it learns
         for event in self.monitor.update(batch.labels, probabilities):
             metrics.DRIFT_EVENTS.inc()
             log.warning("drift in the loss after %d examples (mean %.4f)", *event.__dict__.values())
-        loss = self.learner.learn(batch)
         times = batch.decision_time_ms
         self.progress.record(batch.keys, int(times.min()), int(times.max()))
         self.catalogue.update(batch.posts, times)

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from feedrank.core.models.ranker import RankerConfig
 from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.learners.examples import ExampleBatch
-from feedrank.learners.joint import JointModel, StepConfig, StepLosses
+from feedrank.learners.joint import JointModel, StepConfig
 
 F64Array = npt.NDArray[np.float64]
 FloatArray = npt.NDArray[np.float32]
@@ -72,9 +72,14 @@ class OnlineLearner:
 
     def learn(self, batch: ExampleBatch) -> float:
         """One step on ``batch``; the total loss before the step."""
-        losses: StepLosses = self.model.step(batch, self.weights(batch))
+        return self.learn_scored(batch)[0]
+
+    def learn_scored(self, batch: ExampleBatch) -> tuple[float, F64Array]:
+        """One step on ``batch``; the total loss and the engagement probabilities the
+        model gave the batch before the step (prequential: scored, then learned)."""
+        losses, probabilities = self.model.scored_step(batch, self.weights(batch))
         self.examples_learned += len(batch)
-        return losses.total
+        return losses.total, probabilities
 
     def predict_proba(self, batch: ExampleBatch) -> F64Array:
         return self.model.predict_proba(batch)
