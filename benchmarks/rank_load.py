@@ -209,7 +209,12 @@ def main() -> None:
                 "num_users": args.users,
                 "num_creators": max(args.posts // 50, 10),
             },
-            explore={"workers": args.workers, "default_limit": args.limit},
+            # Rank alone: no feature updater reading the topics beside the load.
+            explore={
+                "workers": args.workers,
+                "default_limit": args.limit,
+                "feature_updates": False,
+            },
         )
         report = run(settings, args)
     finally:

@@ -206,6 +206,17 @@ class ExploreSettings(_Group):
         le=19,
         description="Niceness of the thread that loads new versions (serving stays first).",
     )
+    feature_updates: bool = Field(
+        default=True,
+        description="Each worker applies topics.rewards and topics.decisions to its feature "
+        "store (engagement, impressions, hides, reports, blocks).",
+    )
+    feature_replay_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="At start-up, each worker replays this much of both topics (by Kafka "
+        "record time) before tailing them; older blocks and hides are not seen (0: none).",
+    )
 
 
 class WorldSettings(_Group):

@@ -3,6 +3,8 @@
 With a serving plan configured (``explore.deploy_address`` or ``explore.plan_file``),
 every worker also runs a :class:`PlanFollower` that loads the plan's registry versions
 and switches them in (see ``plan_follower``); without one it serves the initial model.
+With ``explore.feature_updates`` (the default) every worker also keeps its feature
+store fresh from the rewards and decisions topics (see ``feature_updates``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ import torch
 from feedrank.core.clock import Clock
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
-from feedrank.core.settings import Settings
+from feedrank.core.settings import DAY_MS, Settings
 from feedrank.core.world import World, generate_world
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogConfig, DecisionLogger
 from feedrank.explore.exploration import policy_from_name
+from feedrank.explore.feature_updates import (
+    FeatureUpdater,
+    KafkaSourceConfig,
+    kafka_feature_updater,
+)
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.explore.model_slots import ModelSlots
 from feedrank.explore.plan_follower import FollowerTiming, PlanFollower
@@ -108,6 +115,21 @@ def plan_follower(
     return PlanFollower(slots, source, loader, timing)
 
 
+def feature_updater(settings: Settings, clock: Clock, state: ServingState) -> FeatureUpdater | None:
+    """An updater of ``state.store`` from the event topics (not started); None when
+    ``explore.feature_updates`` is off."""
+    explore = settings.explore
+    if not explore.feature_updates:
+        return None
+    config = KafkaSourceConfig(
+        bootstrap=settings.kafka.bootstrap,
+        rewards_topic=settings.topics.rewards,
+        decisions_topic=settings.topics.decisions,
+        replay_ms=int(explore.feature_replay_days * DAY_MS),
+    )
+    return kafka_feature_updater(state.store, config, clock)
+
+
 class FollowingBackend:
     """An ExploreService whose models follow the serving plan in the background."""
 
@@ -135,20 +157,57 @@ class FollowingBackend:
         self.service.close()
 
 
+class UpdatingBackend:
+    """A worker backend whose feature store follows the event topics in the background."""
+
+    def __init__(self, backend: WorkerBackend, updater: FeatureUpdater) -> None:
+        self.backend = backend
+        self.updater = updater
+
+    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
+        return self.backend.rank(query, deadline)
+
+    def arm_of(self, user_id: str) -> str:
+        return self.backend.arm_of(user_id)
+
+    def is_ready(self) -> bool:
+        return self.backend.is_ready()
+
+    def close(self) -> None:
+        self.updater.stop()
+        self.backend.close()
+
+
 def worker_backend_factory(
     settings: Settings, clock: Clock, state: ServingState, *, log_decisions: bool = True
 ) -> BackendFactory:
-    """What each forked worker runs: one torch thread, its own Kafka producer, and the
-    plan follower when a plan is configured."""
+    """What each forked worker runs: one torch thread, its own Kafka producer, the
+    feature updater unless turned off and the plan follower when a plan is configured."""
 
     def make_backend() -> WorkerBackend:
         torch.set_num_threads(1)
         service = explore_service(settings, clock, state, log_decisions=log_decisions)
-        follower = plan_follower(settings, clock, state, service.slots)
-        if follower is None:
-            return service
-        backend = FollowingBackend(service, follower)
-        backend.start()
-        return backend
+        updater = feature_updater(settings, clock, state)
+        if updater is not None:
+            updater.start()  # returns at once; Kafka is reached from its thread
+        try:
+            backend = _following(settings, clock, state, service)
+        except Exception:  # the worker fails to start: stop the thread first
+            if updater is not None:
+                updater.stop()
+            raise
+        return backend if updater is None else UpdatingBackend(backend, updater)
 
     return make_backend
+
+
+def _following(
+    settings: Settings, clock: Clock, state: ServingState, service: ExploreService
+) -> WorkerBackend:
+    """``service``, following the serving plan when one is configured."""
+    follower = plan_follower(settings, clock, state, service.slots)
+    if follower is None:
+        return service
+    backend = FollowingBackend(service, follower)
+    backend.start()
+    return backend

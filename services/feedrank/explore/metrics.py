@@ -103,3 +103,38 @@ PLAN_FETCH_ERRORS = Counter(
     "feedrank_explore_plan_fetch_errors",
     "Serving-plan reads that failed (deploy service unreachable, unreadable plan file).",
 )
+
+# Feature updates from the event streams (feature_updates.py): per worker, since every
+# worker reads both topics into its own store.
+FEATURE_EVENTS_APPLIED = Counter(
+    "feedrank_explore_feature_events_applied",
+    "Events a worker applied to its feature store, by kind: reward (engagements, hides, "
+    "reports, blocks) or decision (impressions of the shown posts).",
+    ["kind"],
+)
+FEATURE_EVENTS_SKIPPED = Counter(
+    "feedrank_explore_feature_events_skipped",
+    "Records a worker did not apply, by kind and reason: undecodable (the join "
+    "dead-letters them), unknown_post (not in this catalogue), rejected (by the store), "
+    "error (an unexpected failure, logged), consumer_error (a Kafka error, no record).",
+    ["kind", "reason"],
+)
+FEATURE_UNKNOWN_POSTS = Counter(
+    "feedrank_explore_feature_unknown_posts",
+    "Post ids in rewards or shown in decisions that are not in the catalogue (ignored).",
+    ["kind"],
+)
+FEATURE_EVENT_TIME = Gauge(
+    "feedrank_explore_feature_event_time_seconds",
+    "Latest event time applied to the feature store, by kind; the furthest-behind worker. "
+    "Event time: simulated time in the demo.",
+    ["kind"],
+    multiprocess_mode="livemin",
+)
+FEATURE_LAG = Gauge(
+    "feedrank_explore_feature_lag_records",
+    "Records of the rewards or decisions topic a worker has not applied yet, by kind; "
+    "the furthest-behind worker.",
+    ["kind"],
+    multiprocess_mode="livemax",
+)
