@@ -65,11 +65,15 @@ class DecisionLogger:
 
     def log(self, decision: events_pb2.Decision) -> bool:
         """Queue one decision without blocking; False (and counted) when it was dropped."""
+        return self.log_encoded(decision.user_id, codecs.encode(decision))
+
+    def log_encoded(self, user_id: str, decision: bytes) -> bool:
+        """:meth:`log` for a decision already encoded as protobuf (keyed by its user)."""
         try:
             self._producer.produce(
                 self.config.topic,
-                key=decision.user_id.encode(),
-                value=codecs.encode(decision),
+                key=user_id.encode(),
+                value=decision,
                 on_delivery=self._on_delivery,
             )
         except BufferError:

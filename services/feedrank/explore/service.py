@@ -32,6 +32,7 @@ from feedrank.core.features.store import FeatureStore
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore import metrics
 from feedrank.explore.deadline import Deadline
+from feedrank.explore.decision_encoding import encode_decision
 from feedrank.explore.decision_log import DecisionLogger
 from feedrank.explore.errors import ModelNotLoaded
 from feedrank.explore.exploration import ExplorationPolicy, seed_for_decision
@@ -240,7 +241,7 @@ class ExploreService:
     ) -> None:
         if self.decision_log is None:
             return
-        decision = events_pb2.Decision(
+        header = events_pb2.Decision(  # every field but the items
             decision_id=decision_id,
             event_time_ms=query.request_time_ms,
             user_id=query.user_id,
@@ -249,19 +250,10 @@ class ExploreService:
             exploration_policy=self.policy.kind,
             exploration_seed=seed,
             user_features=user.to_proto(),
-            items=[
-                events_pb2.ShownItem(
-                    post_id=item.post_id,
-                    position=item.position,
-                    score=item.score,
-                    propensity=item.propensity,
-                    features=features,
-                )
-                for item, features in zip(items, shown_posts.to_protos(), strict=True)
-            ],
             context={"surface": query.surface, **_context_codes(query)},
         )
-        self.decision_log.log(decision)
+        encoded = encode_decision(header, shown_posts, items)
+        self.decision_log.log_encoded(query.user_id, encoded)
 
 
 def _languages(user: UserFeatures, query: RankQuery) -> frozenset[int]:

@@ -67,8 +67,10 @@ class RecordingLog:
     def __init__(self) -> None:
         self.decisions: list[events_pb2.Decision] = []
 
-    def log(self, decision: events_pb2.Decision) -> bool:
-        self.decisions.append(decision)
+    def log_encoded(self, user_id: str, decision: bytes) -> bool:
+        parsed = events_pb2.Decision.FromString(decision)
+        assert parsed.user_id == user_id
+        self.decisions.append(parsed)
         return True
 
     def close(self) -> None:

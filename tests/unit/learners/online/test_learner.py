@@ -13,11 +13,11 @@ from tests.unit.learners.factories import simulated_batches, small_ranker, small
 
 def test_a_scored_step_returns_the_predictions_from_before_it_learned() -> None:
     config = OnlineLearnerConfig(step=StepConfig(frequency_buckets=1024, learning_rate=0.05))
-    no_dropout = {"id_dropout": 0.0}  # the step's forward pass then equals serving's
+    # Without id dropout the step's forward pass equals serving's.
     learner = OnlineLearner.new(
         config,
-        two_tower=dataclasses.replace(small_two_tower(), **no_dropout),
-        ranker=dataclasses.replace(small_ranker(), **no_dropout),
+        two_tower=dataclasses.replace(small_two_tower(), id_dropout=0.0),
+        ranker=dataclasses.replace(small_ranker(), id_dropout=0.0),
     )
     batch = simulated_batches()[0]
     before = learner.predict_proba(batch)

@@ -1,0 +1,165 @@
+"""The decision log's bytes, written straight from the feature columns.
+
+Building a ``Decision`` message item by item costs about a millisecond per Rank call
+(50 shown items, a dozen map entries and a 32-float embedding each, all inserted one by
+one through the protobuf runtime), more than serialising it. This module writes the
+same protobuf wire format directly: the fixed part of every item's features (the dense
+numeric map entries and the packed embedding) as one numpy structured array over all
+items, the few variable parts (topic weights, language and country) from precomputed
+byte strings. A message's encoding followed by more fields of the same message parses
+as their merge, so the decision is its header (every field but ``items``, serialised by
+protobuf) followed by the items.
+
+The bytes parse to exactly the message :meth:`PostFeatureBatch.to_protos` and the
+``ShownItem`` constructor would build (``tests/unit/explore/test_decision_encoding.py``
+checks it field by field); only the order of map entries may differ, which protobuf
+does not define.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from feedrank.core.features.schema import (
+    CONTENT_DIM,
+    COUNTRIES,
+    LANGUAGES,
+    TOPIC_FEATURES,
+    PostFeatureBatch,
+)
+from feedrank.v1 import events_pb2
+
+_LEN, _I64 = 2, 1  # wire types: length-delimited, 64-bit
+_DOUBLE = struct.Struct("<d")
+
+
+class ShownItemFields(Protocol):
+    """What the log needs of a shown item besides its features."""
+
+    @property
+    def post_id(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def propensity(self) -> float: ...
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _tag(field: int, wire_type: int) -> bytes:
+    return _varint(field << 3 | wire_type)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _tag(field, _LEN) + _varint(len(payload)) + payload
+
+
+def _double_entry_prefix(key: str) -> bytes:
+    """A ``map<string, double>`` entry of FeatureVector.numeric up to its 8 value bytes."""
+    name = key.encode()
+    entry_length = len(_length_delimited(1, name)) + 1 + _DOUBLE.size
+    return _tag(1, _LEN) + _varint(entry_length) + _length_delimited(1, name) + _tag(2, _I64)
+
+
+def _string_entry(field: int, key: str, value: str) -> bytes:
+    """A whole ``map<string, string>`` entry (FeatureVector.categorical is field 2)."""
+    entry = _length_delimited(1, key.encode()) + _length_delimited(2, value.encode())
+    return _length_delimited(field, entry)
+
+
+# The dense numeric features every post logs, as in PostFeatureBatch.to_protos.
+_DENSE_COLUMNS = (
+    "age_hours",
+    "creator_followers",
+    "creator_engagement_rate",
+    "impressions",
+    "engagement_rate",
+    "sensitive",
+    "region_locked",
+    "creator_index",
+)
+_EMBEDDING_PREFIX = _tag(3, _LEN) + _varint(CONTENT_DIM * 4)  # packed repeated float
+_FIXED = np.dtype(
+    [
+        field
+        for index, name in enumerate(_DENSE_COLUMNS)
+        for field in (
+            (f"prefix_{index}", f"S{len(_double_entry_prefix(name))}"),
+            (name, "<f8"),
+        )
+    ]
+    + [("embedding_prefix", f"S{len(_EMBEDDING_PREFIX)}"), ("embedding", "<f4", (CONTENT_DIM,))]
+)
+_TOPIC_PREFIXES = tuple(_double_entry_prefix(name) for name in TOPIC_FEATURES)
+_LANGUAGE_ENTRIES = tuple(_string_entry(2, "language", code) for code in LANGUAGES)
+_COUNTRY_ENTRIES = tuple(_string_entry(2, "country", code) for code in COUNTRIES)
+_ITEMS_FIELD = 9  # Decision.items
+
+
+def encode_decision(
+    header: events_pb2.Decision, posts: PostFeatureBatch, items: Sequence[ShownItemFields]
+) -> bytes:
+    """``header`` (a Decision without items) with ``items`` shown, ``posts`` row i being
+    the features of item i, as protobuf bytes."""
+    if header.items:
+        raise ValueError("the header must not carry items: they are encoded here")
+    if len(items) != len(posts):
+        raise ValueError(f"{len(items)} items but features of {len(posts)} posts")
+    encoded = [header.SerializeToString(deterministic=True)]
+    for item, features in zip(items, feature_vectors(posts), strict=True):
+        shown = b"".join(
+            (
+                _length_delimited(1, item.post_id.encode()),
+                _tag(2, 0) + _varint(item.position),
+                _tag(3, _I64) + _DOUBLE.pack(item.score),
+                _tag(4, _I64) + _DOUBLE.pack(item.propensity),
+                _length_delimited(5, features),
+            )
+        )
+        encoded.append(_length_delimited(_ITEMS_FIELD, shown))
+    return b"".join(encoded)
+
+
+def feature_vectors(posts: PostFeatureBatch) -> list[bytes]:
+    """Each post's features as an encoded ``FeatureVector``."""
+    fixed = np.empty(len(posts), dtype=_FIXED)
+    for index, name in enumerate(_DENSE_COLUMNS):
+        fixed[f"prefix_{index}"] = _double_entry_prefix(name)
+        fixed[name] = getattr(posts, name)
+    fixed["embedding_prefix"] = _EMBEDDING_PREFIX
+    fixed["embedding"] = posts.content
+    width = _FIXED.itemsize
+    block = fixed.tobytes()
+    rows, columns = np.nonzero(posts.topics)
+    weights = np.asarray(posts.topics[rows, columns], dtype="<f8").tobytes()
+    topics: list[list[bytes]] = [[] for _ in range(len(posts))]
+    for entry, (row, column) in enumerate(zip(rows.tolist(), columns.tolist(), strict=True)):
+        topics[row].append(_TOPIC_PREFIXES[column] + weights[entry * 8 : entry * 8 + 8])
+    languages, countries = posts.language.tolist(), posts.country.tolist()
+    return [
+        b"".join(
+            (
+                block[row * width : (row + 1) * width],
+                *topics[row],
+                _LANGUAGE_ENTRIES[languages[row]],
+                _COUNTRY_ENTRIES[countries[row]],
+            )
+        )
+        for row in range(len(posts))
+    ]
