@@ -9,7 +9,8 @@ the canary's service levels, asks the analysis for a verdict and acts on it:
 * ``continue``: waits.
 
 With ``auto_rollout`` it also starts a rollout of each new registry version when none
-is active (see ``auto_rollout.py``).
+is active (see ``auto_rollout.py``). With ``keep_versions`` it deletes old registry
+versions that no rollout can need any more (retention: learners publish every minute).
 
 It changes the rollout only if nobody else did since it looked (see
 ``DeployControl.advance``), so a person's abort or pause always wins a race.
@@ -47,6 +48,7 @@ class RolloutController:
         step_pause_ms: int,
         slo: SloSource | None = None,
         auto_rollout: bool = False,
+        keep_versions: int | None = None,
     ) -> None:
         self.control = control
         self.aggregates = aggregates
@@ -55,6 +57,7 @@ class RolloutController:
         self.step_pause_ms = step_pause_ms
         self.slo = slo
         self.auto_rollout = auto_rollout
+        self.keep_versions = keep_versions
 
     def tick(self) -> Verdict | None:
         """Judge the rollout in progress once and act; None when there is none."""
@@ -79,10 +82,27 @@ class RolloutController:
                 self.control.advance(rollout, "canary analysis: healthy")
         return verdict
 
+    def prune(self) -> list[str]:
+        """Delete registry versions beyond the newest ``keep_versions`` that no rollout
+        needs: never the stable, canary or previous stable (undo's target) version."""
+        if self.keep_versions is None:
+            return []
+        rollout = self.control.rollout()
+        needed = {rollout.stable_version, rollout.canary_version, rollout.previous_stable}
+        removed = self.control.registry.prune(
+            keep_newest=self.keep_versions, protected=needed - {""}
+        )
+        if removed:
+            metrics.VERSIONS_PRUNED.inc(len(removed))
+            log.info("registry retention deleted %s", ", ".join(removed))
+        return removed
+
     def run(self, stop: threading.Event, interval_s: float) -> None:
-        """Tick every ``interval_s`` until ``stop`` is set; errors are logged, not fatal."""
+        """Tick (and prune) every ``interval_s`` until ``stop`` is set; errors are logged,
+        not fatal."""
         while not stop.wait(interval_s):
             try:
                 self.tick()
+                self.prune()
             except Exception:  # the loop must outlive one bad look
                 log.exception("canary analysis failed; retrying at the next tick")

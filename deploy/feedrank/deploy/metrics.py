@@ -34,3 +34,7 @@ AGGREGATES_REJECTED = Counter(
 REQUESTS = Counter(
     "feedrank_deploy_requests", "Deploy gRPC calls by method and status code.", ["method", "code"]
 )
+VERSIONS_PRUNED = Counter(
+    "feedrank_deploy_registry_versions_pruned",
+    "Registry versions deleted by retention (deploy.keep_versions; never what serves).",
+)

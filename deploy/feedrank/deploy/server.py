@@ -106,6 +106,7 @@ class DeployServer:
             if settings.deploy.prometheus_url
             else None,
             auto_rollout=settings.deploy.auto_rollout,
+            keep_versions=settings.deploy.keep_versions,
         )
         self.analysis = settings.deploy.analysis if analysis is None else analysis
         self._grpc_port = settings.ports.deploy_grpc if port is None else port

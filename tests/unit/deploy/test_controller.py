@@ -241,3 +241,25 @@ def test_auto_rollout_starts_each_new_version_once(
     assert control.rollout().phase is Phase.ROLLED_BACK
     simulation.controller.tick()
     assert not control.rollout().active
+
+
+def test_retention_deletes_old_versions_but_never_one_a_rollout_needs(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    first, second, canary, *_ = publish_versions(registry, 6)
+    control = make_control(tmp_path, registry, clock)
+    control.start(first)  # stable: the oldest version
+    control.start(canary)
+    simulation = Simulation(control, clock)
+    controller = simulation.controller
+    assert controller.prune() == []  # no retention configured
+
+    controller.keep_versions = 3
+    assert controller.prune() == [second]
+    kept = [manifest.version for manifest in registry.versions()]
+    assert kept == [first, canary, "v0004", "v0005", "v0006"]
+    simulation.run(GOOD, 40)  # promoted: the old stable is what undo restores
+    assert control.rollout().previous_stable == first
+    assert controller.prune() == []
+    control.undo()
+    assert control.rollout().stable_version == first

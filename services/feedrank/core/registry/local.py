@@ -9,7 +9,9 @@ Layout under the registry root::
 A version is written into a private staging directory, digested, given its manifest and
 then renamed into ``versions/`` in one step under the next free number, so readers see a
 whole version or none, and two publishers never get the same number. Files are made
-read-only; nothing in a published version is ever rewritten.
+read-only; nothing in a published version is ever rewritten. Old versions are deleted
+only by :meth:`ModelRegistry.prune` (the deploy service keeps the newest few and every
+version a rollout may still need).
 
 :class:`ModelRegistry` is the small interface the learners, the deploy service and the
 explore workers use, so object storage can replace the filesystem later.
@@ -21,7 +23,7 @@ import abc
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,6 +71,11 @@ class ModelRegistry(abc.ABC):
     @abc.abstractmethod
     def open_verified(self, version: str) -> Path:
         """The directory of ``version`` after checking every file against its manifest."""
+
+    @abc.abstractmethod
+    def prune(self, *, keep_newest: int, protected: Collection[str]) -> list[str]:
+        """Delete every version but the newest ``keep_newest`` and the ``protected`` ones
+        (what serves, what may be rolled back to); the names deleted, oldest first."""
 
     def latest(self) -> VersionManifest | None:
         versions = self.versions()
@@ -184,6 +191,25 @@ class LocalModelRegistry(ModelRegistry):
                     f"manifest: {expected.size_bytes} bytes, {expected.sha256[:12]}…)"
                 )
         return directory
+
+    def prune(self, *, keep_newest: int, protected: Collection[str]) -> list[str]:
+        if keep_newest < 1:
+            raise ValueError(f"keep_newest must be >= 1, got {keep_newest}")
+        if not self._versions_dir.is_dir():
+            return []
+        names = sorted((p.name for p in self._all_version_dirs()), key=_number)
+        doomed = [name for name in names[:-keep_newest] if name not in protected]
+        for name in doomed:
+            # Out of the listing in one rename, then deleted: a reader never sees half a
+            # version (opening one being deleted fails verification, it never half-loads).
+            trash = Path(tempfile.mkdtemp(prefix=f".pruned-{name}-", dir=self.root))
+            (self._versions_dir / name).rename(trash / name)
+            for path in trash.rglob("*"):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            shutil.rmtree(trash)
+        if doomed:
+            _fsync(self._versions_dir)
+        return doomed
 
     def _claim_next_version(self, staging: Path, manifest: VersionManifest) -> VersionManifest:
         """Rename ``staging`` to the next free version number (retrying on races)."""

@@ -208,3 +208,29 @@ def test_a_bundle_with_mismatched_dimensions_is_refused() -> None:
     bundle = small_bundle()
     with pytest.raises(ModelFormatError, match="post embeddings"):
         ModelBundle(bundle.two_tower, bundle.ranker, bundle.post_index, bundle.post_vectors[:, :8])
+
+
+def test_pruning_keeps_the_newest_and_the_protected_versions(
+    registry: LocalModelRegistry,
+) -> None:
+    names = [publish(registry, seed) for seed in range(6)]
+    assert registry.prune(keep_newest=2, protected={"v0002", "v0009"}) == [
+        "v0001",
+        "v0003",
+        "v0004",
+    ]
+    assert [manifest.version for manifest in registry.versions()] == ["v0002", *names[-2:]]
+    assert registry.open_verified("v0002").is_dir()  # a kept version still verifies
+    with pytest.raises(VersionNotFoundError):
+        registry.manifest("v0001")
+    assert not [path for path in registry.root.iterdir() if path.name.startswith(".")]
+    assert publish(registry, 9) == "v0007"  # numbers never go back
+    assert registry.prune(keep_newest=3, protected=set()) == ["v0002"]
+
+
+def test_pruning_needs_something_kept_and_an_empty_registry_is_fine(
+    registry: LocalModelRegistry,
+) -> None:
+    assert registry.prune(keep_newest=1, protected=set()) == []
+    with pytest.raises(ValueError, match="keep_newest"):
+        registry.prune(keep_newest=0, protected=set())
