@@ -43,7 +43,11 @@ ROUNDS = 2
 
 def configs() -> tuple[TwoTowerConfig, RankerConfig]:
     two_tower = TwoTowerConfig(
-        embedding_dim=32, user_id_buckets=4_096, post_id_buckets=16_384, hidden_sizes=(64, 64)
+        embedding_dim=32,
+        user_id_buckets=4_096,
+        post_id_buckets=16_384,
+        hidden_sizes=(64, 64),
+        topic_dims=16,
     )
     ranker = RankerConfig(
         tower_dim=32, user_id_buckets=4_096, post_id_buckets=16_384, hidden_sizes=(64, 32)

@@ -44,7 +44,13 @@ def all_posts(store: InMemoryFeatureStore, at_ms: int) -> PostFeatureBatch:
 def small_bundle(posts: PostFeatureBatch, seed: int) -> ModelBundle:
     """Towers and ranker of ``seed`` and the post tower's embedding of every post."""
     two_tower = TwoTowerModel(
-        TwoTowerConfig(seed=seed, embedding_dim=DIM, user_id_buckets=256, post_id_buckets=1024)
+        TwoTowerConfig(
+            seed=seed,
+            embedding_dim=DIM,
+            user_id_buckets=256,
+            post_id_buckets=1024,
+            topic_dims=DIM // 2,
+        )
     )
     ranker = RankerModel(
         RankerConfig(seed=seed, tower_dim=DIM, user_id_buckets=256, post_id_buckets=1024)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import pickle
+import typing
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from feedrank.core.features.schema import FloatArray, IntArray
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.registry.bundle import EMBEDDINGS_FILE, INDEX_DIR, RANKER_FILE, TWO_TOWER_FILE
 from feedrank.explore.errors import ModelRefused
+from feedrank.explore.model_checks import CheckWindow, ann_recall
+from feedrank.explore.serving_model import ServingModel
 from tests.support.model_versions import index_of, publish, small_bundle, writable
-from tests.unit.explore.conftest import SwapWorld
+from tests.unit.explore.conftest import START_MS, SwapWorld
 
 
 def test_a_good_version_loads_with_its_own_index(
@@ -134,6 +139,48 @@ def test_an_index_that_does_not_match_the_embeddings_has_poor_recall(
     error = refusal(swap_world, registry, version)
     assert error.check == "recall"
     assert "recall@100" in error.message
+
+
+class _FixedIndex:
+    """An index that returns the posts it is given, whatever the query."""
+
+    def __init__(self, found: IntArray) -> None:
+        self.found = found
+
+    def search(self, vector: object, k: int, **_: object) -> tuple[IntArray, FloatArray]:
+        return self.found[:k], np.zeros(min(k, self.found.size), dtype=np.float32)
+
+
+def test_posts_tied_with_the_kth_best_count_as_hits(swap_world: SwapWorld) -> None:
+    """A young model's embeddings crowd together: which of many equally close posts fill
+    the last places is a tie, not an index error."""
+    user = swap_world.store.user_features("u3", START_MS)
+    window = CheckWindow(at_ms=START_MS, min_created_ms=0)
+    rows = np.arange(len(swap_world.posts), dtype=np.int64)
+    eligible = rows[window.eligible(swap_world.catalogue, rows, user)]
+    assert eligible.size > 20
+    query = np.zeros(4, dtype=np.float32)
+    query[0] = 1.0
+    vectors = np.zeros((rows.size, 4), dtype=np.float32)
+    vectors[:, 1] = 1.0  # every post equally far from the query ...
+    vectors[eligible[:5]] = query  # ... but five, the clear best
+    tied_others = np.concatenate([eligible[:5], eligible[-5:]])  # the best, then any ties
+
+    def recall(found: IntArray) -> float:
+        model = typing.cast(ServingModel, SimpleNamespace(index=_FixedIndex(found)))
+        return ann_recall(
+            model,
+            [user],
+            query[None, :],
+            embedded=(rows, vectors),
+            catalogue=swap_world.catalogue,
+            window=window,
+            k=10,
+        )
+
+    assert recall(tied_others) == 1.0
+    assert recall(eligible[-10:]) == 0.5  # the five best missed
+    assert recall(np.array([10**9] * 10, dtype=np.int64)) == 0.0  # posts it never embedded
 
 
 def test_the_recall_threshold_is_a_setting(

@@ -17,6 +17,7 @@ from feedrank.v1 import events_pb2
 def small_two_tower(seed: int = 0) -> TwoTowerConfig:
     return TwoTowerConfig(
         embedding_dim=8,
+        topic_dims=4,
         user_id_buckets=256,
         post_id_buckets=512,
         id_embedding_dim=4,

@@ -26,7 +26,7 @@ from torch import nn
 
 from feedrank.core.features.schema import NUM_TOPICS, PostFeatureBatch, UserFeatures
 
-ENCODING_VERSION = 3  # 2: logged feed position (position bias); 3: user topic affinity
+ENCODING_VERSION = 4  # 2: position bias; 3: user topic affinity; 4: two-tower topic subspace
 
 USER_NUMERIC_COLUMNS = ("activity", "follow_count", "engagements_7d", "sensitive_filter")
 POST_NUMERIC_COLUMNS = (

@@ -1,8 +1,13 @@
 """The two-tower retrieval model: a user tower and a post tower meeting in a dot product.
 
-Each tower is an MLP over its side's features ending in an L2-normalised
-``embedding_dim`` vector, so the similarity of a user and a post is their cosine and an
-inner-product ANN index over post vectors retrieves in model order. The logit is that
+Each tower ends in an L2-normalised ``embedding_dim`` vector, so the similarity of a
+user and a post is their cosine and an inner-product ANN index over post vectors
+retrieves in model order. The vector is an MLP over the side's features next to a
+**topic subspace** (``topic_dims``, see :class:`TopicMap`): the user's topic affinity or
+the post's topics through a learned map that starts as the identity. Whether a post's
+topics match a user's history is most of what decides engagement; an MLP pair learns
+that bilinear form only from many engagements, while the subspace scores it from the
+first request (an untrained model retrieves by topic match) and training tunes it. The logit is that
 similarity times a learned positive scale plus a learned bias (monotone in the
 similarity), and the probability is its sigmoid.
 
@@ -62,6 +67,10 @@ class TwoTowerConfig:
     hidden_sizes: tuple[int, ...] = (128, 128)
     id_dropout: float = 0.1  # chance a known id is dropped in training (cold-start path)
     initial_logit_scale: float = 10.0  # cosine in [-1, 1] times this is the initial logit
+    # Dimensions of each vector given to the topic subspace (at most NUM_TOPICS, fewer
+    # than embedding_dim); 0 turns it off. See the module docstring.
+    topic_dims: int = NUM_TOPICS
+    initial_topic_weight: float = 2.0  # the topic maps start as this times the identity
     encode_batch_size: int = 65_536  # rows per forward pass in encode_posts
     seed: int = 0  # weight initialisation
 
@@ -81,6 +90,34 @@ class TwoTowerConfig:
             raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         if self.initial_logit_scale <= 0:
             raise ValueError(f"initial_logit_scale must be positive: {self.initial_logit_scale}")
+        if not 0 <= self.topic_dims < self.embedding_dim or self.topic_dims > NUM_TOPICS:
+            raise ValueError(
+                f"topic_dims must be in [0, min(embedding_dim - 1, {NUM_TOPICS})]: {self}"
+            )
+
+
+class TopicMap(nn.Module):
+    """A tower's topic subspace: its topic weights, as a unit vector, times a learned map.
+
+    Both towers' maps start as the same matrix (``initial_weight`` times the identity
+    when the subspace has NUM_TOPICS dimensions, else the same seeded orthonormal
+    projection), so before any training the subspace already scores the cosine of a
+    user's topic affinity and a post's topics: retrieval starts from topic match and
+    learns from there. A user without history (all-zero affinity) gets zeros here.
+    """
+
+    def __init__(self, dims: int, initial_weight: float, seed: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        if dims == NUM_TOPICS:
+            start = torch.eye(NUM_TOPICS)
+        else:
+            gaussian = torch.randn(NUM_TOPICS, NUM_TOPICS, generator=generator)
+            start = torch.linalg.qr(gaussian)[0][:dims]  # orthonormal rows
+        self.weight = nn.Parameter(initial_weight * start)
+
+    def forward(self, topic_weights: torch.Tensor) -> torch.Tensor:
+        return functional.normalize(topic_weights, dim=1) @ self.weight.T
 
 
 class UserTower(nn.Module):
@@ -97,7 +134,9 @@ class UserTower(nn.Module):
         self.age_bucket = nn.Embedding(AGE_BUCKETS, category_dim)
         width = self.user_id.output_dim + 3 * category_dim + len(USER_NUMERIC_COLUMNS)
         width += NUM_TOPICS  # topic affinity
-        self.layers = mlp(width, config.hidden_sizes, config.embedding_dim)
+        topic_dims = config.topic_dims
+        self.layers = mlp(width, config.hidden_sizes, config.embedding_dim - topic_dims)
+        self.topics = TopicMap(topic_dims, config.initial_topic_weight, config.seed)
 
     def forward(self, users: UserTensors) -> torch.Tensor:
         inputs = torch.cat(
@@ -110,7 +149,8 @@ class UserTower(nn.Module):
             ),
             dim=1,
         )
-        return functional.normalize(self.layers(inputs), dim=1)
+        vector = torch.cat([self.layers(inputs), self.topics(users.topic_affinity)], dim=1)
+        return functional.normalize(vector, dim=1)
 
 
 class PostTower(nn.Module):
@@ -130,14 +170,17 @@ class PostTower(nn.Module):
         self.country = nn.Embedding(len(COUNTRIES), category_dim)
         width = self.post_id.output_dim + 2 * category_dim
         width += NUM_TOPICS + CONTENT_DIM + len(POST_NUMERIC_COLUMNS)
-        self.layers = mlp(width, config.hidden_sizes, config.embedding_dim)
+        topic_dims = config.topic_dims
+        self.layers = mlp(width, config.hidden_sizes, config.embedding_dim - topic_dims)
+        self.topics = TopicMap(topic_dims, config.initial_topic_weight, config.seed)
 
     def forward(self, posts: PostTensors) -> torch.Tensor:
         inputs = torch.cat(
             post_inputs(posts, post_id=self.post_id, language=self.language, country=self.country),
             dim=1,
         )
-        return functional.normalize(self.layers(inputs), dim=1)
+        vector = torch.cat([self.layers(inputs), self.topics(posts.topics)], dim=1)
+        return functional.normalize(vector, dim=1)
 
 
 class TwoTowerModel(nn.Module):

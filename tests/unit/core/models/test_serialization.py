@@ -25,7 +25,12 @@ from feedrank.core.models.two_tower import TwoTowerConfig, TwoTowerModel
 from tests.unit.core.models.factories import AS_OF_MS, make_posts, make_user, make_users
 
 TOWERS = TwoTowerConfig(
-    embedding_dim=16, user_id_buckets=512, post_id_buckets=512, hidden_sizes=(32,), seed=7
+    embedding_dim=16,
+    user_id_buckets=512,
+    post_id_buckets=512,
+    hidden_sizes=(32,),
+    topic_dims=8,
+    seed=7,
 )
 RANKER = RankerConfig(tower_dim=16, user_id_buckets=512, post_id_buckets=512, hidden_sizes=(32,))
 

@@ -10,7 +10,11 @@ from feedrank.core.models.two_tower import TwoTowerConfig, TwoTowerModel
 from tests.unit.core.models.factories import make_posts, make_user, make_users, with_changes
 
 SMALL = TwoTowerConfig(
-    embedding_dim=16, user_id_buckets=1024, post_id_buckets=1024, hidden_sizes=(32,)
+    embedding_dim=16,
+    user_id_buckets=1024,
+    post_id_buckets=1024,
+    hidden_sizes=(32,),
+    topic_dims=8,
 )
 
 

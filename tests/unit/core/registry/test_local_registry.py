@@ -29,7 +29,9 @@ from feedrank.core.registry.bundle import EMBEDDINGS_FILE, RANKER_FILE, TWO_TOWE
 
 def small_bundle(seed: int = 0, posts: int = 20) -> ModelBundle:
     two_tower = TwoTowerModel(
-        TwoTowerConfig(seed=seed, embedding_dim=16, user_id_buckets=64, post_id_buckets=64)
+        TwoTowerConfig(
+            seed=seed, embedding_dim=16, user_id_buckets=64, post_id_buckets=64, topic_dims=8
+        )
     )
     ranker = RankerModel(
         RankerConfig(seed=seed, tower_dim=16, user_id_buckets=64, post_id_buckets=64)
