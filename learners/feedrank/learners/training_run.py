@@ -88,9 +88,11 @@ def publish_run(registry: ModelRegistry, run: TrainingRun, metrics: dict[str, fl
     catalogue = PostCatalogue()
     if run.simulator is not None:  # embed the whole simulated catalogue, as of its "now"
         store: InMemoryFeatureStore = run.simulator.store
-        now = run.simulator.now_ms
         every_post = np.arange(store.num_posts, dtype=np.int64)
-        catalogue.update(store.post_features(every_post, now), np.full(every_post.size, now))
+        # Creation times from the world: a post published after "now" has age 0 there,
+        # and must not enter the index as created "now" (it would be served early).
+        created_ms = np.asarray(run.simulator.world.posts.created_ms, dtype=np.int64)
+        catalogue.seed(store.post_features(every_post, run.simulator.now_ms), created_ms)
     catalogue.update(run.batch.posts, run.batch.decision_time_ms)
     times = run.batch.decision_time_ms
     manifest = publish_version(

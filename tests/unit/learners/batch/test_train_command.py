@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from feedrank.cli.main import app
+from feedrank.core.features.schema import LANGUAGES
 from feedrank.core.registry import LocalModelRegistry, read_bundle
 from feedrank.core.settings import load_settings
 from feedrank.core.world import WorldConfig
+from feedrank.explore.retrieval import CandidateIndex
+from feedrank.learners.bootstrap import local_world
 from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
 from feedrank.stack.components import StackError
 
@@ -87,3 +91,30 @@ def test_a_bootstrap_below_its_gate_stops_the_stack(small_world: Path) -> None:
     with pytest.raises(StackError, match=r"did not reach AUC 0\.99"):
         train_bootstrap_model(settings)
     assert LocalModelRegistry(small_world).versions() == []
+
+
+def test_posts_published_after_the_history_are_not_indexed_early(
+    small_world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDRANK_WORLD__PUBLISH_AHEAD_DAYS", "3")
+    result = runner.invoke(
+        app, ["train", "--simulate", "1500", "--max-epochs", "1", "--min-auc", "0", "--force"]
+    )
+    assert result.exit_code == 0, result.output
+    registry = LocalModelRegistry(small_world)
+    (manifest,) = registry.versions()
+    index = CandidateIndex.load(registry.open_verified(manifest.version) / "ann")
+    world = local_world(load_settings())
+    created = np.asarray(world.posts.created_ms)
+    start = world.config.start_ms
+    assert (created > start).sum() > 50  # the world does publish ahead
+    for language in range(len(LANGUAGES)):
+        found, _ = index.search(
+            np.ones(index.config.dim, dtype=np.float32) / index.config.dim**0.5,
+            400,
+            languages=[language],
+            country=0,
+            min_created_ms=0,
+            max_created_ms=start,
+        )
+        assert (created[found] <= start).all()  # nothing from the future
