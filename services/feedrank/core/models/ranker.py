@@ -9,7 +9,10 @@ Position bias (the "shallow tower" of Zhao et al., RecSys 2019): a logged item's
 position decides how likely it is to be looked at, independently of how appealing it
 is. In training the logged position adds its own learned bias to the logit, so the
 rest of the model learns appeal rather than where past policies put a post; serving
-scores every candidate at the top position (0), which ranks by appeal alone.
+scores every candidate at the top position (0), which ranks by appeal alone. The bias
+is a learned curve ``-slope * log(1 + position)`` plus a learned offset per position:
+a position the training data never showed (a longer feed than the history's) gets the
+curve's value, not an untrained zero far above its neighbours.
 
 Next to the MLP, a topic cross adds ``interest(user, context) . topics(post)`` to the
 logit: a linear map of the user/context inputs to one affinity per topic, dotted with
@@ -135,6 +138,7 @@ class RankerModel(nn.Module):
             self.head = nn.Sequential(nn.ReLU(), mlp(hidden[0], hidden[1:], 1))
             self.topic_interest = nn.Linear(user_width + context_width, NUM_TOPICS)
             self.position_bias = nn.Embedding(config.position_buckets, 1)
+            self.position_slope = nn.Parameter(torch.zeros(()))
         for start_at_zero in (*self.topic_interest.parameters(), self.position_bias.weight):
             nn.init.zeros_(start_at_zero)  # no cross and no position effect until learned
 
@@ -185,10 +189,10 @@ class RankerModel(nn.Module):
     def _position_logits(self, positions: torch.Tensor | None) -> torch.Tensor:
         """The position-bias term: per row for logged positions, else position 0's."""
         if positions is None:
-            return self.position_bias.weight[0, 0]
+            return self.position_bias.weight[0, 0]  # log(1 + 0) = 0: no curve term
         last = self.config.position_buckets - 1
-        biases: torch.Tensor = self.position_bias(positions.clamp(0, last))
-        return biases.squeeze(1)
+        offsets: torch.Tensor = self.position_bias(positions.clamp(0, last)).squeeze(1)
+        return offsets - self.position_slope * torch.log1p(positions.to(torch.float32))
 
     def score(
         self,

@@ -147,3 +147,15 @@ def test_affinity_match_is_the_cosine_of_affinity_and_topics() -> None:
     topics = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     match = _affinity_match(affinity, topics)
     assert match.tolist() == pytest.approx([0.5**0.5, 0.0])
+
+
+def test_positions_beyond_the_trained_ones_follow_the_learned_curve() -> None:
+    model = RankerModel(SMALL)
+    with torch.no_grad():
+        model.position_slope.fill_(0.5)  # a trained decay; offsets stay untrained (0)
+    positions = torch.tensor([0, 9, 19, 500], dtype=torch.int64)
+    biases = model._position_logits(positions)
+    expected = -0.5 * torch.log1p(positions.to(torch.float32))
+    assert torch.allclose(biases, expected)
+    assert biases[2] < biases[1]  # never an untrained 0 above its trained neighbours
+    assert model._position_logits(None) == 0.0
