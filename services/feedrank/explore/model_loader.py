@@ -131,7 +131,9 @@ class ModelLoader:
 
     def _verify(self, model: ServingModel, bundle: ModelBundle) -> None:
         settings = self.settings
-        now_ms = self.clock.now_ms()
+        # Check as of the time serving is at: requests may carry times ahead of this
+        # process's clock (a simulator's), and the store answers only near its present.
+        now_ms = max(self.clock.now_ms(), self.store.present_ms() or 0)
         window = CheckWindow(now_ms, now_ms - int(settings.max_post_age_days * DAY_MS))
         users = [self.store.user_features(user_id, now_ms) for user_id in self.check_user_ids]
         user_vectors = smoke_score(model, users, self.store, window, settings.recall_k)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import typing
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from feedrank.core.features.schema import FloatArray, IntArray
+from feedrank.core.features.store import DAY_MS, InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.registry.bundle import EMBEDDINGS_FILE, INDEX_DIR, RANKER_FILE, TWO_TOWER_FILE
 from feedrank.explore.errors import ModelRefused
@@ -181,6 +183,23 @@ def test_posts_tied_with_the_kth_best_count_as_hits(swap_world: SwapWorld) -> No
     assert recall(tied_others) == 1.0
     assert recall(eligible[-10:]) == 0.5  # the five best missed
     assert recall(np.array([10**9] * 10, dtype=np.int64)) == 0.0  # posts it never embedded
+
+
+def test_versions_are_checked_at_the_time_serving_is_at(
+    swap_world: SwapWorld, registry: LocalModelRegistry
+) -> None:
+    """Requests may carry times far ahead of the service's own clock (a simulator's);
+    the store then no longer answers for the clock's time, so the checks use the store's."""
+    store = InMemoryFeatureStore.from_world(swap_world.world)
+    ahead_ms = START_MS + 3 * DAY_MS
+    store.record_impressions(np.arange(50, dtype=np.int64), START_MS + 10)
+    store.record_engagements("u3", np.array([4], dtype=np.int64), START_MS + 20)
+    store.post_features(np.arange(5, dtype=np.int64), ahead_ms)  # serving moved on ...
+    store.user_features("u3", ahead_ms)
+    assert store.present_ms() == ahead_ms  # ... while the clock still says START_MS
+    version = publish(registry, small_bundle(swap_world.posts, seed=1))
+    loader = dataclasses.replace(swap_world, store=store).loader(registry)
+    assert loader.load(version).version == version
 
 
 def test_the_recall_threshold_is_a_setting(

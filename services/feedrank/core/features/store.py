@@ -151,6 +151,11 @@ class FeatureStore(Protocol):
         """The creator of a post."""
         ...
 
+    def present_ms(self) -> int | None:
+        """The latest time a lookup asked about (the store's "now": lookups far behind it
+        may no longer be answerable), or None before any lookup."""
+        ...
+
 
 class PointInTimeCounts:
     """Per-row counts that can be read as of any time within the retained history.
@@ -186,6 +191,11 @@ class PointInTimeCounts:
                 f"at_ms={at_ms} is before the retained history (from {self._exact_from_ms})"
             )
         return self._applied[rows] - self._increments_after(rows, at_ms)
+
+    @property
+    def watermark_ms(self) -> int | None:
+        """The latest lookup time so far (increments up to it are applied)."""
+        return self._watermark_ms
 
     def _advance(self, at_ms: int) -> None:
         while self._pending and self._pending[0][0] <= at_ms:
@@ -324,6 +334,16 @@ class InMemoryFeatureStore:
     @property
     def num_posts(self) -> int:
         return len(self._posts)
+
+    def present_ms(self) -> int | None:
+        with self._lock:
+            times = [
+                self._latest_user_lookup_ms,
+                self._impressions.watermark_ms,
+                self._engagements.watermark_ms,
+            ]
+        known = [time for time in times if time is not None]
+        return max(known) if known else None
 
     def user_features(
         self,
