@@ -417,7 +417,10 @@ class LearnerSettings(_Group):
         default=200_000, ge=1, description="Examples between published registry versions."
     )
     publish_every_s: float = Field(
-        default=60.0, gt=0, description="Seconds between published versions (if any news)."
+        default=30.0,
+        gt=0,
+        description="Seconds between published versions (if any news); an engagement "
+        "reaches a version about half this plus the join's checkpoint interval later.",
     )
     learning_rate: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(
