@@ -72,6 +72,9 @@ def learn(
         ConsumerConfig(
             bootstrap=settings.kafka.bootstrap,
             topic=settings.topics.examples,
+            decisions_topic=settings.topics.decisions
+            if learner_settings.feedback == "fake_negatives"
+            else None,
             group_id=learner_settings.group_id,
             state_dir=learner_settings.state_dir or settings.paths.state_dir / "learner",
             micro_batch_size=learner_settings.micro_batch_size,
@@ -93,7 +96,8 @@ def learn(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     console.print(
-        f"learning from {settings.topics.examples} (state in {consumer.config.state_dir}, "
+        f"learning from {' + '.join(consumer.topics_read)} ({learner_settings.feedback}; "
+        f"state in {consumer.config.state_dir}, "
         f"{consumer.progress.examples_applied:,} examples applied so far)"
     )
     progress = consumer.run(stop)

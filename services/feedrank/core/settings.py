@@ -422,6 +422,12 @@ class LearnerSettings(_Group):
         description="Seconds between published versions (if any news); an engagement "
         "reaches a version about half this plus the join's checkpoint interval later.",
     )
+    feedback: Literal["fake_negatives", "complete"] = Field(
+        default="fake_negatives",
+        description="fake_negatives: learn each shown item as a negative from "
+        "topics.decisions at impression and as a positive when it is engaged (keeps the "
+        "stream in step with time); complete: learn the join's final labels only.",
+    )
     learning_rate: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(
         default=1e-5, ge=0, description="L2 weight decay on dense weights (not id tables)."

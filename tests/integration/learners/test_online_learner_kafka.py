@@ -1,5 +1,6 @@
 """The online learner against the real broker: killed with SIGKILL mid-stream and restarted,
-it applies every example exactly once and publishes a version naming its offsets."""
+it applies every example exactly once and publishes a version naming its offsets; with
+fake negatives it learns every shown item of the decisions topic and the join's positives."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from google.protobuf.message import Message
 
 from feedrank.core import codecs
 from feedrank.core.registry import LocalModelRegistry
@@ -27,7 +29,7 @@ FIRST, SECOND = 1_500, 1_500
 GROUP = "feedrank-learner-test"
 
 
-def produce(bootstrap: str, topic: str, examples: Sequence[events_pb2.LabelledExample]) -> None:
+def produce(bootstrap: str, topic: str, examples: Sequence[Message]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for index, example in enumerate(examples):
         producer.produce(topic, key=b"u", value=codecs.encode(example), partition=index % 2)
@@ -35,12 +37,17 @@ def produce(bootstrap: str, topic: str, examples: Sequence[events_pb2.LabelledEx
 
 
 def learner_process(
-    settings: Settings, topic: str, state: Path, *extra: str
+    settings: Settings,
+    topic: str,
+    state: Path,
+    *extra: str,
+    environment_overrides: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     environment = {
         **os.environ,
         **settings_to_environment(settings),
         "FEEDRANK_TOPICS__EXAMPLES": topic,
+        "FEEDRANK_LEARNER__FEEDBACK": "complete",
         "FEEDRANK_LEARNER__STATE_DIR": str(state / "checkpoints"),
         "FEEDRANK_PATHS__REGISTRY_DIR": str(state / "registry"),
         "FEEDRANK_LEARNER__GROUP_ID": GROUP,
@@ -55,6 +62,7 @@ def learner_process(
         "FEEDRANK_WORLD__NUM_CREATORS": "20",
         "FEEDRANK_WORLD__NUM_POSTS": "400",
         "FEEDRANK_WORLD__SEED": "3",
+        **(environment_overrides or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "feedrank.cli.main", "learn", "--no-metrics", *extra],
@@ -128,3 +136,68 @@ def test_a_killed_learner_resumes_without_losing_or_repeating_examples(
     assert latest.training.source == f"kafka:{topic}"
     assert latest.parent  # the versions form a chain
     registry.open_verified(latest.version)
+
+
+def decision_of(examples: Sequence[events_pb2.LabelledExample]) -> events_pb2.Decision:
+    """The decision the examples of one slate came from (as explore logged it)."""
+    first = examples[0]
+    return events_pb2.Decision(
+        decision_id=first.decision_id,
+        event_time_ms=first.decision_time_ms,
+        user_id=first.user_id,
+        model_version=first.model_version,
+        arm=first.arm,
+        user_features=first.user_features,
+        items=[
+            events_pb2.ShownItem(
+                post_id=example.post_id,
+                position=example.position,
+                score=example.score,
+                propensity=example.propensity,
+                features=example.post_features,
+            )
+            for example in examples
+        ],
+    )
+
+
+def test_fake_negatives_learn_each_impression_and_each_engagement_once(
+    kafka: KafkaBroker, settings_for_kafka: Settings, new_topic: TopicFactory, tmp_path: Path
+) -> None:
+    examples_topic = new_topic("examples", partitions=2)
+    decisions_topic = new_topic("decisions", partitions=2)
+    examples = list(simulated_examples(1_000, seed=7))
+    slates: dict[str, list[events_pb2.LabelledExample]] = {}
+    for example in examples:
+        slates.setdefault(example.decision_id, []).append(example)
+    decisions = [decision_of(slate) for slate in slates.values()]
+    positives = [example for example in examples if example.engaged]
+    assert 0 < len(positives) < len(examples)
+    produce(kafka.bootstrap, decisions_topic, decisions)
+    produce(kafka.bootstrap, examples_topic, examples)  # the join's negatives are skipped
+
+    state = tmp_path / "learner"
+    process = learner_process(
+        settings_for_kafka,
+        examples_topic,
+        state,
+        "--until-idle",
+        "3",
+        environment_overrides={
+            "FEEDRANK_LEARNER__FEEDBACK": "fake_negatives",
+            "FEEDRANK_TOPICS__DECISIONS": decisions_topic,
+        },
+    )
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output.decode()[-3000:]
+    progress = CheckpointStore(state / "checkpoints").progress()
+    assert progress is not None
+    assert progress.examples_applied == len(examples) + len(positives)
+    keys = [f"{example.decision_id}/{example.post_id}" for example in [*examples, *positives]]
+    assert progress.key_digest == key_digest(keys)
+    assert sum(
+        offset for key, offset in progress.offsets.items() if key.startswith(decisions_topic)
+    ) == len(decisions)
+    latest = LocalModelRegistry(state / "registry").latest()
+    assert latest is not None
+    assert latest.training.source == f"kafka:{examples_topic}+{decisions_topic}"

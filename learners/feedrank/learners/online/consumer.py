@@ -1,6 +1,9 @@
 """The online learning loop: ``feedrank.examples`` in, models and registry versions out.
 
-Per micro-batch: consume (read committed), decode through the codec, score the batch
+With a decisions topic configured it also reads ``feedrank.decisions`` and learns every
+shown item as a negative at impression and the join's positives as they come (fake
+negatives, see :mod:`feedrank.learners.online.feedback`); both topics' offsets are in
+the checkpoint. Per micro-batch: consume (read committed), decode through the codec, score the batch
 for the streaming metrics (before learning from it), apply one update, and account for
 the examples (next offset per partition, count, key digest). Every N examples or T
 seconds the learner, its stream position and its post catalogue are checkpointed
@@ -38,6 +41,7 @@ from feedrank.learners.examples import (
 )
 from feedrank.learners.online import metrics
 from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress
+from feedrank.learners.online.feedback import Feedback, fake_negatives, learns_from
 from feedrank.learners.online.learner import OnlineLearner
 from feedrank.learners.online.monitoring import StreamMonitor
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
@@ -55,6 +59,9 @@ class ConsumerConfig:
     topic: str
     group_id: str
     state_dir: Path
+    # With a decisions topic the learner learns fake negatives from it (see feedback.py);
+    # without one it learns the join's complete labels.
+    decisions_topic: str | None = None
     micro_batch_size: int = 512
     poll_timeout_s: float = 0.5
     checkpoint_every_examples: int = 50_000
@@ -146,15 +153,16 @@ class OnlineConsumer:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", error)
                 continue
-            key = f"{message.topic()}:{message.partition()}"
+            topic = message.topic()
+            key = f"{topic}:{message.partition()}"
             self.progress.offsets[key] = max(
                 self.progress.offsets.get(key, 0), int(message.offset() or 0) + 1
             )
             try:
-                examples.append(codecs.decode(events_pb2.LabelledExample, message.value()))
+                examples.extend(self._examples_of(topic, message.value()))
             except codecs.EventDecodeError as decode_error:
                 metrics.REJECTED.inc()
-                log.warning("skipping an undecodable example: %s", decode_error)
+                log.warning("skipping an undecodable record of %s: %s", topic, decode_error)
         batch = self._batch(examples)
         if batch is None:
             return 0
@@ -167,6 +175,26 @@ class OnlineConsumer:
         self.catalogue.update(batch.posts, times)
         self._export(loss, len(batch), started)
         return len(batch)
+
+    @property
+    def feedback(self) -> Feedback:
+        if self.config.decisions_topic is None:
+            return Feedback.COMPLETE
+        return Feedback.FAKE_NEGATIVES
+
+    @property
+    def topics_read(self) -> list[str]:
+        decisions = self.config.decisions_topic
+        return [self.config.topic] + ([decisions] if decisions is not None else [])
+
+    def _examples_of(
+        self, topic: str | None, value: bytes | None
+    ) -> list[events_pb2.LabelledExample]:
+        """The training examples one record stands for (none for a skipped one)."""
+        if topic is not None and topic == self.config.decisions_topic:
+            return fake_negatives(codecs.decode(events_pb2.Decision, value))
+        example = codecs.decode(events_pb2.LabelledExample, value)
+        return [example] if learns_from(example, self.feedback) else []
 
     def _batch(self, examples: list[events_pb2.LabelledExample]) -> ExampleBatch | None:
         if not examples:
@@ -241,7 +269,7 @@ class OnlineConsumer:
             self.catalogue,
             self.embeddings,
             training=TrainingData(
-                source=f"kafka:{self.config.topic}",
+                source="kafka:" + "+".join(self.topics_read),
                 examples=progress.examples_applied,
                 start_ms=progress.first_decision_ms,
                 end_ms=max(progress.last_decision_ms, progress.first_decision_ms),
@@ -258,15 +286,16 @@ class OnlineConsumer:
         return manifest.version
 
     def _assign(self, consumer: Consumer) -> None:
-        topic = self.config.topic
-        metadata = consumer.list_topics(topic, timeout=30)
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None or not described.partitions:
-            raise RuntimeError(f"topic {topic!r} is not available: {described and described.error}")
         assignment = []
-        for partition in sorted(described.partitions):
-            offset = self.progress.offsets.get(f"{topic}:{partition}", OFFSET_BEGINNING)
-            assignment.append(TopicPartition(topic, partition, offset))
+        for topic in self.topics_read:
+            metadata = consumer.list_topics(topic, timeout=30)
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None or not described.partitions:
+                error = described and described.error
+                raise RuntimeError(f"topic {topic!r} is not available: {error}")
+            for partition in sorted(described.partitions):
+                offset = self.progress.offsets.get(f"{topic}:{partition}", OFFSET_BEGINNING)
+                assignment.append(TopicPartition(topic, partition, offset))
         consumer.assign(assignment)
 
     def _export(self, loss: float, count: int, started: float) -> None:
