@@ -49,6 +49,7 @@ from feedrank.learners.publishing import publish_version
 from feedrank.v1 import events_pb2
 
 log = logging.getLogger("feedrank.learners")
+SHOWN_ITEMS_PER_DECISION = 16  # about a feed's length: decisions polled per example record
 
 
 @dataclass(frozen=True)
@@ -107,18 +108,9 @@ class OnlineConsumer:
         self._last_publish = time.monotonic()
 
     def run(self, stop: threading.Event) -> StreamProgress:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.config.bootstrap,
-                "group.id": self.config.group_id,
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "log_level": 3,
-            }
-        )
+        readers = _TopicReaders(self.config, self.topics_read)
         try:
-            self._assign(consumer)
+            readers.assign(self.progress.offsets)
             if self.registry is not None and self.registry.latest() is None:
                 # The first version is the model the learner starts from, so a rollout
                 # always compares what it learned with what served before.
@@ -126,20 +118,18 @@ class OnlineConsumer:
             last_example = time.monotonic()
             idle_exit = self.config.idle_exit_s
             while not stop.is_set():
-                messages = consumer.consume(
-                    num_messages=self.config.micro_batch_size, timeout=self.config.poll_timeout_s
-                )
+                messages = readers.poll()
                 if messages:
                     self.apply(messages)
                     last_example = time.monotonic()
                 elif idle_exit is not None and time.monotonic() - last_example > idle_exit:
                     break
-                self._maybe_checkpoint_and_publish(consumer)
+                self._maybe_checkpoint_and_publish(readers)
             if self.progress.examples_applied > self._published_examples:
                 self.publish()
-            self._checkpoint(consumer, force=True)
+            self._checkpoint(readers, force=True)
         finally:
-            consumer.close()
+            readers.close()
         return self.progress
 
     # One micro-batch ------------------------------------------------------------------
@@ -215,7 +205,7 @@ class OnlineConsumer:
         return batch_from_examples(good, topics=self.topics) if good else None
 
     # Durability and publishing --------------------------------------------------------
-    def _maybe_checkpoint_and_publish(self, consumer: Consumer) -> None:
+    def _maybe_checkpoint_and_publish(self, readers: _TopicReaders) -> None:
         config, now = self.config, time.monotonic()
         applied = self.progress.examples_applied
         publish_due = applied > self._published_examples and (
@@ -232,9 +222,9 @@ class OnlineConsumer:
         if publish_due:
             self.publish()  # the checkpoint below then records the version as the parent
         if checkpoint_due or publish_due:
-            self._checkpoint(consumer)
+            self._checkpoint(readers)
 
-    def _checkpoint(self, consumer: Consumer, *, force: bool = False) -> None:
+    def _checkpoint(self, readers: _TopicReaders, *, force: bool = False) -> None:
         """Make the state durable, THEN commit the offsets it includes."""
         unchanged = self.progress.offsets == self._checkpointed_offsets
         if (
@@ -245,12 +235,7 @@ class OnlineConsumer:
             return
         started = time.perf_counter()
         self.store.save(self.learner, self.progress, self.catalogue)
-        offsets = [
-            TopicPartition(topic, int(partition), offset)
-            for topic, partition, offset in _split_offsets(self.progress.offsets)
-        ]
-        if offsets:
-            consumer.commit(offsets=offsets, asynchronous=False)
+        readers.commit(self.progress.offsets)
         self._checkpointed_examples = self.progress.examples_applied
         self._checkpointed_offsets = dict(self.progress.offsets)
         self._last_checkpoint = time.monotonic()
@@ -285,19 +270,6 @@ class OnlineConsumer:
         log.info("published %s at offsets %s", manifest.version, progress.offsets)
         return manifest.version
 
-    def _assign(self, consumer: Consumer) -> None:
-        assignment = []
-        for topic in self.topics_read:
-            metadata = consumer.list_topics(topic, timeout=30)
-            described = metadata.topics.get(topic)
-            if described is None or described.error is not None or not described.partitions:
-                error = described and described.error
-                raise RuntimeError(f"topic {topic!r} is not available: {error}")
-            for partition in sorted(described.partitions):
-                offset = self.progress.offsets.get(f"{topic}:{partition}", OFFSET_BEGINNING)
-                assignment.append(TopicPartition(topic, partition, offset))
-        consumer.assign(assignment)
-
     def _export(self, loss: float, count: int, started: float) -> None:
         metrics.EXAMPLES.inc(count)
         metrics.LOSS.set(loss)
@@ -310,6 +282,77 @@ class OnlineConsumer:
             if np.isfinite(snapshot[name]):
                 gauge.set(snapshot[name])
         metrics.UPDATE_SECONDS.observe(time.perf_counter() - started)
+
+
+class _TopicReaders:
+    """One read-committed consumer per topic read, polled together.
+
+    With fake negatives a micro-batch should hold impressions and engagements of about
+    the same period: one consumer over both topics returns whole fetches of one topic at
+    a time (hundreds of decisions, i.e. thousands of negatives, then hundreds of
+    examples), and steps alternate between all-negative and mostly-positive batches,
+    which swings the model. So each poll takes up to a micro-batch of examples and a
+    proportional number of decisions (each stands for a feed of shown items).
+    """
+
+    def __init__(self, config: ConsumerConfig, topics: list[str]) -> None:
+        self.config = config
+        self.consumers = {
+            topic: Consumer(
+                {
+                    "bootstrap.servers": config.bootstrap,
+                    "group.id": config.group_id,
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "log_level": 3,
+                }
+            )
+            for topic in topics
+        }
+
+    def assign(self, offsets: dict[str, int]) -> None:
+        """Every partition of each topic, from ``offsets`` (else the beginning)."""
+        for topic, consumer in self.consumers.items():
+            metadata = consumer.list_topics(topic, timeout=30)
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None or not described.partitions:
+                error = described and described.error
+                raise RuntimeError(f"topic {topic!r} is not available: {error}")
+            consumer.assign(
+                [
+                    TopicPartition(
+                        topic, partition, offsets.get(f"{topic}:{partition}", OFFSET_BEGINNING)
+                    )
+                    for partition in sorted(described.partitions)
+                ]
+            )
+
+    def poll(self) -> list[Message]:
+        config = self.config
+        timeout = config.poll_timeout_s / len(self.consumers)
+        messages: list[Message] = []
+        for topic, consumer in self.consumers.items():
+            count = config.micro_batch_size
+            if topic == config.decisions_topic:
+                count = max(1, count // SHOWN_ITEMS_PER_DECISION)
+            messages += consumer.consume(num_messages=count, timeout=timeout)
+        return messages
+
+    def commit(self, offsets: dict[str, int]) -> None:
+        """Commit each topic's offsets through its own consumer (for lag monitoring)."""
+        for topic, consumer in self.consumers.items():
+            mine = [
+                TopicPartition(name, int(partition), offset)
+                for name, partition, offset in _split_offsets(offsets)
+                if name == topic
+            ]
+            if mine:
+                consumer.commit(offsets=mine, asynchronous=False)
+
+    def close(self) -> None:
+        for consumer in self.consumers.values():
+            consumer.close()
 
 
 def _split_offsets(offsets: dict[str, int]) -> list[tuple[str, str, int]]:
