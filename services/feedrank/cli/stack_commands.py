@@ -25,7 +25,7 @@ from feedrank.stack.supervisor import ComponentStatus, LocalStack
 console = Console()
 STACK_ERRORS = (StackError, KafkaBrokerError, JarFetchError)
 DEMO_SECONDS = 600.0  # ten minutes of wall clock …
-DEMO_SPEED = 3600.0  # … at a simulated hour per second: ten simulated days
+DEMO_SPEED = 1440.0  # … at a simulated day per minute: ten simulated days
 
 
 def setup(context: typer.Context) -> None:

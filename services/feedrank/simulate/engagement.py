@@ -93,6 +93,27 @@ class EngagementLedger:
                     total.safeguards += tally.safeguards
         return dict(totals)
 
+    def versus_oracle(self, since_ms: int = 0) -> dict[str, float]:
+        """Per arm, its engagements over what the ORACLE's rate would have earned on the
+        same impressions at the same times (bucket by bucket): arms that served in
+        different periods of a changing world compare fairly. Buckets the oracle has no
+        rate for are left out."""
+        with self._lock:
+            oracle = {
+                key.bucket_start_ms: tally.rate
+                for key, tally in self._tallies.items()
+                if key.arm == ORACLE_ARM and tally.impressions
+            }
+            earned: dict[str, float] = defaultdict(float)
+            possible: dict[str, float] = defaultdict(float)
+            for key, tally in self._tallies.items():
+                rate = oracle.get(key.bucket_start_ms)
+                if key.bucket_start_ms < since_ms or rate is None:
+                    continue
+                earned[key.arm] += tally.engagements
+                possible[key.arm] += tally.impressions * rate
+        return {arm: earned[arm] / possible[arm] for arm in earned if possible[arm] > 0}
+
     def _add(
         self, arm: str, impression_ms: int, shown: int, engaged: float, flagged: float
     ) -> None:

@@ -12,17 +12,20 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from rich.table import Table
 
-from feedrank.simulate.engagement import ORACLE_ARM, EngagementLedger, Tally
+from feedrank.simulate.engagement import EngagementLedger, Tally
 
 
-def totals_table(totals: dict[str, Tally], title: str) -> Table:
+def totals_table(totals: dict[str, Tally], title: str, versus_oracle: dict[str, float]) -> Table:
+    """Per arm: impressions, engagement rate, ``versus_oracle`` (its engagement over the
+    oracle's at the same times, see ``EngagementLedger.versus_oracle``) and safeguards."""
     table = Table(title=title)
-    for column in ("arm / model", "impressions", "engagement rate", "vs oracle", "safeguards"):
+    columns = ("arm / model", "impressions", "engagement rate", "vs oracle, same times")
+    for column in (*columns, "safeguards"):
         table.add_column(column, justify="left" if column == "arm / model" else "right")
-    oracle = totals.get(ORACLE_ARM)
     for arm in sorted(totals):
         tally = totals[arm]
-        versus = f"{tally.rate / oracle.rate:.2f}x" if oracle and oracle.rate else "-"
+        ratio = versus_oracle.get(arm)
+        versus = f"{ratio:.2f}x" if ratio is not None else "-"
         table.add_row(
             arm,
             f"{tally.impressions:,.0f}",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.simulate.baselines import fresh_posts, oracle_feed_rate, random_feed_rate
-from feedrank.simulate.engagement import EngagementLedger
+from feedrank.simulate.engagement import ORACLE_ARM, EngagementLedger
 from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.v1 import events_pb2
 
@@ -74,3 +75,17 @@ def test_the_oracle_beats_a_random_feed_on_average() -> None:
         for u in users
     ]
     assert np.mean(oracle) > 2 * np.mean(random)
+
+
+def test_versus_oracle_compares_each_arm_with_the_oracle_at_the_same_times() -> None:
+    ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
+    ledger.record_expected(ORACLE_ARM, 0, 100, 20.0)  # the oracle earns 0.20 early ...
+    ledger.record_expected(ORACLE_ARM, 10, 100, 5.0)  # ... and 0.05 once the world tires
+    ledger.record_expected("early", 0, 100, 10.0)  # half the oracle, early
+    ledger.record_expected("late", 10, 100, 2.5)  # half the oracle, late
+    ledger.record_expected("unmatched", 20, 100, 1.0)  # no oracle in that bucket
+    versus = ledger.versus_oracle()
+    assert versus["early"] == pytest.approx(0.5)
+    assert versus["late"] == pytest.approx(0.5)  # a whole-run ratio would say 0.2
+    assert "unmatched" not in versus
+    assert versus[ORACLE_ARM] == pytest.approx(1.0)
