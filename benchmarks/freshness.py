@@ -72,6 +72,7 @@ from feedrank.core.settings import (
     settings_to_environment,
 )
 from feedrank.learners.bootstrap import local_world
+from feedrank.learners.online.feedback import slate_decision
 from feedrank.learners.simulation import ExampleSimulator, SimulationConfig
 from feedrank.stack.jars import fetch_jars
 from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker
@@ -415,26 +416,10 @@ class Traffic(threading.Thread):
         decision_id = f"{self.tag}-{self.decisions}"
         self.decisions += 1
         first = slate[0]
-        decision = events_pb2.Decision(
-            decision_id=decision_id,
-            event_time_ms=now_ms,
-            user_id=first.user_id,
-            model_version="bench",
-            arm="stable",
-            exploration_policy=first.exploration_policy,
-            user_features=first.user_features,
-            items=[
-                events_pb2.ShownItem(
-                    post_id=example.post_id,
-                    position=example.position,
-                    score=example.score,
-                    propensity=example.propensity,
-                    features=example.post_features,
-                )
-                for example in slate
-            ],
-            context={"surface": "home"},
-        )
+        decision = slate_decision(slate)
+        decision.decision_id, decision.event_time_ms = decision_id, now_ms
+        decision.model_version, decision.arm = "bench", "stable"
+        decision.context["surface"] = "home"
         key = first.user_id.encode()
         self.producer.produce(self.decisions_topic, codecs.encode(decision), key=key)
         if self.rng.random() >= self.profile.like_share:

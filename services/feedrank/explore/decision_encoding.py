@@ -28,6 +28,7 @@ from feedrank.core.features.schema import (
     CONTENT_DIM,
     COUNTRIES,
     LANGUAGES,
+    LOGGED_POST_NUMERIC,
     TOPIC_FEATURES,
     PostFeatureBatch,
 )
@@ -83,22 +84,11 @@ def _string_entry(field: int, key: str, value: str) -> bytes:
     return _length_delimited(field, entry)
 
 
-# The dense numeric features every post logs, as in PostFeatureBatch.to_protos.
-_DENSE_COLUMNS = (
-    "age_hours",
-    "creator_followers",
-    "creator_engagement_rate",
-    "impressions",
-    "engagement_rate",
-    "sensitive",
-    "region_locked",
-    "creator_index",
-)
 _EMBEDDING_PREFIX = _tag(3, _LEN) + _varint(CONTENT_DIM * 4)  # packed repeated float
 _FIXED = np.dtype(
     [
         field
-        for index, name in enumerate(_DENSE_COLUMNS)
+        for index, name in enumerate(LOGGED_POST_NUMERIC)
         for field in (
             (f"prefix_{index}", f"S{len(_double_entry_prefix(name))}"),
             (name, "<f8"),
@@ -139,7 +129,7 @@ def encode_decision(
 def feature_vectors(posts: PostFeatureBatch) -> list[bytes]:
     """Each post's features as an encoded ``FeatureVector``."""
     fixed = np.empty(len(posts), dtype=_FIXED)
-    for index, name in enumerate(_DENSE_COLUMNS):
+    for index, name in enumerate(LOGGED_POST_NUMERIC):
         fixed[f"prefix_{index}"] = _double_entry_prefix(name)
         fixed[name] = getattr(posts, name)
     fixed["embedding_prefix"] = _EMBEDDING_PREFIX

@@ -19,6 +19,7 @@ from feedrank.core import codecs
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings, settings_to_environment
 from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress, key_digest
+from feedrank.learners.online.feedback import slate_decision
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import events_pb2
 from tests.support.kafka import TopicFactory
@@ -138,29 +139,6 @@ def test_a_killed_learner_resumes_without_losing_or_repeating_examples(
     registry.open_verified(latest.version)
 
 
-def decision_of(examples: Sequence[events_pb2.LabelledExample]) -> events_pb2.Decision:
-    """The decision the examples of one slate came from (as explore logged it)."""
-    first = examples[0]
-    return events_pb2.Decision(
-        decision_id=first.decision_id,
-        event_time_ms=first.decision_time_ms,
-        user_id=first.user_id,
-        model_version=first.model_version,
-        arm=first.arm,
-        user_features=first.user_features,
-        items=[
-            events_pb2.ShownItem(
-                post_id=example.post_id,
-                position=example.position,
-                score=example.score,
-                propensity=example.propensity,
-                features=example.post_features,
-            )
-            for example in examples
-        ],
-    )
-
-
 def test_fake_negatives_learn_each_impression_and_each_engagement_once(
     kafka: KafkaBroker, settings_for_kafka: Settings, new_topic: TopicFactory, tmp_path: Path
 ) -> None:
@@ -170,7 +148,7 @@ def test_fake_negatives_learn_each_impression_and_each_engagement_once(
     slates: dict[str, list[events_pb2.LabelledExample]] = {}
     for example in examples:
         slates.setdefault(example.decision_id, []).append(example)
-    decisions = [decision_of(slate) for slate in slates.values()]
+    decisions = [slate_decision(slate) for slate in slates.values()]
     positives = [example for example in examples if example.engaged]
     assert 0 < len(positives) < len(examples)
     produce(kafka.bootstrap, decisions_topic, decisions)

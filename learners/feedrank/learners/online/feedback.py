@@ -24,6 +24,7 @@ suits replayed or backfilled examples whose decisions are not on the decisions t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 from feedrank.v1 import events_pb2
@@ -56,6 +57,31 @@ def fake_negatives(decision: events_pb2.Decision) -> list[events_pb2.LabelledExa
         )
         for item in decision.items
     ]
+
+
+def slate_decision(slate: Sequence[events_pb2.LabelledExample]) -> events_pb2.Decision:
+    """The decision a slate's examples came from, as explore would have logged it (the
+    inverse of :func:`fake_negatives`; simulators and tests produce decisions with it)."""
+    first = slate[0]
+    return events_pb2.Decision(
+        decision_id=first.decision_id,
+        event_time_ms=first.decision_time_ms,
+        user_id=first.user_id,
+        model_version=first.model_version,
+        arm=first.arm,
+        exploration_policy=first.exploration_policy,
+        user_features=first.user_features,
+        items=[
+            events_pb2.ShownItem(
+                post_id=example.post_id,
+                position=example.position,
+                score=example.score,
+                propensity=example.propensity,
+                features=example.post_features,
+            )
+            for example in slate
+        ],
+    )
 
 
 def learns_from(example: events_pb2.LabelledExample, feedback: Feedback) -> bool:

@@ -99,6 +99,19 @@ class UserFeatures:
         )
 
 
+LOGGED_POST_NUMERIC: tuple[str, ...] = (
+    "age_hours",
+    "creator_followers",
+    "creator_engagement_rate",
+    "impressions",
+    "engagement_rate",
+    "sensitive",
+    "region_locked",
+    "creator_index",
+)
+"""The post columns every shown item logs as numbers (besides its non-zero topics)."""
+
+
 @dataclass(frozen=True)
 class PostFeatureBatch:
     """Features of many posts as of ``as_of_ms``; every array has one row per post."""
@@ -138,14 +151,7 @@ class PostFeatureBatch:
         once, not per row and field: this runs on the serving path for every shown item.
         """
         numeric_columns = {
-            "age_hours": self.age_hours.tolist(),
-            "creator_followers": self.creator_followers.tolist(),
-            "creator_engagement_rate": self.creator_engagement_rate.tolist(),
-            "impressions": self.impressions.tolist(),
-            "engagement_rate": self.engagement_rate.tolist(),
-            "sensitive": self.sensitive.astype(np.float64).tolist(),
-            "region_locked": self.region_locked.astype(np.float64).tolist(),
-            "creator_index": self.creator_index.astype(np.float64).tolist(),
+            name: getattr(self, name).astype(np.float64).tolist() for name in LOGGED_POST_NUMERIC
         }
         languages = [LANGUAGES[code] for code in self.language.tolist()]
         countries = [COUNTRIES[code] for code in self.country.tolist()]
