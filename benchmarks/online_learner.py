@@ -11,6 +11,8 @@ Examples come from the simulated world and are serialised as the join writes the
   decode through the codec, build the batch, take one optimiser step whose forward pass
   also scores the batch for the streaming metrics (prequential, before the update), and
   update the river metrics; also the step alone on pre-built batches;
+* **fake negatives** (the learner's default): decisions decoded into a negative per shown
+  item plus the join's positives, a micro-batch of about the same size per step;
 * **per-example baseline**: the same pipeline one record at a time.
 
 Target: >= 20,000 examples/s micro-batched (no Kafka I/O in this number).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
@@ -31,6 +34,8 @@ from feedrank.core.models.ranker import RankerConfig
 from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.core.world import WorldConfig, generate_world
 from feedrank.learners.examples import batch_from_examples
+from feedrank.learners.online.consumer import SHOWN_ITEMS_PER_DECISION
+from feedrank.learners.online.feedback import fake_negatives, slate_decision
 from feedrank.learners.online.learner import OnlineLearner
 from feedrank.learners.online.monitoring import StreamMonitor
 from feedrank.learners.simulation import ExampleSimulator, SimulationConfig
@@ -53,6 +58,32 @@ def pipeline_rate(
         _, probabilities = learner.learn_scored(batch)  # as the consumer does
         monitor.update(batch.labels, probabilities)
     return len(records) / (time.perf_counter() - started)
+
+
+def fake_negative_rate(
+    learner: OnlineLearner,
+    decisions: list[bytes],
+    positives: list[bytes],
+    topics: npt.NDArray[np.float32],
+    micro_batch: int,
+) -> float:
+    """Examples/s of the default path: decode decisions into fake negatives and the
+    join's positives, then batch -> step (a decision per SHOWN_ITEMS_PER_DECISION)."""
+    started, learned = time.perf_counter(), 0
+    per_poll = max(1, micro_batch // SHOWN_ITEMS_PER_DECISION)  # as the consumer polls
+    monitor = StreamMonitor()
+    positives_per_poll = math.ceil(len(positives) * per_poll / max(len(decisions), 1))
+    for poll, start in enumerate(range(0, len(decisions), per_poll)):
+        examples: list[events_pb2.LabelledExample] = []
+        for record in decisions[start : start + per_poll]:
+            examples += fake_negatives(codecs.decode(events_pb2.Decision, record))
+        for record in positives[poll * positives_per_poll : (poll + 1) * positives_per_poll]:
+            examples.append(codecs.decode(events_pb2.LabelledExample, record))
+        batch = batch_from_examples(examples, topics=topics)
+        _, probabilities = learner.learn_scored(batch)
+        monitor.update(batch.labels, probabilities)
+        learned += len(batch)
+    return learned / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -91,11 +122,18 @@ def main() -> None:
         learner.learn(batch)
     step_only = args.examples / (time.perf_counter() - started)
     baseline = pipeline_rate(new_learner(), records[args.examples :], topics, 1, StreamMonitor())
+    slates: dict[str, list[events_pb2.LabelledExample]] = {}
+    for example in examples[: args.examples]:
+        slates.setdefault(example.decision_id, []).append(example)
+    decisions = [codecs.encode(slate_decision(slate)) for slate in slates.values()]
+    positives = [codecs.encode(ex) for ex in examples[: args.examples] if ex.engaged]
+    fake = fake_negative_rate(new_learner(), decisions, positives, topics, args.micro_batch)
     report = {
         "examples": args.examples,
         "micro_batch": args.micro_batch,
         "threads": args.threads,
         "examples_per_s": round(micro, 1),
+        "fake_negatives_examples_per_s": round(fake, 1),
         "step_only_examples_per_s": round(step_only, 1),
         "per_example_baseline_per_s": round(baseline, 1),
         "speedup_vs_baseline": round(micro / baseline, 1),

@@ -56,6 +56,7 @@ def test_online_learner_smoke() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["examples_per_s"] > 0
+    assert report["fake_negatives_examples_per_s"] > 0
     assert report["per_example_baseline_per_s"] > 0
     assert report["speedup_vs_baseline"] > 1
 
