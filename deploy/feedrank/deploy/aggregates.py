@@ -9,6 +9,7 @@ in a background thread; a restarted service so rebuilds the same totals.
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 
@@ -29,6 +30,7 @@ class AggregateBook:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str, int], tuple[int, ArmTotals]] = {}
+        self._latest_event_ms = 0
 
     def add(self, aggregate: events_pb2.EngagementAggregate) -> None:
         if not aggregate.model_version:
@@ -43,13 +45,21 @@ class AggregateBook:
         )
         with self._lock:
             self._windows[key] = (aggregate.window_start_ms, totals)
+            self._latest_event_ms = max(self._latest_event_ms, aggregate.window_end_ms)
 
-    def totals(self, model_version: str, since_ms: int) -> ArmTotals:
-        """Sum of the windows of ``model_version`` (any arm) starting at ``since_ms`` or later."""
+    def latest_event_ms(self) -> int:
+        """The end of the latest window seen (event time; 0 before any)."""
+        with self._lock:
+            return self._latest_event_ms
+
+    def totals(self, model_version: str, since_ms: int, until_ms: int | None = None) -> ArmTotals:
+        """Sum of the windows of ``model_version`` (any arm) starting at ``since_ms`` or
+        later (and before ``until_ms``, when given)."""
+        end = until_ms if until_ms is not None else math.inf
         result = ArmTotals()
         with self._lock:
             for (version, _, _), (window_start_ms, totals) in self._windows.items():
-                if version == model_version and window_start_ms >= since_ms:
+                if version == model_version and since_ms <= window_start_ms < end:
                     result = result.plus(totals)
         return result
 

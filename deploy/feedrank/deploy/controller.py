@@ -12,6 +12,14 @@ With ``auto_rollout`` it also starts a rollout of each new registry version when
 is active (see ``auto_rollout.py``). With ``keep_versions`` it deletes old registry
 versions that no rollout can need any more (retention: learners publish every minute).
 
+Engagements are counted when they happen, seconds to days after their impressions, so
+right after the traffic split changes each arm's engagements still come from the old
+split's impressions: the arm that just grew looks worse and the one that shrank looks
+better (in the demo, every healthy canary was rolled back). So the controller judges
+only windows that start ``settle_ms`` (event time) after the current step began, when
+both arms' flows follow the current split again; evidence starts afresh at every step.
+At 100% (no stable traffic to compare with) it judges the previous step's windows.
+
 It changes the rollout only if nobody else did since it looked (see
 ``DeployControl.advance``), so a person's abort or pause always wins a race.
 """
@@ -28,13 +36,19 @@ from feedrank.deploy.analysis import ArmTotals, CanaryAnalysis, Verdict, Verdict
 from feedrank.deploy.auto_rollout import next_candidate
 from feedrank.deploy.control import DeployControl
 from feedrank.deploy.slo import SloSource
-from feedrank.deploy.state import Phase
+from feedrank.deploy.state import Phase, Rollout
 
 log = logging.getLogger(__name__)
 
 
 class AggregateTotals(Protocol):
-    def totals(self, model_version: str, since_ms: int) -> ArmTotals: ...
+    def totals(
+        self, model_version: str, since_ms: int, until_ms: int | None = None
+    ) -> ArmTotals: ...
+
+    def latest_event_ms(self) -> int:
+        """The end of the latest window seen (event time; 0 before any)."""
+        ...
 
 
 class RolloutController:
@@ -49,6 +63,7 @@ class RolloutController:
         slo: SloSource | None = None,
         auto_rollout: bool = False,
         keep_versions: int | None = None,
+        settle_ms: int = 0,
     ) -> None:
         self.control = control
         self.aggregates = aggregates
@@ -58,6 +73,10 @@ class RolloutController:
         self.slo = slo
         self.auto_rollout = auto_rollout
         self.keep_versions = keep_versions
+        self.settle_ms = settle_ms
+        self._step: tuple[str, int, int] | None = None  # (canary, step, started) judged
+        self._step_event_ms = 0  # event time when that step was first seen
+        self._previous_step_event_ms = 0  # ... and the step before it
 
     def tick(self) -> Verdict | None:
         """Judge the rollout in progress once and act; None when there is none."""
@@ -67,8 +86,17 @@ class RolloutController:
                 log.info("new registry version %s: starting its rollout", candidate)
                 self.control.start(candidate)
             return None
-        canary = self.aggregates.totals(rollout.canary_version, rollout.started_ms)
-        stable = self.aggregates.totals(rollout.stable_version, rollout.started_ms)
+        # Aggregates are in event time (a simulator's clock may run ahead of this
+        # process's): a step begins, in event time, where the aggregates were when the
+        # controller first saw it; it is judged from ``settle_ms`` after that.
+        if (rollout.canary_version, rollout.current_step, rollout.step_started_ms) != self._step:
+            self._mark_step(rollout)  # a step this controller has not seen begin
+        since_ms, until_ms = self._step_event_ms + self.settle_ms, None
+        if rollout.canary_weight >= 1.0:  # no stable traffic: the last split's evidence
+            since_ms = self._previous_step_event_ms + self.settle_ms
+            until_ms = self._step_event_ms
+        canary = self.aggregates.totals(rollout.canary_version, since_ms, until_ms)
+        stable = self.aggregates.totals(rollout.stable_version, since_ms, until_ms)
         levels = self.slo.canary_levels() if self.slo is not None else None
         verdict = self.analysis.judge(canary, stable, levels)
         metrics.VERDICTS.labels(verdict=verdict.kind.value).inc()
@@ -79,8 +107,17 @@ class RolloutController:
         elif verdict.kind is VerdictKind.ADVANCE and rollout.phase is Phase.PROGRESSING:
             held_ms = self.clock.now_ms() - rollout.step_started_ms
             if held_ms >= self.step_pause_ms:
-                self.control.advance(rollout, "canary analysis: healthy")
+                advanced = self.control.advance(rollout, "canary analysis: healthy")
+                if advanced is not None and advanced.active:  # the new split starts here
+                    self._mark_step(advanced)
         return verdict
+
+    def _mark_step(self, rollout: Rollout) -> None:
+        """Remember where, in event time, ``rollout``'s current step began: the latest
+        aggregate seen (before any, this process's clock is the best guess)."""
+        self._previous_step_event_ms = self._step_event_ms if self._step else 0
+        self._step = (rollout.canary_version, rollout.current_step, rollout.step_started_ms)
+        self._step_event_ms = self.aggregates.latest_event_ms() or self.clock.now_ms()
 
     def prune(self) -> list[str]:
         """Delete registry versions beyond the newest ``keep_versions`` that no rollout

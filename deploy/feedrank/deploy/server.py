@@ -107,6 +107,7 @@ class DeployServer:
             else None,
             auto_rollout=settings.deploy.auto_rollout,
             keep_versions=settings.deploy.keep_versions,
+            settle_ms=int(settings.deploy.settle_s * 1000),
         )
         self.analysis = settings.deploy.analysis if analysis is None else analysis
         self._grpc_port = settings.ports.deploy_grpc if port is None else port

@@ -344,6 +344,12 @@ class DeploySettings(_Group):
         description="Prometheus HTTP API for error-rate and latency SLOs; unset: not judged.",
     )
     history_limit: int = Field(default=200, ge=1, description="Rollout history entries kept.")
+    settle_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="After a step changes the split, the canary analysis ignores this "
+        "long (event time): engagements still come from the previous split's impressions.",
+    )
     keep_versions: int = Field(
         default=20,
         ge=3,

@@ -18,6 +18,7 @@ from feedrank.deploy.counterfactual import GateResult
 from feedrank.deploy.errors import ModelVersionNotFound, RolloutPreconditionFailed
 from feedrank.deploy.state import Phase
 from feedrank.deploy.store import StateFile
+from feedrank.v1 import events_pb2
 from tests.support.deploy import WINDOW_MS, publish_versions, window_aggregate
 
 START_MS = 1_764_000_000_000
@@ -263,3 +264,65 @@ def test_retention_deletes_old_versions_but_never_one_a_rollout_needs(
     assert controller.prune() == []
     control.undo()
     assert control.rollout().stable_version == first
+
+
+def lagged_rollout(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock, *, settle_ms: int
+) -> Phase:
+    """Equal true rates, but each window's engagements come from the previous window's
+    impressions (engagements follow impressions): what the controller concludes."""
+    stable, candidate = publish_versions(registry, 2)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    control.start(candidate)
+    book = AggregateBook()
+    controller = RolloutController(
+        control,
+        book,
+        CanaryAnalysis(AnalysisConfig(min_impressions=20_000)),
+        clock,
+        step_pause_ms=PAUSE_MS,
+        settle_ms=settle_ms,
+    )
+    previous = {"canary": 0, "stable": 100_000}
+    for _ in range(80):
+        rollout = control.rollout()
+        if not rollout.active:
+            break
+        start = clock.now_ms()
+        clock.advance(WINDOW_MS)
+        canary = int(100_000 * rollout.canary_weight)
+        for version, arm, impressions in (
+            (rollout.canary_version, "canary", canary),
+            (rollout.stable_version, "stable", 100_000 - canary),
+        ):
+            engagements = round(0.05 * previous[arm])  # last window's impressions
+            book.add(
+                events_pb2.EngagementAggregate(
+                    window_start_ms=start,
+                    window_end_ms=start + WINDOW_MS,
+                    model_version=version,
+                    arm=arm,
+                    impressions=impressions,
+                    engagements=engagements,
+                )
+            )
+            previous[arm] = impressions
+        controller.tick()
+    return control.rollout().phase
+
+
+def test_a_settled_split_keeps_lagging_engagements_from_failing_a_healthy_canary(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    unsettled = lagged_rollout(
+        tmp_path / "a", LocalModelRegistry(tmp_path / "a" / "r", clock=clock), clock, settle_ms=0
+    )
+    assert unsettled is Phase.ROLLED_BACK  # the canary's new impressions had no engagements yet
+    settled = lagged_rollout(
+        tmp_path / "b",
+        LocalModelRegistry(tmp_path / "b" / "r", clock=clock),
+        clock,
+        settle_ms=2 * WINDOW_MS,
+    )
+    assert settled is Phase.PROMOTED
