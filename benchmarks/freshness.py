@@ -37,13 +37,11 @@ mean interval between versions, half of which an example waits on average).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import math
 import os
 import random
-import socket
 import sys
 import tempfile
 import threading
@@ -51,7 +49,7 @@ import time
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +59,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.local_broker import broker, free_port
 from feedrank.core import codecs
 from feedrank.core.registry import LocalModelRegistry, RegistryError
 from feedrank.core.registry.manifest import VERSION_PATTERN
@@ -74,8 +73,6 @@ from feedrank.core.settings import (
 from feedrank.learners.bootstrap import local_world
 from feedrank.learners.online.feedback import slate_decision
 from feedrank.learners.simulation import ExampleSimulator, SimulationConfig
-from feedrank.stack.jars import fetch_jars
-from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker
 from feedrank.stack.process import ManagedProcess
 from feedrank.stack.topics import ensure_topics, standard_topics
 from feedrank.v1 import events_pb2
@@ -143,34 +140,6 @@ def say(message: str) -> None:
 
 
 # -- the stack --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def broker(bootstrap: str | None, work: Path) -> Iterator[str]:
-    """The given broker, or a KRaft broker of our own in ``work`` (stopped on exit)."""
-    if bootstrap is not None:
-        yield bootstrap
-        return
-    jars = fetch_jars(load_settings())
-    config = BrokerConfig(
-        data_dir=work / "kafka",
-        jar_dir=jars.kafka_dir,
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    kafka = KafkaBroker(config, log_file=work / "logs" / "kafka.log")
-    process = kafka.start(tie_to_parent=True)
-    try:
-        kafka.wait_ready(process, timeout_s=90)
-        yield kafka.bootstrap
-    finally:
-        process.stop()
 
 
 def stack_settings(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import socket
 import tempfile
 import threading
 import time
@@ -45,6 +44,7 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from benchmarks.local_broker import broker
 from feedrank.core import codecs
 from feedrank.core.settings import DAY_MS, Settings, load_settings
 from feedrank.stack.flink import (
@@ -52,8 +52,6 @@ from feedrank.stack.flink import (
     create_stream_environment,
     create_table_environment,
 )
-from feedrank.stack.jars import fetch_jars
-from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker
 from feedrank.stack.topics import TopicSpec, ensure_topics
 from feedrank.streaming import join_job
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
@@ -453,34 +451,6 @@ def wait_consumed(bootstrap: str, group: str, topic: str, count: int) -> float:
 
 
 # -- running ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def broker(bootstrap: str | None, work: Path) -> Iterator[str]:
-    """The given broker, or a KRaft broker of our own in ``work`` (stopped on exit)."""
-    if bootstrap is not None:
-        yield bootstrap
-        return
-    jars = fetch_jars(load_settings())
-    config = BrokerConfig(
-        data_dir=work / "kafka",
-        jar_dir=jars.kafka_dir,
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    kafka = KafkaBroker(config, log_file=work / "kafka.log")
-    process = kafka.start(tie_to_parent=True)
-    try:
-        kafka.wait_ready(process, timeout_s=90)
-        yield kafka.bootstrap
-    finally:
-        process.stop()
 
 
 def run(bootstrap: str | None, sizes: Sizes, interval_s: float, rate: float) -> dict[str, Any]:
