@@ -3,15 +3,17 @@
 With a decisions topic configured it also reads ``feedrank.decisions`` and learns every
 shown item as a negative at impression and the join's positives as they come (fake
 negatives, see :mod:`feedrank.learners.online.feedback`); both topics' offsets are in
-the checkpoint. Per micro-batch: consume (read committed), decode through the codec, score the batch
-for the streaming metrics (before learning from it), apply one update, and account for
-the examples (next offset per partition, count, key digest). Every N examples or T
-seconds the learner, its stream position and its post catalogue are checkpointed
-atomically (:mod:`feedrank.learners.online.checkpoint`), and **only then** are the
-offsets committed to Kafka. On start the learner resumes from its checkpoint and seeks
-to the checkpoint's offsets, so a crash at any point neither loses an example nor
-applies one twice: work after the last checkpoint is simply redone. Committed group
-offsets are for lag monitoring; the checkpoint is the source of truth.
+the checkpoint.
+
+Per micro-batch: consume (read committed), decode through the codec, apply one update
+whose forward pass also scores the batch for the streaming metrics (before learning
+from it), and account for the examples (next offset per partition, count, key digest).
+Every N examples or T seconds the learner, its stream position and its post catalogue
+are checkpointed atomically (:mod:`feedrank.learners.online.checkpoint`), and **only
+then** are the offsets committed to Kafka. On start the learner resumes from its
+checkpoint and seeks to the checkpoint's offsets, so a crash at any point neither loses
+an example nor applies one twice: work after the last checkpoint is simply redone.
+Committed group offsets are for lag monitoring; the checkpoint is the source of truth.
 
 Every ``publish_every_examples`` examples or ``publish_every_s`` seconds a registry
 version is published with the models, the refreshed post embeddings and ANN index, and
