@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from feedrank.core import codecs
+from feedrank.core.labelled import labelled_example
 from feedrank.v1 import events_pb2
 
 ENGAGEMENT_TYPES = frozenset({"like", "comment", "share", "save"})
@@ -225,23 +226,8 @@ def _example(
     reward: float,
 ) -> JoinOutput:
     item = next(item for item in decision.items if item.post_id == post_id)
-    example = events_pb2.LabelledExample(
-        decision_id=decision.decision_id,
-        user_id=decision.user_id,
-        post_id=post_id,
-        decision_time_ms=decision.event_time_ms,
-        label_time_ms=label_ms,
-        position=item.position,
-        score=item.score,
-        propensity=item.propensity,
-        model_version=decision.model_version,
-        arm=decision.arm,
-        exploration_policy=decision.exploration_policy,
-        user_features=decision.user_features,
-        post_features=item.features,
-        reward=reward,
-        engaged=reward > 0,
-        breakdown=_breakdown(breakdown),
+    example = labelled_example(
+        decision, item, label_time_ms=label_ms, reward=reward, breakdown=_breakdown(breakdown)
     )
     return JoinOutput(
         "example",

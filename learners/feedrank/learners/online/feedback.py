@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 
+from feedrank.core.labelled import labelled_example
 from feedrank.v1 import events_pb2
 
 
@@ -38,23 +39,7 @@ class Feedback(StrEnum):
 def fake_negatives(decision: events_pb2.Decision) -> list[events_pb2.LabelledExample]:
     """Every shown item of ``decision`` as a negative example, labelled at impression."""
     return [
-        events_pb2.LabelledExample(
-            decision_id=decision.decision_id,
-            user_id=decision.user_id,
-            post_id=item.post_id,
-            decision_time_ms=decision.event_time_ms,
-            label_time_ms=decision.event_time_ms,
-            position=item.position,
-            score=item.score,
-            propensity=item.propensity,
-            model_version=decision.model_version,
-            arm=decision.arm,
-            exploration_policy=decision.exploration_policy,
-            user_features=decision.user_features,
-            post_features=item.features,
-            reward=0.0,
-            engaged=False,
-        )
+        labelled_example(decision, item, label_time_ms=decision.event_time_ms, reward=0.0)
         for item in decision.items
     ]
 
