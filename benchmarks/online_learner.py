@@ -33,7 +33,7 @@ from feedrank.core import codecs
 from feedrank.core.models.ranker import RankerConfig
 from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.core.world import WorldConfig, generate_world
-from feedrank.learners.examples import batch_from_examples
+from feedrank.learners.examples import LoggedExample, batch_from_examples
 from feedrank.learners.online.consumer import SHOWN_ITEMS_PER_DECISION
 from feedrank.learners.online.feedback import fake_negatives, slate_decision
 from feedrank.learners.online.learner import OnlineLearner
@@ -74,7 +74,7 @@ def fake_negative_rate(
     monitor = StreamMonitor()
     positives_per_poll = math.ceil(len(positives) * per_poll / max(len(decisions), 1))
     for poll, start in enumerate(range(0, len(decisions), per_poll)):
-        examples: list[events_pb2.LabelledExample] = []
+        examples: list[LoggedExample] = []
         for record in decisions[start : start + per_poll]:
             examples += fake_negatives(codecs.decode(events_pb2.Decision, record))
         for record in positives[poll * positives_per_poll : (poll + 1) * positives_per_poll]:
@@ -138,7 +138,7 @@ def main() -> None:
         "per_example_baseline_per_s": round(baseline, 1),
         "speedup_vs_baseline": round(micro / baseline, 1),
         "target_examples_per_s": 20_000,
-        "target_met": micro >= 20_000,
+        "target_met": min(micro, fake) >= 20_000,  # both feedback paths
     }
     if args.json:
         print(json.dumps(report))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +52,7 @@ _POST_NUMERIC = (
     "impressions",
     "engagement_rate",
 )
+_POST_NUMBERS = (*_POST_NUMERIC, "sensitive", "region_locked", "creator_index")
 _USER_NUMERIC = ("activity", "follow_count", "engagements_7d")
 _TOPIC_COLUMN = {name: column for column, name in enumerate(TOPIC_FEATURES)}
 _AFFINITY_COLUMN = {name: column for column, name in enumerate(AFFINITY_FEATURES)}
@@ -137,25 +139,49 @@ def concat(batches: Sequence[ExampleBatch]) -> ExampleBatch:
     )
 
 
-def example_key(example: events_pb2.LabelledExample) -> str:
+class LoggedExample(Protocol):
+    """What a batch reads of one example: a ``LabelledExample``, or a view of a decision's
+    shown item (:class:`feedrank.learners.online.feedback.Impression`) that skips copying
+    the decision's features into one."""
+
+    @property
+    def decision_id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def post_id(self) -> str: ...
+    @property
+    def decision_time_ms(self) -> int: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def propensity(self) -> float: ...
+    @property
+    def engaged(self) -> bool: ...
+    @property
+    def user_features(self) -> events_pb2.FeatureVector: ...
+    @property
+    def post_features(self) -> events_pb2.FeatureVector: ...
+
+
+def example_key(example: LoggedExample) -> str:
     return f"{example.decision_id}/{example.post_id}"
 
 
 def batch_from_examples(
-    examples: Sequence[events_pb2.LabelledExample], *, topics: TopicLookup | None = None
+    examples: Sequence[LoggedExample], *, topics: TopicLookup | None = None
 ) -> ExampleBatch:
     """Model inputs from labelled examples; InvalidExampleError for any bad example."""
     if not examples:
         raise InvalidExampleError("no examples", field="rows")
     count = len(examples)
-    post_rows = np.empty(count, dtype=np.int64)
-    language = np.empty(count, dtype=np.int64)
-    country = np.empty(count, dtype=np.int64)
-    numeric = np.empty((count, len(_POST_NUMERIC)), dtype=np.float64)
-    flags = np.empty((count, 3), dtype=np.float64)  # sensitive, region_locked, creator
+    # Python lists row by row, one numpy conversion per column at the end.
+    post_rows: list[int] = []
+    language: list[int] = []
+    country: list[int] = []
+    number_rows: list[list[float]] = []  # _POST_NUMBERS per row
     embeddings: list[list[float]] = []
-    logged_topics = np.zeros((count, NUM_TOPICS), dtype=np.float32)
-    has_logged_topics = np.zeros(count, dtype=np.bool_)
+    topic_cells: tuple[list[int], list[int], list[float]] = ([], [], [])  # row, column, weight
     users: list[UserFeatures] = []
     # Every example of a decision carries the decision's user features: decode them once.
     decoded_users: dict[tuple[str, str], UserFeatures] = {}
@@ -166,16 +192,17 @@ def batch_from_examples(
             user = decoded_users[decision] = user_from_example(example)
         users.append(user)
         features = example.post_features
-        post_rows[row] = _post_row(example.post_id)
-        language[row] = _category(features.categorical, "language", _LANGUAGE_CODE, "post")
-        country[row] = _category(features.categorical, "country", _COUNTRY_CODE, "post")
+        post_rows.append(_post_row(example.post_id))
+        language.append(_category(features.categorical, "language", _LANGUAGE_CODE, "post"))
+        country.append(_category(features.categorical, "country", _COUNTRY_CODE, "post"))
         values = dict(features.numeric)  # one pass over the protobuf map, then dict lookups
-        numeric[row] = [_number(values, name, "post_features") for name in _POST_NUMERIC]
-        flags[row] = [
-            _number(values, "sensitive", "post_features"),
-            _number(values, "region_locked", "post_features"),
-            _number(values, "creator_index", "post_features"),
-        ]
+        try:  # finiteness is checked column-wise once the batch is built
+            number_rows.append([values[name] for name in _POST_NUMBERS])
+        except KeyError as missing:
+            name = missing.args[0]
+            raise InvalidExampleError(
+                f"post_features lacks {name!r}", field=f"post_features.{name}"
+            ) from None
         embedding = list(features.embedding)  # a list converts faster than the container
         if len(embedding) != CONTENT_DIM:
             raise InvalidExampleError(
@@ -184,23 +211,37 @@ def batch_from_examples(
                 field="post_features.embedding",
             )
         embeddings.append(embedding)
-        has_logged_topics[row] = _read_topics(values, logged_topics[row])
+        for name, weight in values.items():
+            column = _TOPIC_COLUMN.get(name)
+            if column is not None:
+                topic_cells[0].append(row)
+                topic_cells[1].append(column)
+                topic_cells[2].append(weight)
+    numbers = np.array(number_rows, dtype=np.float64).reshape(count, len(_POST_NUMBERS))
+    _check_finite(numbers, _POST_NUMBERS)
+    flags = numbers[:, len(_POST_NUMERIC) :]  # sensitive, region_locked, creator_index
     content = np.array(embeddings, dtype=np.float32).reshape(count, CONTENT_DIM)
-    topic_rows = _topics(post_rows, logged_topics, has_logged_topics, topics)
+    logged_topics = np.zeros((count, NUM_TOPICS), dtype=np.float32)
+    logged_topics[topic_cells[0], topic_cells[1]] = topic_cells[2]
+    _check_finite(logged_topics, TOPIC_FEATURES)
+    has_logged_topics = np.zeros(count, dtype=np.bool_)
+    has_logged_topics[topic_cells[0]] = True
+    post_index_rows = np.array(post_rows, dtype=np.int64)
+    topic_rows = _topics(post_index_rows, logged_topics, has_logged_topics, topics)
     decision_ms = np.array([example.decision_time_ms for example in examples], dtype=np.int64)
     posts = PostFeatureBatch(
-        post_index=post_rows,
-        language=language,
-        country=country,
+        post_index=post_index_rows,
+        language=np.array(language, dtype=np.int64),
+        country=np.array(country, dtype=np.int64),
         region_locked=flags[:, 1] > 0.5,
         creator_index=flags[:, 2].astype(np.int64),
         topics=topic_rows,
         content=content,
-        age_hours=numeric[:, 0].astype(np.float32),
-        creator_followers=numeric[:, 1].astype(np.float32),
-        creator_engagement_rate=numeric[:, 2].astype(np.float32),
-        impressions=numeric[:, 3].astype(np.float32),
-        engagement_rate=numeric[:, 4].astype(np.float32),
+        age_hours=numbers[:, 0].astype(np.float32),
+        creator_followers=numbers[:, 1].astype(np.float32),
+        creator_engagement_rate=numbers[:, 2].astype(np.float32),
+        impressions=numbers[:, 3].astype(np.float32),
+        engagement_rate=numbers[:, 4].astype(np.float32),
         sensitive=flags[:, 0] > 0.5,
         as_of_ms=int(decision_ms.max()),
     )
@@ -215,7 +256,7 @@ def batch_from_examples(
     )
 
 
-def user_from_example(example: events_pb2.LabelledExample) -> UserFeatures:
+def user_from_example(example: LoggedExample) -> UserFeatures:
     """The user as the decision logged them (``UserFeatures.to_proto`` inverted)."""
     features = example.user_features
     values = features.numeric
@@ -278,15 +319,14 @@ def _number(values: object, name: str, where: str) -> float:
     return value
 
 
-def _read_topics(values: dict[str, float], into: FloatArray) -> bool:
-    """Logged ``topic_<i>`` weights into ``into`` (a zeroed row); False if none is logged."""
-    logged = False
-    for name in values:
-        column = _TOPIC_COLUMN.get(name)
-        if column is not None:
-            into[column] = _number(values, name, "post_features")
-            logged = True
-    return logged
+def _check_finite(columns: npt.NDArray[np.floating[Any]], names: Sequence[str]) -> None:
+    """InvalidExampleError naming the first post feature column with NaN or infinity."""
+    finite = np.isfinite(columns).all(axis=0)
+    if not finite.all():
+        name = names[int(np.argmin(finite))]
+        raise InvalidExampleError(
+            f"post_features.{name} holds NaN or infinity", field=f"post_features.{name}"
+        )
 
 
 def _category(values: object, name: str, codes: dict[str, int], side: str) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from feedrank.core.registry import ModelRegistry, TrainingData
 from feedrank.learners.examples import (
     ExampleBatch,
     InvalidExampleError,
+    LoggedExample,
     TopicLookup,
     batch_from_examples,
 )
@@ -138,7 +139,7 @@ class OnlineConsumer:
     def apply(self, messages: list[Message]) -> int:
         """Learn from these records; returns how many examples were applied."""
         started = time.perf_counter()
-        examples: list[events_pb2.LabelledExample] = []
+        examples: list[LoggedExample] = []
         for message in messages:
             error = message.error()
             if error is not None:
@@ -179,16 +180,14 @@ class OnlineConsumer:
         decisions = self.config.decisions_topic
         return [self.config.topic] + ([decisions] if decisions is not None else [])
 
-    def _examples_of(
-        self, topic: str | None, value: bytes | None
-    ) -> list[events_pb2.LabelledExample]:
+    def _examples_of(self, topic: str | None, value: bytes | None) -> Sequence[LoggedExample]:
         """The training examples one record stands for (none for a skipped one)."""
         if topic is not None and topic == self.config.decisions_topic:
             return fake_negatives(codecs.decode(events_pb2.Decision, value))
         example = codecs.decode(events_pb2.LabelledExample, value)
         return [example] if learns_from(example, self.feedback) else []
 
-    def _batch(self, examples: list[events_pb2.LabelledExample]) -> ExampleBatch | None:
+    def _batch(self, examples: list[LoggedExample]) -> ExampleBatch | None:
         if not examples:
             return None
         try:

@@ -36,12 +36,50 @@ class Feedback(StrEnum):
     COMPLETE = "complete"
 
 
-def fake_negatives(decision: events_pb2.Decision) -> list[events_pb2.LabelledExample]:
+class Impression:
+    """A shown item of a decision as a negative example labelled at impression: a view
+    of the decision (a :class:`~feedrank.learners.examples.LoggedExample`), not a copy.
+
+    Copying each decision's user features and each item's features into a
+    ``LabelledExample`` cost about as much as learning from it; the view reads them
+    where the decision holds them. :meth:`to_example` builds the full message.
+    """
+
+    __slots__ = (
+        "decision",
+        "decision_id",
+        "decision_time_ms",
+        "item",
+        "position",
+        "post_features",
+        "post_id",
+        "propensity",
+        "user_features",
+        "user_id",
+    )
+    engaged = False
+
+    def __init__(self, decision: events_pb2.Decision, item: events_pb2.ShownItem) -> None:
+        self.decision, self.item = decision, item
+        self.decision_id = decision.decision_id
+        self.user_id = decision.user_id
+        self.user_features = decision.user_features
+        self.decision_time_ms = decision.event_time_ms
+        self.post_id = item.post_id
+        self.position = item.position
+        self.propensity = item.propensity
+        self.post_features = item.features
+
+    def to_example(self) -> events_pb2.LabelledExample:
+        """The negative as the ``LabelledExample`` the join would have written."""
+        return labelled_example(
+            self.decision, self.item, label_time_ms=self.decision_time_ms, reward=0.0
+        )
+
+
+def fake_negatives(decision: events_pb2.Decision) -> list[Impression]:
     """Every shown item of ``decision`` as a negative example, labelled at impression."""
-    return [
-        labelled_example(decision, item, label_time_ms=decision.event_time_ms, reward=0.0)
-        for item in decision.items
-    ]
+    return [Impression(decision, item) for item in decision.items]
 
 
 def slate_decision(slate: Sequence[events_pb2.LabelledExample]) -> events_pb2.Decision:

@@ -31,12 +31,23 @@ def test_every_shown_item_becomes_a_negative_with_its_logged_features() -> None:
     negatives = fake_negatives(decision)
     assert [ex.post_id for ex in negatives] == [ex.post_id for ex in slate]
     assert not any(ex.engaged for ex in negatives)
-    assert {ex.label_time_ms for ex in negatives} == {decision.event_time_ms}
-    assert {(ex.model_version, ex.arm) for ex in negatives} == {("v0007", "canary")}
+    messages = [negative.to_example() for negative in negatives]
+    assert {ex.label_time_ms for ex in messages} == {decision.event_time_ms}
+    assert {(ex.model_version, ex.arm) for ex in messages} == {("v0007", "canary")}
+    assert not any(ex.engaged for ex in messages)
     rebuilt, logged = batch_from_examples(negatives), batch_from_examples(slate)
     assert rebuilt.users == logged.users
+    assert rebuilt.keys == logged.keys
+    assert (rebuilt.labels == 0).all()
     assert (rebuilt.posts.post_index == logged.posts.post_index).all()
+    assert (rebuilt.posts.content == logged.posts.content).all()
+    assert (rebuilt.positions == logged.positions).all()
     assert (rebuilt.propensities == logged.propensities).all()
+    assert (rebuilt.decision_time_ms == logged.decision_time_ms).all()
+    # The view and the message it stands for make the same batch.
+    from_messages = batch_from_examples(messages)
+    assert from_messages.users == rebuilt.users
+    assert (from_messages.posts.topics == rebuilt.posts.topics).all()
 
 
 def test_only_complete_feedback_learns_the_joins_negatives() -> None:
