@@ -92,7 +92,7 @@ def ghz(
         "--concurrency",
         str(concurrency),
         "--connections",
-        str(min(concurrency, 4)),
+        str(concurrency),  # one connection per call in flight: SO_REUSEPORT spreads them
         "--duration",
         f"{seconds}s",
         "--duration-stop",

@@ -159,12 +159,24 @@ class ExploreSettings(_Group):
     epsilon: float = Field(default=0.1, ge=0.0, le=1.0, description="Epsilon of epsilon-greedy.")
     temperature: float = Field(default=0.1, gt=0, description="Plackett-Luce temperature.")
     workers: int = Field(default=2, ge=1, description="gRPC worker processes (SO_REUSEPORT).")
-    worker_threads: int = Field(default=8, ge=1, description="gRPC handler threads per worker.")
+    worker_threads: int = Field(
+        default=4,
+        ge=1,
+        description="gRPC handler threads per worker (more only contend for the GIL: "
+        "each worker is one core).",
+    )
     max_message_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest RankRequest accepted (bytes)."
     )
     log_queue_limit: int = Field(
         default=100_000, ge=1, description="Decisions buffered while Kafka is slow or down."
+    )
+    log_linger_ms: int = Field(
+        default=200,
+        ge=0,
+        le=5_000,
+        description="How long a decision waits to share a produce request with others "
+        "(the broker's CPU is per request; the join waits minutes anyway).",
     )
     deploy_address: str | None = Field(
         default=None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from feedrank.core.clock import Clock
 from feedrank.core.features.store import InMemoryFeatureStore
@@ -72,6 +73,7 @@ def explore_service(
                 bootstrap=settings.kafka.bootstrap,
                 topic=settings.topics.decisions,
                 max_queued_decisions=settings.explore.log_queue_limit,
+                linger_ms=settings.explore.log_linger_ms,
             )
         )
         if log_decisions
@@ -185,7 +187,7 @@ def worker_backend_factory(
     feature updater unless turned off and the plan follower when a plan is configured."""
 
     def make_backend() -> WorkerBackend:
-        torch.set_num_threads(1)
+        use_one_core()
         service = explore_service(settings, clock, state, log_decisions=log_decisions)
         updater = feature_updater(settings, clock, state)
         if updater is not None:
@@ -199,6 +201,19 @@ def worker_backend_factory(
         return backend if updater is None else UpdatingBackend(backend, updater)
 
     return make_backend
+
+
+def use_one_core() -> None:
+    """One thread for torch and one for BLAS in this process: a worker is one core.
+
+    numpy's OpenBLAS otherwise starts a thread per core for every matrix product (the
+    two-tower similarity of 1,000 candidates) and its threads busy-wait between calls.
+    With several workers and the gRPC handler threads on the same cores that spinning
+    took 18 ms of CPU per Rank call against 4.3 ms of work: 108 Rank/s on two cores
+    instead of 380 (100k posts, ``benchmarks/rank_load.py``).
+    """
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _following(
