@@ -52,6 +52,12 @@ class ShownItemFields(Protocol):
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < len(_SMALL_VARINTS):
+        return _SMALL_VARINTS[value]
+    return _encode_varint(value)
+
+
+def _encode_varint(value: int) -> bytes:
     out = bytearray()
     while True:
         low = value & 0x7F
@@ -61,6 +67,9 @@ def _varint(value: int) -> bytes:
         else:
             out.append(low)
             return bytes(out)
+
+
+_SMALL_VARINTS = tuple(_encode_varint(value) for value in range(1 << 14))  # lengths, positions
 
 
 def _tag(field: int, wire_type: int) -> bytes:
@@ -99,7 +108,11 @@ _FIXED = np.dtype(
 _TOPIC_PREFIXES = tuple(_double_entry_prefix(name) for name in TOPIC_FEATURES)
 _LANGUAGE_ENTRIES = tuple(_string_entry(2, "language", code) for code in LANGUAGES)
 _COUNTRY_ENTRIES = tuple(_string_entry(2, "country", code) for code in COUNTRIES)
-_ITEMS_FIELD = 9  # Decision.items
+_ITEM_TAG = _tag(9, _LEN)  # Decision.items
+# ShownItem: post_id = 1, position = 2, score = 3, propensity = 4, features = 5.
+_POST_ID_TAG, _POSITION_TAG, _FEATURES_TAG = _tag(1, _LEN), _tag(2, 0), _tag(5, _LEN)
+_SCORE_AND_PROPENSITY = struct.Struct("<BdBd")  # each tag is one byte, then a double
+_SCORE_TAG, _PROPENSITY_TAG = 3 << 3 | _I64, 4 << 3 | _I64
 
 
 def encode_decision(
@@ -112,17 +125,23 @@ def encode_decision(
     if len(items) != len(posts):
         raise ValueError(f"{len(items)} items but features of {len(posts)} posts")
     encoded = [header.SerializeToString(deterministic=True)]
+    pack_scores = _SCORE_AND_PROPENSITY.pack
     for item, features in zip(items, feature_vectors(posts), strict=True):
+        post = item.post_id.encode()
         shown = b"".join(
             (
-                _length_delimited(1, item.post_id.encode()),
-                _tag(2, 0) + _varint(item.position),
-                _tag(3, _I64) + _DOUBLE.pack(item.score),
-                _tag(4, _I64) + _DOUBLE.pack(item.propensity),
-                _length_delimited(5, features),
+                _POST_ID_TAG,
+                _varint(len(post)),
+                post,
+                _POSITION_TAG,
+                _varint(item.position),
+                pack_scores(_SCORE_TAG, item.score, _PROPENSITY_TAG, item.propensity),
+                _FEATURES_TAG,
+                _varint(len(features)),
+                features,
             )
         )
-        encoded.append(_length_delimited(_ITEMS_FIELD, shown))
+        encoded += (_ITEM_TAG, _varint(len(shown)), shown)
     return b"".join(encoded)
 
 
