@@ -51,8 +51,13 @@ def examples_for_training(
     file: Path | None,
     simulate: int,
     seed: int,
+    rounds: int = 1,
 ) -> TrainingRun:
-    """Examples from exactly one source, as a batch with its provenance."""
+    """Examples from exactly one source, as a batch with its provenance.
+
+    Simulated history leaves room for ``rounds`` rounds of ``simulate`` examples (see
+    :meth:`TrainingRun.next_round`), so the last round too ends before the world starts.
+    """
     if from_kafka:
         topic = settings.topics.examples
         kafka = read_kafka_range(settings.kafka.bootstrap, topic)
@@ -64,7 +69,7 @@ def examples_for_training(
         seed=seed, reward_window_ms=int(settings.time.reward_window.total_seconds() * 1000)
     )
     simulator = ExampleSimulator(
-        world, config, start_ms=world.config.start_ms - history_span_ms(config, simulate)
+        world, config, start_ms=world.config.start_ms - history_span_ms(config, simulate * rounds)
     )
     batch = batch_from_examples(simulator.examples(simulate), topics=topics)
     return TrainingRun(batch, "simulated", simulator=simulator)

@@ -90,7 +90,14 @@ def train(
 
     with console.status("reading examples…"):
         run = examples_for_training(
-            settings, world, topics, from_kafka=from_kafka, file=file, simulate=simulate, seed=seed
+            settings,
+            world,
+            topics,
+            from_kafka=from_kafka,
+            file=file,
+            simulate=simulate,
+            seed=seed,
+            rounds=rounds,
         )
     run = fit(run)
     for _ in range(rounds - 1):

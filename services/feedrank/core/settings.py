@@ -494,6 +494,14 @@ class LearnerSettings(_Group):
         description="`feedrank up` with an empty registry first trains a model on this many "
         "simulated historical examples (0: serve an untrained model until one is learned).",
     )
+    bootstrap_rounds: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Rounds of bootstrap history: round 1 is logged uniformly at random, "
+        "each later one by the model trained on the rounds before (`feedrank train "
+        "--rounds`), as a feed's logs are. All of it ends before the world starts.",
+    )
     bootstrap_min_auc: float = Field(
         default=0.60,
         ge=0,

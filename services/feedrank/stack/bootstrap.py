@@ -36,6 +36,8 @@ def train_bootstrap_model(settings: Settings) -> None:
         "train",
         "--simulate",
         str(learner.bootstrap_examples),
+        "--rounds",
+        str(learner.bootstrap_rounds),
         "--min-auc",
         str(learner.bootstrap_min_auc),
     ]

@@ -86,6 +86,16 @@ def test_the_stack_bootstraps_once_into_an_empty_registry(small_world: Path) -> 
     assert not bootstrap_needed(load_settings())  # not configured (the default)
 
 
+def test_every_bootstrap_round_is_history_before_the_world_starts(small_world: Path) -> None:
+    settings = load_settings(
+        learner={"bootstrap_examples": 1500, "bootstrap_rounds": 2, "bootstrap_min_auc": 0.0}
+    )
+    train_bootstrap_model(settings)
+    (manifest,) = LocalModelRegistry(small_world).versions()
+    assert manifest.training.examples >= 2 * 1500  # round 2 was logged by round 1's model
+    assert manifest.training.end_ms < local_world(settings).config.start_ms
+
+
 def test_a_bootstrap_below_its_gate_stops_the_stack(small_world: Path) -> None:
     settings = load_settings(learner={"bootstrap_examples": 1500, "bootstrap_min_auc": 0.99})
     with pytest.raises(StackError, match=r"did not reach AUC 0\.99"):
