@@ -132,39 +132,14 @@ def feature_updater(settings: Settings, clock: Clock, state: ServingState) -> Fe
     return kafka_feature_updater(state.store, config, clock)
 
 
-class FollowingBackend:
-    """An ExploreService whose models follow the serving plan in the background."""
+@dataclass
+class BackgroundBackend:
+    """A worker backend with what runs beside it: the feature updater and the plan
+    follower (each optional), stopped in that order before the backend closes."""
 
-    def __init__(self, service: ExploreService, follower: PlanFollower) -> None:
-        self.service = service
-        self.follower = follower
-
-    def start(self) -> None:
-        """Apply the plan once before serving (no request sees the initial model when a
-        plan names versions), then keep following it."""
-        self.follower.sync_once()
-        self.follower.start()
-
-    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
-        return self.service.rank(query, deadline)
-
-    def arm_of(self, user_id: str) -> str:
-        return self.service.arm_of(user_id)
-
-    def is_ready(self) -> bool:
-        return self.service.is_ready()
-
-    def close(self) -> None:
-        self.follower.stop()
-        self.service.close()
-
-
-class UpdatingBackend:
-    """A worker backend whose feature store follows the event topics in the background."""
-
-    def __init__(self, backend: WorkerBackend, updater: FeatureUpdater) -> None:
-        self.backend = backend
-        self.updater = updater
+    backend: WorkerBackend
+    updater: FeatureUpdater | None = None
+    follower: PlanFollower | None = None
 
     def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
         return self.backend.rank(query, deadline)
@@ -176,8 +151,37 @@ class UpdatingBackend:
         return self.backend.is_ready()
 
     def close(self) -> None:
-        self.updater.stop()
+        self._stop_tasks()
         self.backend.close()
+
+    def _stop_tasks(self) -> None:
+        if self.updater is not None:
+            self.updater.stop()
+        if self.follower is not None:
+            self.follower.stop()
+
+
+def worker_backend(
+    settings: Settings, clock: Clock, state: ServingState, service: ExploreService
+) -> BackgroundBackend:
+    """``service`` with what the settings run beside it: the feature updater (started
+    first: it reaches Kafka from its own thread) and the plan follower, which applies
+    the plan once before this returns, so no request sees the initial model when a plan
+    names versions."""
+    running = BackgroundBackend(service)
+    try:
+        running.updater = feature_updater(settings, clock, state)
+        if running.updater is not None:
+            running.updater.start()
+        follower = plan_follower(settings, clock, state, service.slots)
+        if follower is not None:
+            follower.sync_once()
+            follower.start()
+            running.follower = follower
+    except Exception:  # the worker fails to start: stop what already runs
+        running._stop_tasks()
+        raise
+    return running
 
 
 def worker_backend_factory(
@@ -189,16 +193,7 @@ def worker_backend_factory(
     def make_backend() -> WorkerBackend:
         use_one_core()
         service = explore_service(settings, clock, state, log_decisions=log_decisions)
-        updater = feature_updater(settings, clock, state)
-        if updater is not None:
-            updater.start()  # returns at once; Kafka is reached from its thread
-        try:
-            backend = _following(settings, clock, state, service)
-        except Exception:  # the worker fails to start: stop the thread first
-            if updater is not None:
-                updater.stop()
-            raise
-        return backend if updater is None else UpdatingBackend(backend, updater)
+        return worker_backend(settings, clock, state, service)
 
     return make_backend
 
@@ -214,15 +209,3 @@ def use_one_core() -> None:
     """
     torch.set_num_threads(1)
     threadpool_limits(limits=1, user_api="blas")
-
-
-def _following(
-    settings: Settings, clock: Clock, state: ServingState, service: ExploreService
-) -> WorkerBackend:
-    """``service``, following the serving plan when one is configured."""
-    follower = plan_follower(settings, clock, state, service.slots)
-    if follower is None:
-        return service
-    backend = FollowingBackend(service, follower)
-    backend.start()
-    return backend

@@ -11,22 +11,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health
 
 from feedrank.core.clock import ManualClock
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import load_settings
-from feedrank.explore.app import (
-    FollowingBackend,
-    build_serving_state,
-    explore_service,
-    plan_follower,
-)
-from feedrank.explore.grpc_service import build_server
+from feedrank.explore.app import build_serving_state, explore_service, worker_backend
+from feedrank.explore.plan_follower import PlanFollower
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 from tests.support.model_versions import all_posts, publish, small_bundle
+from tests.support.serving import served
 
 START_MS = 1_764_000_000_000
 
@@ -51,7 +46,7 @@ class PlanServicer(deploy_pb2_grpc.DeployServicer):
 class FollowingServer:
     servicer: PlanServicer
     deploy: grpc.Server
-    backend: FollowingBackend
+    follower: PlanFollower
     stub: ranking_pb2_grpc.RankingStub
     versions: list[str]
 
@@ -75,7 +70,11 @@ def following_server(tmp_path: Path) -> Iterator[FollowingServer]:
     settings = load_settings(
         world={"num_users": 300, "num_creators": 200, "num_posts": 2_000},
         paths={"state_dir": tmp_path / "state", "registry_dir": tmp_path / "registry"},
-        explore={"deploy_address": f"127.0.0.1:{deploy_port}", "plan_poll_interval_s": 0.1},
+        explore={
+            "deploy_address": f"127.0.0.1:{deploy_port}",
+            "plan_poll_interval_s": 0.1,
+            "feature_updates": False,  # no broker here: the plan alone
+        },
     )
     clock = ManualClock(START_MS)
     state = build_serving_state(settings, clock, show_progress=False)
@@ -88,25 +87,12 @@ def following_server(tmp_path: Path) -> Iterator[FollowingServer]:
     deploy.start()
 
     service = explore_service(settings, clock, state, log_decisions=False)
-    follower = plan_follower(settings, clock, state, service.slots)
-    assert follower is not None
-    backend = FollowingBackend(service, follower)
-    backend.start()
-    server, port = build_server(
-        backend,
-        settings.explore,
-        clock,
-        health.HealthServicer(),
-        address="127.0.0.1:0",
-        reuse_port=False,
-    )
-    server.start()
-    stub = ranking_pb2_grpc.RankingStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    backend = worker_backend(settings, clock, state, service)  # follows the plan
     try:
-        yield FollowingServer(servicer, deploy, backend, stub, versions)
+        assert backend.follower is not None
+        with served(backend, settings, clock) as stub:
+            yield FollowingServer(servicer, deploy, backend.follower, stub, versions)
     finally:
-        server.stop(grace=1).wait()
-        backend.close()
         deploy.stop(grace=0).wait()
 
 
@@ -130,8 +116,8 @@ def test_the_worker_serves_what_get_serving_plan_says(following_server: Followin
 
     server.deploy.stop(grace=0).wait()  # the deploy service goes away: serving goes on
     deadline = time.monotonic() + 30
-    while server.backend.follower.status.last_outcome != "plan_error":
+    while server.follower.status.last_outcome != "plan_error":
         assert time.monotonic() < deadline, "the follower never noticed"
         time.sleep(0.05)
     assert set(server.arms_of(users).values()) == {("stable", stable)}
-    assert "Deploy.GetServingPlan at 127.0.0.1" in server.backend.follower.status.last_error
+    assert "Deploy.GetServingPlan at 127.0.0.1" in server.follower.status.last_error

@@ -7,11 +7,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import grpc
 import numpy as np
 import pytest
 from confluent_kafka import Producer
-from grpc_health.v1 import health
 from prometheus_client import REGISTRY
 
 from feedrank.core import codecs
@@ -19,31 +17,27 @@ from feedrank.core.clock import ManualClock
 from feedrank.core.features.schema import post_index
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.settings import load_settings
-from feedrank.explore.app import (
-    ServingState,
-    UpdatingBackend,
-    explore_service,
-    feature_updater,
-)
+from feedrank.explore.app import ServingState, explore_service, worker_backend
 from feedrank.explore.feature_updates import (
     DECISION,
     REWARD,
+    FeatureUpdater,
     KafkaSourceConfig,
     kafka_feature_updater,
     replay_start_ms,
 )
-from feedrank.explore.grpc_service import build_server
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import events_pb2, ranking_pb2, ranking_pb2_grpc
 from tests.integration.explore.conftest import START_MS
 from tests.support.kafka import TopicFactory
+from tests.support.serving import served
 
 USER = "u17"
 
 
 @dataclass
 class UpdatingServer:
-    backend: UpdatingBackend
+    updater: FeatureUpdater
     store: InMemoryFeatureStore
     clock: ManualClock
     stub: ranking_pb2_grpc.RankingStub
@@ -72,25 +66,10 @@ def updating_server(
         producer.produce(topic, value=value)
         assert producer.flush(10) == 0
 
-    updater = feature_updater(settings, clock, state)
-    assert updater is not None
-    updater.start()  # as a worker does, before it serves
-    backend = UpdatingBackend(explore_service(settings, clock, state), updater)
-    server, port = build_server(
-        backend,
-        settings.explore,
-        clock,
-        health.HealthServicer(),
-        address="127.0.0.1:0",
-        reuse_port=False,
-    )
-    server.start()
-    stub = ranking_pb2_grpc.RankingStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
-    try:
-        yield UpdatingServer(backend, state.store, clock, stub, produce, rewards, decisions)
-    finally:
-        server.stop(grace=1).wait()
-        backend.close()
+    backend = worker_backend(settings, clock, state, explore_service(settings, clock, state))
+    assert backend.updater is not None
+    with served(backend, settings, clock) as stub:
+        yield UpdatingServer(backend.updater, state.store, clock, stub, produce, rewards, decisions)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -117,7 +96,7 @@ def test_a_block_and_a_decision_from_kafka_change_what_rank_serves(
     updating_server: UpdatingServer,
 ) -> None:
     server, store = updating_server, updating_server.store
-    status, now_ms = server.backend.updater.status, server.clock.now_ms()
+    status, now_ms = server.updater.status, server.clock.now_ms()
     first = server.stub.Rank(ranking_pb2.RankRequest(user_id=USER, limit=50), timeout=10)
     assert first.items
     shown = [post_index(item.post_id) for item in first.items]
