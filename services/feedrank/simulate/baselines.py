@@ -1,8 +1,10 @@
-"""What random and ORACLE feeds would earn for the same user at the same time.
+"""The random and ORACLE feeds for the same user at the same time, and what they earn.
 
-Both are expected engagements per shown item, computed with the behaviour model's
-``engagement_probability``, which reads hidden parameters: this module is evaluation,
-never a policy the service could run.
+The oracle ranks with the behaviour model's hidden parameters: this module is
+evaluation, never a policy the service could run. The simulation draws the user's
+reaction to both feeds as it does for a served one (``BehaviourModel.respond``), so
+every arm's engagement is counted the same way; the ``*_rate`` functions give the
+expected engagement per item instead (``engagement_probability``, no draws).
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ def fresh_posts(world: World, now_ms: int, max_age_days: float) -> IntArray:
     return np.arange(low, high, dtype=np.int64)
 
 
+def random_feed(eligible: IntArray, feed_size: int, rng: np.random.Generator) -> IntArray:
+    """Up to ``feed_size`` eligible posts drawn uniformly, in the drawn order."""
+    size = min(feed_size, len(eligible))
+    feed: IntArray = rng.choice(eligible, size=size, replace=False)
+    return feed
+
+
+def oracle_feed(
+    behaviour: BehaviourModel, user_index: int, eligible: IntArray, feed_size: int, now_ms: int
+) -> IntArray:
+    """ORACLE: the best feed the world allows, best first."""
+    return behaviour.oracle_top_k(user_index, eligible, min(feed_size, len(eligible)), now_ms)
+
+
 def random_feed_rate(
     behaviour: BehaviourModel,
     user_index: int,
@@ -33,21 +49,22 @@ def random_feed_rate(
     rng: np.random.Generator,
 ) -> float:
     """Expected engagements per item of a feed of uniformly drawn eligible posts."""
-    size = min(feed_size, len(eligible))
-    if size == 0:
-        return 0.0
-    posts = rng.choice(eligible, size=size, replace=False)
-    probabilities = behaviour.engagement_probability(user_index, posts, np.arange(size), now_ms)
-    return float(probabilities.mean())
+    return _expected_rate(behaviour, user_index, random_feed(eligible, feed_size, rng), now_ms)
 
 
 def oracle_feed_rate(
     behaviour: BehaviourModel, user_index: int, eligible: IntArray, *, feed_size: int, now_ms: int
 ) -> float:
     """ORACLE: expected engagements per item of the best feed the world allows."""
-    size = min(feed_size, len(eligible))
-    if size == 0:
+    feed = oracle_feed(behaviour, user_index, eligible, feed_size, now_ms)
+    return _expected_rate(behaviour, user_index, feed, now_ms)
+
+
+def _expected_rate(
+    behaviour: BehaviourModel, user_index: int, feed: IntArray, now_ms: int
+) -> float:
+    if feed.size == 0:
         return 0.0
-    best = behaviour.oracle_top_k(user_index, eligible, size, now_ms)
-    probabilities = behaviour.engagement_probability(user_index, best, np.arange(size), now_ms)
+    positions = np.arange(feed.size)
+    probabilities = behaviour.engagement_probability(user_index, feed, positions, now_ms)
     return float(probabilities.mean())

@@ -21,7 +21,7 @@ import numpy as np
 from feedrank.core.clock import Clock
 from feedrank.core.features.schema import post_index, user_id
 from feedrank.core.world import BehaviourModel, World
-from feedrank.simulate.baselines import fresh_posts, oracle_feed_rate, random_feed_rate
+from feedrank.simulate.baselines import fresh_posts, oracle_feed, random_feed
 from feedrank.simulate.engagement import ORACLE_ARM, RANDOM_ARM, EngagementLedger
 from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.simulate.rank_client import RankClient
@@ -138,17 +138,22 @@ class Simulation:
         self.pending.push(rewards)
         self.ledger.record_feed(f"{feed.arm}/{feed.model_version}", now_ms, len(posts), rewards)
         self.stats.count(requests=1)
-        if with_baselines:
+        if with_baselines:  # the same user's reactions to the baseline feeds, drawn alike
             eligible = fresh_posts(self.world, now_ms, self.config.max_post_age_days)
             size = self.config.feed_size
-            random_rate = random_feed_rate(
-                self.behaviour, user, eligible, feed_size=size, now_ms=now_ms, rng=rng
-            )
-            oracle_rate = oracle_feed_rate(
-                self.behaviour, user, eligible, feed_size=size, now_ms=now_ms
-            )
-            self.ledger.record_expected(RANDOM_ARM, now_ms, size, random_rate * size)
-            self.ledger.record_expected(ORACLE_ARM, now_ms, size, oracle_rate * size)
+            baselines = {
+                RANDOM_ARM: random_feed(eligible, size, rng),
+                ORACLE_ARM: oracle_feed(self.behaviour, user, eligible, size, now_ms),
+            }
+            for arm, shown in baselines.items():
+                drawn = self.behaviour.respond(
+                    user,
+                    shown,
+                    decision_id=f"{arm}:{feed.decision_id}",
+                    impression_ms=now_ms,
+                    rng=rng,
+                )
+                self.ledger.record_feed(arm, now_ms, len(shown), drawn)
 
     def _delivery_loop(self) -> None:
         while not self._stop.wait(0.1):

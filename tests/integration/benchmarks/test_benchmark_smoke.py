@@ -93,3 +93,16 @@ def test_join_throughput_smoke(kafka: KafkaBroker) -> None:
     assert report["join_latency_p50_s"] <= report["join_latency_p95_s"]
     assert report["state_bytes_per_pending_decision"] > 0
     assert report["two_week_state_tb"] > 0
+
+
+def test_serving_quality_smoke() -> None:
+    result = run_benchmark("-m", "benchmarks.serving_quality", "--smoke", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["feeds"] == 20
+    ratios = {name: value for name, value in report.items() if name.endswith("_over_oracle")}
+    assert len(ratios) == 6
+    assert all(math.isfinite(value) and value >= 0 for value in ratios.values())
+    # Nothing served beats the oracle's expected engagement on the same posts' universe.
+    assert report["retrieved_oracle_over_oracle"] <= 1.0
+    assert report["served_over_oracle"] <= report["retrieved_oracle_over_oracle"]

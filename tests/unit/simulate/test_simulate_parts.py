@@ -77,15 +77,23 @@ def test_the_oracle_beats_a_random_feed_on_average() -> None:
     assert np.mean(oracle) > 2 * np.mean(random)
 
 
+def likes(count: int, at_ms: int) -> list[events_pb2.Reward]:
+    """``count`` posts of a feed liked at ``at_ms``."""
+    return [
+        events_pb2.Reward(post_id=f"p{post}", type=events_pb2.REWARD_TYPE_LIKE, ts_ms=at_ms)
+        for post in range(count)
+    ]
+
+
 def test_versus_oracle_compares_each_arm_with_the_oracle_at_the_same_times() -> None:
     ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
-    ledger.record_expected(ORACLE_ARM, 0, 100, 20.0)  # the oracle earns 0.20 early ...
-    ledger.record_expected(ORACLE_ARM, 10, 100, 5.0)  # ... and 0.05 once the world tires
-    ledger.record_expected("early", 0, 100, 10.0)  # half the oracle, early
-    ledger.record_expected("late", 10, 100, 2.5)  # half the oracle, late
-    ledger.record_expected("unmatched", 20, 100, 1.0)  # no oracle in that bucket
+    ledger.record_feed(ORACLE_ARM, 0, 100, likes(20, 0))  # the oracle earns 0.20 early ...
+    ledger.record_feed(ORACLE_ARM, 10, 40, likes(2, 10))  # ... and 0.05 once the world tires
+    ledger.record_feed("early", 0, 100, likes(10, 0))  # half the oracle, early
+    ledger.record_feed("late", 10, 100, likes(2, 10) + likes(1, 500))  # 2.5 % in the window
+    ledger.record_feed("unmatched", 20, 100, likes(1, 20))  # no oracle in that bucket
     versus = ledger.versus_oracle()
     assert versus["early"] == pytest.approx(0.5)
-    assert versus["late"] == pytest.approx(0.5)  # a whole-run ratio would say 0.2
+    assert versus["late"] == pytest.approx(0.4)  # a whole-run ratio would say about 0.13
     assert "unmatched" not in versus
     assert versus[ORACLE_ARM] == pytest.approx(1.0)

@@ -1,0 +1,247 @@
+"""Where served engagement goes against the oracle: retrieval, ranking, rules, exploration.
+
+    .venv/bin/python -m benchmarks.serving_quality            # the demo's world and bootstrap
+    .venv/bin/python -m benchmarks.serving_quality --smoke --json
+
+Trains the bootstrap model as ``feedrank up`` does (``feedrank train --simulate N
+--rounds R``: history that ends before the world starts), publishes it to a temporary
+registry and loads it as an explore worker does. Then it serves feeds through the real
+pipeline in process: retrieval, ranker, rules and exploration. Feeds come a simulated
+minute apart from the world's start, to users drawn by their session rates. Each feed's
+impressions and engagements update that service's store, as the feature updater would.
+
+Reported per shown item, each over the ORACLE's expected engagement for the same user
+at the same time (its best fresh posts; it reads hidden parameters):
+
+* the oracle over the retrieved candidates: what retrieval leaves;
+* the ranker's order of the retrieved candidates, before any rule;
+* served greedily: rules, no exploration (a service and store of its own);
+* served with the configured exploration: expected, and realised within the reward
+  window (what the demo's report counts);
+* random fresh posts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from feedrank.core.clock import ManualClock
+from feedrank.core.features.schema import IntArray, post_index, user_id
+from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.registry import LocalModelRegistry
+from feedrank.core.settings import Settings, load_settings
+from feedrank.core.world import BehaviourModel, World
+from feedrank.explore.catalogue import Catalogue
+from feedrank.explore.deadline import Deadline
+from feedrank.explore.exploration import policy_from_name
+from feedrank.explore.model_loader import ModelLoader, check_user_ids
+from feedrank.explore.queries import RankQuery
+from feedrank.explore.service import ExploreService
+from feedrank.explore.serving_model import ServingModel
+from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
+from feedrank.learners.bootstrap import local_world, model_configs, world_topics
+from feedrank.learners.training_run import TrainingRun, examples_for_training, publish_run
+from feedrank.simulate.baselines import fresh_posts
+from feedrank.simulate.engagement import ENGAGED_TYPES
+
+FEED_SIZE = 20
+FEED_INTERVAL_MS = 60_000
+
+
+def bootstrap(settings: Settings, world: World, examples: int, rounds: int) -> TrainingRun:
+    """The bootstrap model of ``feedrank up``: ``rounds`` rounds of simulated history."""
+    learner = settings.learner
+    config = TrainerConfig(
+        batch_size=learner.batch_size,
+        max_epochs=learner.max_epochs,
+        patience=learner.patience,
+        learning_rate=learner.learning_rate,
+        lr_decay=learner.lr_decay,
+        weight_decay=learner.weight_decay,
+        validation_share=learner.validation_share,
+    )
+    two_tower, ranker = model_configs(settings)
+    topics = world_topics(world)
+    run = examples_for_training(
+        settings,
+        world,
+        topics,
+        from_kafka=False,
+        file=None,
+        simulate=examples,
+        seed=0,
+        rounds=rounds,
+    )
+    for round_number in range(rounds):
+        if round_number:
+            run = run.next_round(world, topics, examples, 0)
+        trainer = BatchTrainer(config, two_tower=two_tower, ranker=ranker)
+        run = run.trained(trainer, trainer.fit(run.batch))
+    return run
+
+
+def load_published(settings: Settings, world: World, run: TrainingRun, at_ms: int) -> ServingModel:
+    """The run published to a temporary registry and loaded as an explore worker does."""
+    assert run.report is not None
+    registry = LocalModelRegistry(Path(tempfile.mkdtemp(prefix="feedrank-serving-quality-")))
+    version = publish_run(registry, run, dict(run.report.metrics))
+    loader = ModelLoader(
+        registry,
+        InMemoryFeatureStore.from_world(world),
+        Catalogue.from_world(world),
+        check_user_ids=check_user_ids(world.num_users, 20),
+        settings=settings.explore,
+        clock=ManualClock(at_ms),
+    )
+    return loader.load(version)
+
+
+class Feeds:
+    """One explore service with a store of its own, served and updated feed by feed."""
+
+    def __init__(
+        self, settings: Settings, world: World, model: ServingModel, policy: str, clock: ManualClock
+    ) -> None:
+        explore = settings.explore
+        self.store = InMemoryFeatureStore.from_world(world)
+        self.service = ExploreService(
+            store=self.store,
+            settings=explore,
+            policy=policy_from_name(
+                policy, epsilon=explore.epsilon, temperature=explore.temperature
+            ),
+            clock=clock,
+        )
+        self.service.load(model)
+
+    def serve(self, user: int, at_ms: int) -> IntArray:
+        query = RankQuery(
+            user_id=user_id(user),
+            limit=FEED_SIZE,
+            request_time_ms=at_ms,
+            language=None,
+            country=None,
+            surface="explore",
+        )
+        result = self.service.rank(query, Deadline.never())
+        return np.array([post_index(item.post_id) for item in result.items], dtype=np.int64)
+
+    def observe(self, user: int, shown: IntArray, rewards: list[Any], at_ms: int) -> None:
+        """What the feature updater applies: impressions, then each engagement."""
+        self.store.record_impressions(shown, at_ms)
+        for reward in rewards:
+            if reward.type in ENGAGED_TYPES:
+                posts = np.array([post_index(reward.post_id)], dtype=np.int64)
+                self.store.record_engagements(user_id(user), posts, reward.ts_ms)
+
+
+def measure(settings: Settings, world: World, model: ServingModel, feeds: int) -> dict[str, float]:
+    start = world.config.start_ms
+    clock = ManualClock(start)
+    behaviour = BehaviourModel(world, seed=settings.world.behaviour_seed)
+    greedy = Feeds(settings, world, model, "greedy", clock)
+    served = Feeds(settings, world, model, settings.explore.exploration, clock)
+    window_ms = int(settings.time.reward_window.total_seconds() * 1000)
+    rng = np.random.default_rng(1)
+    sessions = np.asarray(world.users.sessions_per_day, dtype=np.float64)
+    users = rng.choice(world.num_users, feeds, p=sessions / sessions.sum()).tolist()
+    sums = dict.fromkeys(
+        ("oracle", "retrieved_oracle", "ranker", "greedy", "served", "served_realised", "random"),
+        0.0,
+    )
+    for number, user in enumerate(users):
+        at_ms = start + number * FEED_INTERVAL_MS
+        if number:
+            clock.advance(FEED_INTERVAL_MS)
+
+        def rate(posts: IntArray, user: int = user, at_ms: int = at_ms) -> float:
+            posts = np.asarray(posts, dtype=np.int64)[:FEED_SIZE]
+            if not posts.size:
+                return 0.0
+            positions = np.arange(posts.size)
+            return float(behaviour.engagement_probability(user, posts, positions, at_ms).mean())
+
+        eligible = fresh_posts(world, at_ms, settings.explore.max_post_age_days)
+        sums["oracle"] += rate(behaviour.oracle_top_k(user, eligible, FEED_SIZE, at_ms))
+        sums["random"] += rate(rng.choice(eligible, min(FEED_SIZE, eligible.size), replace=False))
+        service = served.service  # the candidates the served feed is chosen from
+        features = served.store.user_features(user_id(user), at_ms)
+        query = RankQuery(user_id(user), FEED_SIZE, at_ms, None, None, "explore")
+        user_vector, candidates = service._retrieve(model, features, query)
+        sums["retrieved_oracle"] += rate(behaviour.oracle_top_k(user, candidates, FEED_SIZE, at_ms))
+        scored = service._score(model, features, user_vector, query, candidates)
+        sums["ranker"] += rate(candidates[np.argsort(-scored.scores, kind="stable")])
+        for name, feed in (("greedy", greedy), ("served", served)):
+            shown = feed.serve(user, at_ms)
+            sums[name] += rate(shown)
+            rewards = behaviour.respond(
+                user, shown, decision_id=f"{name}-{number}", impression_ms=at_ms, rng=rng
+            )
+            feed.observe(user, shown, rewards, at_ms)
+            if name == "served":
+                horizon = at_ms + window_ms
+                engaged = {
+                    r.post_id for r in rewards if r.type in ENGAGED_TYPES and r.ts_ms <= horizon
+                }
+                sums["served_realised"] += len(engaged) / max(shown.size, 1)
+    oracle = sums.pop("oracle")
+    return {f"{name}_over_oracle": round(value / oracle, 3) for name, value in sums.items()}
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("deploy/local/demo.toml"))
+    parser.add_argument("--examples", type=int, default=100_000, help="per bootstrap round")
+    parser.add_argument("--rounds", type=int, default=2, help="bootstrap rounds")
+    parser.add_argument("--feeds", type=int, default=600)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_arguments()
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    overrides: dict[str, Any] = {}
+    if args.smoke:
+        args.examples, args.rounds, args.feeds = 3_000, 1, 20
+        overrides["world"] = {"num_users": 300, "num_creators": 60, "num_posts": 3_000}
+    settings = load_settings(args.config, **overrides)
+    world = local_world(settings)
+    log(f"bootstrap: {args.rounds} x {args.examples:,} simulated examples")
+    run = bootstrap(settings, world, args.examples, args.rounds)
+    assert run.report is not None
+    model = load_published(settings, world, run, world.config.start_ms)
+    log(f"serving {args.feeds} feeds")
+    result: dict[str, Any] = {
+        "examples_per_round": args.examples,
+        "rounds": args.rounds,
+        "feeds": args.feeds,
+        "validation_auc": round(run.report.metrics["auc"], 4),
+        "exploration": settings.explore.exploration,
+        **measure(settings, world, model, args.feeds),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    for name, value in result.items():
+        print(f"{name:>34}: {value}")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
