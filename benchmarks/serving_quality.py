@@ -47,8 +47,8 @@ from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel
-from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
-from feedrank.learners.bootstrap import local_world, model_configs, world_topics
+from feedrank.learners.batch.trainer import BatchTrainer
+from feedrank.learners.bootstrap import local_world, model_configs, trainer_config, world_topics
 from feedrank.learners.training_run import TrainingRun, examples_for_training, publish_run
 from feedrank.simulate.baselines import fresh_posts
 from feedrank.simulate.engagement import ENGAGED_TYPES
@@ -59,16 +59,7 @@ FEED_INTERVAL_MS = 60_000
 
 def bootstrap(settings: Settings, world: World, examples: int, rounds: int) -> TrainingRun:
     """The bootstrap model of ``feedrank up``: ``rounds`` rounds of simulated history."""
-    learner = settings.learner
-    config = TrainerConfig(
-        batch_size=learner.batch_size,
-        max_epochs=learner.max_epochs,
-        patience=learner.patience,
-        learning_rate=learner.learning_rate,
-        lr_decay=learner.lr_decay,
-        weight_decay=learner.weight_decay,
-        validation_share=learner.validation_share,
-    )
+    config = trainer_config(settings)
     two_tower, ranker = model_configs(settings)
     topics = world_topics(world)
     run = examples_for_training(
@@ -176,9 +167,9 @@ def measure(settings: Settings, world: World, model: ServingModel, feeds: int) -
         service = served.service  # the candidates the served feed is chosen from
         features = served.store.user_features(user_id(user), at_ms)
         query = RankQuery(user_id(user), FEED_SIZE, at_ms, None, None, "explore")
-        user_vector, candidates = service._retrieve(model, features, query)
+        user_vector, candidates = service.retrieve(model, features, query)
         sums["retrieved_oracle"] += rate(behaviour.oracle_top_k(user, candidates, FEED_SIZE, at_ms))
-        scored = service._score(model, features, user_vector, query, candidates)
+        scored = service.score(model, features, user_vector, query, candidates)
         sums["ranker"] += rate(candidates[np.argsort(-scored.scores, kind="stable")])
         for name, feed in (("greedy", greedy), ("served", served)):
             shown = feed.serve(user, at_ms)

@@ -1,4 +1,5 @@
-"""What ``feedrank train`` and ``feedrank learn`` start from: models, world, catalogue."""
+"""What ``feedrank train`` and ``feedrank learn`` start from: models, world, catalogue,
+and the batch trainer's settings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.core.registry import ModelRegistry, read_bundle
 from feedrank.core.settings import Settings
 from feedrank.core.world import World, WorldConfig, generate_world
+from feedrank.learners.batch.trainer import TrainerConfig
 from feedrank.learners.examples import TopicLookup
 from feedrank.learners.joint import JointModel, StepConfig
 from feedrank.learners.posts import PostCatalogue
@@ -65,3 +67,30 @@ def starting_model(
         return JointModel(bundle.two_tower, bundle.ranker, step), latest.version
     two_tower, ranker = model_configs(settings, settings.world.seed)
     return JointModel.new(two_tower, ranker, step), ""
+
+
+def trainer_config(
+    settings: Settings,
+    *,
+    batch_size: int | None = None,
+    max_epochs: int | None = None,
+    learning_rate: float | None = None,
+    negative_rate: float = 1.0,
+    recall_k: int = 50,
+    seed: int = 0,
+) -> TrainerConfig:
+    """The batch trainer's config from the learner settings; a value given here (not
+    None) wins over the setting."""
+    learner = settings.learner
+    return TrainerConfig(
+        batch_size=batch_size or learner.batch_size,
+        max_epochs=max_epochs or learner.max_epochs,
+        patience=learner.patience,
+        learning_rate=learning_rate or learner.learning_rate,
+        lr_decay=learner.lr_decay,
+        weight_decay=learner.weight_decay,
+        validation_share=learner.validation_share,
+        negative_rate=negative_rate,
+        recall_k=recall_k,
+        seed=seed,
+    )

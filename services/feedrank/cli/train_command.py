@@ -16,8 +16,8 @@ from rich.table import Table
 
 from feedrank.cli.context import settings_of
 from feedrank.core.registry import LocalModelRegistry
-from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
-from feedrank.learners.bootstrap import local_world, model_configs, world_topics
+from feedrank.learners.batch.trainer import BatchTrainer
+from feedrank.learners.bootstrap import local_world, model_configs, trainer_config, world_topics
 from feedrank.learners.training_run import TrainingRun, examples_for_training, publish_run
 
 console = Console()
@@ -62,14 +62,11 @@ def train(
     sources = sum([from_kafka, file is not None, simulate > 0])
     if sources != 1:
         raise typer.BadParameter("give exactly one of --from-kafka, --file or --simulate N")
-    config = TrainerConfig(
-        batch_size=batch_size or learner.batch_size,
-        max_epochs=max_epochs or learner.max_epochs,
-        patience=learner.patience,
-        learning_rate=learning_rate or learner.learning_rate,
-        lr_decay=learner.lr_decay,
-        weight_decay=learner.weight_decay,
-        validation_share=learner.validation_share,
+    config = trainer_config(
+        settings,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        learning_rate=learning_rate,
         negative_rate=negative_rate,
         recall_k=recall_k,
         seed=seed,

@@ -134,11 +134,11 @@ class ExploreService:
             )
         deadline.check("retrieve")
         with stage("retrieve"):
-            user_vector, post_indices = self._retrieve(model, user, query)
+            user_vector, post_indices = self.retrieve(model, user, query)
         metrics.CANDIDATES.labels(stage="retrieved").observe(len(post_indices))
         deadline.check("rank")
         with stage("rank"):
-            candidates = self._score(model, user, user_vector, query, post_indices)
+            candidates = self.score(model, user, user_vector, query, post_indices)
         deadline.check("post_process")
         with stage("post_process"):
             outcome = self._post_process(user, query, candidates)
@@ -176,9 +176,11 @@ class ExploreService:
             self.store.record_seen(query.user_id, shown_posts.post_index, query.request_time_ms)
         return RankResult(decision_id, model.version, arm, items)
 
-    def _retrieve(
+    def retrieve(
         self, model: ServingModel, user: UserFeatures, query: RankQuery
     ) -> tuple[FloatArray, IntArray]:
+        """The user's vector and the eligible candidates' catalogue rows, best first (the
+        pipeline's first stage; public for benchmarks that take the pipeline apart)."""
         user_vector = model.two_tower.encode_users([user])[0]
         country = query.country if query.country is not None else user.country
         max_age_ms = int(self.settings.max_post_age_days * 24 * HOUR_MS)
@@ -192,7 +194,7 @@ class ExploreService:
         )
         return user_vector, post_indices
 
-    def _score(
+    def score(
         self,
         model: ServingModel,
         user: UserFeatures,
@@ -200,6 +202,7 @@ class ExploreService:
         query: RankQuery,
         post_indices: IntArray,
     ) -> Candidates:
+        """The candidates' impression-time features and the ranker's scores of them."""
         posts = self.store.post_features(post_indices, query.request_time_ms)
         post_vectors = model.post_vectors[post_indices]
         scores = model.ranker.score(
