@@ -50,8 +50,8 @@ from feedrank.explore.serving_model import ServingModel
 from feedrank.learners.batch.trainer import BatchTrainer
 from feedrank.learners.bootstrap import local_world, model_configs, trainer_config, world_topics
 from feedrank.learners.training_run import TrainingRun, examples_for_training, publish_run
-from feedrank.simulate.baselines import fresh_posts
-from feedrank.simulate.engagement import ENGAGED_TYPES
+from feedrank.simulate.baselines import expected_rate, fresh_posts, oracle_feed, random_feed
+from feedrank.simulate.engagement import ENGAGED_TYPES, engaged_posts
 
 FEED_SIZE = 20
 FEED_INTERVAL_MS = 60_000
@@ -155,20 +155,16 @@ def measure(settings: Settings, world: World, model: ServingModel, feeds: int) -
             clock.advance(FEED_INTERVAL_MS)
 
         def rate(posts: IntArray, user: int = user, at_ms: int = at_ms) -> float:
-            posts = np.asarray(posts, dtype=np.int64)[:FEED_SIZE]
-            if not posts.size:
-                return 0.0
-            positions = np.arange(posts.size)
-            return float(behaviour.engagement_probability(user, posts, positions, at_ms).mean())
+            return expected_rate(behaviour, user, posts[:FEED_SIZE], at_ms)
 
         eligible = fresh_posts(world, at_ms, settings.explore.max_post_age_days)
-        sums["oracle"] += rate(behaviour.oracle_top_k(user, eligible, FEED_SIZE, at_ms))
-        sums["random"] += rate(rng.choice(eligible, min(FEED_SIZE, eligible.size), replace=False))
+        sums["oracle"] += rate(oracle_feed(behaviour, user, eligible, FEED_SIZE, at_ms))
+        sums["random"] += rate(random_feed(eligible, FEED_SIZE, rng))
         service = served.service  # the candidates the served feed is chosen from
         features = served.store.user_features(user_id(user), at_ms)
         query = RankQuery(user_id(user), FEED_SIZE, at_ms, None, None, "explore")
         user_vector, candidates = service.retrieve(model, features, query)
-        sums["retrieved_oracle"] += rate(behaviour.oracle_top_k(user, candidates, FEED_SIZE, at_ms))
+        sums["retrieved_oracle"] += rate(oracle_feed(behaviour, user, candidates, FEED_SIZE, at_ms))
         scored = service.score(model, features, user_vector, query, candidates)
         sums["ranker"] += rate(candidates[np.argsort(-scored.scores, kind="stable")])
         for name, feed in (("greedy", greedy), ("served", served)):
@@ -179,10 +175,7 @@ def measure(settings: Settings, world: World, model: ServingModel, feeds: int) -
             )
             feed.observe(user, shown, rewards, at_ms)
             if name == "served":
-                horizon = at_ms + window_ms
-                engaged = {
-                    r.post_id for r in rewards if r.type in ENGAGED_TYPES and r.ts_ms <= horizon
-                }
+                engaged = engaged_posts(rewards, at_ms + window_ms)
                 sums["served_realised"] += len(engaged) / max(shown.size, 1)
     oracle = sums.pop("oracle")
     return {f"{name}_over_oracle": round(value / oracle, 3) for name, value in sums.items()}

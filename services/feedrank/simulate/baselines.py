@@ -3,7 +3,7 @@
 The oracle ranks with the behaviour model's hidden parameters: this module is
 evaluation, never a policy the service could run. The simulation draws the user's
 reaction to both feeds as it does for a served one (``BehaviourModel.respond``), so
-every arm's engagement is counted the same way; the ``*_rate`` functions give the
+every arm's engagement is counted the same way; :func:`expected_rate` gives the
 expected engagement per item instead (``engagement_probability``, no draws).
 """
 
@@ -39,30 +39,9 @@ def oracle_feed(
     return behaviour.oracle_top_k(user_index, eligible, min(feed_size, len(eligible)), now_ms)
 
 
-def random_feed_rate(
-    behaviour: BehaviourModel,
-    user_index: int,
-    eligible: IntArray,
-    *,
-    feed_size: int,
-    now_ms: int,
-    rng: np.random.Generator,
-) -> float:
-    """Expected engagements per item of a feed of uniformly drawn eligible posts."""
-    return _expected_rate(behaviour, user_index, random_feed(eligible, feed_size, rng), now_ms)
-
-
-def oracle_feed_rate(
-    behaviour: BehaviourModel, user_index: int, eligible: IntArray, *, feed_size: int, now_ms: int
-) -> float:
-    """ORACLE: expected engagements per item of the best feed the world allows."""
-    feed = oracle_feed(behaviour, user_index, eligible, feed_size, now_ms)
-    return _expected_rate(behaviour, user_index, feed, now_ms)
-
-
-def _expected_rate(
-    behaviour: BehaviourModel, user_index: int, feed: IntArray, now_ms: int
-) -> float:
+def expected_rate(behaviour: BehaviourModel, user_index: int, feed: IntArray, now_ms: int) -> float:
+    """ORACLE: expected engagements per item of ``feed``, shown in its order at
+    ``now_ms`` (0 for an empty feed)."""
     if feed.size == 0:
         return 0.0
     positions = np.arange(feed.size)

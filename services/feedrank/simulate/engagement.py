@@ -38,6 +38,11 @@ RANDOM_ARM = "random (baseline)"
 ORACLE_ARM = "oracle (baseline, reads hidden parameters)"
 
 
+def engaged_posts(rewards: list[events_pb2.Reward], until_ms: int) -> set[str]:
+    """The posts of a feed engaged with (like, comment, share, save) by ``until_ms``."""
+    return {r.post_id for r in rewards if r.type in ENGAGED_TYPES and r.ts_ms <= until_ms}
+
+
 @dataclass
 class Tally:
     impressions: float = 0.0
@@ -69,7 +74,7 @@ class EngagementLedger:
     ) -> None:
         """One served feed of ``shown`` items and the rewards the user will give it."""
         horizon = impression_ms + self.reward_window_ms
-        engaged = {r.post_id for r in rewards if r.type in ENGAGED_TYPES and r.ts_ms <= horizon}
+        engaged = engaged_posts(rewards, horizon)
         flagged = {r.post_id for r in rewards if r.type in SAFEGUARD_TYPES and r.ts_ms <= horizon}
         self._add(arm, impression_ms, shown, len(engaged), len(flagged))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
-from feedrank.simulate.baselines import fresh_posts, oracle_feed_rate, random_feed_rate
+from feedrank.simulate.baselines import expected_rate, fresh_posts, oracle_feed, random_feed
 from feedrank.simulate.engagement import ORACLE_ARM, EngagementLedger
 from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.v1 import events_pb2
@@ -68,12 +68,10 @@ def test_the_oracle_beats_a_random_feed_on_average() -> None:
     rng = np.random.default_rng(0)
     users = range(0, 200, 10)
     oracle = [
-        oracle_feed_rate(behaviour, u, eligible, feed_size=20, now_ms=START_MS) for u in users
-    ]
-    random = [
-        random_feed_rate(behaviour, u, eligible, feed_size=20, now_ms=START_MS, rng=rng)
+        expected_rate(behaviour, u, oracle_feed(behaviour, u, eligible, 20, START_MS), START_MS)
         for u in users
     ]
+    random = [expected_rate(behaviour, u, random_feed(eligible, 20, rng), START_MS) for u in users]
     assert np.mean(oracle) > 2 * np.mean(random)
 
 
