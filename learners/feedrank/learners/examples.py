@@ -53,7 +53,7 @@ _POST_NUMERIC = (
     "engagement_rate",
 )
 _POST_NUMBERS = (*_POST_NUMERIC, "sensitive", "region_locked", "creator_index")
-_USER_NUMERIC = ("activity", "follow_count", "engagements_7d")
+_USER_NUMERIC = ("activity", "follow_count", "engagements_7d", "affinity_engagements")
 _TOPIC_COLUMN = {name: column for column, name in enumerate(TOPIC_FEATURES)}
 _AFFINITY_COLUMN = {name: column for column, name in enumerate(AFFINITY_FEATURES)}
 _LANGUAGE_CODE = {code: index for index, code in enumerate(LANGUAGES)}
@@ -280,6 +280,7 @@ def user_from_example(example: LoggedExample) -> UserFeatures:
         known=values.get("known", 1.0) > 0.5,
         as_of_ms=example.decision_time_ms,
         topic_affinity=_logged_affinity(values),
+        affinity_engagements=numbers[3],
     )
 
 

@@ -68,6 +68,8 @@ class UserFeatures:
     # The topic mix of the user's engagements so far: NUM_TOPICS shares summing to 1, or
     # empty for a user with no engagement history (all zero).
     topic_affinity: tuple[float, ...] = ()
+    # log1p(engagements behind topic_affinity): how much evidence the mix rests on.
+    affinity_engagements: float = 0.0
 
     def __post_init__(self) -> None:
         if self.topic_affinity and len(self.topic_affinity) != NUM_TOPICS:
@@ -87,6 +89,7 @@ class UserFeatures:
                 "activity": self.activity,
                 "follow_count": self.follow_count,
                 "engagements_7d": self.engagements_7d,
+                "affinity_engagements": self.affinity_engagements,
                 "sensitive_filter": float(self.sensitive_filter),
                 "known": float(self.known),
                 "as_of_ms": float(self.as_of_ms),
@@ -179,7 +182,14 @@ class PostFeatureBatch:
         return logged
 
 
-USER_NUMERIC = ("age_bucket", "activity", "follow_count", "engagements_7d", "sensitive_filter")
+USER_NUMERIC = (
+    "age_bucket",
+    "activity",
+    "follow_count",
+    "engagements_7d",
+    "affinity_engagements",
+    "sensitive_filter",
+)
 POST_NUMERIC = (
     "age_hours",
     "creator_followers",

@@ -360,13 +360,14 @@ class InMemoryFeatureStore:
             window = self.config.engagement_window_ms
             recent = record.engaged_posts_between(at_ms - window, at_ms) if record else []
         row = self._user_row(user_id)
-        affinity = self._topic_affinity(row, recent)
+        affinity, evidence = self._topic_affinity(row, recent)
         if row is None:
             return self._cold_start(
                 user_id,
                 at_ms,
                 len(recent),
                 affinity,
+                evidence,
                 language=fallback_language,
                 country=fallback_country,
             )
@@ -383,11 +384,14 @@ class InMemoryFeatureStore:
             known=True,
             as_of_ms=at_ms,
             topic_affinity=affinity,
+            affinity_engagements=evidence,
         )
 
-    def _topic_affinity(self, row: int | None, engaged_posts: list[int]) -> tuple[float, ...]:
+    def _topic_affinity(
+        self, row: int | None, engaged_posts: list[int]
+    ) -> tuple[tuple[float, ...], float]:
         """The topic mix of the user's history and recent engagements (shares summing to
-        one), or ``()`` when there is neither."""
+        one), or ``()`` when there is neither; and log1p of the engagements behind it."""
         totals = np.zeros(NUM_TOPICS, dtype=np.float64)
         if row is not None:
             totals += self._users.history_topics[row]
@@ -395,9 +399,9 @@ class InMemoryFeatureStore:
             totals += self._posts.topics[engaged_posts].sum(axis=0)
         mass = float(totals.sum())
         if mass <= 0.0:
-            return ()
+            return (), 0.0
         shares: list[float] = (totals / mass).tolist()
-        return tuple(shares)
+        return tuple(shares), log1p(mass)
 
     def post_features(self, post_indices: IntArray, at_ms: int) -> PostFeatureBatch:
         rows = self._checked_rows(post_indices)
@@ -513,6 +517,7 @@ class InMemoryFeatureStore:
         at_ms: int,
         recent_engagements: int,
         affinity: tuple[float, ...],
+        affinity_engagements: float,
         *,
         language: int | None,
         country: int | None,
@@ -533,6 +538,7 @@ class InMemoryFeatureStore:
             known=False,
             as_of_ms=at_ms,
             topic_affinity=affinity,
+            affinity_engagements=affinity_engagements,
         )
 
     def _checked_rows(self, post_indices: IntArray) -> IntArray:

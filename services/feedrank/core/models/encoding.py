@@ -26,9 +26,17 @@ from torch import nn
 
 from feedrank.core.features.schema import NUM_TOPICS, PostFeatureBatch, UserFeatures
 
-ENCODING_VERSION = 4  # 2: position bias; 3: user topic affinity; 4: two-tower topic subspace
+ENCODING_VERSION = 5  # 2: position bias; 3: user topic affinity; 4: two-tower topic subspace;
+# 5: engagement rates on a log scale, topic affinity as square roots of shares, linear age,
+# user affinity_engagements
 
-USER_NUMERIC_COLUMNS = ("activity", "follow_count", "engagements_7d", "sensitive_filter")
+USER_NUMERIC_COLUMNS = (
+    "activity",
+    "follow_count",
+    "engagements_7d",
+    "affinity_engagements",
+    "sensitive_filter",
+)
 POST_NUMERIC_COLUMNS = (
     "creator_followers",
     "creator_engagement_rate",
@@ -41,6 +49,12 @@ CONTEXT_NUMERIC_COLUMNS = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
 
 LOG_COUNT_SCALE = 10.0  # log1p counts reach ~10-15; divide to land near [0, 1.5]
 LOG_AGE_SCALE = 5.0  # log1p(age in hours): one week is ~5.1
+LINEAR_AGE_SCALE_HOURS = 168.0  # age in weeks: decay over hours is exponential in age
+AGE_COLUMNS = 2  # log1p(age) / LOG_AGE_SCALE and age / LINEAR_AGE_SCALE_HOURS
+# Engagement rates act multiplicatively (a creator twice as engaging), so they go in as
+# logs, centred near a typical 5 % rate: log(0.05) is about -3.
+LOG_RATE_OFFSET = 3.0
+RATE_FLOOR = 1e-4
 _MS_PER_HOUR = 3_600_000
 _HOURS_PER_DAY = 24
 _DAYS_PER_WEEK = 7
@@ -60,7 +74,12 @@ class UserTensors:
     age_bucket: torch.Tensor  # (n,) int64
     sensitive_filter: torch.Tensor  # (n,) bool
     numeric: torch.Tensor  # (n, len(USER_NUMERIC_COLUMNS)) float32
-    topic_affinity: torch.Tensor  # (n, NUM_TOPICS) float32: shares, or zeros without history
+    # (n, NUM_TOPICS) float32: square roots of the topic shares (a unit vector), or zeros
+    # without history. Shares are counts of engagements per topic; the square root is
+    # the variance-stabilising transform of counts, and its dot product with a post's
+    # topics (a Hellinger-style match) ranks posts by topic fit far better than the raw
+    # shares, which let one dominant topic drown the user's other interests.
+    topic_affinity: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.id_bucket.shape[0])
@@ -79,7 +98,7 @@ class PostTensors:
     topics: torch.Tensor  # (n, NUM_TOPICS) float32
     content: torch.Tensor  # (n, CONTENT_DIM) float32
     numeric: torch.Tensor  # (n, len(POST_NUMERIC_COLUMNS)) float32
-    age: torch.Tensor  # (n, 1) float32: log1p(age in hours) / LOG_AGE_SCALE
+    age: torch.Tensor  # (n, AGE_COLUMNS) float32: log and linear post age
 
     def __len__(self) -> int:
         return int(self.id_bucket.shape[0])
@@ -150,11 +169,12 @@ def _distinct_user_tensors(users: Sequence[UserFeatures], id_buckets: int) -> Us
 
     numeric = np.array([column(name) for name in USER_NUMERIC_COLUMNS], dtype=np.float32).T
     numeric = numeric.reshape(len(users), len(USER_NUMERIC_COLUMNS))
-    numeric[:, :3] /= LOG_COUNT_SCALE  # the log1p counts; sensitive_filter stays 0/1
+    numeric[:, :4] /= LOG_COUNT_SCALE  # the log1p counts; sensitive_filter stays 0/1
     affinity = np.zeros((len(users), NUM_TOPICS), dtype=np.float32)
     for row, user in enumerate(users):
         if user.topic_affinity:
             affinity[row] = user.topic_affinity
+    np.sqrt(affinity, out=affinity)  # see UserTensors.topic_affinity
     return UserTensors(
         id_bucket=torch.from_numpy(hash_strings([user.user_id for user in users], id_buckets)),
         known=torch.tensor([user.known for user in users], dtype=torch.bool),
@@ -180,9 +200,9 @@ def post_tensors(
     numeric = np.stack(
         [
             posts.creator_followers / LOG_COUNT_SCALE,
-            posts.creator_engagement_rate,
+            log_rate(posts.creator_engagement_rate),
             posts.impressions / LOG_COUNT_SCALE,
-            posts.engagement_rate,
+            log_rate(posts.engagement_rate),
             posts.sensitive,
             posts.region_locked,
         ],
@@ -198,8 +218,17 @@ def post_tensors(
         topics=_float_tensor(posts.topics),
         content=_float_tensor(posts.content),
         numeric=torch.from_numpy(numeric),
-        age=torch.from_numpy((np.log1p(age_hours) / LOG_AGE_SCALE).reshape(-1, 1)),
+        age=torch.from_numpy(
+            np.stack([np.log1p(age_hours) / LOG_AGE_SCALE, age_hours / LINEAR_AGE_SCALE_HOURS], 1)
+        ),
     )
+
+
+def log_rate(rates: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
+    """Engagement rates on a log scale near zero for a typical rate (5 %)."""
+    floored = np.maximum(rates.astype(np.float32, copy=False), np.float32(RATE_FLOOR))
+    logs: npt.NDArray[np.float32] = np.log(floored) + np.float32(LOG_RATE_OFFSET)
+    return logs
 
 
 def context_tensors(

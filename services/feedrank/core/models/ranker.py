@@ -47,6 +47,7 @@ from feedrank.core.features.schema import (
     UserFeatures,
 )
 from feedrank.core.models.encoding import (
+    AGE_COLUMNS,
     CONTEXT_NUMERIC_COLUMNS,
     POST_NUMERIC_COLUMNS,
     USER_NUMERIC_COLUMNS,
@@ -132,7 +133,7 @@ class RankerModel(nn.Module):
             user_width += NUM_TOPICS  # topic affinity
             context_width = category_dim + len(CONTEXT_NUMERIC_COLUMNS)
             post_width = self.post_id.output_dim + 2 * category_dim + NUM_TOPICS + CONTENT_DIM
-            post_width += len(POST_NUMERIC_COLUMNS) + 1 + len(CROSS_FEATURES)  # +1: age
+            post_width += len(POST_NUMERIC_COLUMNS) + AGE_COLUMNS + len(CROSS_FEATURES)
             self.user_context_layer = nn.Linear(user_width + context_width, hidden[0])
             self.post_cross_layer = nn.Linear(post_width, hidden[0], bias=False)
             self.head = nn.Sequential(nn.ReLU(), mlp(hidden[0], hidden[1:], 1))

@@ -203,10 +203,17 @@ def test_topic_affinity_is_the_history_mix_plus_recent_engagements(
     assert after.sum() == pytest.approx(1.0)
     # Point in time: a lookup before the engagements does not see them.
     np.testing.assert_allclose(store.user_features(user, T0).topic_affinity, before)
+    # The evidence behind the mix: history plus the two engagements, as a log count.
+    evidence = store.user_features(user, T0 + 2 * MINUTE_MS).affinity_engagements
+    assert evidence == pytest.approx(math.log1p(history.sum() + 2))
+    assert store.user_features(user, T0).affinity_engagements == pytest.approx(
+        math.log1p(history.sum())
+    )
 
 
 def test_users_without_any_history_have_no_affinity(store: InMemoryFeatureStore) -> None:
     assert store.user_features("guest", T0).topic_affinity == ()
+    assert store.user_features("guest", T0).affinity_engagements == 0.0
     store.record_engagements("guest", rows(3), T0)
     affinity = np.array(store.user_features("guest", T0 + 1).topic_affinity)
     topics = np.asarray(store.post_features(rows(3), T0).topics[0], dtype=np.float64)

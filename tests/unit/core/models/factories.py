@@ -35,6 +35,7 @@ def make_user(
         known=known,
         as_of_ms=as_of_ms,
         topic_affinity=tuple(rng.dirichlet(np.full(NUM_TOPICS, 0.3)).tolist()),
+        affinity_engagements=float(rng.uniform(0.0, 4.0)),
     )
 
 

@@ -7,6 +7,7 @@ import torch
 
 from feedrank.core.features.schema import CONTENT_DIM, NUM_TOPICS
 from feedrank.core.models.encoding import (
+    AGE_COLUMNS,
     CONTEXT_NUMERIC_COLUMNS,
     POST_NUMERIC_COLUMNS,
     USER_NUMERIC_COLUMNS,
@@ -17,7 +18,13 @@ from feedrank.core.models.encoding import (
     post_tensors,
     user_tensors,
 )
-from tests.unit.core.models.factories import AS_OF_MS, make_posts, make_user, make_users
+from tests.unit.core.models.factories import (
+    AS_OF_MS,
+    make_posts,
+    make_user,
+    make_users,
+    with_changes,
+)
 
 
 def test_hashes_are_stable_golden_values() -> None:
@@ -67,12 +74,49 @@ def test_post_tensors_shapes_known_flag_and_age_at_request_time() -> None:
     assert tensors.topics.shape == (6, NUM_TOPICS)
     assert tensors.content.shape == (6, CONTENT_DIM)
     assert tensors.numeric.shape == (6, len(POST_NUMERIC_COLUMNS))
-    assert tensors.age.shape == (6, 1)
+    assert tensors.age.shape == (6, AGE_COLUMNS)
     assert bool(tensors.known.all())
     assert not bool(post_tensors(fresh, id_buckets=64).known.any())
     later = post_tensors(posts, id_buckets=64, at_ms=AS_OF_MS + 24 * 3_600_000)
     assert bool((later.age > tensors.age).all())
     assert len(tensors.rows(2, 5)) == 3
+
+
+def test_post_age_is_given_on_a_log_and_a_linear_scale() -> None:
+    posts = dataclasses.replace(
+        make_posts(np.random.default_rng(0), 3),
+        age_hours=np.array([0.0, 24.0, 168.0], dtype=np.float32),
+    )
+    age = post_tensors(posts, id_buckets=64).age
+    assert torch.allclose(age[:, 0], torch.log1p(torch.tensor([0.0, 24.0, 168.0])) / 5.0)
+    assert torch.allclose(age[:, 1], torch.tensor([0.0, 24.0 / 168.0, 1.0]))
+
+
+def test_engagement_rates_go_in_as_logs_centred_on_a_typical_rate() -> None:
+    posts = dataclasses.replace(
+        make_posts(np.random.default_rng(0), 3),
+        creator_engagement_rate=np.array([0.05, 0.1, 0.0], dtype=np.float32),
+        engagement_rate=np.array([0.05, 0.025, 1.0], dtype=np.float32),
+    )
+    numeric = post_tensors(posts, id_buckets=64).numeric
+    creator = numeric[:, POST_NUMERIC_COLUMNS.index("creator_engagement_rate")]
+    own = numeric[:, POST_NUMERIC_COLUMNS.index("engagement_rate")]
+    assert abs(float(creator[0])) < 0.01  # log(0.05) + 3 is about 0
+    assert torch.allclose(creator[1] - creator[0], torch.tensor(np.log(2.0), dtype=torch.float32))
+    assert bool(torch.isfinite(creator).all())  # a zero rate is floored, not -inf
+    assert torch.allclose(own[0] - own[1], torch.tensor(np.log(2.0), dtype=torch.float32))
+
+
+def test_topic_affinity_goes_in_as_square_roots_of_the_shares() -> None:
+    shares = (0.64, 0.36) + (0.0,) * (NUM_TOPICS - 2)
+    user = with_changes(
+        make_user(np.random.default_rng(0)), topic_affinity=shares, affinity_engagements=2.0
+    )
+    tensors = user_tensors([user], id_buckets=64)
+    assert torch.allclose(tensors.topic_affinity[0, :2], torch.tensor([0.8, 0.6]))
+    assert abs(float(tensors.topic_affinity[0].norm()) - 1.0) < 1e-6  # a unit vector
+    evidence = tensors.numeric[0, USER_NUMERIC_COLUMNS.index("affinity_engagements")]
+    assert abs(float(evidence) - 2.0 / 10.0) < 1e-6  # a log count, scaled like the others
 
 
 def test_context_tensors_encode_hour_and_weekday_on_a_circle() -> None:
