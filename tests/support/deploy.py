@@ -42,7 +42,8 @@ def window_aggregate(
     impressions: int,
     rates: tuple[float, float, float, float],
 ) -> events_pb2.EngagementAggregate:
-    """One 5-minute aggregate with binomial engagements, reports, blocks and hides."""
+    """One 5-minute aggregate with binomial engagements (all prompt), reports, blocks and
+    hides."""
     engagements, reports, blocks, hides = (int(rng.binomial(impressions, p)) for p in rates)
     return events_pb2.EngagementAggregate(
         window_start_ms=window_start_ms,
@@ -55,6 +56,7 @@ def window_aggregate(
         reports=reports,
         blocks=blocks,
         hides=hides,
+        prompt_engagements=engagements,
     )
 
 

@@ -42,6 +42,7 @@ class AggregateBook:
             reports=aggregate.reports,
             blocks=aggregate.blocks,
             hides=aggregate.hides,
+            prompt_engagements=aggregate.prompt_engagements,
         )
         with self._lock:
             self._windows[key] = (aggregate.window_start_ms, totals)

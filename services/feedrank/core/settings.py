@@ -360,7 +360,9 @@ class DeploySettings(_Group):
         default=900.0,
         ge=0,
         description="After a step changes the split, the canary analysis ignores this "
-        "long (event time): engagements still come from the previous split's impressions.",
+        "long (event time): engagements still come from the previous split's impressions. "
+        "Also the join's prompt horizon: the analysis compares engagements that came "
+        "within this long of their impression.",
     )
     keep_versions: int = Field(
         default=20,

@@ -3,7 +3,8 @@
 Per tumbling event-time window (5 minutes by default) and per (model version, arm),
 one :class:`EngagementAggregate` protobuf: impressions (``impressions`` rows, at
 decision time), engagements, dwell, reports, blocks and hides (``reward`` rows, at
-reward time) and the engagement rate ``engagements / impressions`` (0 without
+reward time), the prompt engagements among them (within the join's prompt horizon of
+their impression) and the engagement rate ``engagements / impressions`` (0 without
 impressions; both are counted when they happen, so the rate is a flow ratio and may
 exceed 1). Late and dangling rewards carry no model version or arm: they are counted
 in a row of their own with ``model_version = ''`` and ``arm = ''``. A window yields a
@@ -73,6 +74,7 @@ INPUT_COLUMNS = (
     "reports",
     "blocks",
     "hides",
+    "prompt_engagements",
     "post_id",
 )
 
@@ -122,6 +124,7 @@ class WindowAggregate:
     hides: int
     late_rewards: int
     dangling_rewards: int
+    prompt_engagements: int
 
     @classmethod
     def from_sql(cls, *fields: Any) -> WindowAggregate:
@@ -161,6 +164,7 @@ def to_proto(row: WindowAggregate) -> events_pb2.EngagementAggregate:
         hides=row.hides,
         late_rewards=row.late_rewards,
         dangling_rewards=row.dangling_rewards,
+        prompt_engagements=row.prompt_engagements,
     )
 
 
@@ -313,7 +317,8 @@ SELECT
   SUM(CAST(hides AS BIGINT)) AS hides,
   {_count("late")} AS late_rewards,
   {_count("dangling")} AS dangling_rewards,
-  SUM(dwell_seconds) AS dwell_seconds
+  SUM(dwell_seconds) AS dwell_seconds,
+  SUM(CAST(prompt_engagements AS BIGINT)) AS prompt_engagements
 FROM {_tumble(options)}
 GROUP BY window_start, window_end, window_time, model_version, arm"""
 

@@ -54,6 +54,9 @@ class JoinConfig:
     dangling_wait_ms: int = 300_000
     # How long a closed decision is remembered, to tell late rewards from dangling ones.
     tombstone_ms: int = 86_400_000
+    # An engagement this soon after its impression is also counted as prompt (see
+    # JoinOutput.prompt_engagements); the deploy service's settle time.
+    prompt_horizon_ms: int = 900_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ class JoinOutput:
     reports: int = 0
     blocks: int = 0
     hides: int = 0
+    # Engagements within JoinConfig.prompt_horizon_ms of the impression. Counted in
+    # event time, an arm's engagements also come from impressions made long before
+    # (heavy-tailed delays); prompt ones after a split change come from that split only.
+    prompt_engagements: int = 0
     detail: str = ""  # why, for late, dangling and malformed records
     post_id: str = ""  # examples and attributed rewards
 
@@ -193,7 +200,8 @@ def _apply_reward(
     if breakdown is None:
         return [_dead_letter("dangling", reward, "the decision did not show this post")]
     _add(breakdown, reward)
-    outputs = [_attributed(decision, reward)]
+    prompt = reward.ts_ms - state.decision_time_ms <= config.prompt_horizon_ms
+    outputs = [_attributed(decision, reward, prompt=prompt)]
     if reward.reward_type in ENGAGEMENT_TYPES and reward.post_id not in state.labelled:
         state.labelled.append(reward.post_id)
         outputs.append(_example(decision, reward.post_id, breakdown, max(reward.ts_ms, 0), 1.0))
@@ -247,8 +255,9 @@ def _breakdown(counts: dict[str, float]) -> events_pb2.RewardBreakdown:
     return breakdown
 
 
-def _attributed(decision: events_pb2.Decision, reward: RewardRecord) -> JoinOutput:
-    """A joined reward, for the 5-minute aggregates of its model version and arm."""
+def _attributed(decision: events_pb2.Decision, reward: RewardRecord, *, prompt: bool) -> JoinOutput:
+    """A joined reward, for the 5-minute aggregates of its model version and arm;
+    ``prompt``: it came within the prompt horizon of its impression."""
     kind = reward.reward_type
     return JoinOutput(
         "reward",
@@ -262,6 +271,7 @@ def _attributed(decision: events_pb2.Decision, reward: RewardRecord) -> JoinOutp
         reports=int(kind == "report"),
         blocks=int(kind == "block"),
         hides=int(kind == "hide"),
+        prompt_engagements=int(prompt and kind in ENGAGEMENT_TYPES),
         post_id=reward.post_id,
     )
 

@@ -66,6 +66,9 @@ def job_config(settings: Settings) -> JoinJobConfig:
             max_skew_ms=int(join.max_skew_s * 1000),
             dangling_wait_ms=int(join.dangling_wait_s * 1000),
             tombstone_ms=int(join.tombstone_hours * 3_600_000),
+            # The canary analysis judges a split from settle_s after it began and
+            # compares engagements this prompt: all of them from that split's impressions.
+            prompt_horizon_ms=int(settings.deploy.settle_s * 1000),
         ),
         group_id=GROUP_ID,
         # Stable across restarts: on recovery Flink aborts the transactions a crashed run

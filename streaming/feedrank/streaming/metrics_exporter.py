@@ -80,6 +80,11 @@ GAUGES = (
     ),
     GaugeSpec("feedrank_window_hides", "Hides in the latest complete window.", lambda a: a.hides),
     GaugeSpec(
+        "feedrank_window_prompt_engagements",
+        "Engagements within the prompt horizon of their impression, latest complete window.",
+        lambda a: a.prompt_engagements,
+    ),
+    GaugeSpec(
         "feedrank_window_late_rewards",
         "Rewards after their reward window closed, in the latest complete window.",
         lambda a: a.late_rewards,

@@ -15,6 +15,7 @@ from feedrank.core import codecs
 from feedrank.core.settings import Settings
 from feedrank.stack.flink import FlinkJobOptions, create_stream_environment
 from feedrank.stack.kafka_broker import KafkaBroker
+from feedrank.streaming.aggregates import AGGREGATE_KIND, METRICS_KIND_HEADER
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.v1 import events_pb2
@@ -62,6 +63,7 @@ def test_join_labels_every_shown_item_exactly_once(
         new_topic("rewards", 2),
         new_topic("examples", 2),
         new_topic("dlq"),
+        new_topic("metrics"),
     )
     producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
     for index in range(4):
@@ -100,6 +102,7 @@ def test_join_labels_every_shown_item_exactly_once(
             max_skew_ms=1_000,
             dangling_wait_ms=5_000,
             tombstone_ms=30_000,
+            prompt_horizon_ms=300,
         ),
         group_id=f"join-{run_id}",
         transactional_id_prefix=f"join-{run_id}",
@@ -133,3 +136,16 @@ def test_join_labels_every_shown_item_exactly_once(
     assert any(e.startswith("late reward") for e in errors)
     assert any("not a protobuf Decision" in e for e in errors)
     assert any("not valid JSON" in e for e in errors)
+
+    # The 5-minute aggregates count every joined engagement, and as prompt those within
+    # 300 ms of their impression: d1's comment (200 ms) and d3's early save, not d0's
+    # like (500 ms) nor d2's late one (not joined).
+    assert topics.metrics is not None
+    aggregates = [
+        codecs.decode(events_pb2.EngagementAggregate, record.value())
+        for record in consume.read(topics.metrics, at_most=50, timeout_s=30, idle_s=3)
+        if codecs.header_value(record.headers(), METRICS_KIND_HEADER) == AGGREGATE_KIND
+    ]
+    attributed = [a for a in aggregates if a.model_version == "v1"]
+    assert sum(a.engagements for a in attributed) == 3
+    assert sum(a.prompt_engagements for a in attributed) == 2

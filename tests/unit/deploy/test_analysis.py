@@ -15,7 +15,7 @@ from feedrank.deploy.analysis import (
 )
 from feedrank.deploy.sequential import rate_difference
 
-# Per impression: engagements, reports, blocks, hides (roughly the simulated world's).
+# Per impression: prompt engagements, reports, blocks, hides (roughly the simulated world's).
 BASE = np.array([0.05, 0.002, 0.0006, 0.003])
 ANALYSIS = CanaryAnalysis(AnalysisConfig(min_impressions=5_000, alpha=0.05))
 
@@ -38,13 +38,19 @@ def simulate(
         for look in range(looks):
             c = rng.binomial(canary_per_look, canary_rates)
             s = rng.binomial(stable_per_look, stable_rates)
-            canary = canary.plus(ArmTotals(canary_per_look, *map(int, c)))
-            stable = stable.plus(ArmTotals(stable_per_look, *map(int, s)))
+            canary = canary.plus(totals(canary_per_look, c))
+            stable = stable.plus(totals(stable_per_look, s))
             if ANALYSIS.judge(canary, stable).kind is VerdictKind.ROLLBACK:
                 rolled_back_at = look
                 break
         outcomes.append(rolled_back_at)
     return outcomes
+
+
+def totals(impressions: int, counts: npt.NDArray[np.int64]) -> ArmTotals:
+    """An arm's totals whose engagements all came promptly."""
+    engagements, reports, blocks, hides = map(int, counts)
+    return ArmTotals(impressions, engagements, reports, blocks, hides, engagements)
 
 
 def test_a_and_a_false_alarms_stay_below_alpha_over_forty_looks() -> None:
@@ -101,7 +107,7 @@ def test_healthy_data_advances_with_the_comparisons_named() -> None:
     verdict = ANALYSIS.judge(canary, stable)
     assert verdict.kind is VerdictKind.ADVANCE
     assert {item.metric for item in verdict.comparisons} == {
-        "engagements",
+        "prompt_engagements",
         "reports",
         "blocks",
         "hides",
@@ -109,11 +115,21 @@ def test_healthy_data_advances_with_the_comparisons_named() -> None:
 
 
 def test_engagement_drop_rolls_back_only_when_configured() -> None:
-    canary = ArmTotals(impressions=200_000, engagements=7_000, reports=400, blocks=120, hides=600)
-    stable = ArmTotals(impressions=200_000, engagements=10_000, reports=400, blocks=120, hides=600)
+    canary = ArmTotals(200_000, 7_000, 400, 120, 600, prompt_engagements=7_000)
+    stable = ArmTotals(200_000, 10_000, 400, 120, 600, prompt_engagements=10_000)
     assert ANALYSIS.judge(canary, stable).kind is VerdictKind.ROLLBACK
     lenient = CanaryAnalysis(AnalysisConfig(rollback_on_engagement_drop=False))
     assert lenient.judge(canary, stable).kind is VerdictKind.ADVANCE
+
+
+def test_the_topline_is_prompt_engagements_not_late_ones() -> None:
+    # Right after a split change the stable arm still collects the late engagements of
+    # impressions it made under the old split; the canary, just grown, has none yet.
+    canary = ArmTotals(200_000, 7_000, 400, 120, 600, prompt_engagements=7_000)
+    stable = ArmTotals(200_000, 10_000, 400, 120, 600, prompt_engagements=7_050)
+    verdict = ANALYSIS.judge(canary, stable)
+    assert verdict.kind is VerdictKind.ADVANCE
+    assert "prompt_engagements 3.5000% vs 3.5250%" in verdict.summary
 
 
 @pytest.mark.parametrize(

@@ -305,6 +305,7 @@ def lagged_rollout(
                     arm=arm,
                     impressions=impressions,
                     engagements=engagements,
+                    prompt_engagements=engagements,  # one window late: within the horizon
                 )
             )
             previous[arm] = impressions

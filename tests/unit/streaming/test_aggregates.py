@@ -36,7 +36,7 @@ def test_engagement_rate_is_per_impression_and_zero_without_impressions() -> Non
 
 
 def test_a_window_row_becomes_an_engagement_aggregate() -> None:
-    row = (END, WINDOW_MS, "v7", "canary", 40, 10, 12.5, 1, 2, 3, 4, 5)
+    row = (END, WINDOW_MS, "v7", "canary", 40, 10, 12.5, 1, 2, 3, 4, 5, 7)
     decoded = codecs.decode(events_pb2.EngagementAggregate, encode_window_row(*row))
     assert decoded == events_pb2.EngagementAggregate(
         window_start_ms=END - WINDOW_MS,
@@ -52,16 +52,18 @@ def test_a_window_row_becomes_an_engagement_aggregate() -> None:
         hides=3,
         late_rewards=4,
         dangling_rewards=5,
+        prompt_engagements=7,
     )
 
 
 def test_sql_nulls_become_zeros_and_empty_labels() -> None:
     """A SUM over no values is NULL in SQL: a window of late rewards only, say."""
-    row = WindowAggregate.from_sql(END, WINDOW_MS, None, None, *[None] * 6, 2, 0)
+    row = WindowAggregate.from_sql(END, WINDOW_MS, None, None, *[None] * 6, 2, 0, None)
     aggregate = to_proto(row)
     assert (aggregate.model_version, aggregate.arm) == ("", "")
     assert (aggregate.impressions, aggregate.dwell_seconds, aggregate.engagement_rate) == (0, 0, 0)
     assert aggregate.late_rewards == 2
+    assert aggregate.prompt_engagements == 0
     with pytest.raises(ValueError, match="shorter"):
         WindowAggregate.from_sql(END, WINDOW_MS)
 

@@ -14,7 +14,11 @@ from feedrank.v1 import events_pb2
 
 T0 = 1_764_000_000_000
 CONFIG = JoinConfig(
-    reward_window_ms=10_000, max_skew_ms=1_000, dangling_wait_ms=5_000, tombstone_ms=20_000
+    reward_window_ms=10_000,
+    max_skew_ms=1_000,
+    dangling_wait_ms=5_000,
+    tombstone_ms=20_000,
+    prompt_horizon_ms=2_000,
 )
 
 
@@ -58,6 +62,22 @@ def test_engagement_inside_the_window_makes_one_positive_at_once() -> None:
     # A second engagement for the same item never makes a second example.
     outputs, _ = on_reward(state, reward("p1", "share", T0 + 700), CONFIG)
     assert examples(outputs) == []
+
+
+def test_engagements_within_the_prompt_horizon_are_counted_as_prompt() -> None:
+    state = DecisionState()
+    on_decision(state, decision(), CONFIG)
+    rewards = {
+        "early like": reward("p0", "like", T0 + 2_000),  # at the horizon: prompt
+        "late like": reward("p1", "like", T0 + 2_001),
+        "early report": reward("p2", "report", T0 + 100),  # not an engagement
+    }
+    attributed = {
+        name: next(o for o in on_reward(state, record, CONFIG)[0] if o.kind == "reward")
+        for name, record in rewards.items()
+    }
+    assert [attributed[name].engagements for name in rewards] == [1, 1, 0]
+    assert [attributed[name].prompt_engagements for name in rewards] == [1, 0, 0]
 
 
 def test_window_close_makes_negatives_for_the_rest() -> None:
