@@ -53,7 +53,7 @@ _POST_NUMERIC = (
     "engagement_rate",
 )
 _POST_NUMBERS = (*_POST_NUMERIC, "sensitive", "region_locked", "creator_index")
-_USER_NUMERIC = ("activity", "follow_count", "engagements_7d", "affinity_engagements")
+_USER_NUMERIC = ("activity", "follow_count", "engagements_7d")
 _TOPIC_COLUMN = {name: column for column, name in enumerate(TOPIC_FEATURES)}
 _AFFINITY_COLUMN = {name: column for column, name in enumerate(AFFINITY_FEATURES)}
 _LANGUAGE_CODE = {code: index for index, code in enumerate(LANGUAGES)}
@@ -280,7 +280,12 @@ def user_from_example(example: LoggedExample) -> UserFeatures:
         known=values.get("known", 1.0) > 0.5,
         as_of_ms=example.decision_time_ms,
         topic_affinity=_logged_affinity(values),
-        affinity_engagements=numbers[3],
+        # Logs from before the feature (encoding 5) have no evidence count: none known.
+        affinity_engagements=(
+            _number(values, "affinity_engagements", "user_features")
+            if "affinity_engagements" in values
+            else 0.0
+        ),
     )
 
 

@@ -81,6 +81,19 @@ def test_a_logged_affinity_is_checked_and_older_logs_have_none() -> None:
     assert batch_from_examples([example]).users[0].topic_affinity == ()
 
 
+def test_the_affinity_evidence_is_decoded_checked_and_zero_in_older_logs() -> None:
+    example = copy.deepcopy(simulated_examples(50)[0])
+    logged = example.user_features.numeric["affinity_engagements"]
+    assert logged > 0.0  # the simulated users have a history
+    assert batch_from_examples([example]).users[0].affinity_engagements == pytest.approx(logged)
+    example.user_features.numeric["affinity_engagements"] = float("inf")
+    with pytest.raises(InvalidExampleError) as caught:
+        batch_from_examples([example])
+    assert caught.value.field == "user_features.affinity_engagements"
+    del example.user_features.numeric["affinity_engagements"]
+    assert batch_from_examples([example]).users[0].affinity_engagements == 0.0
+
+
 def test_take_and_concat_keep_rows_aligned() -> None:
     batch = batch_from_examples(simulated_examples(50)[:10])
     rows = np.array([3, 1], dtype=np.int64)
