@@ -42,8 +42,8 @@ def window_aggregate(
     impressions: int,
     rates: tuple[float, float, float, float],
 ) -> events_pb2.EngagementAggregate:
-    """One 5-minute aggregate with binomial engagements (all prompt), reports, blocks and
-    hides."""
+    """One 5-minute aggregate with binomial engagements, reports, blocks and hides, all
+    prompt."""
     engagements, reports, blocks, hides = (int(rng.binomial(impressions, p)) for p in rates)
     return events_pb2.EngagementAggregate(
         window_start_ms=window_start_ms,
@@ -57,6 +57,9 @@ def window_aggregate(
         blocks=blocks,
         hides=hides,
         prompt_engagements=engagements,
+        prompt_reports=reports,
+        prompt_blocks=blocks,
+        prompt_hides=hides,
     )
 
 

@@ -43,6 +43,9 @@ class AggregateBook:
             blocks=aggregate.blocks,
             hides=aggregate.hides,
             prompt_engagements=aggregate.prompt_engagements,
+            prompt_reports=aggregate.prompt_reports,
+            prompt_blocks=aggregate.prompt_blocks,
+            prompt_hides=aggregate.prompt_hides,
         )
         with self._lock:
             self._windows[key] = (aggregate.window_start_ms, totals)

@@ -5,9 +5,8 @@ Inputs are plain numbers so the analysis is testable without Kafka or Prometheus
 since the rollout began, and :class:`ServiceLevels` of the canary (calls, errors, p99
 latency) from Prometheus. The verdict is one of
 
-* ``rollback``: a safeguard (reports, blocks, hides per impression) is significantly
-  higher on the canary, the prompt engagement rate (engagements within the settle time
-  of their impression, per impression) significantly lower (when
+* ``rollback``: a safeguard (prompt reports, blocks, hides per impression) is
+  significantly higher on the canary, the prompt engagement rate significantly lower (when
   ``rollback_on_engagement_drop``), or the canary breaks its error-rate or latency SLO;
 * ``continue``: not enough impressions yet on either arm (``min_impressions``);
 * ``advance``: enough data and no significant regression.
@@ -26,11 +25,12 @@ from enum import StrEnum
 from feedrank.core.settings import DeploySettings
 from feedrank.deploy.sequential import RateDifference, rate_difference
 
-SAFEGUARDS = ("reports", "blocks", "hides")
-# Engagements within the settle time of their impression. All engagements, counted when
-# they happen, mix in late ones from impressions made under the previous split: with
-# heavy-tailed delays (a fifth after 12 hours in the simulated world) the arm that just
-# grew looked a fifth worse and healthy canaries were rolled back.
+# Rewards within the settle time of their impression ("prompt"). All rewards, counted
+# when they happen, mix in late ones from impressions made under the previous split:
+# with heavy-tailed delays (a fifth after 12 hours in the simulated world) the arm that
+# just grew looked a fifth worse, healthy canaries were rolled back, and a canary's
+# reports and blocks read a fifth lower than they were.
+SAFEGUARDS = ("prompt_reports", "prompt_blocks", "prompt_hides")
 TOPLINE = "prompt_engagements"
 
 
@@ -43,7 +43,11 @@ class ArmTotals:
     reports: int = 0
     blocks: int = 0
     hides: int = 0
-    prompt_engagements: int = 0  # the topline: see TOPLINE
+    # The analysed counts: rewards within the settle time of their impression.
+    prompt_engagements: int = 0
+    prompt_reports: int = 0
+    prompt_blocks: int = 0
+    prompt_hides: int = 0
 
     def plus(self, other: ArmTotals) -> ArmTotals:
         return ArmTotals(
@@ -53,6 +57,9 @@ class ArmTotals:
             self.blocks + other.blocks,
             self.hides + other.hides,
             self.prompt_engagements + other.prompt_engagements,
+            self.prompt_reports + other.prompt_reports,
+            self.prompt_blocks + other.prompt_blocks,
+            self.prompt_hides + other.prompt_hides,
         )
 
     def count(self, metric: str) -> int:
@@ -82,7 +89,7 @@ class VerdictKind(StrEnum):
 
 @dataclass(frozen=True)
 class MetricComparison:
-    metric: str  # "prompt_engagements", "reports", …: events per impression
+    metric: str  # "prompt_engagements", "prompt_reports", …: events per impression
     comparison: RateDifference
 
     def describe(self) -> str:

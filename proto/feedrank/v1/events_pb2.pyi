@@ -411,6 +411,9 @@ class EngagementAggregate(google.protobuf.message.Message):
     LATE_REWARDS_FIELD_NUMBER: builtins.int
     DANGLING_REWARDS_FIELD_NUMBER: builtins.int
     PROMPT_ENGAGEMENTS_FIELD_NUMBER: builtins.int
+    PROMPT_REPORTS_FIELD_NUMBER: builtins.int
+    PROMPT_BLOCKS_FIELD_NUMBER: builtins.int
+    PROMPT_HIDES_FIELD_NUMBER: builtins.int
     window_start_ms: builtins.int
     window_end_ms: builtins.int
     model_version: builtins.str
@@ -425,10 +428,13 @@ class EngagementAggregate(google.protobuf.message.Message):
     late_rewards: builtins.int
     dangling_rewards: builtins.int
     prompt_engagements: builtins.int
-    """Engagements (like, comment, share, save) that came within the prompt horizon
-    (deploy.settle_s) of their impression: the canary analysis compares these, whose
-    impressions all belong to the split it judges.
+    """Engagements (like, comment, share, save), reports, blocks and hides that came
+    within the prompt horizon (deploy.settle_s) of their impression: the canary
+    analysis compares these, whose impressions all belong to the split it judges.
     """
+    prompt_reports: builtins.int
+    prompt_blocks: builtins.int
+    prompt_hides: builtins.int
     def __init__(
         self,
         *,
@@ -446,8 +452,11 @@ class EngagementAggregate(google.protobuf.message.Message):
         late_rewards: builtins.int = ...,
         dangling_rewards: builtins.int = ...,
         prompt_engagements: builtins.int = ...,
+        prompt_reports: builtins.int = ...,
+        prompt_blocks: builtins.int = ...,
+        prompt_hides: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["arm", b"arm", "blocks", b"blocks", "dangling_rewards", b"dangling_rewards", "dwell_seconds", b"dwell_seconds", "engagement_rate", b"engagement_rate", "engagements", b"engagements", "hides", b"hides", "impressions", b"impressions", "late_rewards", b"late_rewards", "model_version", b"model_version", "prompt_engagements", b"prompt_engagements", "reports", b"reports", "window_end_ms", b"window_end_ms", "window_start_ms", b"window_start_ms"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["arm", b"arm", "blocks", b"blocks", "dangling_rewards", b"dangling_rewards", "dwell_seconds", b"dwell_seconds", "engagement_rate", b"engagement_rate", "engagements", b"engagements", "hides", b"hides", "impressions", b"impressions", "late_rewards", b"late_rewards", "model_version", b"model_version", "prompt_blocks", b"prompt_blocks", "prompt_engagements", b"prompt_engagements", "prompt_hides", b"prompt_hides", "prompt_reports", b"prompt_reports", "reports", b"reports", "window_end_ms", b"window_end_ms", "window_start_ms", b"window_start_ms"]) -> None: ...
 
 global___EngagementAggregate = EngagementAggregate
 

@@ -1,14 +1,15 @@
 """Event-time window aggregates of the join's output, to ``feedrank.metrics``.
 
-Per tumbling event-time window (5 minutes by default) and per (model version, arm),
-one :class:`EngagementAggregate` protobuf: impressions (``impressions`` rows, at
-decision time), engagements, dwell, reports, blocks and hides (``reward`` rows, at
-reward time), the prompt engagements among them (within the join's prompt horizon of
-their impression) and the engagement rate ``engagements / impressions`` (0 without
-impressions; both are counted when they happen, so the rate is a flow ratio and may
-exceed 1). Late and dangling rewards carry no model version or arm: they are counted
-in a row of their own with ``model_version = ''`` and ``arm = ''``. A window yields a
-row for a (model version, arm) only when it saw at least one of its records.
+Per tumbling event-time window (5 minutes by default) and per (model version, arm), one
+:class:`EngagementAggregate` protobuf: impressions (``impressions`` rows, at decision
+time), engagements, dwell, reports, blocks and hides (``reward`` rows, at reward time),
+the prompt engagements, reports, blocks and hides among them (rewards within the join's
+prompt horizon of their impression) and the engagement rate ``engagements /
+impressions`` (0 without impressions; both are counted when they happen, so the rate is
+a flow ratio and may exceed 1). Late and dangling rewards carry no model version or arm:
+they are counted in a row of their own with ``model_version = ''`` and ``arm = ''``. A
+window yields a row for a (model version, arm) only when it saw at least one of its
+records.
 
 Per window also the ``top_n`` most engaged posts (Flink window Top-N over the
 ``reward`` rows; ties broken by post id), one JSON record per ranked post, on the
@@ -74,7 +75,7 @@ INPUT_COLUMNS = (
     "reports",
     "blocks",
     "hides",
-    "prompt_engagements",
+    "prompt",
     "post_id",
 )
 
@@ -125,6 +126,9 @@ class WindowAggregate:
     late_rewards: int
     dangling_rewards: int
     prompt_engagements: int
+    prompt_reports: int
+    prompt_blocks: int
+    prompt_hides: int
 
     @classmethod
     def from_sql(cls, *fields: Any) -> WindowAggregate:
@@ -165,6 +169,9 @@ def to_proto(row: WindowAggregate) -> events_pb2.EngagementAggregate:
         late_rewards=row.late_rewards,
         dangling_rewards=row.dangling_rewards,
         prompt_engagements=row.prompt_engagements,
+        prompt_reports=row.prompt_reports,
+        prompt_blocks=row.prompt_blocks,
+        prompt_hides=row.prompt_hides,
     )
 
 
@@ -303,6 +310,11 @@ def _count(kind: str) -> str:
     return f"SUM(CASE WHEN kind = '{kind}' THEN 1 ELSE 0 END)"
 
 
+def _prompt(column: str) -> str:
+    """The sum of ``column`` over prompt rows (rewards within the prompt horizon)."""
+    return f"SUM(CASE WHEN prompt = 1 THEN CAST({column} AS BIGINT) ELSE 0 END)"
+
+
 def windows_view_sql(options: AggregateOptions) -> str:
     """One row per window and (model version, arm): the sums and counts."""
     return f"""CREATE TEMPORARY VIEW `{options.windows_view}` AS
@@ -318,7 +330,10 @@ SELECT
   {_count("late")} AS late_rewards,
   {_count("dangling")} AS dangling_rewards,
   SUM(dwell_seconds) AS dwell_seconds,
-  SUM(CAST(prompt_engagements AS BIGINT)) AS prompt_engagements
+  {_prompt("engagements")} AS prompt_engagements,
+  {_prompt("reports")} AS prompt_reports,
+  {_prompt("blocks")} AS prompt_blocks,
+  {_prompt("hides")} AS prompt_hides
 FROM {_tumble(options)}
 GROUP BY window_start, window_end, window_time, model_version, arm"""
 

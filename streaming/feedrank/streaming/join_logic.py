@@ -54,8 +54,8 @@ class JoinConfig:
     dangling_wait_ms: int = 300_000
     # How long a closed decision is remembered, to tell late rewards from dangling ones.
     tombstone_ms: int = 86_400_000
-    # An engagement this soon after its impression is also counted as prompt (see
-    # JoinOutput.prompt_engagements); the deploy service's settle time.
+    # A reward this soon after its impression is prompt (see JoinOutput.prompt); the
+    # deploy service's settle time.
     prompt_horizon_ms: int = 900_000
 
 
@@ -85,10 +85,11 @@ class JoinOutput:
     reports: int = 0
     blocks: int = 0
     hides: int = 0
-    # Engagements within JoinConfig.prompt_horizon_ms of the impression. Counted in
-    # event time, an arm's engagements also come from impressions made long before
-    # (heavy-tailed delays); prompt ones after a split change come from that split only.
-    prompt_engagements: int = 0
+    # 1 for a joined reward within JoinConfig.prompt_horizon_ms of its impression.
+    # Counted in event time, an arm's rewards also come from impressions made long
+    # before (heavy-tailed delays); prompt ones after a split change come from that
+    # split only, so the canary analysis compares prompt counts.
+    prompt: int = 0
     detail: str = ""  # why, for late, dangling and malformed records
     post_id: str = ""  # examples and attributed rewards
 
@@ -271,7 +272,7 @@ def _attributed(decision: events_pb2.Decision, reward: RewardRecord, *, prompt: 
         reports=int(kind == "report"),
         blocks=int(kind == "block"),
         hides=int(kind == "hide"),
-        prompt_engagements=int(prompt and kind in ENGAGEMENT_TYPES),
+        prompt=int(prompt),
         post_id=reward.post_id,
     )
 

@@ -51,7 +51,7 @@ OUTPUT_FIELDS = [
     ("reports", Types.INT()),
     ("blocks", Types.INT()),
     ("hides", Types.INT()),
-    ("prompt_engagements", Types.INT()),
+    ("prompt", Types.INT()),
     ("detail", Types.STRING()),
     ("post_id", Types.STRING()),
 ]

@@ -88,7 +88,7 @@ def _row(
         int(counts.get("reports", 0)),
         int(counts.get("blocks", 0)),
         int(counts.get("hides", 0)),
-        int(counts.get("prompt_engagements", 0)),
+        int(counts.get("prompt", 0)),
         "",
         post,
     )
@@ -101,12 +101,12 @@ JOIN_OUT = [
     # Examples and malformed records are never aggregated, whatever they carry.
     _row("example", W0 + 4 * SECOND, "v1", "stable", impressions=100, engagements=100),
     _row("malformed", W0 + 4 * SECOND, impressions=100),
-    _row("reward", W0 + 10 * SECOND, "v1", "stable", "p1", engagements=1, prompt_engagements=1),
+    _row("reward", W0 + 10 * SECOND, "v1", "stable", "p1", engagements=1, prompt=1),
     _row("reward", W0 + 11 * SECOND, "v1", "stable", "p1", engagements=1),
     _row("reward", W0 + 12 * SECOND, "v1", "stable", "p2", dwell_seconds=7.5),
-    _row("reward", W0 + 13 * SECOND, "v2", "canary", "p4", engagements=1, prompt_engagements=1),
+    _row("reward", W0 + 13 * SECOND, "v2", "canary", "p4", engagements=1, prompt=1),
     _row("reward", W0 + 14 * SECOND, "v2", "canary", "p2", engagements=1),
-    _row("reward", W0 + 15 * SECOND, "v2", "canary", "p3", reports=1),
+    _row("reward", W0 + 15 * SECOND, "v2", "canary", "p3", reports=1, prompt=1),
     _row("reward", W0 + 16 * SECOND, "v2", "canary", "p3", blocks=1),
     _row("reward", W0 + 17 * SECOND, "v2", "canary", "p3", hides=1),
     _row("late", W0 + 20 * SECOND),
@@ -131,22 +131,22 @@ PAST_W1 = [_row("impressions", W1 + 10 * SECOND, "v1", "stable")] * 2
 BEHIND_THE_WATERMARK = [_row("dangling", W0 + 30 * SECOND)]
 
 # (window start, model version, arm) -> (impressions, engagements, rate, dwell,
-# reports, blocks, hides, late, dangling, prompt engagements)
+# reports, blocks, hides, late, dangling, prompt engagements, reports, blocks, hides)
 EXPECTED = {
-    (W0, "v1", "stable"): (5, 2, 0.4, 7.5, 0, 0, 0, 0, 0, 1),
-    (W0, "v2", "canary"): (4, 2, 0.5, 0.0, 1, 1, 1, 0, 0, 1),
-    (W0, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 1, 2, 0),
-    (W1, "v1", "stable"): (5, 1, 0.2, 0.0, 0, 0, 0, 0, 0, 0),
-    (W1, "v2", "canary"): (0, 1, 0.0, 2.0, 0, 0, 0, 0, 0, 0),
-    (W1, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 1, 0, 0),
+    (W0, "v1", "stable"): (5, 2, 0.4, 7.5, 0, 0, 0, 0, 0, 1, 0, 0, 0),
+    (W0, "v2", "canary"): (4, 2, 0.5, 0.0, 1, 1, 1, 0, 0, 1, 1, 0, 0),
+    (W0, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 1, 2, 0, 0, 0, 0),
+    (W1, "v1", "stable"): (5, 1, 0.2, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    (W1, "v2", "canary"): (0, 1, 0.0, 2.0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    (W1, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 1, 0, 0, 0, 0, 0),
 }
-NOTHING = (0, 0, 0.0, 0.0, 0, 0, 0, 0, 0, 0)
+NOTHING = (0, 0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 # The late dangling reward is counted in the window open when it arrived, not dropped.
 EXPECTED_UNBOUNDED = EXPECTED | {
     (W2, "v1", "stable"): NOTHING,
-    (W2, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 0, 1, 0),
+    (W2, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 0, 1, 0, 0, 0, 0),
 }
-EXPECTED_BOUNDED = EXPECTED | {(W1, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 1, 1, 0)}
+EXPECTED_BOUNDED = EXPECTED | {(W1, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 1, 1, 0, 0, 0, 0)}
 # window start -> [(rank, post id, engagements)]: ties in engagements go by post id.
 EXPECTED_TOP = {W0: [(1, "p1", 2), (2, "p2", 1)], W1: [(1, "p1", 1), (2, "p9", 1)]}
 # How each run gets its watermarks: the input's own (as from the join) or derived here.
@@ -166,6 +166,9 @@ def _values(aggregate: events_pb2.EngagementAggregate) -> tuple[float, ...]:
         a.late_rewards,
         a.dangling_rewards,
         a.prompt_engagements,
+        a.prompt_reports,
+        a.prompt_blocks,
+        a.prompt_hides,
     )
 
 

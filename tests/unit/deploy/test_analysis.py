@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -48,9 +50,11 @@ def simulate(
 
 
 def totals(impressions: int, counts: npt.NDArray[np.int64]) -> ArmTotals:
-    """An arm's totals whose engagements all came promptly."""
+    """An arm's totals whose rewards all came promptly."""
     engagements, reports, blocks, hides = map(int, counts)
-    return ArmTotals(impressions, engagements, reports, blocks, hides, engagements)
+    return ArmTotals(
+        impressions, engagements, reports, blocks, hides, engagements, reports, blocks, hides
+    )
 
 
 def test_a_and_a_false_alarms_stay_below_alpha_over_forty_looks() -> None:
@@ -91,8 +95,8 @@ def test_a_better_canary_is_never_rolled_back() -> None:
 
 
 def test_no_verdict_before_min_impressions_however_bad_it_looks() -> None:
-    canary = ArmTotals(impressions=4_999, engagements=0, reports=2_000, blocks=1_000, hides=900)
-    stable = ArmTotals(impressions=100_000, engagements=5_000, reports=200, blocks=60, hides=300)
+    canary = totals(4_999, np.array([0, 2_000, 1_000, 900]))
+    stable = totals(100_000, np.array([5_000, 200, 60, 300]))
     verdict = ANALYSIS.judge(canary, stable)
     assert verdict.kind is VerdictKind.CONTINUE
     assert "4,999" in verdict.summary
@@ -100,23 +104,21 @@ def test_no_verdict_before_min_impressions_however_bad_it_looks() -> None:
 
 
 def test_healthy_data_advances_with_the_comparisons_named() -> None:
-    canary = ArmTotals(impressions=50_000, engagements=2_500, reports=100, blocks=30, hides=150)
-    stable = ArmTotals(
-        impressions=500_000, engagements=25_000, reports=1_000, blocks=300, hides=1_500
-    )
+    canary = totals(50_000, np.array([2_500, 100, 30, 150]))
+    stable = totals(500_000, np.array([25_000, 1_000, 300, 1_500]))
     verdict = ANALYSIS.judge(canary, stable)
     assert verdict.kind is VerdictKind.ADVANCE
     assert {item.metric for item in verdict.comparisons} == {
         "prompt_engagements",
-        "reports",
-        "blocks",
-        "hides",
+        "prompt_reports",
+        "prompt_blocks",
+        "prompt_hides",
     }
 
 
 def test_engagement_drop_rolls_back_only_when_configured() -> None:
-    canary = ArmTotals(200_000, 7_000, 400, 120, 600, prompt_engagements=7_000)
-    stable = ArmTotals(200_000, 10_000, 400, 120, 600, prompt_engagements=10_000)
+    canary = totals(200_000, np.array([7_000, 400, 120, 600]))
+    stable = totals(200_000, np.array([10_000, 400, 120, 600]))
     assert ANALYSIS.judge(canary, stable).kind is VerdictKind.ROLLBACK
     lenient = CanaryAnalysis(AnalysisConfig(rollback_on_engagement_drop=False))
     assert lenient.judge(canary, stable).kind is VerdictKind.ADVANCE
@@ -125,11 +127,23 @@ def test_engagement_drop_rolls_back_only_when_configured() -> None:
 def test_the_topline_is_prompt_engagements_not_late_ones() -> None:
     # Right after a split change the stable arm still collects the late engagements of
     # impressions it made under the old split; the canary, just grown, has none yet.
-    canary = ArmTotals(200_000, 7_000, 400, 120, 600, prompt_engagements=7_000)
-    stable = ArmTotals(200_000, 10_000, 400, 120, 600, prompt_engagements=7_050)
+    canary = totals(200_000, np.array([7_000, 400, 120, 600]))
+    stable = dataclasses.replace(
+        totals(200_000, np.array([7_050, 400, 120, 600])), engagements=10_000
+    )
     verdict = ANALYSIS.judge(canary, stable)
     assert verdict.kind is VerdictKind.ADVANCE
     assert "prompt_engagements 3.5000% vs 3.5250%" in verdict.summary
+
+
+def test_prompt_reports_catch_a_canary_that_late_reports_would_hide() -> None:
+    # Twice the stable's report rate on the canary's own impressions; counted as flows,
+    # the stable arm's late reports from its old, larger split would mask it.
+    canary = totals(200_000, np.array([7_000, 800, 120, 600]))
+    stable = dataclasses.replace(totals(200_000, np.array([7_000, 400, 120, 600])), reports=1_000)
+    verdict = ANALYSIS.judge(canary, stable)
+    assert verdict.kind is VerdictKind.ROLLBACK
+    assert "prompt_reports" in verdict.summary
 
 
 @pytest.mark.parametrize(

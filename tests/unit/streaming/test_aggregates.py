@@ -36,7 +36,7 @@ def test_engagement_rate_is_per_impression_and_zero_without_impressions() -> Non
 
 
 def test_a_window_row_becomes_an_engagement_aggregate() -> None:
-    row = (END, WINDOW_MS, "v7", "canary", 40, 10, 12.5, 1, 2, 3, 4, 5, 7)
+    row = (END, WINDOW_MS, "v7", "canary", 40, 10, 12.5, 1, 2, 3, 4, 5, 7, 1, 0, 2)
     decoded = codecs.decode(events_pb2.EngagementAggregate, encode_window_row(*row))
     assert decoded == events_pb2.EngagementAggregate(
         window_start_ms=END - WINDOW_MS,
@@ -53,12 +53,15 @@ def test_a_window_row_becomes_an_engagement_aggregate() -> None:
         late_rewards=4,
         dangling_rewards=5,
         prompt_engagements=7,
+        prompt_reports=1,
+        prompt_blocks=0,
+        prompt_hides=2,
     )
 
 
 def test_sql_nulls_become_zeros_and_empty_labels() -> None:
     """A SUM over no values is NULL in SQL: a window of late rewards only, say."""
-    row = WindowAggregate.from_sql(END, WINDOW_MS, None, None, *[None] * 6, 2, 0, None)
+    row = WindowAggregate.from_sql(END, WINDOW_MS, None, None, *[None] * 6, 2, 0, *[None] * 4)
     aggregate = to_proto(row)
     assert (aggregate.model_version, aggregate.arm) == ("", "")
     assert (aggregate.impressions, aggregate.dwell_seconds, aggregate.engagement_rate) == (0, 0, 0)

@@ -64,20 +64,21 @@ def test_engagement_inside_the_window_makes_one_positive_at_once() -> None:
     assert examples(outputs) == []
 
 
-def test_engagements_within_the_prompt_horizon_are_counted_as_prompt() -> None:
+def test_rewards_within_the_prompt_horizon_are_marked_prompt() -> None:
     state = DecisionState()
     on_decision(state, decision(), CONFIG)
     rewards = {
         "early like": reward("p0", "like", T0 + 2_000),  # at the horizon: prompt
         "late like": reward("p1", "like", T0 + 2_001),
-        "early report": reward("p2", "report", T0 + 100),  # not an engagement
+        "early report": reward("p2", "report", T0 + 100),
     }
     attributed = {
         name: next(o for o in on_reward(state, record, CONFIG)[0] if o.kind == "reward")
         for name, record in rewards.items()
     }
     assert [attributed[name].engagements for name in rewards] == [1, 1, 0]
-    assert [attributed[name].prompt_engagements for name in rewards] == [1, 0, 0]
+    assert [attributed[name].reports for name in rewards] == [0, 0, 1]
+    assert [attributed[name].prompt for name in rewards] == [1, 0, 1]
 
 
 def test_window_close_makes_negatives_for_the_rest() -> None:
