@@ -38,10 +38,6 @@ class AggregateBook:
         key = (aggregate.model_version, aggregate.arm, aggregate.window_start_ms)
         totals = ArmTotals(
             impressions=aggregate.impressions,
-            engagements=aggregate.engagements,
-            reports=aggregate.reports,
-            blocks=aggregate.blocks,
-            hides=aggregate.hides,
             prompt_engagements=aggregate.prompt_engagements,
             prompt_reports=aggregate.prompt_reports,
             prompt_blocks=aggregate.prompt_blocks,

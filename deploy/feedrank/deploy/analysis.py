@@ -36,14 +36,10 @@ TOPLINE = "prompt_engagements"
 
 @dataclass(frozen=True)
 class ArmTotals:
-    """Counts of one arm summed over its 5-minute aggregates."""
+    """What the analysis judges of one arm, summed over its 5-minute aggregates: the
+    impressions and the rewards within the settle time of their impression."""
 
     impressions: int = 0
-    engagements: int = 0
-    reports: int = 0
-    blocks: int = 0
-    hides: int = 0
-    # The analysed counts: rewards within the settle time of their impression.
     prompt_engagements: int = 0
     prompt_reports: int = 0
     prompt_blocks: int = 0
@@ -52,10 +48,6 @@ class ArmTotals:
     def plus(self, other: ArmTotals) -> ArmTotals:
         return ArmTotals(
             self.impressions + other.impressions,
-            self.engagements + other.engagements,
-            self.reports + other.reports,
-            self.blocks + other.blocks,
-            self.hides + other.hides,
             self.prompt_engagements + other.prompt_engagements,
             self.prompt_reports + other.prompt_reports,
             self.prompt_blocks + other.prompt_blocks,

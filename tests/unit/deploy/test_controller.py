@@ -327,3 +327,31 @@ def test_a_settled_split_keeps_lagging_engagements_from_failing_a_healthy_canary
         settle_ms=2 * WINDOW_MS,
     )
     assert settled is Phase.PROMOTED
+
+
+def test_the_book_totals_only_the_prompt_rewards_of_a_version() -> None:
+    book = AggregateBook()
+    for start, arm in ((0, "stable"), (WINDOW_MS, "stable"), (WINDOW_MS, "canary")):
+        book.add(
+            events_pb2.EngagementAggregate(
+                window_start_ms=start,
+                window_end_ms=start + WINDOW_MS,
+                model_version="v1",
+                arm=arm,
+                impressions=1_000,
+                engagements=90,  # late ones from an older split included
+                reports=9,
+                prompt_engagements=50,
+                prompt_reports=2,
+                prompt_blocks=1,
+                prompt_hides=3,
+            )
+        )
+    totals = book.totals("v1", since_ms=WINDOW_MS)
+    assert (totals.impressions, totals.prompt_engagements, totals.prompt_reports) == (
+        2_000,
+        100,
+        4,
+    )
+    assert (totals.prompt_blocks, totals.prompt_hides) == (2, 6)
+    assert not hasattr(totals, "engagements")  # flows never reach the analysis
