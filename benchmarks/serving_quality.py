@@ -18,6 +18,9 @@ at the same time (its best fresh posts; it reads hidden parameters):
 * served greedily: rules, no exploration (a service and store of its own);
 * served with the configured exploration: expected, and realised within the reward
   window (what the demo's report counts);
+* served with each ``--also`` exploration (e.g. ``--also epsilon_greedy:0.05 --also
+  plackett_luce:0.1``, the number being ε or the temperature), a service and store of
+  its own each, so exploration settings compare on one bootstrap;
 * random fresh posts.
 """
 
@@ -28,6 +31,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +46,7 @@ from feedrank.core.settings import Settings, load_settings
 from feedrank.core.world import BehaviourModel, World
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.deadline import Deadline
-from feedrank.explore.exploration import policy_from_name
+from feedrank.explore.exploration import ExplorationPolicy, policy_from_name
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
@@ -100,19 +104,19 @@ class Feeds:
     """One explore service with a store of its own, served and updated feed by feed."""
 
     def __init__(
-        self, settings: Settings, world: World, model: ServingModel, policy: str, clock: ManualClock
+        self,
+        settings: Settings,
+        world: World,
+        model: ServingModel,
+        policy: ExplorationPolicy,
+        clock: ManualClock,
     ) -> None:
-        explore = settings.explore
         self.store = InMemoryFeatureStore.from_world(world)
         self.service = ExploreService(
-            store=self.store,
-            settings=explore,
-            policy=policy_from_name(
-                policy, epsilon=explore.epsilon, temperature=explore.temperature
-            ),
-            clock=clock,
+            store=self.store, settings=settings.explore, policy=policy, clock=clock
         )
         self.service.load(model)
+        self.rng = np.random.default_rng(2)  # the users' responses to this service's feeds
 
     def serve(self, user: int, at_ms: int) -> IntArray:
         query = RankQuery(
@@ -135,20 +139,47 @@ class Feeds:
                 self.store.record_engagements(user_id(user), posts, reward.ts_ms)
 
 
-def measure(settings: Settings, world: World, model: ServingModel, feeds: int) -> dict[str, float]:
+def exploration_variant(spec: str) -> tuple[str, ExplorationPolicy]:
+    """``NAME[:PARAM]`` (PARAM: ε of epsilon_greedy, temperature of plackett_luce) as
+    (label, policy), e.g. ``plackett_luce:0.1`` -> ("plackett_luce_0.1", PlackettLuce(0.1))."""
+    name, _, parameter = spec.partition(":")
+    value = float(parameter) if parameter else None
+    if name == "epsilon_greedy":
+        policy = policy_from_name(name, epsilon=0.1 if value is None else value)
+    elif name == "plackett_luce":
+        policy = policy_from_name(name, temperature=1.0 if value is None else value)
+    else:
+        policy = policy_from_name(name)
+    return (f"{name}_{parameter}" if parameter else name), policy
+
+
+def measure(
+    settings: Settings,
+    world: World,
+    model: ServingModel,
+    feeds: int,
+    variants: Sequence[tuple[str, ExplorationPolicy]] = (),
+) -> dict[str, float]:
     start = world.config.start_ms
     clock = ManualClock(start)
     behaviour = BehaviourModel(world, seed=settings.world.behaviour_seed)
-    greedy = Feeds(settings, world, model, "greedy", clock)
-    served = Feeds(settings, world, model, settings.explore.exploration, clock)
+    explore = settings.explore
+    configured = policy_from_name(
+        explore.exploration, epsilon=explore.epsilon, temperature=explore.temperature
+    )
+    greedy = Feeds(settings, world, model, policy_from_name("greedy"), clock)
+    served = Feeds(settings, world, model, configured, clock)
+    others = {
+        f"served_{label}": Feeds(settings, world, model, policy, clock)
+        for label, policy in variants
+    }
     window_ms = int(settings.time.reward_window.total_seconds() * 1000)
     rng = np.random.default_rng(1)
     sessions = np.asarray(world.users.sessions_per_day, dtype=np.float64)
     users = rng.choice(world.num_users, feeds, p=sessions / sessions.sum()).tolist()
-    sums = dict.fromkeys(
-        ("oracle", "retrieved_oracle", "ranker", "greedy", "served", "served_realised", "random"),
-        0.0,
-    )
+    serving = {"greedy": greedy, "served": served, **others}
+    names = ("oracle", "retrieved_oracle", "ranker", "greedy", "served", "served_realised")
+    sums = dict.fromkeys((*names, *others, *(f"{name}_realised" for name in others), "random"), 0.0)
     for number, user in enumerate(users):
         at_ms = start + number * FEED_INTERVAL_MS
         if number:
@@ -167,16 +198,16 @@ def measure(settings: Settings, world: World, model: ServingModel, feeds: int) -
         sums["retrieved_oracle"] += rate(oracle_feed(behaviour, user, candidates, FEED_SIZE, at_ms))
         scored = service.score(model, features, user_vector, query, candidates)
         sums["ranker"] += rate(candidates[np.argsort(-scored.scores, kind="stable")])
-        for name, feed in (("greedy", greedy), ("served", served)):
+        for name, feed in serving.items():
             shown = feed.serve(user, at_ms)
             sums[name] += rate(shown)
             rewards = behaviour.respond(
-                user, shown, decision_id=f"{name}-{number}", impression_ms=at_ms, rng=rng
+                user, shown, decision_id=f"{name}-{number}", impression_ms=at_ms, rng=feed.rng
             )
             feed.observe(user, shown, rewards, at_ms)
-            if name == "served":
+            if name != "greedy":
                 engaged = engaged_posts(rewards, at_ms + window_ms)
-                sums["served_realised"] += len(engaged) / max(shown.size, 1)
+                sums[f"{name}_realised"] += len(engaged) / max(shown.size, 1)
     oracle = sums.pop("oracle")
     return {f"{name}_over_oracle": round(value / oracle, 3) for name, value in sums.items()}
 
@@ -187,6 +218,14 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--examples", type=int, default=100_000, help="per bootstrap round")
     parser.add_argument("--rounds", type=int, default=2, help="bootstrap rounds")
     parser.add_argument("--feeds", type=int, default=600)
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="POLICY[:PARAM]",
+        help="another exploration to serve beside the configured one, e.g. epsilon_greedy:0.05 "
+        "or plackett_luce:0.1 (PARAM: epsilon or temperature); repeatable",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args()
@@ -201,6 +240,7 @@ def main() -> None:
         args.examples, args.rounds, args.feeds = 3_000, 1, 20
         overrides["world"] = {"num_users": 300, "num_creators": 60, "num_posts": 3_000}
     settings = load_settings(args.config, **overrides)
+    variants = [exploration_variant(spec) for spec in args.also]
     world = local_world(settings)
     log(f"bootstrap: {args.rounds} x {args.examples:,} simulated examples")
     run = bootstrap(settings, world, args.examples, args.rounds)
@@ -213,7 +253,7 @@ def main() -> None:
         "feeds": args.feeds,
         "validation_auc": round(run.report.metrics["auc"], 4),
         "exploration": settings.explore.exploration,
-        **measure(settings, world, model, args.feeds),
+        **measure(settings, world, model, args.feeds, variants),
         "seconds": round(time.perf_counter() - started, 1),
     }
     if args.json:

@@ -129,7 +129,7 @@ def run_simulation(settings: Settings, options: SimulationOptions, stop: threadi
             f"{stats.rewards_delivered:,} rewards delivered · {len(simulation.pending):,} "
             f"pending · failures {dict(stats.failures) or 0}"
         )
-        return totals_table(ledger.totals(), title, ledger.versus_oracle())
+        return totals_table(ledger, title)
 
     def on_tick(live: Live) -> None:
         if stop.is_set():
@@ -146,9 +146,7 @@ def run_simulation(settings: Settings, options: SimulationOptions, stop: threadi
         client.close()
     write_csv(ledger, options.out_dir / "engagement.csv")
     write_plot(ledger, options.out_dir / "engagement.png", "feedrank: engagement per arm")
-    console.print(
-        totals_table(ledger.totals(), "engagement over the whole run", ledger.versus_oracle())
-    )
+    console.print(totals_table(ledger, "engagement over the whole run"))
     console.print(f"curve: {options.out_dir / 'engagement.png'} (data: engagement.csv beside it)")
     if undelivered or sink.failed:
         console.print(f"[red]{undelivered + sink.failed} rewards were not delivered to Kafka[/]")

@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 
 from feedrank.core.clock import Clock
-from feedrank.core.features.schema import post_index, user_id
+from feedrank.core.features.schema import IntArray, post_index, user_id
 from feedrank.core.world import BehaviourModel, World
 from feedrank.simulate.baselines import fresh_posts, oracle_feed, random_feed
 from feedrank.simulate.engagement import ORACLE_ARM, RANDOM_ARM, EngagementLedger
@@ -136,7 +136,9 @@ class Simulation:
             user, posts, decision_id=feed.decision_id, impression_ms=now_ms, rng=rng
         )
         self.pending.push(rewards)
-        self.ledger.record_feed(f"{feed.arm}/{feed.model_version}", now_ms, len(posts), rewards)
+        served_arm = f"{feed.arm}/{feed.model_version}"
+        expected = self._expected(user, posts, now_ms)
+        self.ledger.record_feed(served_arm, now_ms, len(posts), rewards, expected)
         self.stats.count(requests=1)
         if with_baselines:  # the same user's reactions to the baseline feeds, drawn alike
             eligible = fresh_posts(self.world, now_ms, self.config.max_post_age_days)
@@ -145,6 +147,7 @@ class Simulation:
                 RANDOM_ARM: random_feed(eligible, size, rng),
                 ORACLE_ARM: oracle_feed(self.behaviour, user, eligible, size, now_ms),
             }
+            baseline_expected = {}
             for arm, shown in baselines.items():
                 drawn = self.behaviour.respond(
                     user,
@@ -153,7 +156,16 @@ class Simulation:
                     impression_ms=now_ms,
                     rng=rng,
                 )
-                self.ledger.record_feed(arm, now_ms, len(shown), drawn)
+                baseline_expected[arm] = self._expected(user, shown, now_ms)
+                self.ledger.record_feed(arm, now_ms, len(shown), drawn, baseline_expected[arm])
+            oracle = baseline_expected[ORACLE_ARM]
+            self.ledger.record_pair(served_arm, now_ms, expected, oracle)
+            self.ledger.record_pair(RANDOM_ARM, now_ms, baseline_expected[RANDOM_ARM], oracle)
+
+    def _expected(self, user: int, posts: IntArray, now_ms: int) -> float:
+        """ORACLE: the feed's expected engaged count inside the ledger's reward window."""
+        window_ms = self.ledger.reward_window_ms
+        return float(self.behaviour.expected_engaged_within(user, posts, now_ms, window_ms).sum())
 
     def _delivery_loop(self) -> None:
         while not self._stop.wait(0.1):

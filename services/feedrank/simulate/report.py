@@ -12,37 +12,65 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from rich.table import Table
 
-from feedrank.simulate.engagement import EngagementLedger, Tally
+from feedrank.simulate.engagement import EngagementLedger
 
 
-def totals_table(totals: dict[str, Tally], title: str, versus_oracle: dict[str, float]) -> Table:
-    """Per arm: impressions, engagement rate, ``versus_oracle`` (its engagement over the
-    oracle's at the same times, see ``EngagementLedger.versus_oracle``) and safeguards."""
+def totals_table(ledger: EngagementLedger, title: str) -> Table:
+    """Per arm: impressions, drawn engagement rate, its ratio to the oracle's drawn rate at
+    the same times, its expected engagement over the oracle's for the same users and
+    times (``EngagementLedger.paired_versus_oracle``, the low-noise one) and safeguards."""
+    totals = ledger.totals()
+    versus_oracle = ledger.versus_oracle()
+    paired = ledger.paired_versus_oracle()
     table = Table(title=title)
-    columns = ("arm / model", "impressions", "engagement rate", "vs oracle, same times")
+    columns = (
+        "arm / model",
+        "impressions",
+        "engagement rate",
+        "vs oracle, same times",
+        "vs oracle, same users (expected)",
+    )
     for column in (*columns, "safeguards"):
         table.add_column(column, justify="left" if column == "arm / model" else "right")
     for arm in sorted(totals):
         tally = totals[arm]
-        ratio = versus_oracle.get(arm)
-        versus = f"{ratio:.2f}x" if ratio is not None else "-"
         table.add_row(
             arm,
             f"{tally.impressions:,.0f}",
             f"{tally.rate:.4f}",
-            versus,
+            _ratio(versus_oracle.get(arm)),
+            _ratio(paired.get(arm)),
             f"{tally.safeguards:,.0f}",
         )
     return table
 
 
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+CSV_COLUMNS = (
+    "bucket_start_ms",
+    "arm",
+    "impressions",
+    "engagements",
+    "rate",
+    "expected_engagements",
+    "paired_expected",
+    "paired_oracle_expected",
+    "paired_ratio",
+)
+
+
 def write_csv(ledger: EngagementLedger, path: Path) -> None:
+    """Per arm and bucket: drawn and expected engagement, and the paired sums."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["bucket_start_ms", "arm", "impressions", "engagements", "rate"])
+        writer.writerow(CSV_COLUMNS)
         for arm, points in ledger.series().items():
             for start_ms, tally in points:
+                ratio = tally.paired_ratio
                 writer.writerow(
                     [
                         start_ms,
@@ -50,23 +78,36 @@ def write_csv(ledger: EngagementLedger, path: Path) -> None:
                         f"{tally.impressions:.0f}",
                         f"{tally.engagements:.2f}",
                         f"{tally.rate:.5f}",
+                        f"{tally.expected:.3f}",
+                        f"{tally.paired:.3f}",
+                        f"{tally.paired_oracle:.3f}",
+                        "" if ratio is None else f"{ratio:.4f}",
                     ]
                 )
 
 
 def write_plot(ledger: EngagementLedger, path: Path, title: str) -> None:
-    """Engagement rate per arm per time bucket (simulated time on the x axis)."""
+    """Two panels over simulated time: the drawn engagement rate per arm, and each arm's
+    expected engagement over the oracle's for the same users and times."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(figsize=(10, 5))
+    figure, (rates, ratios) = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
     for arm, points in sorted(ledger.series().items()):
         times = np.array([start_ms for start_ms, _ in points], dtype="datetime64[ms]")
         style = "--" if "baseline" in arm else "-"
-        axes.plot(times, [tally.rate for _, tally in points], style, marker=".", label=arm)
-    axes.set_title(title)
-    axes.set_xlabel("simulated time (UTC)")
-    axes.set_ylabel("engaged impressions / impressions")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
+        rates.plot(times, [tally.rate for _, tally in points], style, marker=".", label=arm)
+        paired = [(t, tally.paired_ratio) for t, (_, tally) in zip(times, points, strict=True)]
+        shown = [(t, ratio) for t, ratio in paired if ratio is not None]
+        if shown:
+            ratios.plot(*zip(*shown, strict=True), style, marker=".", label=arm)
+    ratios.axhline(0.8, color="grey", linewidth=0.8, linestyle=":", label="0.8 x oracle")
+    rates.set_title(title)
+    rates.set_ylabel("engaged impressions / impressions")
+    ratios.set_ylabel("expected engagement / oracle's\n(same users, same times)")
+    ratios.set_xlabel("simulated time (UTC)")
+    for axes in (rates, ratios):
+        axes.grid(alpha=0.3)
+    rates.legend(fontsize="small")
+    ratios.legend(fontsize="small")
     figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -97,6 +97,9 @@ def test_simulated_users_are_served_and_their_rewards_reach_kafka(
     assert len(served) == 1  # one model, one arm
     assert totals[served[0]].impressions == stats.requests * 20
     assert totals[ORACLE_ARM].rate > totals[RANDOM_ARM].rate
+    paired = ledger.paired_versus_oracle()  # the served feeds beside the baselines' ...
+    assert 0.0 < paired[RANDOM_ARM] < paired[served[0]] <= 1.0  # ... for the same users
+    assert totals[served[0]].expected > 0
 
     write_csv(ledger, tmp_path / "engagement.csv")
     write_plot(ledger, tmp_path / "engagement.png", "test")

@@ -95,3 +95,47 @@ def test_versus_oracle_compares_each_arm_with_the_oracle_at_the_same_times() -> 
     assert versus["late"] == pytest.approx(0.4)  # a whole-run ratio would say about 0.13
     assert "unmatched" not in versus
     assert versus[ORACLE_ARM] == pytest.approx(1.0)
+
+
+def test_paired_versus_oracle_divides_expected_counts_of_the_same_feeds() -> None:
+    ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
+    ledger.record_feed("stable/v1", 0, 20, likes(1, 0), expected=2.0)
+    ledger.record_pair("stable/v1", 0, expected=2.0, oracle_expected=4.0)
+    ledger.record_feed("stable/v1", 15, 20, [], expected=3.0)  # not beside the oracle
+    ledger.record_pair("stable/v1", 25, expected=3.0, oracle_expected=4.0)
+    ledger.record_feed("canary/v2", 0, 20, [], expected=1.0)  # never beside the oracle
+
+    paired = ledger.paired_versus_oracle()
+    assert paired == {"stable/v1": pytest.approx(5.0 / 8.0)}
+    assert ledger.paired_versus_oracle(since_ms=20) == {"stable/v1": pytest.approx(0.75)}
+    totals = ledger.totals()
+    assert totals["stable/v1"].expected == 5.0
+    assert totals["stable/v1"].engagements == 1
+    series = dict(ledger.series()["stable/v1"])
+    assert series[0].paired_ratio == pytest.approx(0.5)
+    assert series[10].paired_ratio is None
+
+
+def test_the_oracle_expects_more_than_random_on_the_same_users() -> None:
+    world = generate_world(
+        WorldConfig(num_users=200, num_creators=50, num_posts=3_000, seed=3, start_ms=START_MS)
+    )
+    behaviour = BehaviourModel(world, seed=1)
+    eligible = fresh_posts(world, START_MS, max_age_days=30)
+    rng = np.random.default_rng(0)
+    window_ms = 2 * 24 * HOUR_MS
+    ledger = EngagementLedger(bucket_ms=HOUR_MS, reward_window_ms=window_ms)
+    for user in range(0, 200, 10):
+        feeds = {
+            "random": random_feed(eligible, 20, rng),
+            ORACLE_ARM: oracle_feed(behaviour, user, eligible, 20, START_MS),
+        }
+        expected = {
+            arm: float(behaviour.expected_engaged_within(user, feed, START_MS, window_ms).sum())
+            for arm, feed in feeds.items()
+        }
+        ledger.record_pair("random", START_MS, expected["random"], expected[ORACLE_ARM])
+        ledger.record_pair(ORACLE_ARM, START_MS, expected[ORACLE_ARM], expected[ORACLE_ARM])
+    paired = ledger.paired_versus_oracle()
+    assert paired[ORACLE_ARM] == pytest.approx(1.0)
+    assert 0.0 < paired["random"] < 0.5

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -202,6 +203,40 @@ def test_delays_run_from_seconds_to_beyond_the_reward_window(controlled: World) 
     assert (delays_s > 14 * 86_400).sum() > 0
     assert 0.015 < float((late > 14 * 86_400).mean()) < 0.07
     assert delays_s.max() <= model.config.max_delay_s + model.config.max_dwell_s + 1
+
+
+@pytest.mark.parametrize("within_days", [0.01, 2.0, 60.0])
+def test_expected_engaged_within_is_what_respond_draws_on_average(
+    controlled: World, within_days: float
+) -> None:
+    model = BehaviourModel(controlled, seed=3)
+    posts = _by_match(controlled, USER)[:20]
+    at_ms = _fresh_time(controlled, posts)
+    within_ms = int(within_days * DAY_MS)
+    expected = model.expected_engaged_within(USER, posts, at_ms, within_ms)
+    draws = 4_000
+    rng = np.random.default_rng(5)
+    engaged = 0
+    for draw in range(draws):
+        rewards = model.respond(USER, posts, decision_id=f"d{draw}", impression_ms=at_ms, rng=rng)
+        engaged += len(
+            {r.post_id for r in rewards if r.type in POSITIVE and r.ts_ms <= at_ms + within_ms}
+        )
+    mean = engaged / draws
+    standard_error = float(np.sqrt(np.sum(expected * (1 - expected)) / draws))
+    assert abs(mean - float(expected.sum())) < 4 * standard_error
+    assert np.all((expected >= 0) & (expected <= 1))
+
+
+def test_expected_engaged_within_grows_with_the_window(world: World, model: BehaviourModel) -> None:
+    posts = np.arange(0, 200, 10, dtype=np.int64)
+    at_ms = world.config.start_ms
+    windows = [0, HOUR_MS, DAY_MS, 14 * DAY_MS, 100 * DAY_MS]
+    totals = [model.expected_engaged_within(USER, posts, at_ms, w).sum() for w in windows]
+    assert totals[0] == 0.0
+    assert all(a < b for a, b in pairwise(totals))
+    everything = model.engagement_probability(USER, posts, np.arange(posts.size), at_ms)
+    np.testing.assert_allclose(totals[-1], everything.sum(), rtol=1e-5)
 
 
 def test_oracle_top_k_orders_candidates_by_oracle_probability(
