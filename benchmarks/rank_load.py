@@ -55,6 +55,7 @@ from tests.support.kafka import free_port  # noqa: E402
 class Report:
     posts: int
     workers: int
+    threads_per_worker: int
     candidates: int
     limit: int
     retrieval_ceiling_qps: float
@@ -214,6 +215,7 @@ def main() -> None:
                 "workers": args.workers,
                 "default_limit": args.limit,
                 "feature_updates": False,
+                **({} if args.threads is None else {"worker_threads": args.threads}),
             },
         )
         report = run(settings, args)
@@ -239,6 +241,7 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
     return Report(
         posts=args.posts,
         workers=args.workers,
+        threads_per_worker=settings.explore.worker_threads,
         candidates=settings.explore.candidates,
         limit=args.limit,
         retrieval_ceiling_qps=ceiling,
@@ -263,7 +266,8 @@ def print_report(report: Report, as_json: bool) -> None:
         print(json.dumps({**asdict(report), **ratios}, indent=2))
         return
     print(
-        f"posts {report.posts:,}, {report.workers} workers, {report.candidates} candidates, "
+        f"posts {report.posts:,}, {report.workers} workers x {report.threads_per_worker} "
+        f"threads, {report.candidates} candidates, "
         f"{report.limit} returned"
     )
     print(
@@ -294,6 +298,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--posts", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="gRPC handler threads per worker (settings' default)",
+    )
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
     parser.add_argument("--in-flight", type=int, default=8, help="closed-loop concurrency")

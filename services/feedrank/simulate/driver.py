@@ -161,6 +161,7 @@ class Simulation:
             oracle = baseline_expected[ORACLE_ARM]
             self.ledger.record_pair(served_arm, now_ms, expected, oracle)
             self.ledger.record_pair(RANDOM_ARM, now_ms, baseline_expected[RANDOM_ARM], oracle)
+            self.ledger.record_pair(ORACLE_ARM, now_ms, oracle, oracle)
 
     def _expected(self, user: int, posts: IntArray, now_ms: int) -> float:
         """ORACLE: the feed's expected engaged count inside the ledger's reward window."""

@@ -23,15 +23,14 @@ def totals_table(ledger: EngagementLedger, title: str) -> Table:
     versus_oracle = ledger.versus_oracle()
     paired = ledger.paired_versus_oracle()
     table = Table(title=title)
-    columns = (
-        "arm / model",
-        "impressions",
-        "engagement rate",
-        "vs oracle, same times",
-        "vs oracle, same users (expected)",
+    table.add_column("arm / model", min_width=14, max_width=26)
+    for column in ("impressions", "engaged", "x oracle\ndrawn", "x oracle\npaired", "safeguards"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.caption = (
+        "engaged: share of impressions engaged inside the reward window; x oracle, drawn: "
+        "over the oracle's drawn rate at the same times; x oracle, paired: expected "
+        "engagement over the oracle's for the same users at the same times"
     )
-    for column in (*columns, "safeguards"):
-        table.add_column(column, justify="left" if column == "arm / model" else "right")
     for arm in sorted(totals):
         tally = totals[arm]
         table.add_row(
@@ -86,29 +85,31 @@ def write_csv(ledger: EngagementLedger, path: Path) -> None:
                 )
 
 
+_PALETTE = matplotlib.colormaps["tab20"]
+
+
 def write_plot(ledger: EngagementLedger, path: Path, title: str) -> None:
-    """Two panels over simulated time: the drawn engagement rate per arm, and each arm's
-    expected engagement over the oracle's for the same users and times."""
+    """Two panels over simulated time: the drawn engagement rate per arm, and each served
+    arm's expected engagement over the oracle's for the same users and times."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, (rates, ratios) = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
-    for arm, points in sorted(ledger.series().items()):
+    figure, (rates, ratios) = plt.subplots(2, 1, figsize=(12, 8), sharex=True, layout="constrained")
+    for number, (arm, points) in enumerate(sorted(ledger.series().items())):
         times = np.array([start_ms for start_ms, _ in points], dtype="datetime64[ms]")
-        style = "--" if "baseline" in arm else "-"
-        rates.plot(times, [tally.rate for _, tally in points], style, marker=".", label=arm)
+        baseline = "baseline" in arm
+        style = {"linestyle": "--" if baseline else "-", "color": _PALETTE(number % _PALETTE.N)}
+        rates.plot(times, [tally.rate for _, tally in points], marker=".", label=arm, **style)
         paired = [(t, tally.paired_ratio) for t, (_, tally) in zip(times, points, strict=True)]
         shown = [(t, ratio) for t, ratio in paired if ratio is not None]
-        if shown:
-            ratios.plot(*zip(*shown, strict=True), style, marker=".", label=arm)
-    ratios.axhline(0.8, color="grey", linewidth=0.8, linestyle=":", label="0.8 x oracle")
+        if shown and not baseline:  # the table has random's; the plot zooms on the served
+            ratios.plot(*zip(*shown, strict=True), marker=".", **style)
+    ratios.axhline(0.8, color="grey", linewidth=0.8, linestyle=":")
     rates.set_title(title)
     rates.set_ylabel("engaged impressions / impressions")
-    ratios.set_ylabel("expected engagement / oracle's\n(same users, same times)")
+    ratios.set_ylabel("expected engagement / oracle's\n(same users, same times; dotted: 0.8)")
     ratios.set_xlabel("simulated time (UTC)")
     for axes in (rates, ratios):
         axes.grid(alpha=0.3)
-    rates.legend(fontsize="small")
-    ratios.legend(fontsize="small")
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    ratios.tick_params(axis="x", labelrotation=30)
+    figure.legend(loc="outside right center", fontsize="small")
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
