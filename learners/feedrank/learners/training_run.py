@@ -66,7 +66,9 @@ def examples_for_training(
     if file is not None:
         return TrainingRun(batch_from_examples(read_examples(file), topics=topics), f"file:{file}")
     config = SimulationConfig(
-        seed=seed, reward_window_ms=int(settings.time.reward_window.total_seconds() * 1000)
+        seed=seed,
+        reward_window_ms=int(settings.time.reward_window.total_seconds() * 1000),
+        decision_interval_ms=int(settings.learner.history_decision_interval_s * 1000),
     )
     simulator = ExampleSimulator(
         world, config, start_ms=world.config.start_ms - history_span_ms(config, simulate * rounds)

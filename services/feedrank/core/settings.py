@@ -504,6 +504,14 @@ class LearnerSettings(_Group):
         "each later one by the model trained on the rounds before (`feedrank train "
         "--rounds`), as a feed's logs are. All of it ends before the world starts.",
     )
+    history_decision_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Event time between decisions of simulated history (`feedrank train "
+        "--simulate`). Match the served traffic's density, or the posts' engagement "
+        "counts grow at another pace than they will when served; a history shorter than a "
+        "week leaves hours and weekdays the model never saw.",
+    )
     bootstrap_min_auc: float = Field(
         default=0.60,
         ge=0,
