@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +12,7 @@ from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.simulate.baselines import expected_rate, fresh_posts, oracle_feed, random_feed
 from feedrank.simulate.engagement import ORACLE_ARM, EngagementLedger
 from feedrank.simulate.pending_rewards import PendingRewards
+from feedrank.simulate.report import CSV_COLUMNS, write_csv
 from feedrank.v1 import events_pb2
 
 START_MS = 1_764_000_000_000
@@ -139,3 +143,18 @@ def test_the_oracle_expects_more_than_random_on_the_same_users() -> None:
     paired = ledger.paired_versus_oracle()
     assert paired[ORACLE_ARM] == pytest.approx(1.0)
     assert 0.0 < paired["random"] < 0.5
+
+
+def test_the_csv_carries_drawn_expected_and_paired_counts(tmp_path: Path) -> None:
+    ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
+    ledger.record_feed("stable/v1", 0, 20, likes(2, 0), expected=2.5)
+    ledger.record_pair("stable/v1", 0, expected=2.5, oracle_expected=5.0)
+    ledger.record_feed("stable/v1", 10, 20, [], expected=1.0)
+    path = tmp_path / "engagement.csv"
+    write_csv(ledger, path)
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert rows[0]["engagements"] == "2.00"
+    assert rows[0]["expected_engagements"] == "2.500"
+    assert rows[0]["paired_ratio"] == "0.5000"
+    assert rows[1]["paired_ratio"] == ""  # no feed beside the oracle in that bucket
