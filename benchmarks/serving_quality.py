@@ -143,13 +143,16 @@ def exploration_variant(spec: str) -> tuple[str, ExplorationPolicy]:
     """``NAME[:PARAM]`` (PARAM: ε of epsilon_greedy, temperature of plackett_luce) as
     (label, policy), e.g. ``plackett_luce:0.1`` -> ("plackett_luce_0.1", PlackettLuce(0.1))."""
     name, _, parameter = spec.partition(":")
-    value = float(parameter) if parameter else None
-    if name == "epsilon_greedy":
-        policy = policy_from_name(name, epsilon=0.1 if value is None else value)
-    elif name == "plackett_luce":
-        policy = policy_from_name(name, temperature=1.0 if value is None else value)
-    else:
-        policy = policy_from_name(name)
+    try:
+        value = float(parameter) if parameter else None
+        if name == "epsilon_greedy":
+            policy = policy_from_name(name, epsilon=0.1 if value is None else value)
+        elif name == "plackett_luce":
+            policy = policy_from_name(name, temperature=1.0 if value is None else value)
+        else:
+            policy = policy_from_name(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{spec!r}: {error}") from error
     return (f"{name}_{parameter}" if parameter else name), policy
 
 
@@ -222,6 +225,7 @@ def parse_arguments() -> argparse.Namespace:
         "--also",
         action="append",
         default=[],
+        type=exploration_variant,
         metavar="POLICY[:PARAM]",
         help="another exploration to serve beside the configured one, e.g. epsilon_greedy:0.05 "
         "or plackett_luce:0.1 (PARAM: epsilon or temperature); repeatable",
@@ -240,7 +244,7 @@ def main() -> None:
         args.examples, args.rounds, args.feeds = 3_000, 1, 20
         overrides["world"] = {"num_users": 300, "num_creators": 60, "num_posts": 3_000}
     settings = load_settings(args.config, **overrides)
-    variants = [exploration_variant(spec) for spec in args.also]
+    variants: list[tuple[str, ExplorationPolicy]] = args.also
     world = local_world(settings)
     log(f"bootstrap: {args.rounds} x {args.examples:,} simulated examples")
     run = bootstrap(settings, world, args.examples, args.rounds)

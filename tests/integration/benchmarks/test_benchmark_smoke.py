@@ -96,12 +96,15 @@ def test_join_throughput_smoke(kafka: KafkaBroker) -> None:
 
 
 def test_serving_quality_smoke() -> None:
-    result = run_benchmark("-m", "benchmarks.serving_quality", "--smoke", "--json")
+    result = run_benchmark(
+        "-m", "benchmarks.serving_quality", "--smoke", "--json", "--also", "epsilon_greedy:0.05"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["feeds"] == 20
     ratios = {name: value for name, value in report.items() if name.endswith("_over_oracle")}
-    assert len(ratios) == 6
+    assert len(ratios) == 8  # six measures, and the --also policy expected and drawn
+    assert "served_epsilon_greedy_0.05_realised_over_oracle" in ratios
     assert all(math.isfinite(value) and value >= 0 for value in ratios.values())
     # Nothing served beats the oracle's expected engagement on the same posts' universe.
     assert report["retrieved_oracle_over_oracle"] <= 1.0
