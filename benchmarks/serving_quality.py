@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,12 @@ from feedrank.core.settings import Settings, load_settings
 from feedrank.core.world import BehaviourModel, World
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.deadline import Deadline
-from feedrank.explore.exploration import ExplorationPolicy, policy_from_name
+from feedrank.explore.exploration import (
+    ExplorationPolicy,
+    ExplorationSettings,
+    policy_from_name,
+    policy_from_settings,
+)
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
@@ -143,14 +149,13 @@ def exploration_variant(spec: str) -> tuple[str, ExplorationPolicy]:
     """``NAME[:PARAM]`` (PARAM: ε of epsilon_greedy, temperature of plackett_luce) as
     (label, policy), e.g. ``plackett_luce:0.1`` -> ("plackett_luce_0.1", PlackettLuce(0.1))."""
     name, _, parameter = spec.partition(":")
+    settings = ExplorationSettings(policy=name)  # its defaults where PARAM is absent
     try:
-        value = float(parameter) if parameter else None
-        if name == "epsilon_greedy":
-            policy = policy_from_name(name, epsilon=0.1 if value is None else value)
-        elif name == "plackett_luce":
-            policy = policy_from_name(name, temperature=1.0 if value is None else value)
-        else:
-            policy = policy_from_name(name)
+        if parameter and name == "epsilon_greedy":
+            settings = replace(settings, epsilon=float(parameter))
+        elif parameter and name == "plackett_luce":
+            settings = replace(settings, temperature=float(parameter))
+        policy = policy_from_settings(settings)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"{spec!r}: {error}") from error
     return (f"{name}_{parameter}" if parameter else name), policy

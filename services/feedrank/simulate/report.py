@@ -18,10 +18,9 @@ from feedrank.simulate.engagement import EngagementLedger
 def totals_table(ledger: EngagementLedger, title: str) -> Table:
     """Per arm: impressions, drawn engagement rate, its ratio to the oracle's drawn rate at
     the same times, its expected engagement over the oracle's for the same users and
-    times (``EngagementLedger.paired_versus_oracle``, the low-noise one) and safeguards."""
+    times (``Tally.paired_ratio``, the low-noise one) and safeguards."""
     totals = ledger.totals()
     versus_oracle = ledger.versus_oracle()
-    paired = ledger.paired_versus_oracle()
     table = Table(title=title)
     table.add_column("arm / model", min_width=14, max_width=26)
     for column in ("impressions", "engaged", "x oracle\ndrawn", "x oracle\npaired", "safeguards"):
@@ -38,7 +37,7 @@ def totals_table(ledger: EngagementLedger, title: str) -> Table:
             f"{tally.impressions:,.0f}",
             f"{tally.rate:.4f}",
             _ratio(versus_oracle.get(arm)),
-            _ratio(paired.get(arm)),
+            _ratio(tally.paired_ratio),
             f"{tally.safeguards:,.0f}",
         )
     return table
