@@ -11,9 +11,10 @@ minute apart from the world's start, to users drawn by their session rates. Each
 impressions and engagements update that service's store, as the feature updater would.
 
 Reported per shown item, each over the ORACLE's expected engagement for the same user
-at the same time (its best fresh posts; it reads hidden parameters):
+at the same time (its best fresh posts that the configured service has not served the
+user yet, as the demo's oracle; it reads hidden parameters):
 
-* the oracle over the retrieved candidates: what retrieval leaves;
+* the oracle over the retrieved candidates (not yet served): what retrieval leaves;
 * the ranker's order of the retrieved candidates, before any rule;
 * served greedily: rules, no exploration (a service and store of its own);
 * served with the configured exploration: expected, and realised within the reward
@@ -60,7 +61,13 @@ from feedrank.explore.serving_model import ServingModel
 from feedrank.learners.batch.trainer import BatchTrainer
 from feedrank.learners.bootstrap import local_world, model_configs, trainer_config, world_topics
 from feedrank.learners.training_run import TrainingRun, examples_for_training, publish_run
-from feedrank.simulate.baselines import expected_rate, fresh_posts, oracle_feed, random_feed
+from feedrank.simulate.baselines import (
+    SeenPosts,
+    expected_rate,
+    fresh_posts,
+    oracle_feed,
+    random_feed,
+)
 from feedrank.simulate.engagement import ENGAGED_TYPES, engaged_posts
 
 FEED_SIZE = 20
@@ -188,6 +195,7 @@ def measure(
     serving = {"greedy": greedy, "served": served, **others}
     names = ("oracle", "retrieved_oracle", "ranker", "greedy", "served", "served_realised")
     sums = dict.fromkeys((*names, *others, *(f"{name}_realised" for name in others), "random"), 0.0)
+    seen = SeenPosts()  # what the configured service has served each user
     for number, user in enumerate(users):
         at_ms = start + number * FEED_INTERVAL_MS
         if number:
@@ -196,14 +204,15 @@ def measure(
         def rate(posts: IntArray, user: int = user, at_ms: int = at_ms) -> float:
             return expected_rate(behaviour, user, posts[:FEED_SIZE], at_ms)
 
-        eligible = fresh_posts(world, at_ms, settings.explore.max_post_age_days)
+        eligible = seen.unseen(user, fresh_posts(world, at_ms, settings.explore.max_post_age_days))
         sums["oracle"] += rate(oracle_feed(behaviour, user, eligible, FEED_SIZE, at_ms))
         sums["random"] += rate(random_feed(eligible, FEED_SIZE, rng))
         service = served.service  # the candidates the served feed is chosen from
         features = served.store.user_features(user_id(user), at_ms)
         query = RankQuery(user_id(user), FEED_SIZE, at_ms, None, None, "explore")
         user_vector, candidates = service.retrieve(model, features, query)
-        sums["retrieved_oracle"] += rate(oracle_feed(behaviour, user, candidates, FEED_SIZE, at_ms))
+        retrieved = seen.unseen(user, candidates)
+        sums["retrieved_oracle"] += rate(oracle_feed(behaviour, user, retrieved, FEED_SIZE, at_ms))
         scored = service.score(model, features, user_vector, query, candidates)
         sums["ranker"] += rate(candidates[np.argsort(-scored.scores, kind="stable")])
         for name, feed in serving.items():
@@ -213,6 +222,8 @@ def measure(
                 user, shown, decision_id=f"{name}-{number}", impression_ms=at_ms, rng=feed.rng
             )
             feed.observe(user, shown, rewards, at_ms)
+            if feed is served:
+                seen.add(user, shown)
             if name != "greedy":
                 engaged = engaged_posts(rewards, at_ms + window_ms)
                 sums[f"{name}_realised"] += len(engaged) / max(shown.size, 1)

@@ -5,13 +5,23 @@ evaluation, never a policy the service could run. The simulation draws the user'
 reaction to both feeds as it does for a served one (``BehaviourModel.respond``), so
 every arm's engagement is counted the same way; :func:`expected_rate` gives the
 expected engagement per item instead (``engagement_probability``, no draws).
+
+Both baselines choose among the posts the service could show the user at that moment:
+fresh ones (:func:`fresh_posts`) that the user has not been served yet
+(:class:`SeenPosts`). The explore service never shows a post twice, and the behaviour
+model does not tire of repeats, so an oracle free to repeat would show a returning
+user the same best twenty posts every time: a feed no policy under the product's rules
+can serve, and a bar that rises as users return.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from feedrank.core.features.schema import IntArray
+from feedrank.core.features.store import FeatureStoreConfig
 from feedrank.core.world import BehaviourModel, World
 
 DAY_MS = 86_400_000
@@ -23,6 +33,37 @@ def fresh_posts(world: World, now_ms: int, max_age_days: float) -> IntArray:
     low = np.searchsorted(created, now_ms - int(max_age_days * DAY_MS), side="left")
     high = np.searchsorted(created, now_ms, side="right")
     return np.arange(low, high, dtype=np.int64)
+
+
+class SeenPosts:
+    """The posts served to each user, the latest ``per_user`` kept, as the explore
+    service's store keeps them for its already-seen rule. Thread-safe."""
+
+    def __init__(self, per_user: int = FeatureStoreConfig().max_seen_per_user) -> None:
+        if per_user < 1:
+            raise ValueError("per_user must be >= 1")
+        self.per_user = per_user
+        self._lock = threading.Lock()
+        self._seen: dict[int, dict[int, None]] = {}  # insertion-ordered: oldest first
+
+    def add(self, user_index: int, posts: IntArray) -> None:
+        with self._lock:
+            seen = self._seen.setdefault(user_index, {})
+            for post in posts.tolist():
+                seen.pop(post, None)  # a repeat becomes the newest
+                seen[post] = None
+            for oldest in list(seen)[: max(len(seen) - self.per_user, 0)]:
+                del seen[oldest]
+
+    def unseen(self, user_index: int, eligible: IntArray) -> IntArray:
+        """``eligible`` without the posts ``user_index`` has been served, in order."""
+        with self._lock:
+            seen = self._seen.get(user_index)
+            if not seen:
+                return eligible
+            served = np.fromiter(seen, dtype=np.int64, count=len(seen))
+        kept: IntArray = eligible[~np.isin(eligible, served)]
+        return kept
 
 
 def random_feed(eligible: IntArray, feed_size: int, rng: np.random.Generator) -> IntArray:

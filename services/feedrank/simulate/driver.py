@@ -21,7 +21,7 @@ import numpy as np
 from feedrank.core.clock import Clock
 from feedrank.core.features.schema import IntArray, post_index, user_id
 from feedrank.core.world import BehaviourModel, World
-from feedrank.simulate.baselines import fresh_posts, oracle_feed, random_feed
+from feedrank.simulate.baselines import SeenPosts, fresh_posts, oracle_feed, random_feed
 from feedrank.simulate.engagement import ORACLE_ARM, RANDOM_ARM, EngagementLedger
 from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.simulate.rank_client import RankClient
@@ -77,6 +77,7 @@ class Simulation:
         self.ledger = ledger
         self.stats = SimulationStats()
         self.pending = PendingRewards()
+        self.seen = SeenPosts()  # what the baselines may not show again, as the service
         self._stop = threading.Event()
         sessions = np.asarray(world.users.sessions_per_day, dtype=np.float64)
         self._user_weights = sessions / sessions.sum()
@@ -141,7 +142,8 @@ class Simulation:
         self.ledger.record_feed(served_arm, now_ms, len(posts), rewards, expected)
         self.stats.count(requests=1)
         if with_baselines:  # the same user's reactions to the baseline feeds, drawn alike
-            eligible = fresh_posts(self.world, now_ms, self.config.max_post_age_days)
+            fresh = fresh_posts(self.world, now_ms, self.config.max_post_age_days)
+            eligible = self.seen.unseen(user, fresh)  # as the service's already-seen rule
             size = self.config.feed_size
             baselines = {
                 RANDOM_ARM: random_feed(eligible, size, rng),
@@ -162,6 +164,7 @@ class Simulation:
             self.ledger.record_pair(served_arm, now_ms, expected, oracle)
             self.ledger.record_pair(RANDOM_ARM, now_ms, baseline_expected[RANDOM_ARM], oracle)
             self.ledger.record_pair(ORACLE_ARM, now_ms, oracle, oracle)
+        self.seen.add(user, posts)
 
     def _expected(self, user: int, posts: IntArray, now_ms: int) -> float:
         """ORACLE: the feed's expected engaged count inside the ledger's reward window."""

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
-from feedrank.simulate.baselines import expected_rate, fresh_posts, oracle_feed, random_feed
+from feedrank.simulate.baselines import (
+    SeenPosts,
+    expected_rate,
+    fresh_posts,
+    oracle_feed,
+    random_feed,
+)
 from feedrank.simulate.engagement import ORACLE_ARM, EngagementLedger
 from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.simulate.report import CSV_COLUMNS, write_csv
@@ -77,6 +83,46 @@ def test_the_oracle_beats_a_random_feed_on_average() -> None:
     ]
     random = [expected_rate(behaviour, u, random_feed(eligible, 20, rng), START_MS) for u in users]
     assert np.mean(oracle) > 2 * np.mean(random)
+
+
+def test_seen_posts_leave_the_eligible_posts_of_that_user_only() -> None:
+    seen = SeenPosts()
+    eligible = np.arange(10, dtype=np.int64)
+    assert seen.unseen(7, eligible) is eligible  # nobody served yet
+
+    seen.add(7, np.array([3, 8], dtype=np.int64))
+
+    assert seen.unseen(7, eligible).tolist() == [0, 1, 2, 4, 5, 6, 7, 9]
+    assert seen.unseen(8, eligible).tolist() == list(range(10))
+
+
+def test_seen_posts_keep_the_latest_per_user_as_the_store_does() -> None:
+    seen = SeenPosts(per_user=3)
+    seen.add(1, np.array([0, 1, 2], dtype=np.int64))
+    seen.add(1, np.array([0], dtype=np.int64))  # shown again: now the newest
+    seen.add(1, np.array([5], dtype=np.int64))  # evicts 1, the oldest
+
+    assert seen.unseen(1, np.arange(6, dtype=np.int64)).tolist() == [1, 3, 4]
+    with pytest.raises(ValueError, match="per_user"):
+        SeenPosts(per_user=0)
+
+
+def test_the_oracle_of_a_returning_user_shows_the_next_best_unseen_posts() -> None:
+    world = generate_world(
+        WorldConfig(num_users=50, num_creators=20, num_posts=1_000, seed=3, start_ms=START_MS)
+    )
+    behaviour = BehaviourModel(world, seed=1)
+    fresh = fresh_posts(world, START_MS, max_age_days=30)
+    seen = SeenPosts()
+    first = oracle_feed(behaviour, 4, seen.unseen(4, fresh), 20, START_MS)
+    seen.add(4, first)
+
+    second = oracle_feed(behaviour, 4, seen.unseen(4, fresh), 20, START_MS)
+
+    assert not set(first.tolist()) & set(second.tolist())
+    assert second.tolist() == oracle_feed(behaviour, 4, fresh, 40, START_MS)[20:].tolist()
+    rate_first = expected_rate(behaviour, 4, first, START_MS)
+    assert expected_rate(behaviour, 4, second, START_MS) <= rate_first
 
 
 def likes(count: int, at_ms: int) -> list[events_pb2.Reward]:
