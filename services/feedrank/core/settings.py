@@ -9,10 +9,11 @@ variables prefixed ``FEEDRANK_`` (nested groups joined by ``__``, e.g.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -146,6 +147,61 @@ class FlinkSettings(_Group):
     checkpoint_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint interval.")
 
 
+RuleFilter = Literal[
+    "blocked_creator", "hidden", "reported", "seen", "sensitive", "language", "region"
+]
+RULE_FILTERS: tuple[RuleFilter, ...] = get_args(RuleFilter)  # in the order they run
+
+
+class RulesSettings(_Group):
+    """The explore service's post-processing rules (``feedrank.explore.rules``), in the
+    order they run: filters, freshness, diversity, fairness."""
+
+    filters: frozenset[RuleFilter] = Field(
+        default=frozenset(RULE_FILTERS), description="Enabled filters (empty: none)."
+    )
+    freshness: bool = Field(
+        default=True,
+        description="Multiply scores by 1 + freshness_weight * 2 ** (-age_hours / half_life).",
+    )
+    freshness_half_life_hours: float = Field(
+        default=24.0, gt=0, description="Post age at which the freshness boost has halved."
+    )
+    freshness_weight: float = Field(
+        default=0.3, ge=0, description="Boost of a brand-new post (0.3: its score x 1.3)."
+    )
+    top_n: int = Field(
+        default=50, ge=1, description="The window diversity and fairness act on (>= the limit)."
+    )
+    creator_cap: bool = Field(
+        default=True, description="Move a creator's posts beyond max_per_creator below the top N."
+    )
+    max_per_creator: int = Field(
+        default=2, ge=1, description="Most posts per creator in the top N."
+    )
+    mmr: bool = Field(
+        default=False, description="Pick the top N by maximal marginal relevance (content)."
+    )
+    mmr_lambda: float = Field(
+        default=0.7, ge=0, le=1, description="MMR trade-off: 1 pure relevance, 0 pure novelty."
+    )
+    mmr_pool_size: int = Field(
+        default=200, ge=1, description="MMR picks the top N among this many best-scored."
+    )
+    fairness: bool = Field(
+        default=True, description="Small-creator exposure floor and cap within the top N."
+    )
+    small_creator_followers: float = Field(
+        default=10_000.0, gt=0, description="Creators with fewer followers are small."
+    )
+    small_creator_floor: float = Field(
+        default=0.1, ge=0, le=1, description="Least share of the top N for small creators."
+    )
+    small_creator_cap: float = Field(
+        default=0.5, ge=0, le=1, description="Largest share of the top N for small creators."
+    )
+
+
 class ExploreSettings(_Group):
     """The explore (Rank) service: request limits, retrieval, exploration, workers."""
 
@@ -228,6 +284,9 @@ class ExploreSettings(_Group):
         ge=0,
         description="At start-up, each worker replays this much of both topics (by Kafka "
         "record time) before tailing them; older blocks and hides are not seen (0: none).",
+    )
+    rules: RulesSettings = Field(
+        default_factory=RulesSettings, description="Post-processing rules ([explore.rules])."
     )
 
 
@@ -593,11 +652,22 @@ def _reject_unknown_environment() -> None:
 
 def settings_to_environment(settings: Settings) -> dict[str, str]:
     """``FEEDRANK_*`` variables that rebuild ``settings`` in a child process."""
-    environment = {}
+    environment: dict[str, str] = {}
     for group, values in settings.model_dump().items():
-        for name, value in values.items():
-            if value is None:
-                continue
-            text = str(value.total_seconds() if isinstance(value, timedelta) else value)
-            environment[f"FEEDRANK_{group.upper()}__{name.upper()}"] = text
+        _to_environment(f"FEEDRANK_{group.upper()}", values, environment)
     return environment
+
+
+def _to_environment(prefix: str, values: dict[str, Any], environment: dict[str, str]) -> None:
+    for name, value in values.items():
+        key = f"{prefix}__{name.upper()}"
+        if value is None:
+            continue
+        if isinstance(value, dict):  # a nested group, e.g. explore.rules
+            _to_environment(key, value, environment)
+        elif isinstance(value, (set, frozenset, list, tuple)):
+            items = sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+            environment[key] = json.dumps(items)
+        else:
+            text = str(value.total_seconds() if isinstance(value, timedelta) else value)
+            environment[key] = text

@@ -30,16 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedrank.core.features.schema import BoolArray, FloatArray, IntArray, PostFeatureBatch
+from feedrank.core.settings import RULE_FILTERS, RulesSettings
 
-FILTER_NAMES: tuple[str, ...] = (
-    "blocked_creator",
-    "hidden",
-    "reported",
-    "seen",
-    "sensitive",
-    "language",
-    "region",
-)
+FILTER_NAMES: tuple[str, ...] = RULE_FILTERS
 """The filters, in the order they run; ``RuleOutcome.dropped`` uses these keys."""
 
 REORDER_NAMES: tuple[str, ...] = (
@@ -116,6 +109,11 @@ class RuleSettings:
             raise ValueError("mmr_lambda must be in [0, 1]")
         if not 0.0 <= self.small_creator_floor <= self.small_creator_cap <= 1.0:
             raise ValueError("need 0 <= small_creator_floor <= small_creator_cap <= 1")
+
+    @classmethod
+    def from_settings(cls, settings: RulesSettings) -> RuleSettings:
+        """The rules as configured (``[explore.rules]``)."""
+        return cls(**settings.model_dump())
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ def test_settings_survive_the_trip_through_the_environment(
         kafka={"broker_port": 19092},
         time={"reward_window": timedelta(seconds=30)},
         world={"num_posts": 1234},
+        explore={"rules": {"freshness_weight": 0.5, "filters": frozenset({"seen", "hidden"})}},
+        deploy={"steps": [0.2, 1.0]},
     )
     for key, value in settings_to_environment(original).items():
         monkeypatch.setenv(key, value)

@@ -3,9 +3,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from feedrank.core.features.schema import (
     CONTENT_DIM,
@@ -14,6 +16,7 @@ from feedrank.core.features.schema import (
     IntArray,
     PostFeatureBatch,
 )
+from feedrank.core.settings import RulesSettings, load_settings
 from feedrank.explore.rules import (
     FILTER_NAMES,
     RuleOutcome,
@@ -271,3 +274,34 @@ def test_invalid_inputs_are_rejected() -> None:
         RuleSettings(small_creator_floor=0.6, small_creator_cap=0.5)
     with pytest.raises(ValueError, match="shape"):
         apply_rules(make_batch(3), descending_scores(4), UserRuleContext(), RuleSettings())
+
+
+def test_the_configured_rules_default_to_the_rules_defaults() -> None:
+    assert RuleSettings.from_settings(RulesSettings()) == RuleSettings()
+
+
+def test_rules_come_from_the_explore_rules_table(tmp_path: Path) -> None:
+    config = tmp_path / "feedrank.toml"
+    config.write_text(
+        "[explore.rules]\n"
+        'filters = ["seen", "blocked_creator"]\n'
+        "freshness_weight = 0.5\n"
+        "fairness = false\n"
+    )
+
+    rules = RuleSettings.from_settings(load_settings(config).explore.rules)
+
+    assert rules.filters == {"seen", "blocked_creator"}
+    assert (rules.freshness_weight, rules.fairness, rules.creator_cap) == (0.5, False, True)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['filters = ["seen", "spam"]', "freshness_weight = -1", "small_creator_floor = 1.5"],
+)
+def test_bad_rule_settings_are_refused_with_the_field(tmp_path: Path, line: str) -> None:
+    config = tmp_path / "feedrank.toml"
+    config.write_text(f"[explore.rules]\n{line}\n")
+
+    with pytest.raises(ValidationError, match=line.split(" ", maxsplit=1)[0]):
+        load_settings(config)
