@@ -22,7 +22,12 @@ from feedrank.core.clock import Clock
 from feedrank.core.features.schema import IntArray, post_index, user_id
 from feedrank.core.world import BehaviourModel, World
 from feedrank.simulate.baselines import SeenPosts, fresh_posts, oracle_feed, random_feed
-from feedrank.simulate.engagement import ORACLE_ARM, RANDOM_ARM, EngagementLedger
+from feedrank.simulate.engagement import (
+    ORACLE_ARM,
+    RANDOM_ARM,
+    REPEATING_ORACLE_ARM,
+    EngagementLedger,
+)
 from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.simulate.rank_client import RankClient
 from feedrank.v1 import events_pb2
@@ -164,6 +169,9 @@ class Simulation:
             self.ledger.record_pair(served_arm, now_ms, expected, oracle)
             self.ledger.record_pair(RANDOM_ARM, now_ms, baseline_expected[RANDOM_ARM], oracle)
             self.ledger.record_pair(ORACLE_ARM, now_ms, oracle, oracle)
+            repeating = oracle_feed(self.behaviour, user, fresh, size, now_ms)
+            repeating_expected = self._expected(user, repeating, now_ms)
+            self.ledger.record_pair(REPEATING_ORACLE_ARM, now_ms, repeating_expected, oracle)
         self.seen.add(user, posts)
 
     def _expected(self, user: int, posts: IntArray, now_ms: int) -> float:

@@ -45,6 +45,10 @@ SAFEGUARD_TYPES = frozenset(
 )
 RANDOM_ARM = "random (baseline)"
 ORACLE_ARM = "oracle (baseline, reads hidden parameters)"
+# Paired only, never drawn: the oracle's feed if it could show a returning user posts
+# they were already served (no product rule allows it; see ``baselines``). Its paired
+# ratio says how far above the feasible oracle that bar lies.
+REPEATING_ORACLE_ARM = "oracle free to repeat posts (baseline, not a feasible feed)"
 
 
 def engaged_posts(rewards: list[events_pb2.Reward], until_ms: int) -> set[str]:

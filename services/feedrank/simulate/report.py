@@ -35,7 +35,7 @@ def totals_table(ledger: EngagementLedger, title: str) -> Table:
         table.add_row(
             arm,
             f"{tally.impressions:,.0f}",
-            f"{tally.rate:.4f}",
+            f"{tally.rate:.4f}" if tally.impressions else "-",  # a paired-only baseline
             _ratio(versus_oracle.get(arm)),
             _ratio(tally.paired_ratio),
             f"{tally.safeguards:,.0f}",
@@ -96,7 +96,8 @@ def write_plot(ledger: EngagementLedger, path: Path, title: str) -> None:
         times = np.array([start_ms for start_ms, _ in points], dtype="datetime64[ms]")
         baseline = "baseline" in arm
         style = {"linestyle": "--" if baseline else "-", "color": _PALETTE(number % _PALETTE.N)}
-        rates.plot(times, [tally.rate for _, tally in points], marker=".", label=arm, **style)
+        if any(tally.impressions for _, tally in points):  # not a paired-only baseline
+            rates.plot(times, [tally.rate for _, tally in points], marker=".", label=arm, **style)
         paired = [(t, tally.paired_ratio) for t, (_, tally) in zip(times, points, strict=True)]
         shown = [(t, ratio) for t, ratio in paired if ratio is not None]
         if shown and not baseline:  # the table has random's; the plot zooms on the served

@@ -17,7 +17,12 @@ from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.explore.app import build_serving_state, explore_service
 from feedrank.explore.grpc_service import build_server, set_serving
 from feedrank.simulate.driver import Simulation, SimulationConfig
-from feedrank.simulate.engagement import ORACLE_ARM, RANDOM_ARM, EngagementLedger
+from feedrank.simulate.engagement import (
+    ORACLE_ARM,
+    RANDOM_ARM,
+    REPEATING_ORACLE_ARM,
+    EngagementLedger,
+)
 from feedrank.simulate.rank_client import GrpcRankClient
 from feedrank.simulate.report import write_csv, write_plot
 from feedrank.simulate.reward_sink import KafkaRewardSink
@@ -93,12 +98,13 @@ def test_simulated_users_are_served_and_their_rewards_reach_kafka(
     assert {r.user_id for r in rewards} <= {f"u{i}" for i in range(WORLD["num_users"])}
 
     totals = ledger.totals()
-    served = [arm for arm in totals if arm not in {RANDOM_ARM, ORACLE_ARM}]
+    served = [arm for arm in totals if arm not in {RANDOM_ARM, ORACLE_ARM, REPEATING_ORACLE_ARM}]
     assert len(served) == 1  # one model, one arm
     assert totals[served[0]].impressions == stats.requests * 20
     assert totals[ORACLE_ARM].rate > totals[RANDOM_ARM].rate
     paired = ledger.paired_versus_oracle()  # the served feeds beside the baselines' ...
     assert 0.0 < paired[RANDOM_ARM] < paired[served[0]] <= 1.0  # ... for the same users
+    assert paired[REPEATING_ORACLE_ARM] >= 1.0  # free to repeat: a superset to choose from
     assert totals[served[0]].expected > 0
 
     write_csv(ledger, tmp_path / "engagement.csv")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.simulate.baselines import (
@@ -16,9 +17,9 @@ from feedrank.simulate.baselines import (
     oracle_feed,
     random_feed,
 )
-from feedrank.simulate.engagement import ORACLE_ARM, EngagementLedger
+from feedrank.simulate.engagement import ORACLE_ARM, REPEATING_ORACLE_ARM, EngagementLedger
 from feedrank.simulate.pending_rewards import PendingRewards
-from feedrank.simulate.report import CSV_COLUMNS, write_csv
+from feedrank.simulate.report import CSV_COLUMNS, totals_table, write_csv, write_plot
 from feedrank.v1 import events_pb2
 
 START_MS = 1_764_000_000_000
@@ -204,3 +205,25 @@ def test_the_csv_carries_drawn_expected_and_paired_counts(tmp_path: Path) -> Non
     assert rows[0]["expected_engagements"] == "2.500"
     assert rows[0]["paired_ratio"] == "0.5000"
     assert rows[1]["paired_ratio"] == ""  # no feed beside the oracle in that bucket
+
+
+def test_a_paired_only_baseline_is_tabled_without_a_rate_and_left_out_of_the_rates_plot(
+    tmp_path: Path,
+) -> None:
+    ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
+    ledger.record_feed("stable/v1", 0, 20, likes(2, 0), expected=2.0)
+    ledger.record_pair("stable/v1", 0, expected=2.0, oracle_expected=2.5)
+    ledger.record_pair(REPEATING_ORACLE_ARM, 0, expected=3.0, oracle_expected=2.5)
+
+    console = Console(width=200, record=True)
+    console.print(totals_table(ledger, "demo"))
+    cells = {  # the first line of each arm's row: its name and its five numbers
+        line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
+        for line in console.export_text().splitlines()
+        if "x │" in line
+    }
+    repeating = next(cell for name, cell in cells.items() if REPEATING_ORACLE_ARM.startswith(name))
+    assert repeating == ["0", "-", "-", "1.20x", "0"]
+    assert cells["stable/v1"][3] == "0.80x"
+    write_plot(ledger, tmp_path / "engagement.png", "demo")
+    assert (tmp_path / "engagement.png").stat().st_size > 1_000
