@@ -7,13 +7,16 @@ Trains the bootstrap model as ``feedrank up`` does (``feedrank train --simulate 
 --rounds R``: history that ends before the world starts), publishes it to a temporary
 registry and loads it as an explore worker does. Then it serves feeds through the real
 pipeline in process: retrieval, ranker, rules and exploration. Feeds come a simulated
-minute apart from the world's start, to users drawn by their session rates. Each feed's
-impressions and engagements update that service's store, as the feature updater would.
+minute apart (``--feed-interval-s``) from the world's start, to users drawn by their
+session rates. Each feed's impressions and engagements update that service's store, as
+the feature updater would.
 
 Reported per shown item, each over the ORACLE's expected engagement for the same user
 at the same time (its best fresh posts that the configured service has not served the
 user yet, as the demo's oracle; it reads hidden parameters):
 
+* the oracle free to repeat posts the user was served (no product rule allows it): how
+  far above the oracle that bar lies;
 * the oracle over the retrieved candidates (not yet served): what retrieval leaves;
 * the ranker's order of the retrieved candidates, before any rule;
 * served greedily: rules, no exploration (a service and store of its own);
@@ -179,6 +182,7 @@ def measure(
     model: ServingModel,
     feeds: int,
     variants: Sequence[tuple[str, ExplorationPolicy]] = (),
+    interval_ms: int = FEED_INTERVAL_MS,
 ) -> dict[str, float]:
     start = world.config.start_ms
     clock = ManualClock(start)
@@ -198,19 +202,29 @@ def measure(
     sessions = np.asarray(world.users.sessions_per_day, dtype=np.float64)
     users = rng.choice(world.num_users, feeds, p=sessions / sessions.sum()).tolist()
     serving = {"greedy": greedy, "served": served, **others}
-    names = ("oracle", "retrieved_oracle", "ranker", "greedy", "served", "served_realised")
+    names = (
+        "oracle",
+        "oracle_repeating",
+        "retrieved_oracle",
+        "ranker",
+        "greedy",
+        "served",
+        "served_realised",
+    )
     sums = dict.fromkeys((*names, *others, *(f"{name}_realised" for name in others), "random"), 0.0)
     seen = SeenPosts()  # what the configured service has served each user
     for number, user in enumerate(users):
-        at_ms = start + number * FEED_INTERVAL_MS
+        at_ms = start + number * interval_ms
         if number:
-            clock.advance(FEED_INTERVAL_MS)
+            clock.advance(interval_ms)
 
         def rate(posts: IntArray, user: int = user, at_ms: int = at_ms) -> float:
             return expected_rate(behaviour, user, posts[:FEED_SIZE], at_ms)
 
-        eligible = seen.unseen(user, fresh_posts(world, at_ms, settings.explore.max_post_age_days))
+        fresh = fresh_posts(world, at_ms, settings.explore.max_post_age_days)
+        eligible = seen.unseen(user, fresh)
         sums["oracle"] += rate(oracle_feed(behaviour, user, eligible, FEED_SIZE, at_ms))
+        sums["oracle_repeating"] += rate(oracle_feed(behaviour, user, fresh, FEED_SIZE, at_ms))
         sums["random"] += rate(random_feed(eligible, FEED_SIZE, rng))
         service = served.service  # the candidates the served feed is chosen from
         features = served.store.user_features(user_id(user), at_ms)
@@ -242,6 +256,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--examples", type=int, default=100_000, help="per bootstrap round")
     parser.add_argument("--rounds", type=int, default=2, help="bootstrap rounds")
     parser.add_argument("--feeds", type=int, default=600)
+    parser.add_argument(
+        "--feed-interval-s",
+        type=float,
+        default=FEED_INTERVAL_MS / 1000,
+        help="simulated seconds between feeds (the demo serves one every 34)",
+    )
     parser.add_argument(
         "--also",
         action="append",
@@ -276,9 +296,10 @@ def main() -> None:
         "examples_per_round": args.examples,
         "rounds": args.rounds,
         "feeds": args.feeds,
+        "feed_interval_s": args.feed_interval_s,
         "validation_auc": round(run.report.metrics["auc"], 4),
         "exploration": settings.explore.exploration,
-        **measure(settings, world, model, args.feeds, variants),
+        **measure(settings, world, model, args.feeds, variants, int(args.feed_interval_s * 1000)),
         "seconds": round(time.perf_counter() - started, 1),
     }
     if args.json:

@@ -103,9 +103,10 @@ def test_serving_quality_smoke() -> None:
     report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["feeds"] == 20
     ratios = {name: value for name, value in report.items() if name.endswith("_over_oracle")}
-    assert len(ratios) == 8  # six measures, and the --also policy expected and drawn
+    assert len(ratios) == 9  # seven measures, and the --also policy expected and drawn
     assert "served_epsilon_greedy_0.05_realised_over_oracle" in ratios
     assert all(math.isfinite(value) and value >= 0 for value in ratios.values())
     # Nothing served beats the oracle's expected engagement on the same posts' universe.
     assert report["retrieved_oracle_over_oracle"] <= 1.0
+    assert report["oracle_repeating_over_oracle"] >= 1.0  # a superset of posts to choose from
     assert report["served_over_oracle"] <= report["retrieved_oracle_over_oracle"]
