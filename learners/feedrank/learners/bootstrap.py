@@ -48,6 +48,7 @@ def model_configs(settings: Settings, seed: int = 0) -> tuple[TwoTowerConfig, Ra
         tower_dim=two_tower.embedding_dim,
         user_id_buckets=learner.user_id_buckets,
         post_id_buckets=learner.post_id_buckets,
+        time_context=learner.time_context,
         seed=seed,
     )
     return two_tower, ranker

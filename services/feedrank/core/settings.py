@@ -511,6 +511,11 @@ class LearnerSettings(_Group):
     weight_decay: float = Field(
         default=1e-5, ge=0, description="L2 weight decay on dense weights (not id tables)."
     )
+    time_context: bool = Field(
+        default=True,
+        description="The ranker's hour-of-day and weekday inputs, for freshly made models "
+        "(off: zeros; for a world without daily or weekly rhythms).",
+    )
     inverse_propensity: bool = Field(
         default=False, description="Weight online examples by 1 / logging propensity."
     )

@@ -59,6 +59,7 @@ def build_serving_state(settings: Settings, clock: Clock, *, show_progress: bool
         posts,
         np.asarray(world.posts.created_ms, dtype=np.int64),
         seed=settings.world.seed,
+        time_context=settings.learner.time_context,
         show_progress=show_progress,
     )
     return ServingState(world, store, model, Catalogue.from_world(world))

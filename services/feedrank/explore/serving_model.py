@@ -66,6 +66,7 @@ def initial_serving_model(
     *,
     version: str = "v0-init",
     seed: int = 0,
+    time_context: bool = True,
     show_progress: bool = False,
 ) -> ServingModel:
     """A seeded, untrained model: what serves before the first registry version exists.
@@ -74,6 +75,9 @@ def initial_serving_model(
     the learners replace it with trained versions through the registry.
     """
     two_tower = TwoTowerModel(TwoTowerConfig(seed=seed))
-    ranker = RankerModel(RankerConfig(seed=seed, tower_dim=two_tower.config.embedding_dim))
+    ranker_config = RankerConfig(
+        seed=seed, tower_dim=two_tower.config.embedding_dim, time_context=time_context
+    )
+    ranker = RankerModel(ranker_config)
     index, vectors = index_catalogue(two_tower, posts, created_ms, show_progress=show_progress)
     return ServingModel(version, two_tower, ranker, index, vectors)

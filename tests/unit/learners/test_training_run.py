@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from feedrank.core.settings import load_settings
-from feedrank.learners.bootstrap import local_world, world_topics
+from feedrank.learners.batch.trainer import BatchTrainer
+from feedrank.learners.bootstrap import local_world, model_configs, trainer_config, world_topics
 from feedrank.learners.training_run import examples_for_training
 
 WORLD = {"num_users": 60, "num_creators": 20, "num_posts": 400, "start_ms": 1_764_000_000_000}
@@ -26,3 +27,22 @@ def test_history_decisions_come_at_the_configured_pace_before_the_world_starts(
     assert gaps.min() >= interval_s * 1000
     assert np.all(gaps % int(interval_s * 1000) == 0)  # a decision with no slate skips a beat
     assert times.max() < world.config.start_ms
+
+
+def test_without_time_context_training_does_not_depend_on_when_the_world_starts() -> None:
+    reports = []
+    for shift_ms in (0, 5 * 3_600_000 + 900_000):
+        world_settings = {**WORLD, "start_ms": WORLD["start_ms"] + shift_ms}
+        settings = load_settings(world=world_settings, learner={"time_context": False})
+        world = local_world(settings)
+        run = examples_for_training(
+            settings, world, world_topics(world), from_kafka=False, file=None, simulate=800, seed=0
+        )
+        two_tower, ranker = model_configs(settings)
+        assert not ranker.time_context
+        trainer = BatchTrainer(
+            trainer_config(settings, max_epochs=1), two_tower=two_tower, ranker=ranker
+        )
+        reports.append(trainer.fit(run.batch).metrics)
+
+    assert reports[0] == reports[1]  # the same world and history, shifted in time

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -91,7 +91,12 @@ class RankerConfig:
     hidden_sizes: tuple[int, ...] = (128, 64, 32)  # measured: 2.5x faster than (256, 128, 64)
     id_dropout: float = 0.1
     position_buckets: int = 32  # logged positions with their own bias; later ones share the last
+    # Hour-of-day and weekday inputs. Off, they are zeros (same shapes): for a world
+    # without daily or weekly rhythms, where they can only fit noise (docs/learners.md).
+    time_context: bool = True
     seed: int = 0
+    # Added after models were first saved: a file without them loads with the default.
+    ADDED_FIELDS: ClassVar[frozenset[str]] = frozenset({"time_context"})
 
     def __post_init__(self) -> None:
         sizes = (
@@ -240,9 +245,12 @@ class RankerModel(nn.Module):
     def context_tensors(
         self, request_times_ms: Sequence[int], surfaces: Sequence[str]
     ) -> ContextTensors:
-        return context_tensors(
+        context = context_tensors(
             request_times_ms, surfaces, surface_buckets=self.config.surface_buckets
         )
+        if self.config.time_context:
+            return context
+        return ContextTensors(context.surface_bucket, torch.zeros_like(context.numeric))
 
 
 def _cross_features(

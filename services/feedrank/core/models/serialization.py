@@ -123,7 +123,11 @@ def load_ranker(path: Path) -> RankerModel:
 
 
 def config_from_json(config_type: type[Config], text: str) -> Config:
-    """A config from its JSON; ModelFormatError for unknown, missing or mistyped fields."""
+    """A config from its JSON; ModelFormatError for unknown, missing or mistyped fields.
+
+    Fields a config class lists in ``ADDED_FIELDS`` may be missing: files written
+    before the field existed get its default, which is the behaviour they were trained
+    with."""
     try:
         values = json.loads(text)
     except json.JSONDecodeError as error:
@@ -131,10 +135,11 @@ def config_from_json(config_type: type[Config], text: str) -> Config:
     if not isinstance(values, dict):
         raise ModelFormatError("config JSON is not an object")
     names = {item.name for item in fields(config_type)}
-    if set(values) != names:
+    required = names - getattr(config_type, "ADDED_FIELDS", frozenset())
+    if not set(values) <= names or not required <= set(values):
         raise ModelFormatError(
             f"config fields differ: unknown {sorted(set(values) - names)}, "
-            f"missing {sorted(names - set(values))}"
+            f"missing {sorted(required - set(values))}"
         )
     hints = typing.get_type_hints(config_type)
     arguments = {name: _typed(name, value, hints[name]) for name, value in values.items()}
@@ -214,5 +219,7 @@ def _typed(name: str, value: object, hint: object) -> Any:
     if hint is float and type(value) in (int, float):
         return float(typing.cast(float, value))
     if hint is int and type(value) is int:
+        return value
+    if hint is bool and type(value) is bool:
         return value
     raise ModelFormatError(f"config field {name!r} has the wrong type: {value!r}")

@@ -92,6 +92,19 @@ def test_scores_depend_on_context_and_tower_similarity() -> None:
         assert not np.allclose(base, other)
 
 
+def test_without_time_context_the_hour_and_weekday_inputs_are_zeros() -> None:
+    times = [REQUEST_MS, REQUEST_MS + 9 * 3_600_000, REQUEST_MS + 3 * 86_400_000]
+    with_time = RankerModel(SMALL).context_tensors(times, ["", "", "search"])
+    without = RankerModel(dataclasses.replace(SMALL, time_context=False)).context_tensors(
+        times, ["", "", "search"]
+    )
+
+    assert torch.count_nonzero(without.numeric) == 0
+    assert without.numeric.shape == with_time.numeric.shape  # same model shapes either way
+    assert torch.equal(without.surface_bucket, with_time.surface_bucket)
+    assert len({tuple(row.tolist()) for row in with_time.numeric}) == 3
+
+
 def test_mismatched_vectors_are_refused() -> None:
     model = RankerModel(SMALL)
     rng = np.random.default_rng(4)

@@ -185,6 +185,17 @@ def test_config_json_must_name_exactly_the_fields_with_their_types() -> None:
         config_from_json(TwoTowerConfig, json.dumps({**asdict(TOWERS), "id_dropout": 2.0}))
 
 
+def test_a_ranker_config_from_before_an_added_field_loads_with_its_default() -> None:
+    old = {name: value for name, value in asdict(RANKER).items() if name != "time_context"}
+
+    loaded = config_from_json(RankerConfig, json.dumps(old))
+
+    assert loaded == RANKER
+    assert loaded.time_context  # the behaviour such a file was trained with
+    with pytest.raises(ModelFormatError, match=r"missing \['seed'\]"):
+        config_from_json(RankerConfig, json.dumps({k: v for k, v in old.items() if k != "seed"}))
+
+
 def test_save_replaces_atomically_and_leaves_no_temporary_files(towers_file: Path) -> None:
     save_model(TwoTowerModel(TOWERS), towers_file)
     assert [path.name for path in towers_file.parent.iterdir()] == [towers_file.name]
