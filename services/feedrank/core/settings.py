@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -200,6 +200,15 @@ class RulesSettings(_Group):
     small_creator_cap: float = Field(
         default=0.5, ge=0, le=1, description="Largest share of the top N for small creators."
     )
+
+    @model_validator(mode="after")
+    def _floor_within_cap(self) -> RulesSettings:
+        if self.small_creator_floor > self.small_creator_cap:
+            raise ValueError(
+                f"small_creator_floor ({self.small_creator_floor}) exceeds "
+                f"small_creator_cap ({self.small_creator_cap})"
+            )
+        return self
 
 
 class ExploreSettings(_Group):

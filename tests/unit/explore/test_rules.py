@@ -297,7 +297,12 @@ def test_rules_come_from_the_explore_rules_table(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ['filters = ["seen", "spam"]', "freshness_weight = -1", "small_creator_floor = 1.5"],
+    [
+        'filters = ["seen", "spam"]',
+        "freshness_weight = -1",
+        "small_creator_floor = 1.5",
+        "small_creator_floor = 0.6",  # above the cap, 0.5
+    ],
 )
 def test_bad_rule_settings_are_refused_with_the_field(tmp_path: Path, line: str) -> None:
     config = tmp_path / "feedrank.toml"
