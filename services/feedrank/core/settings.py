@@ -523,7 +523,7 @@ class LearnerSettings(_Group):
     time_context: bool = Field(
         default=True,
         description="The ranker's hour-of-day and weekday inputs, for freshly made models "
-        "(off: zeros; for a world without daily or weekly rhythms).",
+        "(off: zeros, and training no longer depends on when the history was logged).",
     )
     inverse_propensity: bool = Field(
         default=False, description="Weight online examples by 1 / logging propensity."

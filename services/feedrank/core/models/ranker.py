@@ -91,8 +91,9 @@ class RankerConfig:
     hidden_sizes: tuple[int, ...] = (128, 64, 32)  # measured: 2.5x faster than (256, 128, 64)
     id_dropout: float = 0.1
     position_buckets: int = 32  # logged positions with their own bias; later ones share the last
-    # Hour-of-day and weekday inputs. Off, they are zeros (same shapes): for a world
-    # without daily or weekly rhythms, where they can only fit noise (docs/learners.md).
+    # Hour-of-day and weekday inputs. Off, they are zeros (same shapes), and training no
+    # longer depends on when the history was logged; on the demo's world they still
+    # rank better on (docs/learners.md).
     time_context: bool = True
     seed: int = 0
     # Added after models were first saved: a file without them loads with the default.
