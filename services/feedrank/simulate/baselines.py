@@ -10,8 +10,8 @@ Both baselines choose among the posts the service could show the user at that mo
 fresh ones (:func:`fresh_posts`) that the user has not been served yet
 (:class:`SeenPosts`). The explore service never shows a post twice, and the behaviour
 model does not tire of repeats, so an oracle free to repeat would show a returning
-user the same best twenty posts every time: a feed no policy under the product's rules
-can serve, and a bar that rises as users return.
+user the same best twenty posts again: a feed no policy under the product's rules can
+serve (in the demo about 1.5 % above the feasible oracle).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ class SeenPosts:
             for post in posts.tolist():
                 seen.pop(post, None)  # a repeat becomes the newest
                 seen[post] = None
-            for oldest in list(seen)[: max(len(seen) - self.per_user, 0)]:
-                del seen[oldest]
+            while len(seen) > self.per_user:
+                del seen[next(iter(seen))]
 
     def unseen(self, user_index: int, eligible: IntArray) -> IntArray:
         """``eligible`` without the posts ``user_index`` has been served, in order."""
