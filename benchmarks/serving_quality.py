@@ -59,7 +59,6 @@ from feedrank.explore.exploration import (
 )
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.explore.queries import RankQuery
-from feedrank.explore.rules import RuleSettings
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel
 from feedrank.learners.batch.trainer import BatchTrainer
@@ -130,11 +129,7 @@ class Feeds:
     ) -> None:
         self.store = InMemoryFeatureStore.from_world(world)
         self.service = ExploreService(
-            store=self.store,
-            settings=settings.explore,
-            policy=policy,
-            clock=clock,
-            rules=RuleSettings.from_settings(settings.explore.rules),
+            store=self.store, settings=settings.explore, policy=policy, clock=clock
         )
         self.service.load(model)
         self.rng = np.random.default_rng(2)  # the users' responses to this service's feeds

@@ -13,9 +13,10 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -147,18 +148,19 @@ class FlinkSettings(_Group):
     checkpoint_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint interval.")
 
 
-RuleFilter = Literal[
-    "blocked_creator", "hidden", "reported", "seen", "sensitive", "language", "region"
-]
-RULE_FILTERS: tuple[RuleFilter, ...] = get_args(RuleFilter)  # in the order they run
+RULE_FILTERS = ("blocked_creator", "hidden", "reported", "seen", "sensitive", "language", "region")
+"""The post-processing filters, in the order they run."""
 
 
-class RulesSettings(_Group):
-    """The explore service's post-processing rules (``feedrank.explore.rules``), in the
-    order they run: filters, freshness, diversity, fairness."""
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class RuleSettings:
+    """Which post-processing rules run and their tunables (``feedrank.explore.rules``):
+    ``[explore.rules]`` in the settings, or made directly. Filters, freshness,
+    diversity and fairness run in that order."""
 
-    filters: frozenset[RuleFilter] = Field(
-        default=frozenset(RULE_FILTERS), description="Enabled filters (empty: none)."
+    filters: frozenset[str] = Field(
+        default=frozenset(RULE_FILTERS),
+        description="Enabled filters, a subset of RULE_FILTERS; empty turns filtering off.",
     )
     freshness: bool = Field(
         default=True,
@@ -177,10 +179,13 @@ class RulesSettings(_Group):
         default=True, description="Move a creator's posts beyond max_per_creator below the top N."
     )
     max_per_creator: int = Field(
-        default=2, ge=1, description="Most posts per creator in the top N."
+        default=2,
+        ge=1,
+        description="Most posts one creator may have in the top N (when enough others exist).",
     )
     mmr: bool = Field(
-        default=False, description="Pick the top N by maximal marginal relevance (content)."
+        default=False,
+        description="Pick the top N by maximal marginal relevance over content embeddings.",
     )
     mmr_lambda: float = Field(
         default=0.7, ge=0, le=1, description="MMR trade-off: 1 pure relevance, 0 pure novelty."
@@ -192,23 +197,27 @@ class RulesSettings(_Group):
         default=True, description="Small-creator exposure floor and cap within the top N."
     )
     small_creator_followers: float = Field(
-        default=10_000.0, gt=0, description="Creators with fewer followers are small."
+        default=10_000.0, gt=0, description="A creator with fewer followers (raw) is small."
     )
     small_creator_floor: float = Field(
-        default=0.1, ge=0, le=1, description="Least share of the top N for small creators."
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Least share of the top N for small creators, when eligible ones exist.",
     )
     small_creator_cap: float = Field(
-        default=0.5, ge=0, le=1, description="Largest share of the top N for small creators."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Largest share of the top N for small creators, when others exist.",
     )
 
-    @model_validator(mode="after")
-    def _floor_within_cap(self) -> RulesSettings:
+    def __post_init__(self) -> None:
+        unknown = self.filters - set(RULE_FILTERS)
+        if unknown:
+            raise ValueError(f"unknown filters {sorted(unknown)}; known: {RULE_FILTERS}")
         if self.small_creator_floor > self.small_creator_cap:
-            raise ValueError(
-                f"small_creator_floor ({self.small_creator_floor}) exceeds "
-                f"small_creator_cap ({self.small_creator_cap})"
-            )
-        return self
+            raise ValueError("need 0 <= small_creator_floor <= small_creator_cap <= 1")
 
 
 class ExploreSettings(_Group):
@@ -294,8 +303,8 @@ class ExploreSettings(_Group):
         description="At start-up, each worker replays this much of both topics (by Kafka "
         "record time) before tailing them; older blocks and hides are not seen (0: none).",
     )
-    rules: RulesSettings = Field(
-        default_factory=RulesSettings, description="Post-processing rules ([explore.rules])."
+    rules: RuleSettings = Field(
+        default_factory=RuleSettings, description="Post-processing rules ([explore.rules])."
     )
 
 

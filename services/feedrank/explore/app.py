@@ -34,7 +34,6 @@ from feedrank.explore.model_slots import ModelSlots
 from feedrank.explore.plan_follower import FollowerTiming, PlanFollower
 from feedrank.explore.plan_sources import plan_source
 from feedrank.explore.queries import RankQuery, RankResult
-from feedrank.explore.rules import RuleSettings
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, initial_serving_model
 from feedrank.explore.workers import BackendFactory, WorkerBackend
@@ -90,7 +89,6 @@ def explore_service(
         ),
         clock=clock,
         decision_log=decision_log,
-        rules=RuleSettings.from_settings(explore.rules),
     )
     service.load(state.model)
     return service

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedrank.core.features.schema import BoolArray, FloatArray, IntArray, PostFeatureBatch
-from feedrank.core.settings import RULE_FILTERS, RulesSettings
+from feedrank.core.settings import RULE_FILTERS, RuleSettings
 
 FILTER_NAMES: tuple[str, ...] = RULE_FILTERS
 """The filters, in the order they run; ``RuleOutcome.dropped`` uses these keys."""
@@ -62,58 +62,6 @@ class UserRuleContext:
     languages: frozenset[int] = frozenset()
     sensitive_filter: bool = False
     country: int | None = None
-
-
-@dataclass(frozen=True)
-class RuleSettings:
-    """Which rules run and their tunables."""
-
-    filters: frozenset[str] = frozenset(FILTER_NAMES)
-    """Enabled filters, a subset of ``FILTER_NAMES``; empty turns filtering off."""
-    freshness: bool = True
-    """Multiply scores by ``1 + freshness_weight * 2 ** (-age_hours / half_life)``."""
-    freshness_half_life_hours: float = 24.0
-    """Age at which the freshness boost has halved."""
-    freshness_weight: float = 0.3
-    """Boost of a brand-new post (0.3: +30 %)."""
-    top_n: int = 50
-    """The window diversity and fairness act on; should be >= the feed limit."""
-    creator_cap: bool = True
-    """Move a creator's posts beyond ``max_per_creator`` below the top N."""
-    max_per_creator: int = 2
-    """Most posts one creator may have in the top N (when enough other posts exist)."""
-    mmr: bool = False
-    """Pick the top N by maximal marginal relevance over content embeddings."""
-    mmr_lambda: float = 0.7
-    """MMR trade-off: 1 is pure relevance, 0 pure novelty."""
-    mmr_pool_size: int = 200
-    """MMR chooses the top N among this many best-scored candidates."""
-    fairness: bool = True
-    """Apply the small-creator exposure floor and cap within the top N."""
-    small_creator_followers: float = 10_000.0
-    """A creator with fewer followers than this (raw count) is small."""
-    small_creator_floor: float = 0.1
-    """At least this share of the top N goes to small creators when eligible ones exist."""
-    small_creator_cap: float = 0.5
-    """At most this share of the top N goes to small creators when others exist."""
-
-    def __post_init__(self) -> None:
-        unknown = self.filters - set(FILTER_NAMES)
-        if unknown:
-            raise ValueError(f"unknown filters {sorted(unknown)}; known: {FILTER_NAMES}")
-        if self.freshness_half_life_hours <= 0 or self.freshness_weight < 0:
-            raise ValueError("freshness needs half_life_hours > 0 and weight >= 0")
-        if self.top_n < 1 or self.max_per_creator < 1 or self.mmr_pool_size < 1:
-            raise ValueError("top_n, max_per_creator and mmr_pool_size must be >= 1")
-        if not 0.0 <= self.mmr_lambda <= 1.0:
-            raise ValueError("mmr_lambda must be in [0, 1]")
-        if not 0.0 <= self.small_creator_floor <= self.small_creator_cap <= 1.0:
-            raise ValueError("need 0 <= small_creator_floor <= small_creator_cap <= 1")
-
-    @classmethod
-    def from_settings(cls, settings: RulesSettings) -> RuleSettings:
-        """The rules as configured (``[explore.rules]``)."""
-        return cls(**settings.model_dump())
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from feedrank.explore.errors import ModelNotLoaded
 from feedrank.explore.exploration import ExplorationPolicy, seed_for_decision
 from feedrank.explore.model_slots import DEFAULT_ARM, ModelSlots, ServingSet
 from feedrank.explore.queries import RankedPost, RankQuery, RankResult
-from feedrank.explore.rules import RuleOutcome, RuleSettings, UserRuleContext, apply_rules
+from feedrank.explore.rules import RuleOutcome, UserRuleContext, apply_rules
 from feedrank.explore.serving_model import ServingModel
 from feedrank.v1 import events_pb2
 
@@ -70,7 +70,6 @@ class ExploreService:
         settings: ExploreSettings,
         policy: ExplorationPolicy,
         clock: Clock,
-        rules: RuleSettings | None = None,
         decision_log: DecisionLogger | None = None,
         arm: str = DEFAULT_ARM,
         slots: ModelSlots | None = None,
@@ -79,7 +78,6 @@ class ExploreService:
         self.settings = settings
         self.policy = policy
         self.clock = clock
-        self.rules = rules or RuleSettings()
         self.decision_log = decision_log
         self.arm = arm  # the arm ``load`` serves a single model on
         self.slots = slots or ModelSlots()
@@ -223,7 +221,7 @@ class ExploreService:
             sensitive_filter=user.sensitive_filter,
             country=query.country if query.country is not None else user.country,
         )
-        outcome = apply_rules(candidates.posts, candidates.scores, context, self.rules)
+        outcome = apply_rules(candidates.posts, candidates.scores, context, self.settings.rules)
         for rule, count in outcome.dropped.items():
             metrics.RULE_DROPS.labels(rule=rule).inc(count)
         for rule, count in outcome.reordered.items():

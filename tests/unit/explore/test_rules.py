@@ -16,11 +16,10 @@ from feedrank.core.features.schema import (
     IntArray,
     PostFeatureBatch,
 )
-from feedrank.core.settings import RulesSettings, load_settings
+from feedrank.core.settings import RuleSettings, load_settings
 from feedrank.explore.rules import (
     FILTER_NAMES,
     RuleOutcome,
-    RuleSettings,
     UserRuleContext,
     apply_rules,
 )
@@ -277,7 +276,7 @@ def test_invalid_inputs_are_rejected() -> None:
 
 
 def test_the_configured_rules_default_to_the_rules_defaults() -> None:
-    assert RuleSettings.from_settings(RulesSettings()) == RuleSettings()
+    assert load_settings().explore.rules == RuleSettings()
 
 
 def test_rules_come_from_the_explore_rules_table(tmp_path: Path) -> None:
@@ -289,7 +288,7 @@ def test_rules_come_from_the_explore_rules_table(tmp_path: Path) -> None:
         "fairness = false\n"
     )
 
-    rules = RuleSettings.from_settings(load_settings(config).explore.rules)
+    rules = load_settings(config).explore.rules
 
     assert rules.filters == {"seen", "blocked_creator"}
     assert (rules.freshness_weight, rules.fairness, rules.creator_cap) == (0.5, False, True)
@@ -302,6 +301,7 @@ def test_rules_come_from_the_explore_rules_table(tmp_path: Path) -> None:
         "freshness_weight = -1",
         "small_creator_floor = 1.5",
         "small_creator_floor = 0.6",  # above the cap, 0.5
+        "spam = 1",
     ],
 )
 def test_bad_rule_settings_are_refused_with_the_field(tmp_path: Path, line: str) -> None:
