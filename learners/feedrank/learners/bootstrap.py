@@ -87,7 +87,7 @@ def trainer_config(
         batch_size=batch_size or learner.batch_size,
         max_epochs=max_epochs or learner.max_epochs,
         patience=learner.patience,
-        learning_rate=learning_rate or learner.learning_rate,
+        learning_rate=learning_rate or learner.batch_learning_rate,
         lr_decay=learner.lr_decay,
         weight_decay=learner.weight_decay,
         validation_share=learner.validation_share,

@@ -41,7 +41,10 @@ def train(
     ] = 1,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="Epoch limit.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(help="Adam learning rate [default: learner.batch_learning_rate]."),
+    ] = None,
     negative_rate: Annotated[
         float, typer.Option(help="Share of negatives kept (downsampling).")
     ] = 1.0,

@@ -525,7 +525,9 @@ class LearnerSettings(_Group):
         "topics.decisions at impression and as a positive when it is engaged (keeps the "
         "stream in step with time); complete: learn the join's final labels only.",
     )
-    learning_rate: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
+    learning_rate: float = Field(
+        default=1e-3, gt=0, description="Adam learning rate of the online learner."
+    )
     weight_decay: float = Field(
         default=1e-5, ge=0, description="L2 weight decay on dense weights (not id tables)."
     )
@@ -559,6 +561,12 @@ class LearnerSettings(_Group):
         default=1, ge=1, description="Torch intra-op threads (small models: 1 is fastest)."
     )
     batch_size: int = Field(default=128, ge=1, description="Batch size of `feedrank train`.")
+    batch_learning_rate: float = Field(
+        default=3e-4,
+        gt=0,
+        description="Adam learning rate of `feedrank train` and the bootstrap; lower than "
+        "the online one, as class balancing weighs each rare positive 10-40x.",
+    )
     max_epochs: int = Field(default=10, ge=1, description="Epoch limit of `feedrank train`.")
     patience: int = Field(
         default=2, ge=1, description="Epochs without a better validation loss before stopping."

@@ -43,7 +43,7 @@ class TrainerConfig:
     batch_size: int = 128
     max_epochs: int = 10
     patience: int = 2  # epochs without a better validation loss before stopping
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4  # learner.batch_learning_rate
     lr_decay: float = 0.8  # learning rate multiplied by this after every epoch
     weight_decay: float = 1e-5
     validation_share: float = 0.2
