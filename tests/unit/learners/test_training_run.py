@@ -46,3 +46,12 @@ def test_without_time_context_training_does_not_depend_on_when_the_world_starts(
         reports.append(trainer.fit(run.batch).metrics)
 
     assert reports[0] == reports[1]  # the same world and history, shifted in time
+
+
+def test_batch_training_takes_its_own_learning_rate_not_the_online_learners() -> None:
+    settings = load_settings(learner={"learning_rate": 1e-2, "batch_learning_rate": 2e-4})
+    assert trainer_config(settings).learning_rate == 2e-4
+    assert trainer_config(settings, learning_rate=5e-3).learning_rate == 5e-3  # --learning-rate
+    trainer = BatchTrainer(trainer_config(settings))
+    rates = {group["lr"] for group in trainer.model.dense_optimizer.param_groups}
+    assert rates == {2e-4}
