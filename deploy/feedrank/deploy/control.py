@@ -41,6 +41,7 @@ class ControlConfig:
     default_steps: tuple[float, ...]
     salt: str
     history_limit: int = 200
+    holdout_share: float = 0.0  # users kept on the first stable version (0: no holdout)
 
 
 class DeployControl:
@@ -75,7 +76,7 @@ class DeployControl:
             return self._state.history
 
     def serving_plan(self) -> tuple[list[Arm], str]:
-        return state.serving_arms(self.rollout()), self.config.salt
+        return state.serving_arms(self.rollout(), self.config.holdout_share), self.config.salt
 
     # Changes asked for by people (the CLI).
     def start(self, version: str, steps: Sequence[float] = ()) -> Rollout:

@@ -121,11 +121,17 @@ class RolloutController:
 
     def prune(self) -> list[str]:
         """Delete registry versions beyond the newest ``keep_versions`` that no rollout
-        needs: never the stable, canary or previous stable (undo's target) version."""
+        needs: never the stable, canary, previous stable (undo's target) or holdout
+        version."""
         if self.keep_versions is None:
             return []
         rollout = self.control.rollout()
-        needed = {rollout.stable_version, rollout.canary_version, rollout.previous_stable}
+        needed = {
+            rollout.stable_version,
+            rollout.canary_version,
+            rollout.previous_stable,
+            rollout.holdout_version,
+        }
         removed = self.control.registry.prune(
             keep_newest=self.keep_versions, protected=needed - {""}
         )

@@ -72,6 +72,7 @@ def build_control(
             default_steps=tuple(settings.deploy.steps),
             salt=settings.deploy.salt,
             history_limit=settings.deploy.history_limit,
+            holdout_share=settings.deploy.holdout_share,
         ),
         gate=gate or default_gate(registry, settings),
     )

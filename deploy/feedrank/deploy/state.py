@@ -11,8 +11,12 @@
     any --undo [--to V]--> STABLE (V, default the previous stable; no canary)
 
 The first version ever started becomes stable at once: there is nothing to compare it
-with. Every state is checked against the invariants when it is made, so no transition
-can produce, and no state file can load, an impossible rollout.
+with. It also becomes the **holdout** version for good: with ``deploy.holdout_share``
+set, that share of users keeps being served by it through every later rollout (a
+long-term holdout, so what the learned versions gain over a static model is measured
+on the same days, not against the past). Every state is checked against the invariants
+when it is made, so no transition can produce, and no state file can load, an impossible
+rollout.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from feedrank.deploy.errors import (
     InvalidRolloutArgument,
     RolloutPreconditionFailed,
 )
+from feedrank.explore.traffic_splitter import HOLDOUT_ARM  # laid out first: never moved
 
 STABLE_ARM = "stable"
 CANARY_ARM = "canary"
@@ -63,6 +68,7 @@ class Rollout:
     started_ms: int = 0  # when the rollout began: analysis reads aggregates from here
     step_started_ms: int = 0  # when the current step began: its pause counts from here
     previous_stable: str = ""  # what undo restores
+    holdout_version: str = ""  # the first stable version, kept for the holdout arm
 
     def __post_init__(self) -> None:
         check_invariants(self)
@@ -149,6 +155,7 @@ def start(rollout: Rollout, version: str, steps: Sequence[float], now_ms: int) -
             updated_ms=now_ms,
             started_ms=now_ms,
             step_started_ms=now_ms,
+            holdout_version=version,
         )
     return Rollout(
         stable_version=rollout.stable_version,
@@ -162,6 +169,7 @@ def start(rollout: Rollout, version: str, steps: Sequence[float], now_ms: int) -
         started_ms=now_ms,
         step_started_ms=now_ms,
         previous_stable=rollout.previous_stable,
+        holdout_version=rollout.holdout_version,
     )
 
 
@@ -309,18 +317,26 @@ def undo(rollout: Rollout, now_ms: int, to_version: str = "") -> Rollout:
         previous_stable=(
             rollout.stable_version if rollout.stable_version != target else rollout.previous_stable
         ),
+        holdout_version=rollout.holdout_version,
     )
 
 
-def serving_arms(rollout: Rollout) -> list[Arm]:
-    """What explore workers serve: the stable arm, plus the canary while one is active."""
+def serving_arms(rollout: Rollout, holdout_share: float = 0.0) -> list[Arm]:
+    """What explore workers serve: the stable arm, plus the canary while one is active,
+    plus the holdout arm at ``holdout_share`` (the rollout's arms share the rest)."""
     if not rollout.stable_version:
         return []
+    if not 0.0 <= holdout_share < 1.0:
+        raise InvalidRolloutArgument("holdout_share", f"{holdout_share} is not a share in [0, 1)")
+    holdout = holdout_share if rollout.holdout_version else 0.0
+    rest = 1.0 - holdout
+    arms = [Arm(HOLDOUT_ARM, rollout.holdout_version, holdout)] if holdout > 0 else []
     if not rollout.active:
-        return [Arm(STABLE_ARM, rollout.stable_version, 1.0)]
+        return [*arms, Arm(STABLE_ARM, rollout.stable_version, rest)]
     return [
-        Arm(STABLE_ARM, rollout.stable_version, 1.0 - rollout.canary_weight),
-        Arm(CANARY_ARM, rollout.canary_version, rollout.canary_weight),
+        *arms,
+        Arm(STABLE_ARM, rollout.stable_version, rest * (1.0 - rollout.canary_weight)),
+        Arm(CANARY_ARM, rollout.canary_version, rest * rollout.canary_weight),
     ]
 
 

@@ -20,6 +20,9 @@ from feedrank.deploy.errors import DeployError, StateFileCorrupt
 from feedrank.deploy.state import Phase, Rollout
 
 STATE_FORMAT = "feedrank-deploy-state/1"
+# Fields added since the format began: a file written before them loads with their
+# defaults (a state file from before holdouts has no holdout version).
+_ADDED_FIELDS = frozenset({"holdout_version"})
 _TEMP_PREFIX = ".tmp-"
 
 
@@ -92,8 +95,9 @@ def rollout_from_dict(raw: object) -> Rollout:
     if not isinstance(raw, dict):
         raise TypeError("a rollout must be an object")
     expected = {item.name for item in fields(Rollout)}
-    if set(raw) != expected:
-        raise TypeError(f"rollout fields differ: {sorted(set(raw) ^ expected)}")
+    missing = expected - set(raw) - _ADDED_FIELDS
+    if missing or set(raw) - expected:
+        raise TypeError(f"rollout fields differ: {sorted((set(raw) - expected) | missing)}")
     for name in ("stable_version", "canary_version", "message"):
         _require(isinstance(raw[name], str), f"{name} must be text")
     for name in ("current_step", "updated_ms", "started_ms", "step_started_ms"):
@@ -102,6 +106,7 @@ def rollout_from_dict(raw: object) -> Rollout:
     _require(isinstance(raw["steps"], list), "steps must be a list")
     _require(all(type(step) in (int, float) for step in raw["steps"]), "steps must be numbers")
     _require(isinstance(raw["previous_stable"], str), "previous_stable must be text")
+    _require(isinstance(raw.get("holdout_version", ""), str), "holdout_version must be text")
     return Rollout(
         **{
             **raw,

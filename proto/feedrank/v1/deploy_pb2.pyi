@@ -315,6 +315,10 @@ class ServingArm(google.protobuf.message.Message):
     MODEL_VERSION_FIELD_NUMBER: builtins.int
     WEIGHT_FIELD_NUMBER: builtins.int
     arm: builtins.str
+    """"stable", "canary" or "holdout" (deploy.holdout_share: users kept on the first
+    stable version; the splitter lays the holdout arm out first, so rollouts never
+    move its users).
+    """
     model_version: builtins.str
     weight: builtins.float
     def __init__(

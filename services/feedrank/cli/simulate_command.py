@@ -22,7 +22,7 @@ from feedrank.core.world import BehaviourModel, generate_world
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import EngagementLedger
 from feedrank.simulate.rank_client import GrpcRankClient
-from feedrank.simulate.report import totals_table, write_csv, write_plot
+from feedrank.simulate.report import holdout_summary, totals_table, write_csv, write_plot
 from feedrank.simulate.reward_sink import KafkaRewardSink
 
 console = Console()
@@ -147,6 +147,8 @@ def run_simulation(settings: Settings, options: SimulationOptions, stop: threadi
     write_csv(ledger, options.out_dir / "engagement.csv")
     write_plot(ledger, options.out_dir / "engagement.png", "feedrank: engagement per arm")
     console.print(totals_table(ledger, "engagement over the whole run"))
+    if (versus_holdout := holdout_summary(ledger)) is not None:
+        console.print(versus_holdout)
     console.print(f"curve: {options.out_dir / 'engagement.png'} (data: engagement.csv beside it)")
     if undelivered or sink.failed:
         console.print(f"[red]{undelivered + sink.failed} rewards were not delivered to Kafka[/]")

@@ -444,8 +444,16 @@ class DeploySettings(_Group):
     keep_versions: int = Field(
         default=20,
         ge=3,
-        description="Registry versions kept: the newest this many, plus the stable, canary "
-        "and previous stable ones; older versions are deleted.",
+        description="Registry versions kept: the newest this many, plus the stable, canary, "
+        "previous stable and holdout ones; older versions are deleted.",
+    )
+    holdout_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=0.5,
+        description="Share of users kept on the first version ever made stable, for good "
+        "(a long-term holdout: what the learned versions gain over a static model); "
+        "rollouts share the rest. 0: no holdout.",
     )
 
     @field_validator("steps")

@@ -2,7 +2,9 @@
 
 A user's position is ``blake2b(salt, user_id)`` read as a number in [0, 1). The arms
 are laid out on [0, 1) in name order, each as wide as its share of the weights, and
-the user gets the arm whose interval holds the position. So:
+the user gets the arm whose interval holds the position. The ``holdout`` arm, when
+there is one, comes first whatever its name's order: a rollout moving users between
+the other arms never moves its users. So:
 
 * the arm is **sticky**: the same user, salt and weights give the same arm in every
   request and every worker process (no state, nothing shared);
@@ -20,6 +22,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 
+HOLDOUT_ARM = "holdout"  # laid out first: [0, its share)
 _HASH_BYTES = 8
 _MANTISSA_BITS = 53  # a float64 holds this many bits exactly, so the position stays < 1
 
@@ -44,7 +47,7 @@ class TrafficSplitter:
         if total <= 0:
             raise ValueError(f"the weights must not all be zero: {dict(weights)}")
         self.salt = salt
-        self.arms = tuple(sorted(weights))
+        self.arms = tuple(sorted(weights, key=lambda arm: (arm != HOLDOUT_ARM, arm)))
         self.shares = {arm: weights[arm] / total for arm in self.arms}
         upper, bounds = 0.0, []
         for arm in self.arms[:-1]:

@@ -30,6 +30,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 
+from feedrank.explore.traffic_splitter import HOLDOUT_ARM
 from feedrank.v1 import events_pb2
 
 ENGAGED_TYPES = frozenset(
@@ -135,8 +136,7 @@ class EngagementLedger:
             for key, tally in self._tallies.items():
                 if key.bucket_start_ms >= since_ms:
                     total = totals[key.arm]
-                    for name in _SUMMED:
-                        setattr(total, name, getattr(total, name) + getattr(tally, name))
+                    _add(total, tally)
         return dict(totals)
 
     def paired_versus_oracle(self, since_ms: int = 0) -> dict[str, float]:
@@ -166,9 +166,61 @@ class EngagementLedger:
                 possible[key.arm] += tally.impressions * rate
         return {arm: earned[arm] / possible[arm] for arm in earned if possible[arm] > 0}
 
+    def versus_holdout(self, since_ms: int = 0) -> HoldoutComparison | None:
+        """The served arms together against the ``holdout`` arm (the static first
+        version, kept for a share of users: ``deploy.holdout_share``), over the buckets
+        both served from ``since_ms`` on: expected engaged impressions per impression
+        (ORACLE-computed, so no draw noise). None without a holdout."""
+        served, holdout = Tally(), Tally()
+        with self._lock:
+            times = {k.bucket_start_ms for k in self._tallies if is_holdout(k.arm)}
+            for key, tally in self._tallies.items():
+                if key.bucket_start_ms < since_ms or key.bucket_start_ms not in times:
+                    continue
+                if is_holdout(key.arm):
+                    _add(holdout, tally)
+                elif not is_baseline(key.arm):
+                    _add(served, tally)
+        if not holdout.impressions or not served.impressions:
+            return None
+        return HoldoutComparison(
+            served_rate=served.expected / served.impressions,
+            holdout_rate=holdout.expected / holdout.impressions,
+            served_impressions=served.impressions,
+            holdout_impressions=holdout.impressions,
+        )
+
     def _tally(self, arm: str, impression_ms: int) -> Tally:
         """The tally of ``arm``'s bucket at ``impression_ms``; the caller holds the lock."""
         return self._tallies[SeriesKey(impression_ms - impression_ms % self.bucket_ms, arm)]
 
 
+@dataclass(frozen=True)
+class HoldoutComparison:
+    """Expected engagement per impression of the served arms and of the holdout."""
+
+    served_rate: float
+    holdout_rate: float
+    served_impressions: float
+    holdout_impressions: float
+
+    @property
+    def ratio(self) -> float:
+        return self.served_rate / self.holdout_rate if self.holdout_rate > 0 else float("nan")
+
+
+def is_holdout(arm: str) -> bool:
+    """A ledger arm ("holdout/v0001") served by the deploy service's holdout arm."""
+    return arm.startswith(f"{HOLDOUT_ARM}/")
+
+
+def is_baseline(arm: str) -> bool:
+    return arm in (RANDOM_ARM, ORACLE_ARM, REPEATING_ORACLE_ARM)
+
+
 _SUMMED = tuple(column.name for column in fields(Tally))
+
+
+def _add(total: Tally, tally: Tally) -> None:
+    for name in _SUMMED:
+        setattr(total, name, getattr(total, name) + getattr(tally, name))

@@ -43,6 +43,26 @@ def totals_table(ledger: EngagementLedger, title: str) -> Table:
     return table
 
 
+def holdout_summary(ledger: EngagementLedger) -> str | None:
+    """One line: the served arms over the static holdout, on the same days, over the
+    whole run and over its second half; None without a holdout arm."""
+    whole = ledger.versus_holdout()
+    series = ledger.series()
+    if whole is None or not series:
+        return None
+    times = [start_ms for points in series.values() for start_ms, _ in points]
+    middle = min(times) + (max(times) - min(times)) // 2
+    later = ledger.versus_holdout(since_ms=middle)
+    line = (
+        f"closed loop over the static holdout (expected engagement per impression, same "
+        f"days): {whole.ratio:.3f}x over the run ({whole.served_rate:.4f} vs "
+        f"{whole.holdout_rate:.4f}, {whole.holdout_impressions:,.0f} holdout impressions)"
+    )
+    if later is not None:
+        line += f", {later.ratio:.3f}x over its second half"
+    return line
+
+
 def _ratio(value: float | None) -> str:
     return f"{value:.2f}x" if value is not None else "-"
 

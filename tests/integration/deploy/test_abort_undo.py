@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from feedrank.core.clock import ManualClock
+from feedrank.core.registry import LocalModelRegistry
+from feedrank.deploy.server import DeployServer
 from feedrank.v1 import deploy_pb2
-from tests.integration.deploy.conftest import RunningDeploy
+from tests.integration.deploy.conftest import START_MS, RunningDeploy, deploy_settings
+from tests.support.deploy import publish_versions
 
 
 def plan(deploy_server: RunningDeploy) -> dict[str, tuple[str, float]]:
@@ -42,3 +48,31 @@ def test_undo_restores_the_previous_stable(deploy_server: RunningDeploy) -> None
     code, _ = deploy_server.cli("undo", "--to", third)
     assert code == 0
     assert plan(deploy_server) == {"stable": (third, 1.0)}
+
+
+def test_the_holdout_keeps_its_share_on_the_first_version_through_rollouts(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(START_MS)
+    settings = deploy_settings(tmp_path / "state", holdout_share=0.1)
+    first, second, third = publish_versions(
+        LocalModelRegistry(settings.paths.registry, clock=clock), 3
+    )
+    server = DeployServer(settings, clock, port=0, analysis=False)
+    server.start()
+    try:
+        running = RunningDeploy(server, settings, clock, [first, second, third])
+        running.cli("start", first)
+        assert plan(running) == {"holdout": (first, 0.1), "stable": (first, 0.9)}
+        running.cli("start", second, "--steps", "0.5,1.0")
+        assert plan(running) == {
+            "holdout": (first, 0.1),
+            "stable": (first, 0.45),
+            "canary": (second, 0.45),
+        }
+        running.cli("promote", "--full")
+        running.cli("start", third)
+        running.cli("promote", "--full")
+        assert plan(running) == {"holdout": (first, 0.1), "stable": (third, 0.9)}
+    finally:
+        server.stop(grace_s=0.5)

@@ -355,3 +355,20 @@ def test_the_book_totals_only_the_prompt_rewards_of_a_version() -> None:
     )
     assert (totals.prompt_blocks, totals.prompt_hides) == (2, 6)
     assert not hasattr(totals, "engagements")  # flows never reach the analysis
+
+
+def test_retention_never_deletes_the_holdout_version(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    first, second, third, *_ = publish_versions(registry, 6)
+    control = make_control(tmp_path, registry, clock)
+    control.start(first)  # the first stable version: the holdout's for good
+    for version in (second, third):
+        control.start(version)
+        control.promote(full=True)
+    rollout = control.rollout()
+    assert (rollout.stable_version, rollout.previous_stable) == (third, second)
+    controller = Simulation(control, clock).controller
+    controller.keep_versions = 3
+    assert controller.prune() == []  # v0001 is the holdout's; v0002 undo's; v0003 stable
+    assert first in [manifest.version for manifest in registry.versions()]

@@ -187,3 +187,31 @@ def test_every_reachable_state_keeps_canary_and_stable_weights_summing_to_one() 
             break
         rollout = state.advance(rollout, now)
     assert rollout.phase is Phase.PROMOTED
+
+
+def test_the_first_stable_version_is_kept_as_the_holdout_through_every_rollout() -> None:
+    rollout = stable()
+    assert rollout.holdout_version == "v0001"
+    assert state.serving_arms(rollout, holdout_share=0.1) == [
+        state.Arm("holdout", "v0001", 0.1),
+        state.Arm("stable", "v0001", 0.9),
+    ]
+    rollout = state.start(rollout, "v0002", STEPS, now_ms=10)
+    arms = {arm.arm: arm for arm in state.serving_arms(rollout, holdout_share=0.1)}
+    assert arms["holdout"] == state.Arm("holdout", "v0001", 0.1)
+    assert math.isclose(arms["canary"].weight, 0.09)  # 10 % of the 90 % outside the holdout
+    assert math.isclose(arms["stable"].weight, 0.81)
+    rollout = state.promote(rollout, 20, full=True)
+    rollout = state.undo(state.start(rollout, "v0003", STEPS, 30), 40)
+    assert rollout.holdout_version == "v0001"
+    assert state.serving_arms(rollout, holdout_share=0.1)[0] == state.Arm("holdout", "v0001", 0.1)
+
+
+def test_no_holdout_arm_without_a_share() -> None:
+    assert [arm.arm for arm in state.serving_arms(progressing())] == ["stable", "canary"]
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, math.nan])
+def test_a_holdout_share_outside_the_unit_interval_is_invalid(share: float) -> None:
+    with pytest.raises(InvalidRolloutArgument, match="holdout_share"):
+        state.serving_arms(stable(), holdout_share=share)

@@ -105,3 +105,19 @@ def test_positions_are_in_the_unit_interval() -> None:
 def test_invalid_weights_are_rejected(weights: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"weight|arm"):
         TrafficSplitter(weights)
+
+
+def test_the_holdout_is_laid_out_first_so_rollouts_never_move_its_users() -> None:
+    holdout = 0.1
+
+    def split(canary: float) -> dict[str, str]:
+        rest = 1.0 - holdout
+        weights = {"holdout": holdout, "stable": rest * (1 - canary), "canary": rest * canary}
+        return arms(TrafficSplitter(weights, salt="r"))
+
+    before = split(0.0)
+    kept = {user for user in USERS if before[user] == "holdout"}
+    assert abs(len(kept) / len(USERS) - holdout) < 0.01
+    for canary in (0.1, 0.5, 1.0):  # "canary" sorts before "holdout" by name
+        during = split(canary)
+        assert {user for user in USERS if during[user] == "holdout"} == kept

@@ -19,7 +19,13 @@ from feedrank.simulate.baselines import (
 )
 from feedrank.simulate.engagement import ORACLE_ARM, REPEATING_ORACLE_ARM, EngagementLedger
 from feedrank.simulate.pending_rewards import PendingRewards
-from feedrank.simulate.report import CSV_COLUMNS, totals_table, write_csv, write_plot
+from feedrank.simulate.report import (
+    CSV_COLUMNS,
+    holdout_summary,
+    totals_table,
+    write_csv,
+    write_plot,
+)
 from feedrank.v1 import events_pb2
 
 START_MS = 1_764_000_000_000
@@ -165,6 +171,37 @@ def test_paired_versus_oracle_divides_expected_counts_of_the_same_feeds() -> Non
     series = dict(ledger.series()["stable/v1"])
     assert series[0].paired_ratio == pytest.approx(0.5)
     assert series[10].paired_ratio is None
+
+
+def test_versus_holdout_compares_the_served_arms_with_the_holdout_on_the_same_days() -> None:
+    ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
+    ledger.record_feed("stable/v0001", 0, 100, [], expected=4.0)  # before any holdout feed
+    ledger.record_feed("stable/v0002", 10, 90, [], expected=9.0)
+    ledger.record_feed("canary/v0003", 10, 10, [], expected=2.0)
+    ledger.record_feed("holdout/v0001", 10, 20, [], expected=1.0)
+    ledger.record_feed(ORACLE_ARM, 10, 20, [], expected=5.0)  # baselines are left out
+    ledger.record_feed("stable/v0002", 20, 50, [], expected=10.0)
+    ledger.record_feed("holdout/v0001", 20, 50, [], expected=5.0)
+
+    whole = ledger.versus_holdout()
+    assert whole is not None
+    assert whole.holdout_rate == pytest.approx(6.0 / 70)
+    assert whole.served_rate == pytest.approx(21.0 / 150)  # bucket 0 has no holdout
+    assert whole.ratio == pytest.approx((21.0 / 150) / (6.0 / 70))
+    later = ledger.versus_holdout(since_ms=20)
+    assert later is not None
+    assert later.ratio == pytest.approx(2.0)
+    summary = holdout_summary(ledger)
+    assert summary is not None  # its second half: buckets from 10 on (0 to 20)
+    assert f"{whole.ratio:.3f}x over the run" in summary
+    assert f"{whole.ratio:.3f}x over its second half" in summary
+
+
+def test_no_holdout_comparison_without_a_holdout_arm() -> None:
+    ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
+    ledger.record_feed("stable/v0001", 0, 100, [], expected=4.0)
+    assert ledger.versus_holdout() is None
+    assert holdout_summary(ledger) is None
 
 
 def test_the_oracle_expects_more_than_random_on_the_same_users() -> None:
