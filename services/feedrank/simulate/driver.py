@@ -27,6 +27,7 @@ from feedrank.simulate.engagement import (
     RANDOM_ARM,
     REPEATING_ORACLE_ARM,
     EngagementLedger,
+    is_holdout,
 )
 from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.simulate.rank_client import RankClient
@@ -172,6 +173,12 @@ class Simulation:
             repeating = oracle_feed(self.behaviour, user, fresh, size, now_ms)
             repeating_expected = self._expected(user, repeating, now_ms)
             self.ledger.record_pair(REPEATING_ORACLE_ARM, now_ms, repeating_expected, oracle)
+        elif is_holdout(served_arm):  # a small arm: every feed paired, nothing drawn
+            fresh = fresh_posts(self.world, now_ms, self.config.max_post_age_days)
+            eligible = self.seen.unseen(user, fresh)
+            best = oracle_feed(self.behaviour, user, eligible, self.config.feed_size, now_ms)
+            oracle_expected = self._expected(user, best, now_ms)
+            self.ledger.record_pair(served_arm, now_ms, expected, oracle_expected)
         self.seen.add(user, posts)
 
     def _expected(self, user: int, posts: IntArray, now_ms: int) -> float:

@@ -169,8 +169,10 @@ class EngagementLedger:
     def versus_holdout(self, since_ms: int = 0) -> HoldoutComparison | None:
         """The served arms together against the ``holdout`` arm (the static first
         version, kept for a share of users: ``deploy.holdout_share``), over the buckets
-        both served from ``since_ms`` on: expected engaged impressions per impression
-        (ORACLE-computed, so no draw noise). None without a holdout."""
+        both served from ``since_ms`` on. Each side's expected engagement is divided by
+        the oracle's for the same users at the same times (every holdout feed is paired,
+        the others one in ``baseline_every``), so the comparison does not depend on
+        which users the holdout happened to get. None without paired holdout feeds."""
         served, holdout = Tally(), Tally()
         with self._lock:
             times = {k.bucket_start_ms for k in self._tallies if is_holdout(k.arm)}
@@ -181,14 +183,10 @@ class EngagementLedger:
                     _add(holdout, tally)
                 elif not is_baseline(key.arm):
                     _add(served, tally)
-        if not holdout.impressions or not served.impressions:
+        served_ratio, holdout_ratio = served.paired_ratio, holdout.paired_ratio
+        if served_ratio is None or not holdout_ratio:
             return None
-        return HoldoutComparison(
-            served_rate=served.expected / served.impressions,
-            holdout_rate=holdout.expected / holdout.impressions,
-            served_impressions=served.impressions,
-            holdout_impressions=holdout.impressions,
-        )
+        return HoldoutComparison(served_ratio, holdout_ratio, served, holdout)
 
     def _tally(self, arm: str, impression_ms: int) -> Tally:
         """The tally of ``arm``'s bucket at ``impression_ms``; the caller holds the lock."""
@@ -197,16 +195,17 @@ class EngagementLedger:
 
 @dataclass(frozen=True)
 class HoldoutComparison:
-    """Expected engagement per impression of the served arms and of the holdout."""
+    """The served arms' and the holdout's expected engagement over the oracle's."""
 
-    served_rate: float
-    holdout_rate: float
-    served_impressions: float
-    holdout_impressions: float
+    served_versus_oracle: float
+    holdout_versus_oracle: float
+    served: Tally
+    holdout: Tally
 
     @property
     def ratio(self) -> float:
-        return self.served_rate / self.holdout_rate if self.holdout_rate > 0 else float("nan")
+        """How much more the closed loop earns than the static holdout."""
+        return self.served_versus_oracle / self.holdout_versus_oracle
 
 
 def is_holdout(arm: str) -> bool:

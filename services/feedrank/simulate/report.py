@@ -54,9 +54,10 @@ def holdout_summary(ledger: EngagementLedger) -> str | None:
     middle = min(times) + (max(times) - min(times)) // 2
     later = ledger.versus_holdout(since_ms=middle)
     line = (
-        f"closed loop over the static holdout (expected engagement per impression, same "
-        f"days): {whole.ratio:.3f}x over the run ({whole.served_rate:.4f} vs "
-        f"{whole.holdout_rate:.4f}, {whole.holdout_impressions:,.0f} holdout impressions)"
+        f"closed loop over the static holdout (same days, each over the oracle for the "
+        f"same users): {whole.ratio:.3f}x over the run ({whole.served_versus_oracle:.3f}x "
+        f"vs {whole.holdout_versus_oracle:.3f}x the oracle; "
+        f"{whole.holdout.impressions:,.0f} holdout impressions)"
     )
     if later is not None:
         line += f", {later.ratio:.3f}x over its second half"

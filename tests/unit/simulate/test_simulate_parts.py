@@ -175,19 +175,21 @@ def test_paired_versus_oracle_divides_expected_counts_of_the_same_feeds() -> Non
 
 def test_versus_holdout_compares_the_served_arms_with_the_holdout_on_the_same_days() -> None:
     ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
-    ledger.record_feed("stable/v0001", 0, 100, [], expected=4.0)  # before any holdout feed
-    ledger.record_feed("stable/v0002", 10, 90, [], expected=9.0)
-    ledger.record_feed("canary/v0003", 10, 10, [], expected=2.0)
-    ledger.record_feed("holdout/v0001", 10, 20, [], expected=1.0)
-    ledger.record_feed(ORACLE_ARM, 10, 20, [], expected=5.0)  # baselines are left out
-    ledger.record_feed("stable/v0002", 20, 50, [], expected=10.0)
-    ledger.record_feed("holdout/v0001", 20, 50, [], expected=5.0)
+    ledger.record_pair("stable/v0001", 0, expected=4.0, oracle_expected=5.0)  # no holdout yet
+    ledger.record_pair("stable/v0002", 10, expected=3.0, oracle_expected=4.0)
+    ledger.record_pair("canary/v0003", 10, expected=1.0, oracle_expected=2.0)
+    ledger.record_pair("holdout/v0001", 10, expected=1.0, oracle_expected=2.0)
+    ledger.record_pair(ORACLE_ARM, 10, expected=2.0, oracle_expected=2.0)  # baselines: out
+    ledger.record_pair("stable/v0002", 20, expected=4.0, oracle_expected=5.0)
+    ledger.record_pair("holdout/v0001", 20, expected=2.0, oracle_expected=5.0)
+    ledger.record_feed("holdout/v0001", 20, 20, [], expected=2.0)
 
     whole = ledger.versus_holdout()
     assert whole is not None
-    assert whole.holdout_rate == pytest.approx(6.0 / 70)
-    assert whole.served_rate == pytest.approx(21.0 / 150)  # bucket 0 has no holdout
-    assert whole.ratio == pytest.approx((21.0 / 150) / (6.0 / 70))
+    assert whole.served_versus_oracle == pytest.approx(8.0 / 11.0)  # bucket 0 left out
+    assert whole.holdout_versus_oracle == pytest.approx(3.0 / 7.0)
+    assert whole.ratio == pytest.approx((8.0 / 11.0) / (3.0 / 7.0))
+    assert whole.holdout.impressions == 20
     later = ledger.versus_holdout(since_ms=20)
     assert later is not None
     assert later.ratio == pytest.approx(2.0)
@@ -199,7 +201,8 @@ def test_versus_holdout_compares_the_served_arms_with_the_holdout_on_the_same_da
 
 def test_no_holdout_comparison_without_a_holdout_arm() -> None:
     ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
-    ledger.record_feed("stable/v0001", 0, 100, [], expected=4.0)
+    ledger.record_pair("stable/v0001", 0, expected=4.0, oracle_expected=5.0)
+    ledger.record_feed("holdout/v0001", 0, 20, [], expected=2.0)  # never paired
     assert ledger.versus_holdout() is None
     assert holdout_summary(ledger) is None
 
