@@ -64,7 +64,7 @@ STEP_FILE = "step.json"
 class StepConfig:
     """Optimisation of one step; recorded with the saved state."""
 
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4  # learner.learning_rate's default (docs/benchmarks.md, session 9)
     weight_decay: float = 1e-5  # L2 on dense weights (Adam); id tables are not decayed
     in_batch_weight: float = 1.0  # weight of the two-tower's in-batch softmax loss
     pointwise_weight: float = 1.0  # weight of the two-tower's pointwise BCE
