@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from rich.table import Table
 
-from feedrank.simulate.engagement import EngagementLedger
+from feedrank.simulate.engagement import EngagementLedger, is_baseline, is_holdout
 
 
 def totals_table(ledger: EngagementLedger, title: str) -> Table:
@@ -108,9 +108,34 @@ def write_csv(ledger: EngagementLedger, path: Path) -> None:
 _PALETTE = matplotlib.colormaps["tab20"]
 
 
-def write_plot(ledger: EngagementLedger, path: Path, title: str) -> None:
+def pooled_paired_ratios(
+    ledger: EngagementLedger, holdout: bool, window: int
+) -> list[tuple[int, float]]:
+    """Per bucket, the paired ratio of the served arms together (``holdout`` False) or of
+    the holdout arm, summed over the last ``window`` buckets (a rolling day at four
+    6-hour buckets): the arms' own lines are too noisy to compare by eye."""
+    sums: dict[int, list[float]] = {}
+    for arm, points in ledger.series().items():
+        if is_baseline(arm) or is_holdout(arm) != holdout:
+            continue
+        for start_ms, tally in points:
+            total = sums.setdefault(start_ms, [0.0, 0.0])
+            total[0] += tally.paired
+            total[1] += tally.paired_oracle
+    starts = sorted(sums)
+    pooled = []
+    for index, start_ms in enumerate(starts):
+        recent = starts[max(0, index - window + 1) : index + 1]
+        oracle = sum(sums[start][1] for start in recent)
+        if oracle > 0:
+            pooled.append((start_ms, sum(sums[start][0] for start in recent) / oracle))
+    return pooled
+
+
+def write_plot(ledger: EngagementLedger, path: Path, title: str, rolling: int = 4) -> None:
     """Two panels over simulated time: the drawn engagement rate per arm, and each served
-    arm's expected engagement over the oracle's for the same users and times."""
+    arm's expected engagement over the oracle's for the same users and times, with the
+    served arms together and the holdout as rolling sums over ``rolling`` buckets."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure, (rates, ratios) = plt.subplots(2, 1, figsize=(12, 8), sharex=True, layout="constrained")
     for number, (arm, points) in enumerate(sorted(ledger.series().items())):
@@ -122,7 +147,22 @@ def write_plot(ledger: EngagementLedger, path: Path, title: str) -> None:
         paired = [(t, tally.paired_ratio) for t, (_, tally) in zip(times, points, strict=True)]
         shown = [(t, ratio) for t, ratio in paired if ratio is not None]
         if shown and not baseline:  # the table has random's; the plot zooms on the served
-            ratios.plot(*zip(*shown, strict=True), marker=".", **style)
+            ratios.plot(*zip(*shown, strict=True), marker=".", alpha=0.45, linewidth=1, **style)
+    pooled_lines = (
+        (False, "closed loop (its arms together)", "black"),
+        (True, "holdout (the static first version)", "tab:red"),
+    )
+    for holdout, label, color in pooled_lines:
+        pooled = pooled_paired_ratios(ledger, holdout, rolling)
+        if pooled and (holdout or ledger.versus_holdout() is not None):
+            times = np.array([start_ms for start_ms, _ in pooled], dtype="datetime64[ms]")
+            ratios.plot(
+                times,
+                [ratio for _, ratio in pooled],
+                color=color,
+                linewidth=2.5,
+                label=f"{label}, rolling {rolling} buckets",
+            )
     ratios.axhline(0.8, color="grey", linewidth=0.8, linestyle=":")
     rates.set_title(title)
     rates.set_ylabel("engaged impressions / impressions")

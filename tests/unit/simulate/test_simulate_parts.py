@@ -22,6 +22,7 @@ from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.simulate.report import (
     CSV_COLUMNS,
     holdout_summary,
+    pooled_paired_ratios,
     totals_table,
     write_csv,
     write_plot,
@@ -197,6 +198,25 @@ def test_versus_holdout_compares_the_served_arms_with_the_holdout_on_the_same_da
     assert summary is not None  # its second half: buckets from 10 on (0 to 20)
     assert f"{whole.ratio:.3f}x over the run" in summary
     assert f"{whole.ratio:.3f}x over its second half" in summary
+
+
+def test_pooled_ratios_sum_the_served_arms_or_the_holdout_over_a_rolling_window() -> None:
+    ledger = EngagementLedger(bucket_ms=10, reward_window_ms=100)
+    ledger.record_pair("stable/v0001", 0, expected=4.0, oracle_expected=5.0)
+    ledger.record_pair("canary/v0002", 10, expected=1.0, oracle_expected=5.0)
+    ledger.record_pair("stable/v0001", 10, expected=2.0, oracle_expected=5.0)
+    ledger.record_pair(ORACLE_ARM, 10, expected=5.0, oracle_expected=5.0)  # left out
+    ledger.record_pair("holdout/v0001", 10, expected=1.0, oracle_expected=4.0)
+    ledger.record_pair("stable/v0001", 20, expected=3.0, oracle_expected=5.0)
+
+    served = pooled_paired_ratios(ledger, holdout=False, window=2)
+    assert [start for start, _ in served] == [0, 10, 20]
+    assert [ratio for _, ratio in served] == pytest.approx(
+        [0.8, 7.0 / 15.0, 6.0 / 15.0]  # bucket 10 rolls in 0, bucket 20 rolls in 10
+    )
+    holdout = pooled_paired_ratios(ledger, holdout=True, window=2)
+    assert [start for start, _ in holdout] == [10]
+    assert [ratio for _, ratio in holdout] == pytest.approx([0.25])
 
 
 def test_no_holdout_comparison_without_a_holdout_arm() -> None:
