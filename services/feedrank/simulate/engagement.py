@@ -22,6 +22,11 @@ ORACLE: the probability of each shown post being engaged inside the reward windo
 for each feed shown beside the baselines, the served arm's and the oracle's expected
 counts for that same user at that same time (``record_pair``). ``paired_versus_oracle``
 divides their sums: the same users, the same times, no sampling noise from the draws.
+
+With a holdout (``deploy.holdout_share``: users kept on the first stable version), every
+holdout feed is paired, and ``versus_holdout`` sets the served arms' paired ratio against
+the holdout's over the same buckets: the closed loop against a static model on the same
+days.
 """
 
 from __future__ import annotations
