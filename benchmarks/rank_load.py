@@ -9,7 +9,10 @@ Every figure is a ratio against a baseline measured in the same run:
   per worker, no gRPC, no ranking);
 * saturation throughput of Rank (closed loop, many calls in flight), with decision
   logging to Kafka on and off;
-* p50/p99 latency at 80% of the saturation throughput (open loop, Poisson arrivals);
+* p50/p99 latency at 80% of the saturation throughput (open loop, Poisson arrivals),
+  beside what an M/D/c queue (``benchmarks/queueing.py``: c = the cores, every call
+  taking the measured saturation's service time) gives at the same load: the latency
+  queueing alone costs, and the service time a p99 target needs;
 * memory: proportional set size (PSS, shared pages split fairly) and RSS of all
   serving processes together.
 """
@@ -41,6 +44,7 @@ from benchmarks.load_client import (  # noqa: E402
     ghz_available,
     open_loop,
 )
+from benchmarks.queueing import deterministic_service_latency, service_time_for_p99  # noqa: E402
 from feedrank.core.clock import SystemClock  # noqa: E402
 from feedrank.core.settings import Settings, load_settings  # noqa: E402
 from feedrank.explore.app import ServingState, build_serving_state, worker_backend_factory  # noqa: E402
@@ -49,6 +53,8 @@ from feedrank.stack.jars import fetch_jars  # noqa: E402
 from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker  # noqa: E402
 from feedrank.stack.topics import TopicSpec, ensure_topics  # noqa: E402
 from tests.support.kafka import free_port  # noqa: E402
+
+P99_TARGET_MS = 30.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,10 @@ class Report:
     pss_mb: float
     rss_mb: float
     client: str
+    cores: int
+    queue_p50_ms_at_80pct: float  # M/D/c at the measured service time
+    queue_p99_ms_at_80pct: float
+    service_ms_for_p99_target: float  # the service time an M/D/c needs for p99 <= 30 ms
 
     @property
     def throughput_vs_ceiling(self) -> float:
@@ -238,6 +248,10 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
         state, settings, args, log_decisions=True, measure_latency=True
     )
     assert latency is not None
+    cores = os.cpu_count() or 1
+    service_s = cores / with_log.qps  # each core serves saturation / cores calls a second
+    load = min(latency.offered_qps * service_s / cores, 0.99)
+    queue = deterministic_service_latency(load * cores / service_s, service_s, cores)
     return Report(
         posts=args.posts,
         workers=args.workers,
@@ -254,6 +268,10 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
         pss_mb=pss,
         rss_mb=rss,
         client=args.client,
+        cores=cores,
+        queue_p50_ms_at_80pct=queue.p50_ms,
+        queue_p99_ms_at_80pct=queue.p99_ms,
+        service_ms_for_p99_target=1000 * service_time_for_p99(P99_TARGET_MS, load, cores),
     )
 
 
@@ -261,6 +279,7 @@ def print_report(report: Report, as_json: bool) -> None:
     ratios = {
         "throughput_vs_retrieval_ceiling": round(report.throughput_vs_ceiling, 3),
         "logging_on_vs_off": round(report.logging_on_vs_off, 3),
+        "p99_vs_queueing": round(report.p99_ms_at_80pct / report.queue_p99_ms_at_80pct, 3),
     }
     if as_json:
         print(json.dumps({**asdict(report), **ratios}, indent=2))
@@ -284,7 +303,15 @@ def print_report(report: Report, as_json: bool) -> None:
     )
     print(
         f"at 80% load ({report.offered_qps_at_80pct:,.0f}/s): p50 {report.p50_ms_at_80pct:.1f} ms,"
-        f" p99 {report.p99_ms_at_80pct:.1f} ms (target p99 <= 30 ms)"
+        f" p99 {report.p99_ms_at_80pct:.1f} ms (target p99 <= {P99_TARGET_MS:.0f} ms)"
+    )
+    print(
+        f"  an M/D/{report.cores} queue at the same load, every call "
+        f"{1000 * report.cores / report.saturation_qps_logging:.1f} ms: p50 "
+        f"{report.queue_p50_ms_at_80pct:.1f} ms, p99 {report.queue_p99_ms_at_80pct:.1f} ms "
+        f"(measured p99 = {ratios['p99_vs_queueing']:.2f} x); p99 <= {P99_TARGET_MS:.0f} ms "
+        f"needs calls of <= {report.service_ms_for_p99_target:.1f} ms "
+        f"(saturation >= {1000 * report.cores / report.service_ms_for_p99_target:,.0f}/s)"
     )
     print(
         f"memory of all serving processes: PSS {report.pss_mb:,.0f} MiB, "

@@ -40,6 +40,9 @@ def test_rank_load_smoke(jars: JarLocations) -> None:
     assert report["saturation_qps_no_logging"] > 0
     assert math.isfinite(report["p99_ms_at_80pct"])
     assert report["p50_ms_at_80pct"] <= report["p99_ms_at_80pct"]
+    assert 0 < report["queue_p50_ms_at_80pct"] <= report["queue_p99_ms_at_80pct"]
+    assert report["service_ms_for_p99_target"] > 0
+    assert report["p99_vs_queueing"] > 0
     assert report["pss_mb"] > 0
 
 
