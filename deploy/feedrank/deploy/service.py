@@ -35,7 +35,10 @@ PHASES = {
 Result = TypeVar("Result")
 
 
-def rollout_message(rollout: Rollout, analysis: str = "") -> deploy_pb2.Rollout:
+def rollout_message(
+    rollout: Rollout, analysis: str = "", holdout_share: float = 0.0
+) -> deploy_pb2.Rollout:
+    held = holdout_share > 0 and bool(rollout.holdout_version)
     return deploy_pb2.Rollout(
         stable_version=rollout.stable_version,
         canary_version=rollout.canary_version,
@@ -46,6 +49,8 @@ def rollout_message(rollout: Rollout, analysis: str = "") -> deploy_pb2.Rollout:
         message=rollout.message,
         updated_ms=rollout.updated_ms,
         analysis=analysis,
+        holdout_version=rollout.holdout_version if held else "",
+        holdout_weight=holdout_share if held else 0.0,
     )
 
 
@@ -128,7 +133,10 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
             "RolloutHistory",
             context,
             lambda: deploy_pb2.RolloutHistoryResponse(
-                entries=[rollout_message(entry) for entry in self.control.history()]
+                entries=[
+                    rollout_message(entry, holdout_share=self.control.config.holdout_share)
+                    for entry in self.control.history()
+                ]
             ),
         )
 
@@ -153,7 +161,11 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
         self, method: str, context: grpc.ServicerContext, action: Callable[[], Rollout]
     ) -> deploy_pb2.Rollout:
         return self._call(
-            method, context, lambda: rollout_message(action(), self.control.last_analysis)
+            method,
+            context,
+            lambda: rollout_message(
+                action(), self.control.last_analysis, self.control.config.holdout_share
+            ),
         )
 
     def _call(

@@ -129,6 +129,8 @@ class Rollout(google.protobuf.message.Message):
     MESSAGE_FIELD_NUMBER: builtins.int
     UPDATED_MS_FIELD_NUMBER: builtins.int
     ANALYSIS_FIELD_NUMBER: builtins.int
+    HOLDOUT_VERSION_FIELD_NUMBER: builtins.int
+    HOLDOUT_WEIGHT_FIELD_NUMBER: builtins.int
     stable_version: builtins.str
     canary_version: builtins.str
     phase: global___RolloutPhase.ValueType
@@ -139,6 +141,11 @@ class Rollout(google.protobuf.message.Message):
     updated_ms: builtins.int
     analysis: builtins.str
     """The latest automatic canary analysis (or counterfactual gate) verdict, if any."""
+    holdout_version: builtins.str
+    """The version the holdout's users keep (the first stable one) and their share
+    (deploy.holdout_share); "" and 0 without a holdout.
+    """
+    holdout_weight: builtins.float
     @property
     def steps(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
         """Steps as canary weights, e.g. 0.01, 0.05, 0.25, 0.5, 1.0."""
@@ -155,8 +162,10 @@ class Rollout(google.protobuf.message.Message):
         message: builtins.str = ...,
         updated_ms: builtins.int = ...,
         analysis: builtins.str = ...,
+        holdout_version: builtins.str = ...,
+        holdout_weight: builtins.float = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["analysis", b"analysis", "canary_version", b"canary_version", "canary_weight", b"canary_weight", "current_step", b"current_step", "message", b"message", "phase", b"phase", "stable_version", b"stable_version", "steps", b"steps", "updated_ms", b"updated_ms"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["analysis", b"analysis", "canary_version", b"canary_version", "canary_weight", b"canary_weight", "current_step", b"current_step", "holdout_version", b"holdout_version", "holdout_weight", b"holdout_weight", "message", b"message", "phase", b"phase", "stable_version", b"stable_version", "steps", b"steps", "updated_ms", b"updated_ms"]) -> None: ...
 
 global___Rollout = Rollout
 

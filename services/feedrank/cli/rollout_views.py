@@ -50,6 +50,8 @@ def rollout_dict(rollout: deploy_pb2.Rollout) -> dict[str, Any]:
         "message": rollout.message,
         "analysis": rollout.analysis,
         "updated_ms": rollout.updated_ms,
+        "holdout_version": rollout.holdout_version,
+        "holdout_weight": rollout.holdout_weight,
     }
 
 
@@ -72,6 +74,10 @@ def rollout_table(rollout: deploy_pb2.Rollout) -> Table:
     table.add_row("Stable", rollout.stable_version or "-")
     table.add_row("Canary", rollout.canary_version or "-")
     table.add_row("Canary weight", f"{rollout.canary_weight:.1%}")
+    if rollout.holdout_version:
+        table.add_row(
+            "Holdout", f"{rollout.holdout_version} ({rollout.holdout_weight:.0%} of users)"
+        )
     if rollout.steps and phase in ("progressing", "paused"):
         steps = " → ".join(
             f"[bold]{step:.0%}[/]" if index == rollout.current_step else f"{step:.0%}"
@@ -91,17 +97,19 @@ def models_table(models: list[deploy_pb2.ModelVersion], rollout: deploy_pb2.Roll
     for column in ("Version", "Role", "Parent", "Created (UTC)", "Schema", "Metrics"):
         table.add_column(column)
     for model in models:
-        role = (
-            "stable"
-            if model.version == rollout.stable_version
-            else "canary"
-            if model.version == rollout.canary_version and rollout.canary_weight > 0
-            else ""
-        )
+        roles = [
+            role
+            for role, version, serves in (
+                ("stable", rollout.stable_version, True),
+                ("canary", rollout.canary_version, rollout.canary_weight > 0),
+                ("holdout", rollout.holdout_version, rollout.holdout_weight > 0),
+            )
+            if serves and model.version == version
+        ]
         metrics = ", ".join(f"{name}={value:.4g}" for name, value in sorted(model.metrics.items()))
         table.add_row(
             model.version,
-            role,
+            ", ".join(roles),
             model.parent or "-",
             _time(model.created_ms),
             model.feature_schema_hash[:12],

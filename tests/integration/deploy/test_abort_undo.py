@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from feedrank.core.clock import ManualClock
@@ -74,5 +75,12 @@ def test_the_holdout_keeps_its_share_on_the_first_version_through_rollouts(
         running.cli("start", third)
         running.cli("promote", "--full")
         assert plan(running) == {"holdout": (first, 0.1), "stable": (third, 0.9)}
+        code, output = running.cli("status", "--json")
+        assert code == 0, output
+        status = json.loads(output)
+        assert (status["holdout_version"], status["holdout_weight"]) == (first, 0.1)
+        code, output = running.cli("models")
+        assert code == 0, output
+        assert "holdout" in output
     finally:
         server.stop(grace_s=0.5)
