@@ -250,8 +250,8 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
     assert latency is not None
     cores = os.cpu_count() or 1
     service_s = cores / with_log.qps  # each core serves saturation / cores calls a second
-    load = min(latency.offered_qps * service_s / cores, 0.99)
-    queue = deterministic_service_latency(load * cores / service_s, service_s, cores)
+    load = min(latency.offered_qps / with_log.qps, 0.99)
+    queue = deterministic_service_latency(load * with_log.qps, service_s, cores)
     return Report(
         posts=args.posts,
         workers=args.workers,

@@ -148,8 +148,7 @@ class Simulation:
         self.ledger.record_feed(served_arm, now_ms, len(posts), rewards, expected)
         self.stats.count(requests=1)
         if with_baselines:  # the same user's reactions to the baseline feeds, drawn alike
-            fresh = fresh_posts(self.world, now_ms, self.config.max_post_age_days)
-            eligible = self.seen.unseen(user, fresh)  # as the service's already-seen rule
+            fresh, eligible = self._showable(user, now_ms)
             size = self.config.feed_size
             baselines = {
                 RANDOM_ARM: random_feed(eligible, size, rng),
@@ -174,12 +173,17 @@ class Simulation:
             repeating_expected = self._expected(user, repeating, now_ms)
             self.ledger.record_pair(REPEATING_ORACLE_ARM, now_ms, repeating_expected, oracle)
         elif is_holdout(served_arm):  # a small arm: every feed paired, nothing drawn
-            fresh = fresh_posts(self.world, now_ms, self.config.max_post_age_days)
-            eligible = self.seen.unseen(user, fresh)
+            _, eligible = self._showable(user, now_ms)
             best = oracle_feed(self.behaviour, user, eligible, self.config.feed_size, now_ms)
             oracle_expected = self._expected(user, best, now_ms)
             self.ledger.record_pair(served_arm, now_ms, expected, oracle_expected)
         self.seen.add(user, posts)
+
+    def _showable(self, user: int, now_ms: int) -> tuple[IntArray, IntArray]:
+        """The fresh posts at ``now_ms``, and those of them not yet served to ``user``
+        (as the service's already-seen rule)."""
+        fresh = fresh_posts(self.world, now_ms, self.config.max_post_age_days)
+        return fresh, self.seen.unseen(user, fresh)
 
     def _expected(self, user: int, posts: IntArray, now_ms: int) -> float:
         """ORACLE: the feed's expected engaged count inside the ledger's reward window."""

@@ -171,27 +171,32 @@ class EngagementLedger:
                 possible[key.arm] += tally.impressions * rate
         return {arm: earned[arm] / possible[arm] for arm in earned if possible[arm] > 0}
 
-    def versus_holdout(self, since_ms: int = 0) -> HoldoutComparison | None:
-        """The served arms together against the ``holdout`` arm (the static first
-        version, kept for a share of users: ``deploy.holdout_share``), over the buckets
-        both served from ``since_ms`` on. Each side's expected engagement is divided by
-        the oracle's for the same users at the same times (every holdout feed is paired,
-        the others one in ``baseline_every``), so the comparison does not depend on
-        which users the holdout happened to get. None without paired holdout feeds."""
-        served, holdout = Tally(), Tally()
+    def pooled(self, holdout: bool) -> dict[int, Tally]:
+        """Per bucket, the served arms' tallies summed together (``holdout`` False) or
+        the holdout arm's (``deploy.holdout_share``: the static first version)."""
+        pooled: dict[int, Tally] = defaultdict(Tally)
         with self._lock:
-            times = {k.bucket_start_ms for k in self._tallies if is_holdout(k.arm)}
             for key, tally in self._tallies.items():
-                if key.bucket_start_ms < since_ms or key.bucket_start_ms not in times:
-                    continue
-                if is_holdout(key.arm):
-                    _add(holdout, tally)
-                elif not is_baseline(key.arm):
-                    _add(served, tally)
-        served_ratio, holdout_ratio = served.paired_ratio, holdout.paired_ratio
-        if served_ratio is None or not holdout_ratio:
+                if not is_baseline(key.arm) and is_holdout(key.arm) == holdout:
+                    _add(pooled[key.bucket_start_ms], tally)
+        return dict(pooled)
+
+    def versus_holdout(self, since_ms: int = 0) -> HoldoutComparison | None:
+        """The served arms together against the holdout, over the buckets the holdout
+        served from ``since_ms`` on. Each side's expected engagement is divided by the
+        oracle's for the same users at the same times (every holdout feed is paired, the
+        others one in ``baseline_every``), so the comparison does not depend on which
+        users the holdout happened to get. None without paired feeds on both sides."""
+        by_bucket = self.pooled(holdout=False)
+        served, holdout = Tally(), Tally()
+        for start_ms, tally in self.pooled(holdout=True).items():
+            if start_ms >= since_ms:
+                _add(holdout, tally)
+                if start_ms in by_bucket:
+                    _add(served, by_bucket[start_ms])
+        if served.paired_ratio is None or not holdout.paired_ratio:
             return None
-        return HoldoutComparison(served_ratio, holdout_ratio, served, holdout)
+        return HoldoutComparison(served, holdout)
 
     def _tally(self, arm: str, impression_ms: int) -> Tally:
         """The tally of ``arm``'s bucket at ``impression_ms``; the caller holds the lock."""
@@ -200,12 +205,18 @@ class EngagementLedger:
 
 @dataclass(frozen=True)
 class HoldoutComparison:
-    """The served arms' and the holdout's expected engagement over the oracle's."""
+    """The served arms' and the holdout's tallies, both paired with the oracle."""
 
-    served_versus_oracle: float
-    holdout_versus_oracle: float
     served: Tally
     holdout: Tally
+
+    @property
+    def served_versus_oracle(self) -> float:
+        return self.served.paired / self.served.paired_oracle
+
+    @property
+    def holdout_versus_oracle(self) -> float:
+        return self.holdout.paired / self.holdout.paired_oracle
 
     @property
     def ratio(self) -> float:

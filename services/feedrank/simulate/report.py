@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from rich.table import Table
 
-from feedrank.simulate.engagement import EngagementLedger, is_baseline, is_holdout
+from feedrank.simulate.engagement import EngagementLedger
 
 
 def totals_table(ledger: EngagementLedger, title: str) -> Table:
@@ -114,21 +114,14 @@ def pooled_paired_ratios(
     """Per bucket, the paired ratio of the served arms together (``holdout`` False) or of
     the holdout arm, summed over the last ``window`` buckets (a rolling day at four
     6-hour buckets): the arms' own lines are too noisy to compare by eye."""
-    sums: dict[int, list[float]] = {}
-    for arm, points in ledger.series().items():
-        if is_baseline(arm) or is_holdout(arm) != holdout:
-            continue
-        for start_ms, tally in points:
-            total = sums.setdefault(start_ms, [0.0, 0.0])
-            total[0] += tally.paired
-            total[1] += tally.paired_oracle
-    starts = sorted(sums)
+    by_bucket = ledger.pooled(holdout)
+    starts = sorted(by_bucket)
     pooled = []
     for index, start_ms in enumerate(starts):
-        recent = starts[max(0, index - window + 1) : index + 1]
-        oracle = sum(sums[start][1] for start in recent)
+        recent = [by_bucket[start] for start in starts[max(0, index - window + 1) : index + 1]]
+        oracle = sum(tally.paired_oracle for tally in recent)
         if oracle > 0:
-            pooled.append((start_ms, sum(sums[start][0] for start in recent) / oracle))
+            pooled.append((start_ms, sum(tally.paired for tally in recent) / oracle))
     return pooled
 
 
