@@ -67,6 +67,14 @@ class TopicSettings(_Group):
     examples: str = Field(default="feedrank.examples", description="Labelled examples (join).")
     metrics: str = Field(default="feedrank.metrics", description="5-minute aggregates.")
     dlq: str = Field(default="feedrank.dlq", description="Dead letters.")
+    posts: str = Field(
+        default="feedrank.posts", description="The catalogue from apps (compacted by post_id)."
+    )
+    users: str = Field(default="feedrank.users", description="Users from apps (compacted).")
+    graph: str = Field(
+        default="feedrank.graph",
+        description="Follows, blocks and hidden creators from apps (kept whole, keyed by user).",
+    )
     partitions: int = Field(default=3, ge=1, description="Partitions of every feedrank topic.")
     replication_factor: int = Field(default=1, ge=1, description="1 on the local broker.")
     event_retention_days: float = Field(
@@ -79,7 +87,11 @@ class TopicSettings(_Group):
     )
 
     def names(self) -> list[str]:
-        return [self.decisions, self.rewards, self.examples, self.metrics, self.dlq]
+        return [self.decisions, self.rewards, self.examples, self.metrics, self.dlq, *self.entities()]
+
+    def entities(self) -> list[str]:
+        """The catalogue topics apps produce to: posts, users, graph."""
+        return [self.posts, self.users, self.graph]
 
 
 class PortSettings(_Group):

@@ -29,7 +29,8 @@ class TopicSpec:
 
 
 def standard_topics(topics: TopicSettings) -> list[TopicSpec]:
-    """Decisions and rewards outlive the reward window; derived topics keep a week."""
+    """Decisions and rewards outlive the reward window; derived topics keep a week; the
+    catalogue topics keep their state for good (see :func:`entity_topics`)."""
     event_retention = int(topics.event_retention_days * DAY_MS)
     derived_retention = int(topics.derived_retention_days * DAY_MS)
     retention = {
@@ -39,7 +40,7 @@ def standard_topics(topics: TopicSettings) -> list[TopicSpec]:
         topics.metrics: derived_retention,
         topics.dlq: derived_retention,
     }
-    return [
+    timed = [
         TopicSpec(
             name=name,
             partitions=topics.partitions,
@@ -48,6 +49,33 @@ def standard_topics(topics: TopicSettings) -> list[TopicSpec]:
             config={"min.insync.replicas": "1"},
         )
         for name, retention_ms in retention.items()
+    ]
+    return timed + entity_topics(topics)
+
+
+def entity_topics(topics: TopicSettings) -> list[TopicSpec]:
+    """Posts and users are log-compacted on their id: the latest event per key is the
+    entity's state, a delete event included (it is a record, not a null tombstone, so a
+    replay sees the takedown or erasure and never serves the entity again).
+
+    The graph is keyed by user_id as the contract says, which keeps each user's edges in
+    order, but compaction on that key would keep one edge per user: it is kept whole
+    (no time limit) instead.
+    """
+    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+    return [
+        TopicSpec(
+            name=name,
+            partitions=topics.partitions,
+            replication_factor=topics.replication_factor,
+            retention_ms=-1,
+            config={"min.insync.replicas": "1", **config},
+        )
+        for name, config in (
+            (topics.posts, compacted),
+            (topics.users, compacted),
+            (topics.graph, {"cleanup.policy": "delete"}),
+        )
     ]
 
 

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,8 @@ from tests.support.kafka import free_port
 
 FEEDRANK = [sys.executable, "-m", "feedrank.cli.main"]
 STACK = ["kafka", "deploy", "explore", "join", "learner"]
+# Bootstrap training plus the start of every component, on a loaded 2-core CI box.
+FOREGROUND_READY_S = 420.0
 
 
 @pytest.fixture
@@ -82,31 +84,56 @@ def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> N
     assert {status["state"] for status in statuses} == {"stopped"}
 
 
+class OutputWatcher:
+    """Reads a process's output on a thread, keeps all of it, and signals a line."""
+
+    def __init__(self, process: subprocess.Popen[str], marker: str) -> None:
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+        self._marker = marker
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.append(line)
+            if self._marker in line:
+                self.seen.set()
+        self.seen.set()  # the process closed its output: nothing more will come
+
+    def output(self, timeout: float = 0.0) -> str:
+        self._thread.join(timeout)
+        return "".join(self.lines)
+
+
 def test_foreground_up_runs_the_demo_and_stops_everything_on_ctrl_c(
     stack_env: dict[str, str],
 ) -> None:
     process = subprocess.Popen(
         [*FEEDRANK, "up"],
-        env=stack_env,
+        env={**stack_env, "PYTHONUNBUFFERED": "1"},  # each line as it is printed
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # `up` first trains the bootstrap model, then starts the stack and prints this line
+    # once every component is healthy: wait on that, not on a guessed deadline.
+    watcher = OutputWatcher(process, "stack is up")
     try:
-        deadline = time.monotonic() + 120
+        watcher.seen.wait(timeout=FOREGROUND_READY_S)
+        assert process.poll() is None, f"`feedrank up` exited early:\n{watcher.output(10)}"
         code, statuses = status_json(stack_env)
-        while code != 0 and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.5)
-            code, statuses = status_json(stack_env)
-        assert code == 0, f"stack never became healthy: {statuses}"
+        assert code == 0, f"stack not healthy: {statuses}\n`feedrank up` said:\n{watcher.output()}"
         pids = [status["pid"] for status in statuses]
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
+    output = watcher.output(timeout=10)
     assert process.returncode == 0, output
     assert "stack stopped" in output
-    assert "engagement over the whole run" in output  # the demo ran and reported
+    assert "engagement over the whole run" in output, output  # the demo ran and reported
     assert (Path(stack_env["FEEDRANK_PATHS__STATE_DIR"]) / "demo" / "engagement.png").is_file()
     assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))

@@ -26,6 +26,9 @@ def test_defaults_follow_the_mission() -> None:
         "feedrank.examples",
         "feedrank.metrics",
         "feedrank.dlq",
+        "feedrank.posts",
+        "feedrank.users",
+        "feedrank.graph",
     ]
     assert (settings.ports.ranking_grpc, settings.ports.deploy_grpc) == (50051, 50052)
     assert settings.ports.explore_metrics == 9100

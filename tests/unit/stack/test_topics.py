@@ -15,3 +15,15 @@ def test_standard_topics_have_explicit_partitions_and_retention() -> None:
     new_topic = specs["feedrank.rewards"].new_topic()
     assert new_topic.config is not None
     assert new_topic.config["retention.ms"] == str(15 * DAY_MS)
+
+
+def test_catalogue_topics_keep_the_latest_state_per_key_for_good() -> None:
+    specs = {spec.name: spec for spec in standard_topics(TopicSettings())}
+    for name in ("feedrank.posts", "feedrank.users"):
+        config = specs[name].new_topic().config
+        assert config is not None
+        assert config["cleanup.policy"] == "compact"
+        assert config["retention.ms"] == "-1"
+    graph = specs["feedrank.graph"].new_topic().config
+    assert graph is not None
+    assert (graph["cleanup.policy"], graph["retention.ms"]) == ("delete", "-1")
