@@ -87,7 +87,14 @@ class TopicSettings(_Group):
     )
 
     def names(self) -> list[str]:
-        return [self.decisions, self.rewards, self.examples, self.metrics, self.dlq, *self.entities()]
+        return [
+            self.decisions,
+            self.rewards,
+            self.examples,
+            self.metrics,
+            self.dlq,
+            *self.entities(),
+        ]
 
     def entities(self) -> list[str]:
         """The catalogue topics apps produce to: posts, users, graph."""
