@@ -49,6 +49,7 @@ from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings, load_settings
 from feedrank.core.world import BehaviourModel, World
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.exploration import (
@@ -107,7 +108,7 @@ def load_published(settings: Settings, world: World, run: TrainingRun, at_ms: in
     version = publish_run(registry, run, dict(run.report.metrics))
     loader = ModelLoader(
         registry,
-        InMemoryFeatureStore.from_world(world),
+        InMemoryFeatureStore(catalogue_from_world(world)),
         Catalogue.from_world(world),
         check_user_ids=check_user_ids(world.num_users, 20),
         settings=settings.explore,
@@ -127,7 +128,7 @@ class Feeds:
         policy: ExplorationPolicy,
         clock: ManualClock,
     ) -> None:
-        self.store = InMemoryFeatureStore.from_world(world)
+        self.store = InMemoryFeatureStore(catalogue_from_world(world))
         self.service = ExploreService(
             store=self.store, settings=settings.explore, policy=policy, clock=clock
         )

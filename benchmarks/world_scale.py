@@ -20,6 +20,7 @@ import numpy as np
 from feedrank.core.features.schema import user_id
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.world.behaviour import BehaviourModel
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.core.world.config import WorldConfig
 from feedrank.core.world.generator import generate_world
 
@@ -58,7 +59,7 @@ def main() -> None:
     print(f"  peak RSS          {_peak_rss_mib():8.1f} MiB (before: {rss_before:.1f} MiB)")
 
     started = time.perf_counter()
-    store = InMemoryFeatureStore.from_world(world)
+    store = InMemoryFeatureStore(catalogue_from_world(world))
     model = BehaviourModel(world, seed=1)
     print(f"  store + behaviour {time.perf_counter() - started:8.2f} s to build")
 

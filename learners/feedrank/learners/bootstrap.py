@@ -11,6 +11,7 @@ from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.core.registry import ModelRegistry, read_bundle
 from feedrank.core.settings import Settings
 from feedrank.core.world import World, WorldConfig, generate_world
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.learners.batch.trainer import TrainerConfig
 from feedrank.learners.examples import TopicLookup
 from feedrank.learners.joint import JointModel, StepConfig
@@ -25,7 +26,7 @@ def local_world(settings: Settings, start_ms: int | None = None) -> World:
 
 def world_catalogue(world: World, at_ms: int) -> PostCatalogue:
     """Every post of the world's observable catalogue (the feature store) as of ``at_ms``."""
-    store = InMemoryFeatureStore.from_world(world)
+    store = InMemoryFeatureStore(catalogue_from_world(world))
     posts = store.post_features(np.arange(world.num_posts, dtype=np.int64), at_ms)
     catalogue = PostCatalogue()
     catalogue.seed(posts, np.asarray(world.posts.created_ms, dtype=np.int64))

@@ -35,6 +35,7 @@ from feedrank.core.features.schema import (
 )
 from feedrank.core.features.store import InMemoryFeatureStore, apply_reward
 from feedrank.core.world import BehaviourModel, World
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.exploration import EpsilonGreedy, ExplorationPolicy, seed_for_decision
 from feedrank.v1 import events_pb2
 
@@ -95,7 +96,7 @@ class ExampleSimulator:
     ) -> None:
         self.world = world
         self.config = config or SimulationConfig()
-        self.store = store or InMemoryFeatureStore.from_world(world)
+        self.store = store or InMemoryFeatureStore(catalogue_from_world(world))
         self.behaviour = BehaviourModel(world, seed=self.config.seed)
         self.rng = np.random.default_rng(self.config.seed)
         self.now_ms = world.config.start_ms if start_ms is None else start_ms

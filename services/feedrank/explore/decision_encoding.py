@@ -27,6 +27,8 @@ import numpy as np
 from feedrank.core.features.schema import (
     CONTENT_DIM,
     COUNTRIES,
+    COUNTRY_VOCABULARY,
+    LANGUAGE_VOCABULARY,
     LANGUAGES,
     LOGGED_POST_NUMERIC,
     TOPIC_FEATURES,
@@ -108,6 +110,21 @@ _FIXED = np.dtype(
 _TOPIC_PREFIXES = tuple(_double_entry_prefix(name) for name in TOPIC_FEATURES)
 _LANGUAGE_ENTRIES = tuple(_string_entry(2, "language", code) for code in LANGUAGES)
 _COUNTRY_ENTRIES = tuple(_string_entry(2, "country", code) for code in COUNTRIES)
+
+
+def _language_entry(code: int) -> bytes:
+    """The logged language of an interned code (precomputed for the schema's own)."""
+    if code < len(_LANGUAGE_ENTRIES):
+        return _LANGUAGE_ENTRIES[code]
+    return _string_entry(2, "language", LANGUAGE_VOCABULARY.code(code))
+
+
+def _country_entry(code: int) -> bytes:
+    if code < len(_COUNTRY_ENTRIES):
+        return _COUNTRY_ENTRIES[code]
+    return _string_entry(2, "country", COUNTRY_VOCABULARY.code(code))
+
+
 _ITEM_TAG = _tag(9, _LEN)  # Decision.items
 # ShownItem: post_id = 1, position = 2, score = 3, propensity = 4, features = 5.
 _POST_ID_TAG, _POSITION_TAG, _FEATURES_TAG = _tag(1, _LEN), _tag(2, 0), _tag(5, _LEN)
@@ -166,8 +183,8 @@ def feature_vectors(posts: PostFeatureBatch) -> list[bytes]:
             (
                 block[row * width : (row + 1) * width],
                 *topics[row],
-                _LANGUAGE_ENTRIES[languages[row]],
-                _COUNTRY_ENTRIES[countries[row]],
+                _language_entry(languages[row]),
+                _country_entry(countries[row]),
             )
         )
         for row in range(len(posts))

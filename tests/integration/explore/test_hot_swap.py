@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.registry.bundle import TWO_TOWER_FILE
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
@@ -99,7 +100,7 @@ def swap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwapServer
     root = tmp_path_factory.mktemp("hot-swap")
     registry = LocalModelRegistry(root / "registry")
     world = small_world(NUM_POSTS, NUM_USERS, start_ms=int(time.time() * 1000))
-    posts = all_posts(InMemoryFeatureStore.from_world(world), int(time.time() * 1000))
+    posts = all_posts(InMemoryFeatureStore(catalogue_from_world(world)), int(time.time() * 1000))
     versions = [publish(registry, small_bundle(posts, seed)) for seed in (1, 2, 3, 4)]
     corrupt = publish(registry, small_bundle(posts, seed=5))
     target = writable(registry.open_verified(corrupt) / TWO_TOWER_FILE)

@@ -13,6 +13,7 @@ from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import ExploreSettings
 from feedrank.core.world import World
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from tests.support.model_versions import all_posts, small_world
@@ -42,7 +43,7 @@ class SwapWorld:
 @pytest.fixture(scope="session")
 def swap_world() -> SwapWorld:
     world = small_world(num_posts=3_000, num_users=300, start_ms=START_MS)
-    store = InMemoryFeatureStore.from_world(world)
+    store = InMemoryFeatureStore(catalogue_from_world(world))
     clock = ManualClock(START_MS)
     return SwapWorld(world, store, Catalogue.from_world(world), all_posts(store, START_MS), clock)
 

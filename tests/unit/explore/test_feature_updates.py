@@ -15,6 +15,7 @@ from feedrank.core import codecs
 from feedrank.core.clock import ManualClock
 from feedrank.core.features.schema import post_id
 from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.feature_updates import (
     DECISION,
     REWARD,
@@ -38,7 +39,7 @@ USER = "u3"
 @pytest.fixture(scope="module")
 def world_store() -> Callable[[], InMemoryFeatureStore]:
     world = small_world(num_posts=500, num_users=50, start_ms=START_MS)
-    return lambda: InMemoryFeatureStore.from_world(world)
+    return lambda: InMemoryFeatureStore(catalogue_from_world(world))
 
 
 @pytest.fixture

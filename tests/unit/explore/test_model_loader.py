@@ -15,6 +15,7 @@ from feedrank.core.features.schema import FloatArray, IntArray
 from feedrank.core.features.store import DAY_MS, InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.registry.bundle import EMBEDDINGS_FILE, INDEX_DIR, RANKER_FILE, TWO_TOWER_FILE
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.errors import ModelRefused
 from feedrank.explore.model_checks import CheckWindow, ann_recall
 from feedrank.explore.serving_model import ServingModel
@@ -190,7 +191,7 @@ def test_versions_are_checked_at_the_time_serving_is_at(
 ) -> None:
     """Requests may carry times far ahead of the service's own clock (a simulator's);
     the store then no longer answers for the clock's time, so the checks use the store's."""
-    store = InMemoryFeatureStore.from_world(swap_world.world)
+    store = InMemoryFeatureStore(catalogue_from_world(swap_world.world))
     ahead_ms = START_MS + 3 * DAY_MS
     store.record_impressions(np.arange(50, dtype=np.int64), START_MS + 10)
     store.record_engagements("u3", np.array([4], dtype=np.int64), START_MS + 20)

@@ -9,6 +9,7 @@ import pytest
 
 from feedrank.core.features.schema import AFFINITY_FEATURES, TOPIC_FEATURES
 from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.learners.examples import InvalidExampleError, batch_from_examples, concat
 from tests.unit.learners.factories import simulated_examples, tiny_world
 
@@ -17,7 +18,7 @@ def test_a_batch_rebuilds_the_logged_user_and_post_features() -> None:
     examples = simulated_examples(50)[:20]
     world = tiny_world()
     batch = batch_from_examples(examples, topics=np.asarray(world.posts.topics))
-    fresh_store = InMemoryFeatureStore.from_world(world)
+    fresh_store = InMemoryFeatureStore(catalogue_from_world(world))
     first = examples[0]
     user = fresh_store.user_features(first.user_id, first.decision_time_ms)
     assert batch.users[0].language == user.language

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -30,6 +32,72 @@ TOPIC_FEATURES: tuple[str, ...] = tuple(f"topic_{i}" for i in range(NUM_TOPICS))
 """Names of the topic weights in a logged ``FeatureVector`` (only non-zero ones are logged)."""
 AFFINITY_FEATURES: tuple[str, ...] = tuple(f"affinity_{i}" for i in range(NUM_TOPICS))
 """Names of a user's topic affinities in a logged ``FeatureVector`` (non-zero ones only)."""
+
+
+class Vocabulary:
+    """String codes interned to dense ints, the seed's codes first; thread-safe to grow.
+
+    An app may bring any language or country: the process interns each code it meets.
+    The schema's codes come first, in order, so their ints are the indexes the models
+    were trained with; a new code extends the vocabulary without a restart. Retrieval
+    and the rules filter on the interned int; the models see every code past the seed as
+    one "other" (``model_code``). Ints are meaningful inside one process only: events and
+    logs always carry the codes.
+    """
+
+    def __init__(self, seed: Iterable[str]) -> None:
+        self._codes: list[str] = []
+        self._index: dict[str, int] = {}
+        self._lock = threading.Lock()
+        for code in seed:
+            self.intern(code)
+        self.seeded = len(self._codes)
+
+    def intern(self, code: str) -> int:
+        """The int of ``code``, added when new."""
+        index = self._index.get(code)
+        if index is not None:
+            return index
+        with self._lock:
+            index = self._index.get(code)
+            if index is None:
+                index = len(self._codes)
+                self._codes.append(code)
+                self._index[code] = index
+            return index
+
+    def get(self, code: str) -> int | None:
+        """The int of ``code``, or None when it was never seen."""
+        return self._index.get(code)
+
+    def code(self, index: int) -> str:
+        return self._codes[index]
+
+    def model_code(self, index: int) -> int:
+        """The index the models see: a seeded code's own, ``seeded`` ("other") else."""
+        return index if index < self.seeded else self.seeded
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+
+LANGUAGE_VOCABULARY = Vocabulary(LANGUAGES)
+"""Every language this process has met; the models know LANGUAGES plus "other"."""
+COUNTRY_VOCABULARY = Vocabulary(COUNTRIES)
+"""Every country this process has met; the models know COUNTRIES plus "other"."""
+_TOPIC_SLOTS = {name: slot for slot, name in enumerate(TOPIC_FEATURES)}
+
+
+def topic_slot(name: str) -> int:
+    """The topic slot of a topic name: ``topic_<i>`` (the schema's own names) is slot i,
+    any other name is hashed into one of the NUM_TOPICS slots (feature hashing), so an
+    app's topics need no registration."""
+    slot = _TOPIC_SLOTS.get(name)
+    if slot is not None:
+        return slot
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % NUM_TOPICS
+
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -96,8 +164,8 @@ class UserFeatures:
                 **affinity,
             },
             categorical={
-                "language": LANGUAGES[self.language],
-                "country": COUNTRIES[self.country],
+                "language": LANGUAGE_VOCABULARY.code(self.language),
+                "country": COUNTRY_VOCABULARY.code(self.country),
             },
         )
 
@@ -156,8 +224,8 @@ class PostFeatureBatch:
         numeric_columns = {
             name: getattr(self, name).astype(np.float64).tolist() for name in LOGGED_POST_NUMERIC
         }
-        languages = [LANGUAGES[code] for code in self.language.tolist()]
-        countries = [COUNTRIES[code] for code in self.country.tolist()]
+        languages = [LANGUAGE_VOCABULARY.code(code) for code in self.language.tolist()]
+        countries = [COUNTRY_VOCABULARY.code(code) for code in self.country.tolist()]
         embeddings = self.content.tolist()
         topics = self._logged_topics()
         return [

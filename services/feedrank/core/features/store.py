@@ -5,8 +5,10 @@ A decision logs features as they were at impression time, so every lookup takes
 increment was written earlier (a simulator may write rewards that lie in the future).
 
 :class:`FeatureStore` is the interface; :class:`InMemoryFeatureStore` is the in-process
-default. Its static columns come from a world's OBSERVABLE tables (never its hidden
-parameters). Its time-varying counts live in :class:`PointInTimeCounts`: a cumulative
+default. Its static columns come from a :class:`CatalogueState` (what apps told through
+the entity topics, or a generated world's OBSERVABLE tables, never its hidden
+parameters), read live, so posts and users the catalogue gains are served at once. Its
+time-varying counts live in :class:`PointInTimeCounts`: a cumulative
 array holding every increment up to a watermark, increments dated after the watermark
 waiting in a heap, and a time-ordered log of the applied ones. A lookup at or after the
 watermark (serving asks "now") folds what has come due into the array and gathers,
@@ -29,18 +31,16 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core.catalogue.state import CatalogueState, UserProfile
 from feedrank.core.features.schema import (
-    COUNTRIES,
-    LANGUAGES,
+    COUNTRY_VOCABULARY,
+    LANGUAGE_VOCABULARY,
     NUM_TOPICS,
     IntArray,
     PostFeatureBatch,
     UserFeatures,
     log1p,
-    post_index,
-    user_id,
 )
-from feedrank.core.world.generator import CreatorTable, PostTable, UserTable, World
 from feedrank.v1 import events_pb2
 
 HOUR_MS = 3_600_000
@@ -151,6 +151,14 @@ class FeatureStore(Protocol):
         """The creator of a post."""
         ...
 
+    def post_row(self, post_id: str) -> int | None:
+        """The catalogue row of a post id; None for an id the catalogue does not hold."""
+        ...
+
+    def forget_user(self, user_id: str) -> None:
+        """Erase what the store recorded about a user (seen posts, actions, engagements)."""
+        ...
+
     def present_ms(self) -> int | None:
         """The latest time a lookup asked about (the store's "now": lookups far behind it
         may no longer be answerable), or None before any lookup."""
@@ -172,6 +180,13 @@ class PointInTimeCounts:
         self._sequence = itertools.count()
         self._retention_ms = retention_ms
         self._exact_from_ms: int | None = None  # lookups before this could be wrong
+
+    def grow(self, size: int) -> None:
+        """Room for rows up to ``size`` (new rows count zero)."""
+        if size > self._applied.shape[0]:
+            grown = np.zeros(max(size, 2 * self._applied.shape[0]), dtype=np.float64)
+            grown[: self._applied.shape[0]] = self._applied
+            self._applied = grown
 
     def add(self, rows: IntArray, at_ms: int) -> None:
         """Count one for each of ``rows`` (repeats count repeatedly) at ``at_ms``."""
@@ -302,38 +317,22 @@ class InMemoryFeatureStore:
     any number of reader threads may share the store with a writer.
     """
 
-    def __init__(
-        self,
-        users: UserTable,
-        creators: CreatorTable,
-        posts: PostTable,
-        config: FeatureStoreConfig | None = None,
-    ) -> None:
+    def __init__(self, catalogue: CatalogueState, config: FeatureStoreConfig | None = None) -> None:
         self.config = config or FeatureStoreConfig()
-        self._users = users
-        self._posts = posts
-        self._creator_rate = creators.engagement_rate.astype(np.float64)
-        self._creator_rate_f32 = creators.engagement_rate.astype(np.float32)
-        self._creator_followers = np.log1p(creators.followers).astype(np.float32)
-        self._user_activity = np.log1p(users.sessions_per_day).astype(np.float64)
-        self._user_follows = np.log1p(users.follow_count).astype(np.float64)
+        self.catalogue = catalogue
         retention = self.config.history_retention_ms
-        self._impressions = PointInTimeCounts(len(posts), retention)
-        self._engagements = PointInTimeCounts(len(posts), retention)
+        self._impressions = PointInTimeCounts(catalogue.num_posts, retention)
+        self._engagements = PointInTimeCounts(catalogue.num_posts, retention)
         self._records: dict[str, _UserRecord] = {}
         self._latest_user_lookup_ms: int | None = None  # "now", as far as pruning knows
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_world(
-        cls, world: World, config: FeatureStoreConfig | None = None
-    ) -> InMemoryFeatureStore:
-        """A store over ``world``'s observable tables (its hidden parameters stay unread)."""
-        return cls(world.users, world.creators, world.posts, config)
-
     @property
     def num_posts(self) -> int:
-        return len(self._posts)
+        return self.catalogue.num_posts
+
+    def post_row(self, post_id: str) -> int | None:
+        return self.catalogue.post_row(post_id)
 
     def present_ms(self) -> int | None:
         with self._lock:
@@ -359,44 +358,46 @@ class InMemoryFeatureStore:
             record = self._records.get(user_id)
             window = self.config.engagement_window_ms
             recent = record.engaged_posts_between(at_ms - window, at_ms) if record else []
-        row = self._user_row(user_id)
-        affinity, evidence = self._topic_affinity(row, recent)
-        if row is None:
-            return self._cold_start(
-                user_id,
-                at_ms,
-                len(recent),
-                affinity,
-                evidence,
-                language=fallback_language,
-                country=fallback_country,
-            )
-        users = self._users
+        profile = self.catalogue.user(user_id)
+        affinity, evidence = self._topic_affinity(profile, recent)
+        config = self.config
+        language = _first(_told(profile, "language"), fallback_language, config.cold_start_language)
+        country = _first(_told(profile, "country"), fallback_country, config.cold_start_country)
+        if not (
+            0 <= language < len(LANGUAGE_VOCABULARY) and 0 <= country < len(COUNTRY_VOCABULARY)
+        ):
+            raise ValueError(f"fallback language {language} or country {country} out of range")
+        follows = None if profile is None else profile.follow_count
+        if follows is None:
+            follows = float(self.catalogue.follow_count(user_id))
         return UserFeatures(
             user_id=user_id,
-            language=int(users.language[row]),
-            country=int(users.country[row]),
-            age_bucket=int(users.age_bucket[row]),
-            activity=float(self._user_activity[row]),
-            follow_count=float(self._user_follows[row]),
+            language=language,
+            country=country,
+            age_bucket=_first(_told(profile, "age_bucket"), config.cold_start_age_bucket),
+            activity=log1p((profile and profile.sessions_per_day) or 0.0),
+            follow_count=log1p(follows),
             engagements_7d=log1p(len(recent)),
-            sensitive_filter=bool(users.sensitive_filter[row]),
-            known=True,
+            sensitive_filter=bool(
+                _first(_told(profile, "sensitive_filter"), config.cold_start_sensitive_filter)
+            ),
+            known=profile is not None,
             as_of_ms=at_ms,
             topic_affinity=affinity,
             affinity_engagements=evidence,
         )
 
     def _topic_affinity(
-        self, row: int | None, engaged_posts: list[int]
+        self, profile: UserProfile | None, engaged_posts: list[int]
     ) -> tuple[tuple[float, ...], float]:
         """The topic mix of the user's history and recent engagements (shares summing to
         one), or ``()`` when there is neither; and log1p of the engagements behind it."""
         totals = np.zeros(NUM_TOPICS, dtype=np.float64)
-        if row is not None:
-            totals += self._users.history_topics[row]
+        if profile is not None:
+            totals += profile.history_topics
         if engaged_posts:
-            totals += self._posts.topics[engaged_posts].sum(axis=0)
+            with self.catalogue.lock:
+                totals += self.catalogue.post_column("topics")[engaged_posts].sum(axis=0)
         mass = float(totals.sum())
         if mass <= 0.0:
             return (), 0.0
@@ -408,41 +409,51 @@ class InMemoryFeatureStore:
         with self._lock:
             impressions = self._impressions.at(rows, at_ms)
             engagements = self._engagements.at(rows, at_ms)
-        posts = self._posts
-        creator = posts.creator_index[rows]
+        catalogue = self.catalogue
+        with catalogue.lock:
+            column = catalogue.post_column
+            creator = column("creator_row")[rows]
+            created_ms = column("created_ms")[rows]
+            static = {
+                name: column(name)[rows]
+                for name in ("language", "country", "region_locked", "topics", "content")
+            }
+            sensitive = column("sensitive")[rows]
+        followers, creator_rate = catalogue.creator_stats(creator)
         prior = self.config.prior_impressions
-        rate = (engagements + prior * self._creator_rate[creator]) / (impressions + prior)
-        age_hours = np.maximum(at_ms - posts.created_ms[rows], 0) / HOUR_MS
+        rate = (engagements + prior * creator_rate.astype(np.float64)) / (impressions + prior)
+        age_hours = np.maximum(at_ms - created_ms, 0) / HOUR_MS
         return PostFeatureBatch(
             post_index=rows,
-            language=posts.language[rows],
-            country=posts.country[rows],
-            region_locked=posts.region_locked[rows],
+            **static,
             creator_index=creator,
-            topics=posts.topics[rows],
-            content=posts.content[rows],
             age_hours=age_hours.astype(np.float32),
-            creator_followers=self._creator_followers[creator],
-            creator_engagement_rate=self._creator_rate_f32[creator],
+            creator_followers=np.log1p(followers).astype(np.float32),
+            creator_engagement_rate=creator_rate,
             impressions=np.log1p(impressions).astype(np.float32),
             engagement_rate=rate.astype(np.float32),
-            sensitive=posts.sensitive[rows],
+            sensitive=sensitive,
             as_of_ms=at_ms,
         )
 
     def user_state(self, user_id: str, at_ms: int) -> UserState:
+        excluded = self.catalogue.excluded_creators(user_id)
         with self._lock:
             record = self._records.get(user_id)
             if record is None:
                 empty: frozenset[int] = frozenset()
-                return UserState(empty, empty, empty, empty, as_of_ms=at_ms)
+                return UserState(excluded, empty, empty, empty, as_of_ms=at_ms)
             return UserState(
-                blocked_creators=record.blocked.as_of(at_ms),
+                blocked_creators=record.blocked.as_of(at_ms) | excluded,
                 hidden_posts=record.hidden.as_of(at_ms),
                 reported_posts=record.reported.as_of(at_ms),
                 seen_posts=record.seen.as_of(at_ms),
                 as_of_ms=at_ms,
             )
+
+    def forget_user(self, user_id: str) -> None:
+        with self._lock:
+            self._records.pop(user_id, None)
 
     def record_impressions(self, post_indices: IntArray, at_ms: int) -> None:
         rows = self._checked_rows(post_indices)
@@ -479,14 +490,15 @@ class InMemoryFeatureStore:
             self._record(user_id).reported.add(post_index, at_ms)
 
     def record_block(self, user_id: str, creator_index: int, at_ms: int) -> None:
-        if not 0 <= creator_index < self._creator_rate.shape[0]:
+        if not 0 <= creator_index < self.catalogue.num_creators:
             raise IndexError(f"creator index {creator_index} is not in the catalogue")
         with self._lock:
             self._record(user_id).blocked.add(creator_index, at_ms)
 
     def creator_of(self, post_index: int) -> int:
         self._check_post(post_index)
-        return int(self._posts.creator_index[post_index])
+        with self.catalogue.lock:
+            return int(self.catalogue.post_column("creator_row")[post_index])
 
     def _record(self, user_id: str) -> _UserRecord:
         record = self._records.get(user_id)
@@ -501,62 +513,44 @@ class InMemoryFeatureStore:
             self._records[user_id] = record
         return record
 
-    def _user_row(self, identifier: str) -> int | None:
-        """The user's row when ``identifier`` is a user of this catalogue, else None."""
-        digits = identifier[1:]
-        if not identifier.startswith("u") or not digits.isdigit():
-            return None
-        row = int(digits)
-        if row >= len(self._users) or user_id(row) != identifier:
-            return None
-        return row
-
-    def _cold_start(
-        self,
-        identifier: str,
-        at_ms: int,
-        recent_engagements: int,
-        affinity: tuple[float, ...],
-        affinity_engagements: float,
-        *,
-        language: int | None,
-        country: int | None,
-    ) -> UserFeatures:
-        language = self.config.cold_start_language if language is None else language
-        country = self.config.cold_start_country if country is None else country
-        if not (0 <= language < len(LANGUAGES) and 0 <= country < len(COUNTRIES)):
-            raise ValueError(f"fallback language {language} or country {country} out of range")
-        return UserFeatures(
-            user_id=identifier,
-            language=language,
-            country=country,
-            age_bucket=self.config.cold_start_age_bucket,
-            activity=0.0,
-            follow_count=0.0,
-            engagements_7d=log1p(recent_engagements),
-            sensitive_filter=self.config.cold_start_sensitive_filter,
-            known=False,
-            as_of_ms=at_ms,
-            topic_affinity=affinity,
-            affinity_engagements=affinity_engagements,
-        )
-
     def _checked_rows(self, post_indices: IntArray) -> IntArray:
         rows = np.array(post_indices, dtype=np.int64).reshape(-1)  # a private copy
-        if rows.size and (rows.min() < 0 or rows.max() >= len(self._posts)):
-            raise IndexError(f"post indices must lie in 0..{len(self._posts) - 1}")
+        size = self.catalogue.num_posts
+        if rows.size and (rows.min() < 0 or rows.max() >= size):
+            raise IndexError(f"post indices must lie in 0..{size - 1}")
+        with self._lock:
+            self._impressions.grow(size)
+            self._engagements.grow(size)
         return rows
 
     def _check_post(self, post_index: int) -> None:
-        if not 0 <= post_index < len(self._posts):
+        if not 0 <= post_index < self.catalogue.num_posts:
             raise IndexError(f"post index {post_index} is not in the catalogue")
+
+
+def _told(profile: UserProfile | None, name: str) -> int | bool | None:
+    """What the user's profile says of ``name``; None without a profile or an answer."""
+    value: int | bool | None = None if profile is None else getattr(profile, name)
+    return value
+
+
+def _first(*values: int | bool | None) -> int:
+    """The first value that is not None (profile, then request, then default)."""
+    for value in values:
+        if value is not None:
+            return int(value)
+    raise ValueError("no value and no default")
 
 
 def apply_reward(store: FeatureStore, reward: events_pb2.Reward) -> None:
     """Record what a reward means for the store: a positive action (like, comment, share,
     save) counts as one engagement, HIDE/REPORT mark the post, BLOCK blocks its creator.
-    VIEW and DWELL change nothing (serving records impressions and seen posts itself)."""
-    row = post_index(reward.post_id)
+    VIEW and DWELL change nothing (serving records impressions and seen posts itself).
+
+    Raises KeyError for a post the catalogue does not hold."""
+    row = store.post_row(reward.post_id)
+    if row is None:
+        raise KeyError(f"post {reward.post_id!r} is not in the catalogue")
     if reward.type in POSITIVE_REWARD_TYPES:
         store.record_engagements(reward.user_id, np.array([row], dtype=np.int64), reward.ts_ms)
     elif reward.type == events_pb2.REWARD_TYPE_HIDE:

@@ -24,11 +24,20 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from feedrank.core.features.schema import NUM_TOPICS, PostFeatureBatch, UserFeatures
+from feedrank.core.features.schema import (
+    COUNTRIES,
+    COUNTRY_VOCABULARY,
+    LANGUAGE_VOCABULARY,
+    LANGUAGES,
+    NUM_TOPICS,
+    PostFeatureBatch,
+    UserFeatures,
+)
 
-ENCODING_VERSION = 5  # 2: position bias; 3: user topic affinity; 4: two-tower topic subspace;
+ENCODING_VERSION = 6  # 2: position bias; 3: user topic affinity; 4: two-tower topic subspace;
 # 5: engagement rates on a log scale, topic affinity as square roots of shares, linear age,
-# user affinity_engagements
+# user affinity_engagements; 6: an "other" language and country (catalogue codes past the
+# schema's)
 
 USER_NUMERIC_COLUMNS = (
     "activity",
@@ -178,8 +187,12 @@ def _distinct_user_tensors(users: Sequence[UserFeatures], id_buckets: int) -> Us
     return UserTensors(
         id_bucket=torch.from_numpy(hash_strings([user.user_id for user in users], id_buckets)),
         known=torch.tensor([user.known for user in users], dtype=torch.bool),
-        language=torch.tensor([user.language for user in users], dtype=torch.int64),
-        country=torch.tensor([user.country for user in users], dtype=torch.int64),
+        language=torch.tensor(
+            [LANGUAGE_VOCABULARY.model_code(user.language) for user in users], dtype=torch.int64
+        ),
+        country=torch.tensor(
+            [COUNTRY_VOCABULARY.model_code(user.country) for user in users], dtype=torch.int64
+        ),
         age_bucket=torch.tensor([user.age_bucket for user in users], dtype=torch.int64),
         sensitive_filter=torch.tensor([user.sensitive_filter for user in users]),
         numeric=torch.from_numpy(numeric),
@@ -211,8 +224,8 @@ def post_tensors(
     return PostTensors(
         id_bucket=torch.from_numpy(hash_indices(posts.post_index, id_buckets)),
         known=torch.from_numpy(posts.impressions > 0),
-        language=torch.from_numpy(posts.language.astype(np.int64, copy=False)),
-        country=torch.from_numpy(posts.country.astype(np.int64, copy=False)),
+        language=torch.from_numpy(np.minimum(posts.language, len(LANGUAGES)).astype(np.int64)),
+        country=torch.from_numpy(np.minimum(posts.country, len(COUNTRIES)).astype(np.int64)),
         region_locked=torch.from_numpy(posts.region_locked.astype(np.bool_, copy=False)),
         sensitive=torch.from_numpy(posts.sensitive.astype(np.bool_, copy=False)),
         topics=_float_tensor(posts.topics),

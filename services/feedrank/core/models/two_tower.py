@@ -129,8 +129,9 @@ class UserTower(nn.Module):
         self.user_id = IdEmbedding(
             config.user_id_buckets, config.id_embedding_dim, config.id_dropout
         )
-        self.language = nn.Embedding(len(LANGUAGES), category_dim)
-        self.country = nn.Embedding(len(COUNTRIES), category_dim)
+        # One more row each: "other", every language or country past the schema's.
+        self.language = nn.Embedding(len(LANGUAGES) + 1, category_dim)
+        self.country = nn.Embedding(len(COUNTRIES) + 1, category_dim)
         self.age_bucket = nn.Embedding(AGE_BUCKETS, category_dim)
         width = self.user_id.output_dim + 3 * category_dim + len(USER_NUMERIC_COLUMNS)
         width += NUM_TOPICS  # topic affinity

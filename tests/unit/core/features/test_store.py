@@ -17,6 +17,7 @@ from feedrank.core.features.store import (
     PointInTimeCounts,
     apply_reward,
 )
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.core.world.config import WorldConfig
 from feedrank.core.world.generator import HiddenParameters, World, generate_world
 from feedrank.v1 import events_pb2
@@ -32,7 +33,7 @@ def world() -> World:
 
 @pytest.fixture
 def store(world: World) -> InMemoryFeatureStore:
-    return InMemoryFeatureStore.from_world(world)
+    return InMemoryFeatureStore(catalogue_from_world(world))
 
 
 def rows(*indices: int) -> IntArray:
@@ -51,7 +52,7 @@ class _Tripwire:
 
 def test_the_store_never_reads_hidden_parameters(world: World) -> None:
     blind = replace(world, hidden=cast(HiddenParameters, _Tripwire()))
-    store = InMemoryFeatureStore.from_world(blind)
+    store = InMemoryFeatureStore(catalogue_from_world(blind))
     store.record_impressions(rows(1, 2), T0)
     batch = store.post_features(rows(1, 2), T0)
     assert len(batch) == 2
@@ -127,7 +128,9 @@ def test_unseen_posts_fall_back_to_their_creator_rate(
 
 
 def test_lookups_before_the_retained_history_are_refused(world: World) -> None:
-    store = InMemoryFeatureStore.from_world(world, FeatureStoreConfig(history_retention_ms=DAY_MS))
+    store = InMemoryFeatureStore(
+        catalogue_from_world(world), FeatureStoreConfig(history_retention_ms=DAY_MS)
+    )
     store.record_impressions(rows(1), T0)
     store.record_impressions(rows(1), T0 + 2 * DAY_MS)
     assert impressions(store, 1, T0 + 3 * DAY_MS) == pytest.approx(2.0)
@@ -251,7 +254,9 @@ def test_user_state_is_point_in_time(world: World, store: InMemoryFeatureStore) 
 
 
 def test_seen_posts_keep_only_the_most_recent(world: World) -> None:
-    store = InMemoryFeatureStore.from_world(world, FeatureStoreConfig(max_seen_per_user=3))
+    store = InMemoryFeatureStore(
+        catalogue_from_world(world), FeatureStoreConfig(max_seen_per_user=3)
+    )
     user = user_id(2)
     for step, post in enumerate([1, 2, 3, 4, 5]):
         store.record_seen(user, rows(post), T0 + step)
