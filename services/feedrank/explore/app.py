@@ -20,6 +20,7 @@ from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import DAY_MS, Settings
 from feedrank.core.world import World, generate_world
+from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogConfig, DecisionLogger
@@ -52,7 +53,7 @@ class ServingState:
 def build_serving_state(settings: Settings, clock: Clock, *, show_progress: bool) -> ServingState:
     """The simulated world as of now, its feature store and the initial model."""
     world = generate_world(settings.world.config(clock.now_ms()))
-    store = InMemoryFeatureStore.from_world(world)
+    store = InMemoryFeatureStore(catalogue_from_world(world))
     posts = store.post_features(np.arange(world.num_posts, dtype=np.int64), clock.now_ms())
     model = initial_serving_model(
         posts,

@@ -49,7 +49,6 @@ from confluent_kafka import (
 
 from feedrank.core import codecs
 from feedrank.core.clock import Clock
-from feedrank.core.features.schema import post_index
 from feedrank.core.features.store import FeatureStore, apply_reward
 from feedrank.explore import metrics
 
@@ -262,11 +261,8 @@ class FeatureEvents:
     def _row(self, identifier: str, kind: str) -> int | None:
         """The post's row in this catalogue; None (and counted) for a post we lack, e.g.
         from a world with another size or seed."""
-        try:
-            row = post_index(identifier)
-        except ValueError:
-            row = None
-        if row is None or row >= self.store.num_posts:
+        row = self.store.post_row(identifier)
+        if row is None:
             self.status.unknown_posts += 1
             metrics.FEATURE_UNKNOWN_POSTS.labels(kind=kind).inc()
             return None

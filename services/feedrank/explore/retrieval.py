@@ -35,7 +35,14 @@ import hnswlib
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.features.schema import COUNTRIES, LANGUAGES, BoolArray, FloatArray, IntArray
+from feedrank.core.features.schema import (
+    COUNTRY_VOCABULARY,
+    LANGUAGE_VOCABULARY,
+    LANGUAGES,
+    BoolArray,
+    FloatArray,
+    IntArray,
+)
 
 INDEX_FORMAT = "feedrank-candidate-index/1"
 Progress = Callable[[int], None]  # told how many posts were just indexed
@@ -100,8 +107,8 @@ class PostRows:
         if count and (self.post_index.min() < 0 or np.unique(self.post_index).size != count):
             raise ValueError("post indices must be non-negative and distinct")
         for name, values, size in (
-            ("language", self.language, len(LANGUAGES)),
-            ("country", self.country, len(COUNTRIES)),
+            ("language", self.language, len(LANGUAGE_VOCABULARY)),
+            ("country", self.country, len(COUNTRY_VOCABULARY)),
         ):
             if count and (values.min() < 0 or values.max() >= size):
                 raise ValueError(f"{name} index out of range [0, {size})")
@@ -362,6 +369,7 @@ class CandidateIndex:
         with self._lock.writing():
             self._remove_locked(rows.post_index)
             self._reserve(int(rows.post_index.max(initial=-1)) + 1)
+            self._partitions_for(int(rows.language.max(initial=-1)) + 1)
             for language, partition in enumerate(self._partitions):
                 subset = rows.where(rows.language == language)
                 if subset.post_index.size == 0:
@@ -441,7 +449,9 @@ class CandidateIndex:
         directory.mkdir(parents=True, exist_ok=True)
         with self._lock.reading():
             graphs: list[int] = []
-            for language, partition in enumerate(self._partitions):
+            # A shipped index holds the schema's languages; a serving worker indexes the
+            # posts of languages new to the catalogue itself.
+            for language, partition in enumerate(self._partitions[: len(LANGUAGES)]):
                 rows = partition.live_rows()
                 np.savez(
                     directory / f"{LANGUAGES[language]}.npz",
@@ -486,11 +496,15 @@ class CandidateIndex:
             raise ValueError(f"user_vector has shape {query.shape}, expected ({self.config.dim},)")
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
-        if any(not 0 <= language < len(LANGUAGES) for language in languages):
-            raise ValueError(f"language indices must be in [0, {len(LANGUAGES)}): {languages}")
+        if any(not 0 <= language < len(LANGUAGE_VOCABULARY) for language in languages):
+            raise ValueError(
+                f"language indices must be in [0, {len(LANGUAGE_VOCABULARY)}): {languages}"
+            )
         found: list[tuple[IntArray, FloatArray]] = []
         with self._lock.reading():
             for language in dict.fromkeys(languages):
+                if language >= len(self._partitions):
+                    continue  # a language no indexed post has
                 partition = self._partitions[language]
                 if partition.live == 0:
                     continue
@@ -504,6 +518,12 @@ class CandidateIndex:
         similarities = np.concatenate([item[1] for item in found])
         best = top_k(similarities, k)
         return post_index[best], similarities[best]
+
+    def _partitions_for(self, languages: int) -> None:
+        """One partition per language code up to ``languages`` (a new language from the
+        catalogue gets its own when its first post is added)."""
+        while len(self._partitions) < languages:
+            self._partitions.append(Partition(self.config))
 
     def _remove_locked(self, post_indices: IntArray) -> int:
         present = post_indices[(post_indices >= 0) & (post_indices < self._language_of.size)]

@@ -26,7 +26,6 @@ from feedrank.core.features.schema import (
     IntArray,
     PostFeatureBatch,
     UserFeatures,
-    post_id,
 )
 from feedrank.core.features.store import FeatureStore
 from feedrank.core.settings import ExploreSettings
@@ -151,13 +150,18 @@ class ExploreService:
         shown_posts = candidates.posts.take(shown_rows)
         items = tuple(
             RankedPost(
-                post_id=post_id(int(index)),
+                post_id=identifier,
                 position=position,
                 score=float(score),
                 propensity=float(propensity),
             )
-            for position, (index, score, propensity) in enumerate(
-                zip(shown_posts.post_index, shown_scores, slate.propensities, strict=True)
+            for position, (identifier, score, propensity) in enumerate(
+                zip(
+                    self.store.post_ids(shown_posts.post_index),
+                    shown_scores,
+                    slate.propensities,
+                    strict=True,
+                )
             )
         )
         with stage("log"):

@@ -155,6 +155,10 @@ class FeatureStore(Protocol):
         """The catalogue row of a post id; None for an id the catalogue does not hold."""
         ...
 
+    def post_ids(self, post_indices: IntArray) -> list[str]:
+        """The public ids of these catalogue rows, in order."""
+        ...
+
     def forget_user(self, user_id: str) -> None:
         """Erase what the store recorded about a user (seen posts, actions, engagements)."""
         ...
@@ -333,6 +337,9 @@ class InMemoryFeatureStore:
 
     def post_row(self, post_id: str) -> int | None:
         return self.catalogue.post_row(post_id)
+
+    def post_ids(self, post_indices: IntArray) -> list[str]:
+        return self.catalogue.post_ids(post_indices.tolist())
 
     def present_ms(self) -> int | None:
         with self._lock:
