@@ -12,8 +12,8 @@ from feedrank.core.catalogue.state import (
     CatalogueChange,
     CatalogueState,
     ConflictingEvent,
-    UserProfile,
 )
+from feedrank.core.catalogue.values import UserProfile
 
 __all__ = [
     "CatalogueChange",

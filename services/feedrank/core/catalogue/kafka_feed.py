@@ -197,6 +197,11 @@ class CatalogueFeed:
                 self._dead_letter(record, str(refused))
                 self.status.rejected[topic] += 1
                 continue
+            except Exception as error:  # a bug here must not drop the record silently
+                log.exception("catalogue event at %s offset %s failed", topic, record.offset())
+                self._dead_letter(record, f"internal error: {error!r}")
+                self.status.rejected[topic] += 1
+                continue
             self.status.applied[topic] += 1
 
     def _dead_letter(self, record: Message, error: str) -> None:

@@ -18,7 +18,6 @@ Reads and writes take one lock; request threads read a few hundred rows at a tim
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,8 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from feedrank.core.catalogue.columns import GrowableColumns
+from feedrank.core.catalogue.values import (
+    UserProfile,
+    content_vector,
+    feature_number,
+    topic_weights,
+    user_profile,
+)
 from feedrank.core.features.schema import (
-    AGE_BUCKETS,
     CONTENT_DIM,
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
@@ -35,13 +40,10 @@ from feedrank.core.features.schema import (
     BoolArray,
     FloatArray,
     IntArray,
-    topic_slot,
 )
 from feedrank.v1 import catalogue_pb2
 
-AGE_BUCKET_NAMES = ("13-17", "18-24", "25-34", "35-44", "45-54", "55+")
 UNKNOWN_COUNTRY = "ZZ"  # the model's country of a post whose creator's country is unknown
-HISTORY_FEATURE_PREFIX = "history:"  # user feature "history:<topic>": past engagements
 _POST_COLUMNS = {
     "language": (np.int64, ()),
     "country": (np.int64, ()),
@@ -63,20 +65,6 @@ _CREATOR_COLUMNS = {
 
 class ConflictingEvent(ValueError):
     """An event the state refuses: older than what it would replace, or contradictory."""
-
-
-@dataclass(frozen=True)
-class UserProfile:
-    """What an app told about a user (``None``: not told; defaults apply)."""
-
-    language: int | None  # LANGUAGE_VOCABULARY int
-    country: int | None  # COUNTRY_VOCABULARY int
-    age_bucket: int | None
-    sessions_per_day: float | None
-    follow_count: float | None
-    sensitive_filter: bool | None
-    history_topics: FloatArray  # (NUM_TOPICS,) past engagements per topic slot
-    updated_ms: int
 
 
 @dataclass(frozen=True)
@@ -118,7 +106,7 @@ class CatalogueState:
         self._creator_ids: list[str] = []
         self._creator_rows: dict[str, int] = {}
         self._users: dict[str, UserProfile] = {}
-        self._erased_ms: dict[str, int] = {}  # user id -> ts of the erasure
+        self._erased_ms: dict[str, int] = {}  # user id -> ts of the latest erasure
         self._edges: dict[str, _Edges] = {}
         self._listeners: list[Callable[[CatalogueChange], None]] = []
         self.lock = threading.RLock()
@@ -184,15 +172,16 @@ class CatalogueState:
         return ids if limit is None else ids[:limit]
 
     def follow_count(self, user_id: str) -> int:
-        edges = self._edges.get(user_id)
-        return 0 if edges is None else sum(on for on, _ in edges.follows.values())
+        with self.lock:
+            edges = self._edges.get(user_id)
+            return 0 if edges is None else sum(on for on, _ in edges.follows.values())
 
     def excluded_creators(self, user_id: str) -> frozenset[int]:
         """Creator rows the user blocked or hid through the graph topic."""
-        edges = self._edges.get(user_id)
-        if edges is None:
-            return frozenset()
         with self.lock:
+            edges = self._edges.get(user_id)
+            if edges is None:
+                return frozenset()
             rows = self._creator_rows
             targets = [t for t, (on, _) in (*edges.blocks.items(), *edges.hides.items()) if on]
             return frozenset(rows[target] for target in targets if target in rows)
@@ -229,13 +218,17 @@ class CatalogueState:
                     if on:
                         self._count_follower(target, -1)
                 return True
-            self._erased_ms.pop(event.user_id, None)
-            self._users[event.user_id] = _profile(event)
+            self._users[event.user_id] = user_profile(event)
             return False
 
     def apply_graph(self, event: catalogue_pb2.GraphEvent) -> None:
+        """Apply an edge; one dated at or before its user's erasure is dropped: the topics
+        replay in no order across each other, so it may arrive after the erasure."""
         relation, on = _GRAPH_RELATION[event.op]
         with self.lock:
+            erased_ms = self._erased_ms.get(event.user_id)
+            if erased_ms is not None and event.ts_ms <= erased_ms:
+                return
             edges = self._edges.setdefault(event.user_id, _Edges())
             table: dict[str, tuple[bool, int]] = getattr(edges, relation)
             was_on, previous_ms = table.get(event.target_id, (False, None))
@@ -322,8 +315,8 @@ class CatalogueState:
         if "creator_followers" in features or "creator_engagement_rate" in features:
             self.set_creator_stats(
                 event.creator_id,
-                followers=_number(features, "creator_followers"),
-                engagement_rate=_number(features, "creator_engagement_rate"),
+                followers=feature_number(features, "creator_followers"),
+                engagement_rate=feature_number(features, "creator_engagement_rate"),
             )
         country = event.country or self._creator_country(event.creator_id)
         self._posts.write(
@@ -332,8 +325,8 @@ class CatalogueState:
             country=COUNTRY_VOCABULARY.intern(country),
             region_locked=bool(event.country),
             creator_row=creator,
-            topics=_topic_weights(event.topics, event.topic_weights),
-            content=_content(event.embedding),
+            topics=topic_weights(event.topics, event.topic_weights),
+            content=content_vector(event.embedding),
             created_ms=event.created_ms,
             sensitive=event.sensitive,
             alive=True,
@@ -380,51 +373,3 @@ class CatalogueState:
         if change.upserted.size or change.deleted.size:
             for listener in self._listeners:
                 listener(change)
-
-
-def _number(features: catalogue_pb2.PostEvent.FeaturesEntry | object, name: str) -> float | None:
-    value = features.get(name) if hasattr(features, "get") else None
-    if value is None or value.WhichOneof("value") != "number":
-        return None
-    return float(value.number)
-
-
-def _topic_weights(names: Iterable[str], weights: Iterable[float]) -> FloatArray:
-    names, weights = list(names), list(weights)
-    slots = np.zeros(NUM_TOPICS, dtype=np.float64)
-    for name, weight in zip(names, weights or [1.0] * len(names), strict=True):
-        slots[topic_slot(name)] += weight
-    total = slots.sum()
-    shares: FloatArray = (slots / total if total > 0 else slots).astype(np.float32)
-    return shares
-
-
-def _content(embedding: Iterable[float]) -> FloatArray:
-    vector = np.asarray(list(embedding), dtype=np.float32)
-    if vector.size == 0:
-        return np.zeros(CONTENT_DIM, dtype=np.float32)
-    return vector
-
-
-def _profile(event: catalogue_pb2.UserEvent) -> UserProfile:
-    features = event.features
-    history = np.zeros(NUM_TOPICS, dtype=np.float32)
-    for name, value in features.items():
-        if name.startswith(HISTORY_FEATURE_PREFIX) and value.WhichOneof("value") == "number":
-            history[topic_slot(name.removeprefix(HISTORY_FEATURE_PREFIX))] += value.number
-    sensitive = _number(features, "sensitive_filter")
-    age = AGE_BUCKET_NAMES.index(event.age_bucket) if event.age_bucket else None
-    return UserProfile(
-        language=LANGUAGE_VOCABULARY.intern(event.language) if event.language else None,
-        country=COUNTRY_VOCABULARY.intern(event.country) if event.country else None,
-        age_bucket=age if age is None or age < AGE_BUCKETS else None,
-        sessions_per_day=_finite(_number(features, "sessions_per_day")),
-        follow_count=_finite(_number(features, "follow_count")),
-        sensitive_filter=None if sensitive is None else sensitive != 0.0,
-        history_topics=history,
-        updated_ms=event.ts_ms,
-    )
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

@@ -31,7 +31,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.catalogue.state import CatalogueState, UserProfile
+from feedrank.core.catalogue.state import CatalogueState
+from feedrank.core.catalogue.values import UserProfile
 from feedrank.core.features.schema import (
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
