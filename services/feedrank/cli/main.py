@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from feedrank.cli import (
+    catalogue_command,
     deploy_command,
     evaluate_command,
     join_command,
@@ -71,6 +72,7 @@ evaluate_command.register(app)
 simulate_command.register(app)
 deploy_command.register(app)
 rollout_command.register(app)
+catalogue_command.register(app)
 
 
 if __name__ == "__main__":
