@@ -167,19 +167,24 @@ def dead_letter_headers(
     ]
 
 
-def _reward_from_json(payload: bytes) -> events_pb2.Reward:
+def load_json_object(payload: bytes, kind: str, accepted: frozenset[str]) -> dict[str, Any]:
+    """A JSON event's object, refusing bad JSON, non-objects and fields not in ``accepted``."""
     try:
         document = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EventDecodeError(f"reward is not valid JSON: {error}") from error
+        raise EventDecodeError(f"{kind} is not valid JSON: {error}") from error
     if not isinstance(document, dict):
-        raise EventDecodeError(f"reward JSON must be an object, got {type(document).__name__}")
-    unknown = sorted(set(document) - _REWARD_JSON_FIELDS)
+        raise EventDecodeError(f"{kind} JSON must be an object, got {type(document).__name__}")
+    unknown = sorted(set(document) - accepted)
     if unknown:
         raise EventDecodeError(
-            f"unknown reward fields {unknown}; accepted are {sorted(_REWARD_JSON_FIELDS)}",
-            field=unknown[0],
+            f"unknown {kind} fields {unknown}; accepted are {sorted(accepted)}", field=unknown[0]
         )
+    return document
+
+
+def _reward_from_json(payload: bytes) -> events_pb2.Reward:
+    document = load_json_object(payload, "reward", _REWARD_JSON_FIELDS)
     reward = events_pb2.Reward(
         decision_id=_json_text(document, "decision_id"),
         post_id=_json_text(document, "post_id"),

@@ -13,7 +13,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from google.protobuf.internal.containers import MessageMap
 
-from feedrank.core.codecs import EventDecodeError, _require_event_time
+from feedrank.core.codecs import EventDecodeError, _require_event_time, load_json_object
 from feedrank.v1 import catalogue_pb2
 
 EntityOpValue: TypeAlias = catalogue_pb2.EntityOp.ValueType
@@ -56,7 +56,7 @@ def delete_error(id_field: str, extra: list[str]) -> EventDecodeError:
 
 
 def post_event_from_json(payload: bytes) -> catalogue_pb2.PostEvent:
-    document = _load(payload, "post event", _POST_FIELDS)
+    document = load_json_object(payload, "post event", _POST_FIELDS)
     op = _op(document, ENTITY_OPS)
     event = catalogue_pb2.PostEvent(
         op=op, post_id=_text(document, "post_id"), ts_ms=_time(document, "ts_ms")
@@ -87,7 +87,7 @@ def post_event_from_json(payload: bytes) -> catalogue_pb2.PostEvent:
 
 
 def user_event_from_json(payload: bytes) -> catalogue_pb2.UserEvent:
-    document = _load(payload, "user event", _USER_FIELDS)
+    document = load_json_object(payload, "user event", _USER_FIELDS)
     op = _op(document, ENTITY_OPS)
     event = catalogue_pb2.UserEvent(
         op=op, user_id=_text(document, "user_id"), ts_ms=_time(document, "ts_ms")
@@ -103,7 +103,7 @@ def user_event_from_json(payload: bytes) -> catalogue_pb2.UserEvent:
 
 
 def graph_event_from_json(payload: bytes) -> catalogue_pb2.GraphEvent:
-    document = _load(payload, "graph event", _GRAPH_FIELDS)
+    document = load_json_object(payload, "graph event", _GRAPH_FIELDS)
     return catalogue_pb2.GraphEvent(
         op=_op(document, GRAPH_OPS),
         user_id=_text(document, "user_id"),
@@ -166,21 +166,6 @@ def _features_json(features: FeatureMap) -> dict[str, float | str]:
         name: value.text if value.WhichOneof("value") == "text" else value.number
         for name, value in features.items()
     }
-
-
-def _load(payload: bytes, kind: str, accepted: frozenset[str]) -> dict[str, Any]:
-    try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EventDecodeError(f"{kind} is not valid JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise EventDecodeError(f"{kind} JSON must be an object, got {type(document).__name__}")
-    unknown = sorted(set(document) - accepted)
-    if unknown:
-        raise EventDecodeError(
-            f"unknown {kind} fields {unknown}; accepted are {sorted(accepted)}", field=unknown[0]
-        )
-    return document
 
 
 def _op(document: dict[str, Any], ops: Mapping[str, OpT]) -> OpT:
