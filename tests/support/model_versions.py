@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from feedrank.core.catalogue import CatalogueState
 from feedrank.core.features.schema import PostFeatureBatch
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.models.ranker import RankerConfig, RankerModel
@@ -58,7 +59,8 @@ def small_bundle(posts: PostFeatureBatch, seed: int) -> ModelBundle:
     return ModelBundle(two_tower, ranker, posts.post_index, two_tower.encode_posts(posts))
 
 
-def index_of(bundle: ModelBundle, catalogue: Catalogue) -> CandidateIndex:
+def index_of(bundle: ModelBundle, state: CatalogueState) -> CandidateIndex:
+    catalogue = Catalogue.snapshot(state)
     rows = bundle.post_index
     return CandidateIndex.build(
         rows,

@@ -10,6 +10,9 @@ from grpc_health.v1 import health
 
 from feedrank.core.clock import Clock
 from feedrank.core.settings import Settings
+from feedrank.core.world import generate_world
+from feedrank.core.world.catalogue import catalogue_from_world
+from feedrank.explore.app import ServingState, build_serving_state
 from feedrank.explore.grpc_service import build_server
 from feedrank.explore.workers import WorkerBackend
 from feedrank.v1 import ranking_pb2_grpc
@@ -36,3 +39,10 @@ def served(
         channel.close()
         server.stop(grace=1).wait()
         backend.close()
+
+
+def world_serving_state(settings: Settings, clock: Clock) -> ServingState:
+    """Serving state over the simulated world of ``settings.world`` as of ``clock``'s now,
+    its catalogue built in process (``feedrank serve`` replays the entity topics)."""
+    world = generate_world(settings.world.config(clock.now_ms()))
+    return build_serving_state(settings, clock, catalogue_from_world(world), show_progress=False)

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -49,11 +50,21 @@ def serve(
     _prepare_multiprocess_metrics(settings.paths.state_dir / "prometheus" / "explore")
     # Imported only now: prometheus_client picks its multiprocess mode at import time.
     app = importlib.import_module("feedrank.explore.app")
+    source = importlib.import_module("feedrank.explore.catalogue_source")
     pool_module = importlib.import_module("feedrank.explore.workers")
 
     clock = SystemClock()
-    with console.status(f"building a world of {settings.world.num_posts:,} posts and its index…"):
-        state = app.build_serving_state(settings, clock, show_progress=False)
+    topics = settings.topics
+    console.print(f"replaying the catalogue from {topics.posts}, {topics.users}, {topics.graph}…")
+    replayed = source.replay_catalogue(settings, clock, progress=_replay_progress())
+    console.print(
+        f"catalogue: {replayed.state.live_rows().size:,} posts, {replayed.state.num_users:,} "
+        f"users from {replayed.records:,} records ({replayed.rejected:,} dead-lettered)"
+    )
+    with console.status("embedding and indexing the catalogue…"):
+        state = app.build_serving_state(
+            settings, clock, replayed.state, positions=replayed.positions, show_progress=False
+        )
     pool = pool_module.WorkerPool(
         app.worker_backend_factory(settings, clock, state, log_decisions=log_decisions),
         settings.explore,
@@ -81,6 +92,18 @@ def serve(
     finally:
         pool.stop()
     console.print("explore service stopped")
+
+
+def _replay_progress() -> Callable[[int], None]:
+    """Prints the records read every 100,000 (also when the output is a pipe)."""
+    printed = [0]
+
+    def progress(read: int) -> None:
+        if read >= printed[0] + 100_000:
+            printed[0] = read - read % 100_000
+            console.print(f"  {read:,} catalogue records read")
+
+    return progress
 
 
 def _models_followed(explore: ExploreSettings, initial_version: str) -> str:

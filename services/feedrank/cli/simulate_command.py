@@ -16,9 +16,11 @@ from rich.live import Live
 from rich.table import Table
 
 from feedrank.cli.context import settings_of
+from feedrank.client import EventProducer, TopicNames
 from feedrank.core.clock import AcceleratedClock, SystemClock, to_datetime
 from feedrank.core.settings import Settings
-from feedrank.core.world import BehaviourModel, generate_world
+from feedrank.core.world import BehaviourModel, World, generate_world
+from feedrank.simulate.catalogue_publisher import publish_world, wait_until_served
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import EngagementLedger
 from feedrank.simulate.rank_client import GrpcRankClient
@@ -27,6 +29,7 @@ from feedrank.simulate.reward_sink import KafkaRewardSink
 
 console = Console()
 HOUR_MS = 3_600_000
+CATALOGUE_SERVED_S = 600.0
 
 
 def simulate(
@@ -96,6 +99,8 @@ def run_simulation(settings: Settings, options: SimulationOptions, stop: threadi
     except grpc.FutureTimeoutError:
         console.print(f"[red]no Ranking service at {options.address}[/]: start `feedrank serve`")
         return False
+    if not publish_catalogue(settings, world):
+        return False
     sink = KafkaRewardSink(settings.kafka.bootstrap, settings.topics.rewards)
     clock = AcceleratedClock(start_ms, options.speed)
     ledger = EngagementLedger(
@@ -152,6 +157,33 @@ def run_simulation(settings: Settings, options: SimulationOptions, stop: threadi
     console.print(f"curve: {options.out_dir / 'engagement.png'} (data: engagement.csv beside it)")
     if undelivered or sink.failed:
         console.print(f"[red]{undelivered + sink.failed} rewards were not delivered to Kafka[/]")
+        return False
+    return True
+
+
+def publish_catalogue(settings: Settings, world: World) -> bool:
+    """Send the world's catalogue to the entity topics, as an app does, and wait until
+    the local explore service serves all of it; False when it does not in time."""
+    topics = settings.topics
+    names = TopicNames(posts=topics.posts, users=topics.users, graph=topics.graph)
+    printed: dict[str, int] = {}
+
+    def progress(what: str, done: int, total: int) -> None:
+        step = max(total // 5, 1)
+        if done == total or done >= printed.get(what, -step) + step:
+            printed[what] = done
+            console.print(f"  {what}: {done:,}/{total:,}")
+
+    console.print(f"publishing the simulated catalogue to {topics.users} and {topics.posts}…")
+    with EventProducer(settings.kafka.bootstrap, topics=names) as producer:
+        published = publish_world(world, producer, progress)
+    console.print(
+        f"published {published.posts:,} posts, {published.users:,} users and "
+        f"{published.creators:,} creators in {published.seconds:.1f} s"
+    )
+    metrics_url = f"http://{settings.ports.bind_host}:{settings.ports.explore_metrics}/metrics"
+    if not wait_until_served(metrics_url, published.posts, CATALOGUE_SERVED_S, progress):
+        console.print(f"[red]explore did not serve the catalogue in {CATALOGUE_SERVED_S:.0f} s[/]")
         return False
     return True
 

@@ -322,6 +322,13 @@ class ExploreSettings(_Group):
         description="At start-up, each worker replays this much of both topics (by Kafka "
         "record time) before tailing them; older blocks and hides are not seen (0: none).",
     )
+    catalogue_replay_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="At start-up the service replays topics.posts, topics.users and "
+        "topics.graph to their ends before serving; it gives up (and does not start) "
+        "after this many seconds.",
+    )
     rules: RuleSettings = Field(
         default_factory=RuleSettings, description="Post-processing rules ([explore.rules])."
     )

@@ -1,4 +1,9 @@
-"""Assemble the explore service from settings: world, feature store, model, workers.
+"""Assemble the explore service from settings: catalogue, feature store, model, workers.
+
+The catalogue comes from the entity topics (``catalogue_source.replay_catalogue``, what
+``feedrank serve`` does) or, in tests and benchmarks, from any :class:`CatalogueState`
+built in process. With feed positions, every worker tails the topics from where the
+parent's replay stopped and indexes new posts as they arrive (``catalogue_source``).
 
 With a serving plan configured (``explore.deploy_address`` or ``explore.plan_file``),
 every worker also runs a :class:`PlanFollower` that loads the plan's registry versions
@@ -15,13 +20,12 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from feedrank.core.catalogue import CatalogueState
 from feedrank.core.clock import Clock
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import DAY_MS, Settings
-from feedrank.core.world import World, generate_world
-from feedrank.core.world.catalogue import catalogue_from_world
-from feedrank.explore.catalogue import Catalogue
+from feedrank.explore.catalogue_source import CatalogueTail, Positions
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogConfig, DecisionLogger
 from feedrank.explore.exploration import policy_from_name
@@ -44,25 +48,33 @@ from feedrank.explore.workers import BackendFactory, WorkerBackend
 class ServingState:
     """Read-only state built once in the parent and shared by forked workers."""
 
-    world: World
+    catalogue: CatalogueState
     store: InMemoryFeatureStore
     model: ServingModel  # the initial model, served until a plan names registry versions
-    catalogue: Catalogue
+    positions: Positions | None = None  # where workers tail the catalogue topics; None: no tail
 
 
-def build_serving_state(settings: Settings, clock: Clock, *, show_progress: bool) -> ServingState:
-    """The simulated world as of now, its feature store and the initial model."""
-    world = generate_world(settings.world.config(clock.now_ms()))
-    store = InMemoryFeatureStore(catalogue_from_world(world))
-    posts = store.post_features(np.arange(world.num_posts, dtype=np.int64), clock.now_ms())
+def build_serving_state(
+    settings: Settings,
+    clock: Clock,
+    catalogue: CatalogueState,
+    *,
+    positions: Positions | None = None,
+    show_progress: bool,
+) -> ServingState:
+    """The feature store over ``catalogue`` and the initial model over its live posts."""
+    store = InMemoryFeatureStore(catalogue)
+    rows = catalogue.live_rows()
+    posts = store.post_features(rows, clock.now_ms())
+    created_ms = np.asarray(catalogue.post_column("created_ms")[rows], dtype=np.int64)
     model = initial_serving_model(
         posts,
-        np.asarray(world.posts.created_ms, dtype=np.int64),
+        created_ms,
         seed=settings.world.seed,
         time_context=settings.learner.time_context,
         show_progress=show_progress,
     )
-    return ServingState(world, store, model, Catalogue.from_world(world))
+    return ServingState(catalogue, store, model, positions)
 
 
 def explore_service(
@@ -107,7 +119,7 @@ def plan_follower(
         LocalModelRegistry(settings.paths.registry),
         state.store,
         state.catalogue,
-        check_user_ids=check_user_ids(state.world.num_users, explore.check_users),
+        check_user_ids=check_user_ids(state.catalogue, explore.check_users),
         settings=explore,
         clock=clock,
     )
@@ -136,10 +148,11 @@ def feature_updater(settings: Settings, clock: Clock, state: ServingState) -> Fe
 
 @dataclass
 class BackgroundBackend:
-    """A worker backend with what runs beside it: the feature updater and the plan
-    follower (each optional), stopped in that order before the backend closes."""
+    """A worker backend with what runs beside it: the catalogue tail, the feature updater
+    and the plan follower (each optional), stopped in that order before the backend closes."""
 
     backend: WorkerBackend
+    tail: CatalogueTail | None = None
     updater: FeatureUpdater | None = None
     follower: PlanFollower | None = None
 
@@ -157,6 +170,8 @@ class BackgroundBackend:
         self.backend.close()
 
     def _stop_tasks(self) -> None:
+        if self.tail is not None:
+            self.tail.stop()
         if self.updater is not None:
             self.updater.stop()
         if self.follower is not None:
@@ -166,12 +181,22 @@ class BackgroundBackend:
 def worker_backend(
     settings: Settings, clock: Clock, state: ServingState, service: ExploreService
 ) -> BackgroundBackend:
-    """``service`` with what the settings run beside it: the feature updater (started
-    first: it reaches Kafka from its own thread) and the plan follower, which applies
-    the plan once before this returns, so no request sees the initial model when a plan
-    names versions."""
+    """``service`` with what the settings run beside it: the catalogue tail (with feed
+    positions) and the feature updater (started first: they reach Kafka from their own
+    threads), and the plan follower, which applies the plan once before this returns, so
+    no request sees the initial model when a plan names versions."""
     running = BackgroundBackend(service)
     try:
+        if state.positions is not None:
+            running.tail = CatalogueTail(
+                settings,
+                clock,
+                state.catalogue,
+                state.store,
+                service.slots,
+                positions=state.positions,
+            )
+            running.tail.start()
         running.updater = feature_updater(settings, clock, state)
         if running.updater is not None:
             running.updater.start()

@@ -1,7 +1,9 @@
-"""The catalogue columns retrieval filters on, by post index (language, country, …).
+"""The catalogue columns retrieval filters on, by row (language, country, …), as a snapshot.
 
-A model version ships post embeddings only; to index them a worker needs each post's
-language (the index partition), country and region lock, and creation time (age).
+To index posts a worker needs each post's language (the index partition), country and
+region lock, and creation time (age); the model checks filter on the same columns.
+The live :class:`CatalogueState` grows while a version loads, so a loader takes one
+consistent copy.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from feedrank.core.catalogue import CatalogueState
 from feedrank.core.features.schema import BoolArray, IntArray
-from feedrank.core.world import World
 
 
 @dataclass(frozen=True)
@@ -20,16 +22,22 @@ class Catalogue:
     country: IntArray
     region_locked: BoolArray
     created_ms: IntArray
+    alive: BoolArray
 
     @classmethod
-    def from_world(cls, world: World) -> Catalogue:
-        posts = world.posts
-        return cls(
-            language=np.asarray(posts.language, dtype=np.int64),
-            country=np.asarray(posts.country, dtype=np.int64),
-            region_locked=np.asarray(posts.region_locked, dtype=np.bool_),
-            created_ms=np.asarray(posts.created_ms, dtype=np.int64),
-        )
+    def snapshot(cls, state: CatalogueState) -> Catalogue:
+        """A copy of ``state``'s post columns as they are now."""
+        with state.lock:
+            return cls(
+                language=np.array(state.post_column("language"), dtype=np.int64),
+                country=np.array(state.post_column("country"), dtype=np.int64),
+                region_locked=np.array(state.post_column("region_locked"), dtype=np.bool_),
+                created_ms=np.array(state.post_column("created_ms"), dtype=np.int64),
+                alive=np.array(state.post_column("alive"), dtype=np.bool_),
+            )
 
     def __len__(self) -> int:
         return int(self.language.shape[0])
+
+    def live_rows(self) -> IntArray:
+        return np.flatnonzero(self.alive).astype(np.int64)

@@ -138,3 +138,30 @@ FEATURE_LAG = Gauge(
     ["kind"],
     multiprocess_mode="livemax",
 )
+
+# The catalogue topics (catalogue_index.py, catalogue_source.py): per worker, since every
+# worker tails feedrank.posts, feedrank.users and feedrank.graph into its own state.
+CATALOGUE_EVENTS = Counter(
+    "feedrank_explore_catalogue_events",
+    "Catalogue records a worker read, by topic and outcome: applied, or rejected (sent to "
+    "the dead-letter topic: malformed, mis-keyed or older than the state).",
+    ["topic", "outcome"],
+)
+CATALOGUE_INDEXED = Counter(
+    "feedrank_explore_catalogue_indexed_posts",
+    "Posts a worker's catalogue feed added to (upsert) or removed from (delete) the "
+    "served models' ANN indexes.",
+    ["change"],
+)
+CATALOGUE_INDEX_SECONDS = Histogram(
+    "feedrank_explore_catalogue_index_seconds",
+    "Time to embed and index one batch of catalogue changes in every served model.",
+    buckets=LATENCY_BUCKETS,
+)
+CATALOGUE_POSTS = Gauge(
+    "feedrank_explore_catalogue_posts",
+    "Posts in a worker's catalogue by state: live (upserted, may be served) or deleted; "
+    "the smallest over workers.",
+    ["state"],
+    multiprocess_mode="livemin",
+)

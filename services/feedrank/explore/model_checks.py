@@ -40,7 +40,8 @@ class CheckWindow:
         """Which of ``rows`` the user may be shown (positions into ``rows``)."""
         created = catalogue.created_ms[rows]
         mask = (
-            (catalogue.language[rows] == user.language)
+            catalogue.alive[rows]
+            & (catalogue.language[rows] == user.language)
             & (created >= self.min_created_ms)
             & (created <= self.at_ms)
             & (~catalogue.region_locked[rows] | (catalogue.country[rows] == user.country))
@@ -71,7 +72,7 @@ def smoke_score(
                 model.version, "smoke", f"the ranker gives scores outside [0, 1] for {user.user_id}"
             )
         scored += 1
-    if scored == 0:
+    if scored == 0 and len(model.index) > 0:  # an empty catalogue has nothing to score
         raise ModelRefused(model.version, "smoke", f"no candidates for any of {len(users)} users")
     return user_vectors
 

@@ -1,4 +1,13 @@
-"""Registry version → a verified :class:`ServingModel`, or :class:`ModelRefused` saying why.
+"""Registry version → a verified :class:`ServingModel` over this process's catalogue, or
+:class:`ModelRefused` saying why.
+
+A version's embeddings and shipped index name posts by the learner's rows, with the
+posts' ids beside them (``ModelBundle.post_ids``); this process's rows are its own
+catalogue's. The loader maps one to the other by id, keeps the learner's vectors for
+the posts the catalogue still serves, drops the ones it deleted, and embeds the posts
+the version has not seen with the version's own post tower (from their content and
+features now). So a version serves every live post, whatever order the catalogue
+arrived in here.
 
 In order, each failure refusing the version (the current one keeps serving):
 
@@ -6,10 +15,9 @@ In order, each failure refusing the version (the current one keeps serving):
    hash and encoding version (``ModelRegistry.open_verified``);
 2. ``format``: the bundle loads (safetensors and numpy only; nothing is unpickled, so a
    pickle planted as weights is rejected unread);
-3. ``catalogue``: the embedded posts exist in the catalogue;
-4. ``index``: the shipped ANN index (``<version>/ann/``) loads and matches the
-   embeddings; without one, the index is built from the embeddings;
-5. ``smoke`` and ``recall``: see ``model_checks``.
+3. ``index``: the shipped ANN index (``<version>/ann/``) loads and matches the
+   embeddings' dimension; without one, the index is built from the embeddings;
+4. ``smoke`` and ``recall``: see ``model_checks``.
 
 Loading runs in the plan follower's thread, never on a request path.
 """
@@ -24,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from feedrank.core.catalogue import CatalogueState
 from feedrank.core.clock import Clock
-from feedrank.core.features.schema import FloatArray, user_id
+from feedrank.core.features.schema import IntArray
 from feedrank.core.features.store import FeatureStore
 from feedrank.core.models.serialization import ModelFormatError
+from feedrank.core.models.two_tower import TwoTowerModel
 from feedrank.core.registry import ModelBundle, ModelRegistry, RegistryError, read_bundle
 from feedrank.core.registry.bundle import INDEX_DIR
 from feedrank.core.settings import ExploreSettings
@@ -35,11 +45,13 @@ from feedrank.explore import metrics
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.errors import ModelRefused
 from feedrank.explore.model_checks import CheckWindow, ann_recall, smoke_score
+from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.retrieval import CandidateIndex, IndexFormatError, RetrievalConfig
 from feedrank.explore.serving_model import ServingModel
 
 log = logging.getLogger(__name__)
 DAY_MS = 24 * 3_600_000
+EMBED_BATCH = 20_000  # posts per post-tower call when a loader embeds new posts
 
 
 class ModelLoader:
@@ -49,7 +61,7 @@ class ModelLoader:
         self,
         registry: ModelRegistry,
         store: FeatureStore,
-        catalogue: Catalogue,
+        catalogue: CatalogueState,
         *,
         check_user_ids: Sequence[str],
         settings: ExploreSettings,
@@ -79,29 +91,46 @@ class ModelLoader:
             bundle = read_bundle(directory)
         except (ModelFormatError, OSError, ValueError) as error:
             raise ModelRefused(version, "format", str(error)) from error
-        vectors = self._catalogue_vectors(version, bundle)
-        index = self._index(version, directory / INDEX_DIR, bundle)
+        catalogue = Catalogue.snapshot(self.catalogue)
+        rows = self._catalogue_rows(bundle, catalogue)
+        known = rows >= 0
+        vectors = PostVectorTable.empty(int(bundle.post_vectors.shape[1]))
+        vectors.put(rows[known], bundle.post_vectors[known])
+        index = self._index(version, directory / INDEX_DIR, bundle, rows, catalogue)
+        missing = np.setdiff1d(catalogue.live_rows(), rows[known])
+        self._embed(bundle.two_tower, missing, catalogue, index, vectors)
         model = ServingModel(version, bundle.two_tower, bundle.ranker, index, vectors)
-        self._verify(model, bundle)
+        self._verify(model, catalogue)
         elapsed = time.perf_counter() - started
         metrics.MODEL_LOAD_SECONDS.observe(elapsed)
-        log.info("loaded and verified %s in %.2f s", version, elapsed)
+        log.info(
+            "loaded and verified %s in %.2f s (%d posts embedded here)",
+            version,
+            elapsed,
+            missing.size,
+        )
         return model
 
-    def _catalogue_vectors(self, version: str, bundle: ModelBundle) -> FloatArray:
-        """Post vectors by catalogue row (rows the version did not embed stay zero)."""
-        rows, size = bundle.post_index, len(self.catalogue)
-        if rows.size and (rows.min() < 0 or rows.max() >= size):
-            raise ModelRefused(version, "catalogue", f"embeds posts outside [0, {size})")
-        if rows.size and np.unique(rows).size != rows.size:
-            raise ModelRefused(version, "catalogue", "embeds a post more than once")
-        if rows.size == size and (rows == np.arange(size)).all():
-            return bundle.post_vectors
-        vectors = np.zeros((size, bundle.post_vectors.shape[1]), dtype=np.float32)
-        vectors[rows] = bundle.post_vectors
-        return vectors
+    def _catalogue_rows(self, bundle: ModelBundle, catalogue: Catalogue) -> IntArray:
+        """This process's row of each embedded post; -1 where it is unknown or deleted."""
+        ids = bundle.ids()
+        rows = np.array(
+            [-1 if (row := self.catalogue.post_row(post_id)) is None else row for post_id in ids],
+            dtype=np.int64,
+        )
+        inside = (rows >= 0) & (rows < len(catalogue))
+        rows[inside] = np.where(catalogue.alive[rows[inside]], rows[inside], -1)
+        rows[~inside] = -1
+        return rows
 
-    def _index(self, version: str, shipped: Path, bundle: ModelBundle) -> CandidateIndex:
+    def _index(
+        self,
+        version: str,
+        shipped: Path,
+        bundle: ModelBundle,
+        rows: IntArray,
+        catalogue: Catalogue,
+    ) -> CandidateIndex:
         dim = int(bundle.post_vectors.shape[1])
         if shipped.is_dir():
             try:
@@ -115,34 +144,66 @@ class ModelLoader:
                     f"the shipped index holds {index.config.dim}-d vectors, "
                     f"the embeddings are {dim}-d",
                 )
+            # The shipped index names posts by the learner's rows: relabel them to ours.
+            row_of = np.full(int(bundle.post_index.max(initial=-1)) + 1, -1, dtype=np.int64)
+            row_of[bundle.post_index] = rows
+            index.relabel(row_of)
             return index  # whether it matches the embeddings, the recall check tells
         config = self.retrieval or replace(RetrievalConfig(dim=dim), build_threads=1)
-        rows = bundle.post_index
-        catalogue = self.catalogue
+        known = rows >= 0
+        served = rows[known]
         return CandidateIndex.build(
-            rows,
-            bundle.post_vectors,
-            languages=catalogue.language[rows],
-            countries=catalogue.country[rows],
-            region_locked=catalogue.region_locked[rows],
-            created_ms=catalogue.created_ms[rows],
+            served,
+            bundle.post_vectors[known],
+            languages=catalogue.language[served],
+            countries=catalogue.country[served],
+            region_locked=catalogue.region_locked[served],
+            created_ms=catalogue.created_ms[served],
             config=config,
         )
 
-    def _verify(self, model: ServingModel, bundle: ModelBundle) -> None:
+    def _embed(
+        self,
+        two_tower: TwoTowerModel,
+        rows: IntArray,
+        catalogue: Catalogue,
+        index: CandidateIndex,
+        vectors: PostVectorTable,
+    ) -> None:
+        """Embed posts the version has not seen with its post tower and index them."""
+        two_tower.eval()
+        for start in range(0, rows.size, EMBED_BATCH):
+            chunk = rows[start : start + EMBED_BATCH]
+            posts = self.store.post_features(chunk, self._now_ms())
+            embedded = two_tower.encode_posts(posts)
+            vectors.put(chunk, embedded)
+            index.add(
+                chunk,
+                embedded,
+                languages=catalogue.language[chunk],
+                countries=catalogue.country[chunk],
+                region_locked=catalogue.region_locked[chunk],
+                created_ms=catalogue.created_ms[chunk],
+            )
+
+    def _now_ms(self) -> int:
+        # As of the time serving is at: requests may carry times ahead of this process's
+        # clock (a simulator's), and the store answers only near its present.
+        return max(self.clock.now_ms(), self.store.present_ms() or 0)
+
+    def _verify(self, model: ServingModel, catalogue: Catalogue) -> None:
         settings = self.settings
-        # Check as of the time serving is at: requests may carry times ahead of this
-        # process's clock (a simulator's), and the store answers only near its present.
-        now_ms = max(self.clock.now_ms(), self.store.present_ms() or 0)
+        now_ms = self._now_ms()
         window = CheckWindow(now_ms, now_ms - int(settings.max_post_age_days * DAY_MS))
         users = [self.store.user_features(user_id, now_ms) for user_id in self.check_user_ids]
         user_vectors = smoke_score(model, users, self.store, window, settings.recall_k)
+        indexed = model.index.post_indices()
         recall = ann_recall(
             model,
             users,
             user_vectors,
-            embedded=(bundle.post_index, bundle.post_vectors),
-            catalogue=self.catalogue,
+            embedded=(indexed, model.post_vectors[indexed]),
+            catalogue=catalogue,
             window=window,
             k=settings.recall_k,
         )
@@ -155,7 +216,8 @@ class ModelLoader:
             )
 
 
-def check_user_ids(num_users: int, count: int) -> list[str]:
-    """``count`` users spread over the catalogue of users, plus one never seen."""
-    rows = np.linspace(0, max(num_users - 1, 0), num=min(count, num_users), dtype=np.int64)
-    return [user_id(int(row)) for row in np.unique(rows)] + ["model-check-new-user"]
+def check_user_ids(catalogue: CatalogueState, count: int) -> list[str]:
+    """Up to ``count`` users spread over the catalogue's users, plus one never seen."""
+    known = catalogue.user_ids()
+    picks = np.unique(np.linspace(0, len(known) - 1, num=min(count, len(known)), dtype=np.int64))
+    return [known[int(pick)] for pick in picks] + ["model-check-new-user"]

@@ -63,6 +63,12 @@ class ModelSlots:
     def __init__(self) -> None:
         self._current: ServingSet | None = None
         self._writer = threading.Lock()
+        self._swap_listeners: list[Callable[[ServingSet], None]] = []
+
+    def on_swap(self, listener: Callable[[ServingSet], None]) -> None:
+        """Call ``listener`` with each new set right after it is switched in (on the
+        swapping thread; the catalogue indexer brings the set's new models up to date)."""
+        self._swap_listeners.append(listener)
 
     def current(self) -> ServingSet | None:
         """What serves now; hold on to it for the whole request."""
@@ -73,6 +79,9 @@ class ModelSlots:
         with self._writer:
             previous, self._current = self._current, serving
             _publish_metrics(previous, serving)
+        if serving is not None:
+            for listener in self._swap_listeners:
+                listener(serving)
         return previous
 
     def build(self, plan: ServingPlan, load: VersionLoader) -> tuple[ServingSet, list[str]]:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from feedrank.core.features.schema import COUNTRIES, LANGUAGES
+from feedrank.core.features.schema import COUNTRY_VOCABULARY, LANGUAGE_VOCABULARY
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.errors import FieldViolation, InvalidRankRequest
 
 MAX_USER_ID_LENGTH = 256
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")  # BCP-47, as the catalogue
+_COUNTRY_CODE = re.compile(r"[A-Z]{2}")
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,8 @@ class RankQuery:
     user_id: str
     limit: int
     request_time_ms: int
-    language: int | None  # index into LANGUAGES
-    country: int | None  # index into COUNTRIES
+    language: int | None  # index into LANGUAGE_VOCABULARY; None: the user's own only
+    country: int | None  # index into COUNTRY_VOCABULARY
     surface: str
     numeric_context: Mapping[str, float] = field(default_factory=dict)
 
@@ -57,8 +60,8 @@ def build_query(
         violations.append(
             FieldViolation("context.request_time_ms", "must be >= 0 (0 means server time)")
         )
-    language_index = _index_of(language, LANGUAGES, "context.language", violations)
-    country_index = _index_of(country.upper(), COUNTRIES, "context.country", violations)
+    language_index = _language_of(language, violations)
+    country_index = _country_of(country.upper(), violations)
     for name, value in numeric_context.items():
         if not math.isfinite(value):
             violations.append(
@@ -77,15 +80,36 @@ def build_query(
     )
 
 
-def _index_of(
-    code: str, known: tuple[str, ...], field_name: str, violations: list[FieldViolation]
-) -> int | None:
+def _language_of(tag: str, violations: list[FieldViolation]) -> int | None:
+    """The interned language of a BCP-47 tag. A well-formed tag that no post or user of
+    the catalogue has is None: it adds no candidates (nothing is in that language yet),
+    and requests cannot grow the vocabulary."""
+    if not tag:
+        return None
+    if not _LANGUAGE_TAG.fullmatch(tag):
+        violations.append(
+            FieldViolation(
+                "context.language",
+                f"{tag[:40]!r} is not a BCP-47 tag: 2-8 letters, then '-'-separated "
+                "parts of 1-8 letters or digits (such as 'en' or 'pt-BR')",
+            )
+        )
+        return None
+    return LANGUAGE_VOCABULARY.get(tag.lower())
+
+
+def _country_of(code: str, violations: list[FieldViolation]) -> int | None:
+    """The interned country of an ISO 3166-1 alpha-2 code (two letters, any of them)."""
     if not code:
         return None
-    if code in known:
-        return known.index(code)
-    violations.append(FieldViolation(field_name, f"{code!r} is not one of {', '.join(known)}"))
-    return None
+    if not _COUNTRY_CODE.fullmatch(code):
+        violations.append(
+            FieldViolation(
+                "context.country", f"{code[:40]!r} is not a two-letter country code such as 'US'"
+            )
+        )
+        return None
+    return COUNTRY_VOCABULARY.intern(code)  # at most 26 * 26 codes
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,13 @@ Design (measured on 2 cores, 64-d, k=1000; see benchmarks/retrieval.py):
   ``add_items``, ``mark_deleted`` and ``resize_index`` on the graph, slot reuse in the
   columns. Searches run concurrently (hnswlib releases the GIL); adds and removes take
   a write lock.
+* Graph labels are the partition's slots, not post indices: post indices are catalogue
+  rows of one process, so an index shipped by a learner is relabelled to the serving
+  process's rows (:meth:`CandidateIndex.relabel`) without touching the graphs.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -43,13 +45,12 @@ from feedrank.core.features.schema import (
     FloatArray,
     IntArray,
 )
+from feedrank.explore import index_files
+from feedrank.explore.index_files import IndexFormatError
 
-INDEX_FORMAT = "feedrank-candidate-index/1"
+__all__ = ["CandidateIndex", "IndexFormatError", "PostRows", "RetrievalConfig", "top_k"]
+
 Progress = Callable[[int], None]  # told how many posts were just indexed
-
-
-class IndexFormatError(ValueError):
-    """A saved candidate index that cannot be loaded."""
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,8 @@ class Partition:
 
     def drop(self, slots: IntArray) -> None:
         if self.graph is not None:
-            for label in self.post_index[slots].tolist():
-                self.graph.mark_deleted(label)
+            for slot in slots.tolist():
+                self.graph.mark_deleted(slot)
         self.alive[slots] = False
         self.free_slots.extend(slots.tolist())
         self.live -= slots.size
@@ -225,9 +226,8 @@ class Partition:
             self.graph.resize_index(int(needed * self.config.growth_factor))
         for start in range(0, slots.size, self.config.build_chunk):
             chunk = slots[start : start + self.config.build_chunk]
-            self.graph.add_items(
-                self.vectors[chunk], self.post_index[chunk], num_threads=self.config.build_threads
-            )
+            # A reused slot's label is marked deleted: add_items replaces and revives it.
+            self.graph.add_items(self.vectors[chunk], chunk, num_threads=self.config.build_threads)
             if progress is not None:
                 progress(chunk.size)
 
@@ -250,7 +250,7 @@ class Partition:
         return self.post_index[slots[best]], similarities[best]
 
     def search(
-        self, vector: FloatArray, k: int, where: EligibilityFilter, slot_of: IntArray
+        self, vector: FloatArray, k: int, where: EligibilityFilter
     ) -> tuple[IntArray, FloatArray]:
         """ANN with over-fetch and post-filtering; exact search where that is cheaper
         (small partition, few eligible posts) or where the fetch came back short."""
@@ -266,24 +266,46 @@ class Partition:
             labels, distances = self.graph.knn_query(vector, k=fetch, num_threads=1)
         except RuntimeError:  # hnswlib found fewer than ``fetch`` live posts
             return self.exact(vector, k, where)
-        post_index = labels[0].astype(np.int64)
-        keep = self.eligible(slot_of[post_index], where)
+        slots = labels[0].astype(np.int64)
+        keep = self.eligible(slots, where)
         if int(keep.sum()) < k:
             return self.exact(vector, k, where)
         similarities = (1.0 - distances[0][keep]).astype(np.float32)
         best = top_k(similarities, k)
-        return post_index[keep][best], similarities[best]
+        return self.post_index[slots[keep][best]], similarities[best]
 
-    def live_rows(self) -> PostRows:
-        slots = np.flatnonzero(self.alive[: self.used])
-        return PostRows(
-            post_index=self.post_index[slots],
-            embeddings=self.vectors[slots],
-            language=np.zeros(slots.size, dtype=np.int64),  # the partition's, set by caller
-            country=self.country[slots].astype(np.int64),
-            region_locked=self.region_locked[slots],
-            created_ms=self.created_ms[slots],
+    def slot_columns(self) -> index_files.SlotColumns:
+        """Every slot handed out, dead ones included (post index -1), so a saved graph's
+        labels still name the same slots once restored."""
+        used = self.used
+        alive = self.alive[:used].copy()
+        return index_files.SlotColumns(
+            post_index=np.where(alive, self.post_index[:used], -1),
+            vectors=self.vectors[:used],
+            country=self.country[:used],
+            region_locked=self.region_locked[:used],
+            created_ms=self.created_ms[:used],
+            alive=alive,
+            graph=self.graph,
         )
+
+    def restore(self, columns: index_files.SlotColumns) -> None:
+        """Take saved slots as they were (into an empty partition); a saved partition
+        without a graph gets one here once it is big enough."""
+        used = int(columns.alive.shape[0])
+        self._reserve(used)
+        self.used = used
+        self.vectors[:used] = columns.vectors
+        self.post_index[:used] = columns.post_index
+        self.country[:used] = columns.country
+        self.region_locked[:used] = columns.region_locked
+        self.created_ms[:used] = columns.created_ms
+        self.alive[:used] = columns.alive
+        self.live = int(columns.alive.sum())
+        self.free_slots = np.flatnonzero(~columns.alive).tolist()
+        self.graph = columns.graph
+        if self.graph is None:
+            self.index_in_graph(np.flatnonzero(columns.alive), None)
 
     def memory_bytes(self) -> int:
         columns = (self.vectors, self.post_index, self.country, self.region_locked)
@@ -446,41 +468,55 @@ class CandidateIndex:
 
     def save(self, directory: Path) -> None:
         """hnswlib graphs, numpy columns (.npz, no pickle) and index.json under ``directory``."""
-        directory.mkdir(parents=True, exist_ok=True)
         with self._lock.reading():
-            graphs: list[int] = []
-            # A shipped index holds the schema's languages; a serving worker indexes the
-            # posts of languages new to the catalogue itself.
-            for language, partition in enumerate(self._partitions[: len(LANGUAGES)]):
-                rows = partition.live_rows()
-                np.savez(
-                    directory / f"{LANGUAGES[language]}.npz",
-                    **{item.name: getattr(rows, item.name) for item in fields(rows)},
-                )
-                if partition.graph is not None:
-                    partition.graph.save_index(str(directory / f"{LANGUAGES[language]}.hnsw"))
-                    graphs.append(language)
-            manifest = {"format": INDEX_FORMAT, "config": asdict(self.config), "graphs": graphs}
-            (directory / "index.json").write_text(json.dumps(manifest, indent=2))
+            index_files.save(directory, asdict(self.config), self._partitions)
 
     @classmethod
     def load(cls, directory: Path) -> CandidateIndex:
         """An index saved by :meth:`save`; IndexFormatError if it is not one."""
-        manifest = _read_manifest(directory / "index.json")
-        index = cls(_config_from_dict(manifest["config"]))
-        for language, partition in enumerate(index._partitions):
-            rows = _read_rows(directory / f"{LANGUAGES[language]}.npz", language, index.config.dim)
-            if language in manifest["graphs"]:
-                partition.graph = _read_graph(
-                    directory / f"{LANGUAGES[language]}.hnsw", rows, index.config
-                )
-            index._reserve(int(rows.post_index.max(initial=-1)) + 1)
-            slots = partition.put(rows)
-            index._language_of[rows.post_index] = language
-            index._slot_of[rows.post_index] = slots
-            if partition.graph is None:
-                partition.index_in_graph(slots, None)
+        config, saved = index_files.load(directory)
+        index = cls(_config_from_dict(config))
+        for partition, columns in zip(index._partitions, saved, strict=False):
+            partition.restore(columns)
+        with index._lock.writing():
+            index._rebuild_lookups()
         return index
+
+    def relabel(self, row_of: IntArray) -> int:
+        """Translate every post index ``i`` to ``row_of[i]`` (another process's rows for
+        the same posts); posts mapped to -1, or past ``row_of``, leave the index.
+        Returns how many posts left. The graphs are untouched (their labels are slots)."""
+        with self._lock.writing():
+            dropped = 0
+            for partition in self._partitions:
+                slots = np.flatnonzero(partition.alive[: partition.used])
+                old = partition.post_index[slots]
+                new = np.full(old.shape, -1, dtype=np.int64)
+                inside = old < row_of.size
+                new[inside] = row_of[old[inside]]
+                gone = slots[new < 0]
+                if gone.size:
+                    partition.drop(gone)
+                    dropped += int(gone.size)
+                partition.post_index[slots] = new
+            self._rebuild_lookups()
+            return dropped
+
+    def post_indices(self) -> IntArray:
+        """The post indices of every indexed post (sorted)."""
+        with self._lock.reading():
+            return np.flatnonzero(self._language_of >= 0).astype(np.int64)
+
+    def _rebuild_lookups(self) -> None:
+        """``_language_of`` and ``_slot_of`` from the partitions' live slots."""
+        self._language_of = np.full(0, -1, dtype=np.int16)
+        self._slot_of = np.full(0, -1, dtype=np.int64)
+        for language, partition in enumerate(self._partitions):
+            slots = np.flatnonzero(partition.alive[: partition.used])
+            rows = partition.post_index[slots]
+            self._reserve(int(rows.max(initial=-1)) + 1)
+            self._language_of[rows] = language
+            self._slot_of[rows] = slots
 
     def _search(
         self,
@@ -511,7 +547,7 @@ class CandidateIndex:
                 if exact:
                     found.append(partition.exact(query, k, where))
                 else:
-                    found.append(partition.search(query, k, where, self._slot_of))
+                    found.append(partition.search(query, k, where))
         if not found:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         post_index = np.concatenate([item[0] for item in found])
@@ -548,18 +584,6 @@ class CandidateIndex:
         )
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise IndexFormatError(f"cannot read {path}: {error}") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
-        raise IndexFormatError(f"{path} is not a {INDEX_FORMAT} manifest")
-    if not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("graphs"), list):
-        raise IndexFormatError(f"{path} lacks config or graphs")
-    return manifest
-
-
 def _config_from_dict(values: dict[str, Any]) -> RetrievalConfig:
     names = {item.name for item in fields(RetrievalConfig)}
     if set(values) != names:
@@ -568,31 +592,3 @@ def _config_from_dict(values: dict[str, Any]) -> RetrievalConfig:
         return RetrievalConfig(**values)
     except (TypeError, ValueError) as error:
         raise IndexFormatError(f"invalid config: {error}") from error
-
-
-def _read_rows(path: Path, language: int, dim: int) -> PostRows:
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            columns = {item.name: arrays[item.name] for item in fields(PostRows)}
-    except (OSError, KeyError, ValueError) as error:
-        raise IndexFormatError(f"cannot read {path}: {error}") from error
-    columns["language"] = np.full(columns["post_index"].shape[0], language, dtype=np.int64)
-    try:
-        rows = PostRows(**columns)
-    except (ValueError, IndexError) as error:
-        raise IndexFormatError(f"{path}: {error}") from error
-    if rows.embeddings.shape[1:] != (dim,) or rows.embeddings.dtype != np.float32:
-        raise IndexFormatError(f"{path}: embeddings are not float32 (n, {dim})")
-    return rows
-
-
-def _read_graph(path: Path, rows: PostRows, config: RetrievalConfig) -> Any:
-    graph = hnswlib.Index(space="ip", dim=config.dim)
-    try:
-        graph.load_index(str(path))
-    except RuntimeError as error:
-        raise IndexFormatError(f"cannot load graph {path}: {error}") from error
-    if graph.element_count < rows.post_index.size:
-        raise IndexFormatError(f"{path} holds fewer posts than its columns")
-    graph.set_ef(config.ef_search)
-    return graph

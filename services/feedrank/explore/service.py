@@ -20,8 +20,8 @@ import numpy as np
 
 from feedrank.core.clock import Clock
 from feedrank.core.features.schema import (
-    COUNTRIES,
-    LANGUAGES,
+    COUNTRY_VOCABULARY,
+    LANGUAGE_VOCABULARY,
     FloatArray,
     IntArray,
     PostFeatureBatch,
@@ -270,7 +270,7 @@ def _languages(user: UserFeatures, query: RankQuery) -> frozenset[int]:
 def _context_codes(query: RankQuery) -> dict[str, str]:
     codes = {}
     if query.language is not None:
-        codes["language"] = LANGUAGES[query.language]
+        codes["language"] = LANGUAGE_VOCABULARY.code(query.language)
     if query.country is not None:
-        codes["country"] = COUNTRIES[query.country]
+        codes["country"] = COUNTRY_VOCABULARY.code(query.country)
     return codes

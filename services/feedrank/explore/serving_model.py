@@ -15,9 +15,8 @@ from rich.progress import Progress
 from feedrank.core.features.schema import PostFeatureBatch
 from feedrank.core.models.ranker import RankerConfig, RankerModel
 from feedrank.core.models.two_tower import TwoTowerConfig, TwoTowerModel
+from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
-
-FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class ServingModel:
     two_tower: TwoTowerModel
     ranker: RankerModel
     index: CandidateIndex
-    post_vectors: FloatArray  # (catalogue size, dim): the post tower's output per post
+    post_vectors: PostVectorTable  # the post tower's output by catalogue row
 
     def __post_init__(self) -> None:
         # Served models never train: eval mode once, instead of per request.
@@ -41,8 +40,8 @@ def index_catalogue(
     *,
     retrieval: RetrievalConfig | None = None,
     show_progress: bool = False,
-) -> tuple[CandidateIndex, FloatArray]:
-    """Embed every post with the post tower and build the ANN index over them."""
+) -> tuple[CandidateIndex, PostVectorTable]:
+    """Embed ``posts`` with the post tower and build the ANN index over them."""
     vectors = two_tower.encode_posts(posts)
     config = retrieval or RetrievalConfig(dim=vectors.shape[1])
     with Progress(disable=not show_progress, transient=True) as progress:
@@ -57,7 +56,9 @@ def index_catalogue(
             config=config,
             progress=lambda done: progress.advance(task, done),
         )
-    return index, vectors
+    table = PostVectorTable.empty(vectors.shape[1])
+    table.put(posts.post_index, vectors)
+    return index, table
 
 
 def initial_serving_model(

@@ -11,7 +11,8 @@ from grpc_health.v1 import health
 
 from feedrank.core.clock import ManualClock
 from feedrank.core.settings import Settings, load_settings
-from feedrank.explore.app import ServingState, build_serving_state, explore_service
+from feedrank.explore.app import ServingState, explore_service
+from tests.support.serving import world_serving_state
 from feedrank.explore.grpc_service import build_server, set_serving
 from feedrank.explore.service import ExploreService
 from feedrank.stack.kafka_broker import KafkaBroker
@@ -42,7 +43,7 @@ def clock() -> ManualClock:
 @pytest.fixture(scope="session")
 def serving_state(clock: ManualClock) -> ServingState:
     settings = load_settings(world={"num_users": 2_000, "num_creators": 400, "num_posts": 20_000})
-    return build_serving_state(settings, clock, show_progress=False)
+    return world_serving_state(settings, clock)
 
 
 @pytest.fixture

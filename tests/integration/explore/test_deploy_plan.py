@@ -15,7 +15,8 @@ import pytest
 from feedrank.core.clock import ManualClock
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import load_settings
-from feedrank.explore.app import build_serving_state, explore_service, worker_backend
+from feedrank.explore.app import explore_service, worker_backend
+from tests.support.serving import world_serving_state
 from feedrank.explore.plan_follower import PlanFollower
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
@@ -77,7 +78,7 @@ def following_server(tmp_path: Path) -> Iterator[FollowingServer]:
         },
     )
     clock = ManualClock(START_MS)
-    state = build_serving_state(settings, clock, show_progress=False)
+    state = world_serving_state(settings, clock)
     registry = LocalModelRegistry(settings.paths.registry)
     posts = all_posts(state.store, START_MS)
     versions = [publish(registry, small_bundle(posts, seed)) for seed in (1, 2)]

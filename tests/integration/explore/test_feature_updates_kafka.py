@@ -17,7 +17,6 @@ from feedrank.core.clock import ManualClock
 from feedrank.core.features.schema import post_index
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.settings import load_settings
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.app import ServingState, explore_service, worker_backend
 from feedrank.explore.feature_updates import (
     DECISION,
@@ -58,7 +57,7 @@ def updating_server(
     )
     # A store of its own: the session's serving state stays as other tests expect it.
     state = dataclasses.replace(
-        serving_state, store=InMemoryFeatureStore(catalogue_from_world(serving_state.world))
+        serving_state, store=InMemoryFeatureStore(serving_state.catalogue)
     )
     clock = ManualClock(START_MS)  # Rank calls without a request time are served at now
     producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
@@ -149,7 +148,7 @@ def test_a_worker_replays_the_window_by_record_time_then_tails(
     starts at the second. Partition 1 holds only an old record: Kafka names no offset
     for the window there, and reading starts at its beginning (more, never less)."""
     rewards, decisions = new_topic("rewards", partitions=2), new_topic("decisions")
-    store = InMemoryFeatureStore(catalogue_from_world(serving_state.world))
+    store = InMemoryFeatureStore(serving_state.catalogue)
     clock = ManualClock(START_MS)
     window_ms = 7 * 24 * 3_600_000
     since_ms = replay_start_ms(clock.now_ms(), time.time_ns() // 1_000_000, window_ms)

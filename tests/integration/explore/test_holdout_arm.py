@@ -13,7 +13,8 @@ from feedrank.core.clock import ManualClock
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import load_settings
 from feedrank.deploy.server import DeployServer
-from feedrank.explore.app import build_serving_state, explore_service, worker_backend
+from feedrank.explore.app import explore_service, worker_backend
+from tests.support.serving import world_serving_state
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 from tests.support.model_versions import all_posts, publish, small_bundle
 from tests.support.serving import served
@@ -67,7 +68,7 @@ def test_the_holdout_keeps_its_users_on_the_first_version_through_a_rollout(
             "feature_updates": False,  # no broker here: the plan alone
         },
     )
-    state = build_serving_state(settings, clock, show_progress=False)
+    state = world_serving_state(settings, clock)
     registry = LocalModelRegistry(settings.paths.registry)
     posts = all_posts(state.store, START_MS)
     first, second = (publish(registry, small_bundle(posts, seed)) for seed in (1, 2))

@@ -14,7 +14,8 @@ from feedrank.core import codecs
 from feedrank.core.clock import AcceleratedClock, ManualClock
 from feedrank.core.settings import load_settings
 from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
-from feedrank.explore.app import build_serving_state, explore_service
+from feedrank.explore.app import explore_service
+from tests.support.serving import world_serving_state
 from feedrank.explore.grpc_service import build_server, set_serving
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import (
@@ -45,7 +46,7 @@ def ranking_address(kafka: KafkaBroker, new_topic: TopicFactory) -> Iterator[str
         world=WORLD,
     )
     clock = ManualClock(START_MS)
-    state = build_serving_state(settings, clock, show_progress=False)
+    state = world_serving_state(settings, clock)
     service = explore_service(settings, clock, state)
     health_servicer = health.HealthServicer()
     server, port = build_server(

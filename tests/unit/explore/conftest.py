@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from feedrank.core.catalogue import CatalogueState
 from feedrank.core.clock import ManualClock
 from feedrank.core.features.schema import PostFeatureBatch
 from feedrank.core.features.store import InMemoryFeatureStore
@@ -14,7 +15,6 @@ from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import ExploreSettings
 from feedrank.core.world import World
 from feedrank.core.world.catalogue import catalogue_from_world
-from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from tests.support.model_versions import all_posts, small_world
 
@@ -25,7 +25,7 @@ START_MS = 1_764_000_000_000
 class SwapWorld:
     world: World
     store: InMemoryFeatureStore
-    catalogue: Catalogue
+    catalogue: CatalogueState
     posts: PostFeatureBatch
     clock: ManualClock
 
@@ -34,7 +34,7 @@ class SwapWorld:
             registry,
             self.store,
             self.catalogue,
-            check_user_ids=check_user_ids(self.world.num_users, 8),
+            check_user_ids=check_user_ids(self.catalogue, 8),
             settings=ExploreSettings(**settings),  # type: ignore[arg-type]
             clock=self.clock,
         )
@@ -43,9 +43,10 @@ class SwapWorld:
 @pytest.fixture(scope="session")
 def swap_world() -> SwapWorld:
     world = small_world(num_posts=3_000, num_users=300, start_ms=START_MS)
-    store = InMemoryFeatureStore(catalogue_from_world(world))
+    catalogue = catalogue_from_world(world)
+    store = InMemoryFeatureStore(catalogue)
     clock = ManualClock(START_MS)
-    return SwapWorld(world, store, Catalogue.from_world(world), all_posts(store, START_MS), clock)
+    return SwapWorld(world, store, catalogue, all_posts(store, START_MS), clock)
 
 
 @pytest.fixture

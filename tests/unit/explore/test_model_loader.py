@@ -13,13 +13,15 @@ import pytest
 
 from feedrank.core.features.schema import FloatArray, IntArray
 from feedrank.core.features.store import DAY_MS, InMemoryFeatureStore
-from feedrank.core.registry import LocalModelRegistry
+from feedrank.core.registry import LocalModelRegistry, ModelBundle
 from feedrank.core.registry.bundle import EMBEDDINGS_FILE, INDEX_DIR, RANKER_FILE, TWO_TOWER_FILE
 from feedrank.core.world.catalogue import catalogue_from_world
+from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.errors import ModelRefused
 from feedrank.explore.model_checks import CheckWindow, ann_recall
+from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
 from feedrank.explore.serving_model import ServingModel
-from tests.support.model_versions import index_of, publish, small_bundle, writable
+from tests.support.model_versions import DIM, index_of, publish, small_bundle, writable
 from tests.unit.explore.conftest import START_MS, SwapWorld
 
 
@@ -33,7 +35,7 @@ def test_a_good_version_loads_with_its_own_index(
 
     assert model.version == version
     assert len(model.index) == swap_world.world.num_posts
-    np.testing.assert_array_equal(model.post_vectors, bundle.post_vectors)
+    np.testing.assert_array_equal(model.post_vectors[bundle.post_index], bundle.post_vectors)
     user = swap_world.store.user_features("u1", swap_world.clock.now_ms())
     vector = model.two_tower.encode_users([user])[0]
     np.testing.assert_allclose(vector, bundle.two_tower.encode_users([user])[0], rtol=1e-6)
@@ -160,7 +162,7 @@ def test_posts_tied_with_the_kth_best_count_as_hits(swap_world: SwapWorld) -> No
     user = swap_world.store.user_features("u3", START_MS)
     window = CheckWindow(at_ms=START_MS, min_created_ms=0)
     rows = np.arange(len(swap_world.posts), dtype=np.int64)
-    eligible = rows[window.eligible(swap_world.catalogue, rows, user)]
+    eligible = rows[window.eligible(Catalogue.snapshot(swap_world.catalogue), rows, user)]
     assert eligible.size > 20
     query = np.zeros(4, dtype=np.float32)
     query[0] = 1.0
@@ -176,7 +178,7 @@ def test_posts_tied_with_the_kth_best_count_as_hits(swap_world: SwapWorld) -> No
             [user],
             query[None, :],
             embedded=(rows, vectors),
-            catalogue=swap_world.catalogue,
+            catalogue=Catalogue.snapshot(swap_world.catalogue),
             window=window,
             k=10,
         )
@@ -212,15 +214,71 @@ def test_the_recall_threshold_is_a_setting(
     assert swap_world.loader(registry, recall_threshold=0.0).load(version).version == version
 
 
-def test_embeddings_of_posts_outside_the_catalogue_are_refused(
+def shuffled_ids(bundle: ModelBundle, seed: int) -> ModelBundle:
+    """The bundle as a learner that met the posts in another order writes it: its rows
+    0..n-1 name the posts of a permutation of this catalogue's rows, by id."""
+    order = np.random.default_rng(seed).permutation(bundle.post_index.size)
+    ids = tuple(f"p{int(row)}" for row in bundle.post_index[order])
+    learner_rows = np.arange(order.size, dtype=np.int64)
+    return ModelBundle(
+        bundle.two_tower, bundle.ranker, learner_rows, bundle.post_vectors[order], ids
+    )
+
+
+@pytest.mark.parametrize("shipped_index", [False, True])
+def test_a_version_from_a_learner_with_other_rows_is_mapped_by_post_id(
+    swap_world: SwapWorld, registry: LocalModelRegistry, shipped_index: bool
+) -> None:
+    original = small_bundle(swap_world.posts, seed=1)
+    bundle = shuffled_ids(original, seed=3)
+    learner_index = None
+    if shipped_index:  # the learner's index names posts by the learner's rows
+        ours = np.array([int(post_id[1:]) for post_id in bundle.ids()], dtype=np.int64)
+        learner_index = CandidateIndex.build(
+            bundle.post_index,
+            bundle.post_vectors,
+            languages=swap_world.posts.language[ours],
+            countries=swap_world.posts.country[ours],
+            region_locked=swap_world.posts.region_locked[ours],
+            created_ms=swap_world.catalogue.post_column("created_ms")[ours],
+            config=RetrievalConfig(dim=DIM, build_threads=1),
+        )
+    version = publish(registry, bundle, index=learner_index)
+
+    model = swap_world.loader(registry).load(version)
+
+    rows = original.post_index
+    np.testing.assert_array_equal(model.post_vectors[rows], original.post_vectors)
+    assert len(model.index) == rows.size
+    user = swap_world.store.user_features("u1", swap_world.clock.now_ms())
+    vector = model.two_tower.encode_users([user])[0]
+    found, _ = model.index.exact_search(
+        vector,
+        5,
+        languages=[user.language],
+        country=user.country,
+        min_created_ms=0,
+        max_created_ms=swap_world.clock.now_ms(),
+    )
+    expected = original.post_vectors[found] @ vector
+    np.testing.assert_allclose(np.sort(expected)[::-1], expected, rtol=1e-5)
+
+
+def test_posts_a_version_has_not_seen_are_embedded_and_unknown_ones_dropped(
     swap_world: SwapWorld, registry: LocalModelRegistry
 ) -> None:
-    bundle = small_bundle(swap_world.posts, seed=1)
-    shifted = type(bundle)(
-        bundle.two_tower, bundle.ranker, bundle.post_index + 10, bundle.post_vectors
-    )
-    error = refusal(swap_world, registry, publish(registry, shifted))
-    assert error.check == "catalogue"
+    full = small_bundle(swap_world.posts, seed=1)
+    half = full.post_index.size // 2
+    ids = (*[f"p{row}" for row in range(half)], "gone-1", "gone-2")
+    vectors = np.concatenate([full.post_vectors[:half], full.post_vectors[:2]])
+    rows = np.arange(half + 2, dtype=np.int64)
+    bundle = ModelBundle(full.two_tower, full.ranker, rows, vectors, ids)
+
+    model = swap_world.loader(registry).load(publish(registry, bundle))
+
+    assert len(model.index) == full.post_index.size  # every live post, and nothing else
+    unseen = full.post_index[half:]
+    np.testing.assert_allclose(model.post_vectors[unseen], full.post_vectors[half:], atol=1e-5)
 
 
 def test_an_unknown_version_is_refused(swap_world: SwapWorld, registry: LocalModelRegistry) -> None:

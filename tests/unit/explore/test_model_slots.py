@@ -30,7 +30,7 @@ from tests.unit.explore.conftest import SwapWorld
 def serving_model(swap_world: SwapWorld, version: str, seed: int) -> ServingModel:
     bundle = small_bundle(swap_world.posts, seed)
     index, vectors = index_catalogue(
-        bundle.two_tower, swap_world.posts, swap_world.catalogue.created_ms
+        bundle.two_tower, swap_world.posts, swap_world.catalogue.post_column("created_ms")
     )
     return ServingModel(version, bundle.two_tower, bundle.ranker, index, vectors)
 

@@ -6,7 +6,11 @@ beginning, nothing committed): the topics are the state, so a restarted worker o
 replica on another host reaches the same state from Kafka alone. :meth:`CatalogueFeed.replay`
 reads up to the high watermarks taken when it starts (what existed at start-up) and
 returns; :meth:`CatalogueFeed.start` then tails on a thread, so an upsert is servable as
-soon as it is read.
+soon as it is read. A process that forks its workers replays once, hands each worker
+:meth:`CatalogueFeed.positions` and closes its consumer (:meth:`CatalogueFeed.detach`);
+each worker's feed then tails from those positions (``start_at``) over its copy of the
+state. ``after_batch`` runs on the feed's thread after each batch of records is applied
+(explore indexes the batch's new posts there).
 
 A record that does not decode, whose key is not its id, or that is older than the state
 it would replace goes to ``feedrank.dlq`` with the usual headers (stage ``catalogue``)
@@ -23,7 +27,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import (
@@ -110,8 +114,12 @@ class CatalogueFeed:
         poll_timeout_s: float = 0.2,
         batch_size: int = 2_000,
         clock_ms: Callable[[], int] | None = None,
+        start_at: Mapping[tuple[str, int], int] | None = None,
+        after_batch: Callable[[], None] | None = None,
     ) -> None:
         self.events = events
+        self.start_at = dict(start_at or {})  # (topic, partition) -> offset; else the start
+        self.after_batch = after_batch
         self.topics = events.topics
         self.status = FeedStatus()
         self.poll_timeout_s = poll_timeout_s
@@ -127,35 +135,68 @@ class CatalogueFeed:
     ) -> int:
         """Apply everything the topics held when this was called; the records read.
 
-        Raises TimeoutError when the end is not reached in ``timeout_s`` (Kafka down, a
-        topic missing)."""
+        Users and the graph are replayed before posts, so a post's creator profile (its
+        country) is known when the post is applied, whatever order the topics were
+        written in: every replica reaches the same state. Raises TimeoutError when the
+        end is not reached in ``timeout_s`` (Kafka down, a topic missing)."""
         deadline = time.monotonic() + timeout_s
         consumer = self._attach(deadline)
         ends = {
             (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10.0)[1]
             for tp in consumer.assignment()
         }
+        posts = [TopicPartition(*part) for part in ends if part[0] == self.topics.posts]
+        consumer.pause(posts)
+        first = {part: end for part, end in ends.items() if part[0] != self.topics.posts}
+        read = self._replay_to(consumer, first, deadline, progress, 0)
+        consumer.resume(posts)
+        rest = {part: end for part, end in ends.items() if part[0] == self.topics.posts}
+        read = self._replay_to(consumer, rest, deadline, progress, read)
+        self.flush()
+        self.status.replayed = True
+        return read
+
+    def _replay_to(
+        self,
+        consumer: Consumer,
+        ends: dict[tuple[str, int], int],
+        deadline: float,
+        progress: Callable[[int], None] | None,
+        read: int,
+    ) -> int:
+        """Consume until every partition in ``ends`` reached its end; records read so far."""
         pending = {part for part, end in ends.items() if end > 0}
-        read = 0
+        pending = {part for part in pending if not self._reached(consumer, part, ends[part])}
         while pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"catalogue replay did not reach the end in {timeout_s}s")
+                raise TimeoutError("catalogue replay did not reach the topics' ends in time")
             records = consumer.consume(self.batch_size, timeout=self.poll_timeout_s)
             self._apply(records)
             read += len(records)
             for record in records:
-                part = (record.topic(), record.partition())
+                part = (record.topic() or "", record.partition() or 0)
                 if part in pending and (record.offset() or 0) + 1 >= ends[part]:
                     pending.discard(part)
             if progress is not None and records:
                 progress(read)
             pending = {part for part in pending if not self._reached(consumer, part, ends[part])}
-        self.flush()
-        self.status.replayed = True
         return read
 
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset to read per partition read so far (hand them to ``start_at``)."""
+        if self._consumer is None:
+            return dict(self.start_at)
+        positions = self._consumer.position(self._consumer.assignment())
+        return {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
+
+    def detach(self) -> None:
+        """Close the consumer and producer (before a fork: they must not cross it)."""
+        self._close()
+        if self._producer is not None:
+            self._producer = None
+
     def start(self) -> None:
-        """Tail the topics on a thread (after :meth:`replay`)."""
+        """Tail the topics on a thread (after :meth:`replay`, or from ``start_at``)."""
         self._thread = threading.Thread(target=self._tail, name="feedrank-catalogue", daemon=True)
         self._thread.start()
 
@@ -185,6 +226,11 @@ class CatalogueFeed:
             self._close()
 
     def _apply(self, records: list[Message]) -> None:
+        self._apply_records(records)
+        if records and self.after_batch is not None:
+            self.after_batch()
+
+    def _apply_records(self, records: list[Message]) -> None:
         for record in records:
             error = record.error()
             if error is not None:
@@ -234,6 +280,7 @@ class CatalogueFeed:
     def _attach(self, deadline: float) -> Consumer:
         if self._consumer is not None:
             return self._consumer
+        begin = OFFSET_BEGINNING
         consumer = Consumer(
             {
                 "bootstrap.servers": self.topics.bootstrap,
@@ -260,7 +307,7 @@ class CatalogueFeed:
             time.sleep(1.0)
         consumer.assign(
             [
-                TopicPartition(topic, partition, OFFSET_BEGINNING)
+                TopicPartition(topic, partition, self.start_at.get((topic, partition), begin))
                 for topic in self.topics.entity_topics()
                 for partition in metadata.topics[topic].partitions
             ]
