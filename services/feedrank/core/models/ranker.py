@@ -131,8 +131,9 @@ class RankerModel(nn.Module):
             self.post_id = IdEmbedding(
                 config.post_id_buckets, config.id_embedding_dim, config.id_dropout
             )
-            self.language = nn.Embedding(len(LANGUAGES), category_dim)
-            self.country = nn.Embedding(len(COUNTRIES), category_dim)
+            # One more row each: "other", every language or country past the schema's.
+            self.language = nn.Embedding(len(LANGUAGES) + 1, category_dim)
+            self.country = nn.Embedding(len(COUNTRIES) + 1, category_dim)
             self.age_bucket = nn.Embedding(AGE_BUCKETS, category_dim)
             self.surface = nn.Embedding(config.surface_buckets, category_dim)
             user_width = self.user_id.output_dim + 3 * category_dim + len(USER_NUMERIC_COLUMNS)

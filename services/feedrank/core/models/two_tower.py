@@ -167,8 +167,9 @@ class PostTower(nn.Module):
         self.post_id = IdEmbedding(
             config.post_id_buckets, config.id_embedding_dim, config.id_dropout
         )
-        self.language = nn.Embedding(len(LANGUAGES), category_dim)
-        self.country = nn.Embedding(len(COUNTRIES), category_dim)
+        # One more row each: "other", every language or country past the schema's.
+        self.language = nn.Embedding(len(LANGUAGES) + 1, category_dim)
+        self.country = nn.Embedding(len(COUNTRIES) + 1, category_dim)
         width = self.post_id.output_dim + 2 * category_dim
         width += NUM_TOPICS + CONTENT_DIM + len(POST_NUMERIC_COLUMNS)
         topic_dims = config.topic_dims
