@@ -66,6 +66,7 @@ integration: jars
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 types: venv
 	$(BIN)/mypy
