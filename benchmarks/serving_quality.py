@@ -50,7 +50,6 @@ from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings, load_settings
 from feedrank.core.world import BehaviourModel, World
 from feedrank.core.world.catalogue import catalogue_from_world
-from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.exploration import (
     ExplorationPolicy,
@@ -106,11 +105,12 @@ def load_published(settings: Settings, world: World, run: TrainingRun, at_ms: in
     assert run.report is not None
     registry = LocalModelRegistry(Path(tempfile.mkdtemp(prefix="feedrank-serving-quality-")))
     version = publish_run(registry, run, dict(run.report.metrics))
+    catalogue = catalogue_from_world(world)
     loader = ModelLoader(
         registry,
-        InMemoryFeatureStore(catalogue_from_world(world)),
-        Catalogue.from_world(world),
-        check_user_ids=check_user_ids(world.num_users, 20),
+        InMemoryFeatureStore(catalogue),
+        catalogue,
+        check_user_ids=check_user_ids(catalogue, 20),
         settings=settings.explore,
         clock=ManualClock(at_ms),
     )

@@ -13,8 +13,9 @@ from feedrank.core.settings import Settings
 from feedrank.core.world import World, WorldConfig, generate_world
 from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.learners.batch.trainer import TrainerConfig
-from feedrank.learners.examples import TopicLookup
 from feedrank.learners.joint import JointModel, StepConfig
+from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
+from feedrank.learners.post_topics import TopicLookup, TopicTable
 from feedrank.learners.posts import PostCatalogue
 
 
@@ -24,19 +25,23 @@ def local_world(settings: Settings, start_ms: int | None = None) -> World:
     return generate_world(config)
 
 
-def world_catalogue(world: World, at_ms: int) -> PostCatalogue:
-    """Every post of the world's observable catalogue (the feature store) as of ``at_ms``."""
+def world_catalogue(
+    world: World, at_ms: int, post_ids: PostIds = LEARNER_POST_IDS
+) -> PostCatalogue:
+    """Every post of the world's observable catalogue (the feature store) as of ``at_ms``,
+    by its row in ``post_ids``."""
     store = InMemoryFeatureStore(catalogue_from_world(world))
-    posts = store.post_features(np.arange(world.num_posts, dtype=np.int64), at_ms)
-    catalogue = PostCatalogue()
-    catalogue.seed(posts, np.asarray(world.posts.created_ms, dtype=np.int64))
+    every_post = np.arange(world.num_posts, dtype=np.int64)
+    posts = store.post_features(every_post, at_ms)
+    catalogue = PostCatalogue(post_ids)
+    created_ms = np.asarray(world.posts.created_ms, dtype=np.int64)
+    catalogue.seed(posts, store.post_ids(every_post), created_ms)
     return catalogue
 
 
 def world_topics(world: World) -> TopicLookup:
-    """Post topics by post index: static attributes the decision log does not carry."""
-    topics: TopicLookup = np.asarray(world.posts.topics, dtype=np.float32)
-    return topics
+    """Post topics by post id: static attributes older decision logs do not carry."""
+    return TopicTable.of_generated_world(np.asarray(world.posts.topics, dtype=np.float32))
 
 
 def model_configs(settings: Settings, seed: int = 0) -> tuple[TwoTowerConfig, RankerConfig]:

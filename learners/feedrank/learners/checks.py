@@ -23,6 +23,7 @@ from typing import Protocol, Self
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core.features.schema import post_keys
 from feedrank.learners.examples import ExampleBatch, InvalidExampleError
 
 F64Array = npt.NDArray[np.float64]
@@ -153,6 +154,7 @@ def _with_unseen_ids(batch: ExampleBatch) -> ExampleBatch:
     posts = dataclasses.replace(
         batch.posts,
         post_index=batch.posts.post_index + 10_000_000,
+        post_key=post_keys([f"never-seen-post-{row}" for row in range(len(batch))]),
         impressions=np.zeros_like(batch.posts.impressions),
     )
     return dataclasses.replace(batch, users=users, posts=posts)

@@ -6,10 +6,15 @@ the label, and the logging policy's position and propensity. Rebuilding the mode
 inputs goes through the schema's own types (:class:`UserFeatures`,
 :class:`PostFeatureBatch`), so training and serving encode features the same way.
 
+Posts are named by any non-empty string id. A batch's ``post_index`` is the id's row in
+the learner process's :class:`~feedrank.learners.post_ids.PostIds` (shared by everything
+in the process), and its ``post_key`` the id's stable key, which is what the models see.
+
 Post topics are logged with the decision as ``topic_<i>`` numeric features, the non-zero
 weights only (:meth:`PostFeatureBatch.to_protos`); an absent ``topic_<i>`` is zero. Logs
 without any topic feature (older decisions, replayed files without them) take a post's
-topics from the catalogue, ``topics`` (rows by post index), if one is given, else zeros.
+topics from ``topics`` (a :class:`~feedrank.learners.post_topics.TopicLookup`, by post
+id) when it knows the post, else zeros.
 
 A batch refuses NaN or infinite inputs, labels other than 0/1 and propensities outside
 (0, 1] with :class:`InvalidExampleError` naming the field.
@@ -33,17 +38,17 @@ from feedrank.core.features.schema import (
     LANGUAGES,
     NUM_TOPICS,
     TOPIC_FEATURES,
-    BoolArray,
     FloatArray,
     IntArray,
     PostFeatureBatch,
     UserFeatures,
-    post_index,
+    post_keys,
 )
+from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
+from feedrank.learners.post_topics import TopicLookup, with_looked_up_topics
 from feedrank.v1 import events_pb2
 
 F64Array = npt.NDArray[np.float64]
-TopicLookup = FloatArray  # (catalogue size, NUM_TOPICS), rows by post index
 
 _POST_NUMERIC = (
     "age_hours",
@@ -169,14 +174,21 @@ def example_key(example: LoggedExample) -> str:
 
 
 def batch_from_examples(
-    examples: Sequence[LoggedExample], *, topics: TopicLookup | None = None
+    examples: Sequence[LoggedExample],
+    *,
+    topics: TopicLookup | FloatArray | None = None,
+    post_ids: PostIds = LEARNER_POST_IDS,
 ) -> ExampleBatch:
-    """Model inputs from labelled examples; InvalidExampleError for any bad example."""
+    """Model inputs from labelled examples; InvalidExampleError for any bad example.
+
+    Post ids are interned into ``post_ids`` (the process's by default). ``topics`` may
+    also be a plain array: a generated world's topics by row (ids ``p<row>``).
+    """
     if not examples:
         raise InvalidExampleError("no examples", field="rows")
     count = len(examples)
     # Python lists row by row, one numpy conversion per column at the end.
-    post_rows: list[int] = []
+    identifiers: list[str] = []
     language: list[int] = []
     country: list[int] = []
     number_rows: list[list[float]] = []  # _POST_NUMBERS per row
@@ -192,7 +204,9 @@ def batch_from_examples(
             user = decoded_users[decision] = user_from_example(example)
         users.append(user)
         features = example.post_features
-        post_rows.append(_post_row(example.post_id))
+        if not example.post_id:
+            raise InvalidExampleError("example has no post_id", field="post_id")
+        identifiers.append(example.post_id)
         language.append(_category(features.categorical, "language", _LANGUAGE_CODE, "post"))
         country.append(_category(features.categorical, "country", _COUNTRY_CODE, "post"))
         values = dict(features.numeric)  # one pass over the protobuf map, then dict lookups
@@ -226,11 +240,11 @@ def batch_from_examples(
     _check_finite(logged_topics, TOPIC_FEATURES)
     has_logged_topics = np.zeros(count, dtype=np.bool_)
     has_logged_topics[topic_cells[0]] = True
-    post_index_rows = np.array(post_rows, dtype=np.int64)
-    topic_rows = _topics(post_index_rows, logged_topics, has_logged_topics, topics)
+    topic_rows = with_looked_up_topics(identifiers, logged_topics, has_logged_topics, topics)
     decision_ms = np.array([example.decision_time_ms for example in examples], dtype=np.int64)
     posts = PostFeatureBatch(
-        post_index=post_index_rows,
+        post_index=post_ids.rows(identifiers),
+        post_key=post_keys(identifiers),
         language=np.array(language, dtype=np.int64),
         country=np.array(country, dtype=np.int64),
         region_locked=flags[:, 1] > 0.5,
@@ -308,13 +322,6 @@ def _logged_affinity(values: Mapping[str, float]) -> tuple[float, ...]:
     return tuple(shares) if logged else ()
 
 
-def _post_row(identifier: str) -> int:
-    try:
-        return post_index(identifier)
-    except ValueError as error:
-        raise InvalidExampleError(str(error), field="post_id") from error
-
-
 def _number(values: object, name: str, where: str) -> float:
     mapping = values  # a protobuf map<string, double>: indexing would insert a default
     if name not in mapping:  # type: ignore[operator]
@@ -343,21 +350,6 @@ def _category(values: object, name: str, codes: dict[str, int], side: str) -> in
             field=f"{side}_features.{name}",
         )
     return codes[text]
-
-
-def _topics(
-    post_rows: IntArray,
-    logged: FloatArray,
-    has_logged: BoolArray,
-    lookup: TopicLookup | None,
-) -> FloatArray:
-    if lookup is None:
-        return logged
-    inside = post_rows < lookup.shape[0]
-    use_lookup = inside & ~has_logged
-    topics = logged.copy()
-    topics[use_lookup] = lookup[post_rows[use_lookup]]
-    return topics
 
 
 def validate_batch(batch: ExampleBatch) -> None:

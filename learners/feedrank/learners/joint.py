@@ -147,7 +147,7 @@ class JointModel:
             np.ones(len(batch), dtype=np.float32) if weights is None else weights.astype(np.float32)
         )
         labels = torch.from_numpy(batch.labels.astype(np.float32, copy=True))
-        log_q = self.frequency.observe(batch.posts.post_index)
+        log_q = self.frequency.observe(batch.posts.post_key)
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.rng_state)
             *losses, ranker_logits = self._losses(batch, labels, example_weights, log_q)
@@ -184,7 +184,7 @@ class JointModel:
             in_batch = in_batch_softmax_loss(
                 logits,
                 positive_rows,
-                torch.from_numpy(batch.posts.post_index),
+                torch.from_numpy(batch.posts.post_key),
                 log_q,
                 weights[positive_rows],
             )

@@ -30,18 +30,19 @@ def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tens
 def in_batch_softmax_loss(
     logits: torch.Tensor,
     positive_rows: torch.Tensor,
-    post_index: torch.Tensor,
+    post_keys: torch.Tensor,
     log_q: torch.Tensor,
     weights: torch.Tensor,
 ) -> torch.Tensor:
     """Sampled-softmax loss of the positives against every post of the batch.
 
     ``logits`` is (positives, batch): user of positive i against post j. Row i's target
-    is column ``positive_rows[i]``; other columns holding the same post are masked
-    (they are not negatives), and every column is corrected by ``-log_q[j]``.
+    is column ``positive_rows[i]``; other columns holding the same post (the same
+    ``post_keys``) are masked (they are not negatives), and every column is corrected
+    by ``-log_q[j]``.
     """
     corrected = logits - log_q.unsqueeze(0)
-    same_post = post_index.unsqueeze(0) == post_index[positive_rows].unsqueeze(1)
+    same_post = post_keys.unsqueeze(0) == post_keys[positive_rows].unsqueeze(1)
     target = functional.one_hot(positive_rows, logits.shape[1]).to(torch.bool)
     corrected = corrected.masked_fill(same_post & ~target, float("-inf"))
     losses = functional.cross_entropy(corrected, positive_rows, reduction="none")
@@ -51,9 +52,10 @@ def in_batch_softmax_loss(
 class StreamingFrequency:
     """Estimates, per post, the probability ``q`` of appearing in a training batch.
 
-    Per hashed post id it keeps the step it was last seen at and a moving average of
-    the gap between sightings; ``q = 1 / gap`` (at most 1). Posts never seen get the
-    smallest ``q`` seen so far would imply: a gap as long as the steps taken.
+    Per hashed post key (stable across restarts, as the checkpointed state must be) it
+    keeps the step it was last seen at and a moving average of the gap between
+    sightings; ``q = 1 / gap`` (at most 1). Posts never seen get the smallest ``q`` seen
+    so far would imply: a gap as long as the steps taken.
     """
 
     def __init__(self, buckets: int = 1 << 20, smoothing: float = 0.05) -> None:
@@ -65,10 +67,10 @@ class StreamingFrequency:
         self.last_seen: F64Array = np.zeros(buckets, dtype=np.float64)
         self.gap: F64Array = np.zeros(buckets, dtype=np.float64)  # 0: never seen
 
-    def observe(self, post_index: npt.NDArray[np.int64]) -> torch.Tensor:
+    def observe(self, post_keys: npt.NDArray[np.int64]) -> torch.Tensor:
         """Advance one step with this batch's posts; ``log q`` per row, as float32."""
         self.step += 1
-        slots = hash_indices(post_index, self.buckets)
+        slots = hash_indices(post_keys, self.buckets)
         unique = np.unique(slots)
         gap_now = self.step - self.last_seen[unique]
         seen = self.gap[unique] > 0

@@ -1,16 +1,19 @@
 """The posts a learner knows, their embeddings and the ANN index shipped with a version.
 
 :class:`PostCatalogue` keeps the latest logged features of every post seen in examples
-(or seeded from a feature store), one row per post. :class:`EmbeddingIndex` embeds the
-catalogue with the current post tower and updates a :class:`CandidateIndex`
-incrementally: only new posts and posts whose vector moved by more than a tolerance
-(cosine distance) are re-added. The result goes into a registry version with the
-models (see :func:`publish_version`).
+(or seeded from a feature store), one slot per post, by the post's row in the learner's
+:class:`PostIds`; it saves the ids with the features, so a restarted learner re-interns
+them. :class:`EmbeddingIndex` embeds the catalogue with the current post tower and
+updates a :class:`CandidateIndex` incrementally: only new posts and posts whose vector
+moved by more than a tolerance (cosine distance) are re-added. The result goes into a
+registry version with the models, the posts named by the learner's rows and by their
+ids (see :func:`publish_version`): a server maps the ids to its own rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +21,22 @@ import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load_file, save_file
 
-from feedrank.core.features.schema import IntArray, PostFeatureBatch
+from feedrank.core.features.schema import IntArray, PostFeatureBatch, post_id, post_keys
 from feedrank.core.models.two_tower import TwoTowerModel
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
 
 FloatArray = npt.NDArray[np.float32]
 _MS_PER_HOUR = 3_600_000
 _COLUMNS = tuple(item.name for item in fields(PostFeatureBatch) if item.name != "as_of_ms")
+_ID_BYTES, _ID_ENDS = "post_id_utf8", "post_id_ends"  # the ids, saved as one UTF-8 blob
 
 
 class PostCatalogue:
-    """Latest features per post (by post index), as growable columns."""
+    """Latest features per post (by its row in ``post_ids``), as growable columns."""
 
-    def __init__(self) -> None:
+    def __init__(self, post_ids: PostIds = LEARNER_POST_IDS) -> None:
+        self.post_ids = post_ids  # the interner the batches' post_index rows come from
         self._slot_of = np.full(0, -1, dtype=np.int64)
         self._columns: dict[str, npt.NDArray[np.generic]] = {}
         self._created_ms = np.empty(0, dtype=np.int64)
@@ -61,11 +67,17 @@ class PostCatalogue:
         self._created_ms[slots] = decision_time_ms[rows] - age_ms
         self.as_of_ms = max(self.as_of_ms, int(decision_time_ms.max()))
 
-    def seed(self, posts: PostFeatureBatch, created_ms: IntArray) -> None:
-        """Start from a feature store's catalogue (every post, with its creation time),
-        so versions index all posts, not only those already shown."""
+    def seed(self, posts: PostFeatureBatch, ids: Sequence[str], created_ms: IntArray) -> None:
+        """Start from a feature store's catalogue (every post, with its id and creation
+        time), so versions index all posts, not only those already shown. The store's
+        rows are its own: the posts are re-keyed by ``ids``."""
+        posts = replace(posts, post_index=self.post_ids.rows(ids))
         self.update(posts, np.full(len(posts), posts.as_of_ms, dtype=np.int64))
         self._created_ms[self._slot_of[posts.post_index]] = created_ms
+
+    def ids(self) -> list[str]:
+        """The id of every known post, in the order of :meth:`features`."""
+        return self.post_ids.ids(self._columns["post_index"][: self._size] if self._size else [])
 
     def features(self) -> PostFeatureBatch:
         """Every known post's latest features (ages as logged)."""
@@ -85,18 +97,27 @@ class PostCatalogue:
         arrays = {
             name: np.ascontiguousarray(self._columns[name][: self._size]) for name in _COLUMNS
         }
+        arrays[_ID_BYTES], arrays[_ID_ENDS] = _pack_ids(self.ids())
         arrays["created_ms"] = np.ascontiguousarray(self.created_ms)
         arrays["as_of_ms"] = as_of
         save_file(arrays, str(path))
 
     @classmethod
-    def load(cls, path: Path) -> PostCatalogue:
+    def load(cls, path: Path, post_ids: PostIds = LEARNER_POST_IDS) -> PostCatalogue:
+        """A catalogue :meth:`save` wrote, its ids interned into ``post_ids``.
+
+        A file from before string ids has no ids: its rows were the posts ``p<row>``."""
         arrays = load_file(str(path))
-        catalogue = cls()
+        catalogue = cls(post_ids)
         if "post_index" in arrays:
-            posts = PostFeatureBatch(
-                **{name: arrays[name] for name in _COLUMNS}, as_of_ms=int(arrays["as_of_ms"][0])
-            )
+            if _ID_BYTES in arrays:
+                ids = _unpack_ids(arrays[_ID_BYTES], arrays[_ID_ENDS])
+            else:
+                ids = [post_id(row) for row in arrays["post_index"].tolist()]
+            columns = {name: arrays[name] for name in _COLUMNS if name in arrays}
+            columns["post_index"] = post_ids.rows(ids)
+            columns["post_key"] = post_keys(ids)
+            posts = PostFeatureBatch(**columns, as_of_ms=int(arrays["as_of_ms"][0]))
             age_ms = (posts.age_hours.astype(np.float64) * _MS_PER_HOUR).astype(np.int64)
             catalogue.update(posts, arrays["created_ms"] + age_ms)
         catalogue.as_of_ms = int(arrays["as_of_ms"][0])
@@ -124,9 +145,25 @@ class PostCatalogue:
         self._created_ms = created
 
 
+def _pack_ids(ids: Sequence[str]) -> tuple[npt.NDArray[np.uint8], IntArray]:
+    """Ids as one UTF-8 blob and the end offset of each (safetensors holds arrays only)."""
+    encoded = [identifier.encode() for identifier in ids]
+    ends = np.cumsum([len(item) for item in encoded], dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), ends
+
+
+def _unpack_ids(blob: npt.NDArray[np.uint8], ends: IntArray) -> list[str]:
+    if ends.size == 0:
+        return []
+    data = blob.tobytes()
+    starts = [0, *ends[:-1].tolist()]
+    return [data[start:end].decode() for start, end in zip(starts, ends.tolist(), strict=True)]
+
+
 @dataclass
 class EmbeddingRefresh:
-    post_index: IntArray
+    post_index: IntArray  # the learner's rows of the embedded posts (the ANN index labels)
+    post_ids: tuple[str, ...]  # their ids, in the same order
     vectors: FloatArray
     changed: int  # posts (re-)added to the index
 
@@ -161,4 +198,6 @@ class EmbeddingIndex:
             )
             for row in rows.tolist():
                 self._vectors[int(posts.post_index[row])] = vectors[row]
-        return EmbeddingRefresh(posts.post_index.copy(), vectors, int(rows.size))
+        return EmbeddingRefresh(
+            posts.post_index.copy(), tuple(catalogue.ids()), vectors, int(rows.size)
+        )

@@ -25,7 +25,13 @@ def publish_version(
     """Embed the catalogue (incrementally re-indexing moved posts) and publish it all."""
     index = embeddings or EmbeddingIndex(model.two_tower.config.embedding_dim)
     refreshed = index.refresh(model.two_tower, catalogue)
-    bundle = ModelBundle(model.two_tower, model.ranker, refreshed.post_index, refreshed.vectors)
+    bundle = ModelBundle(
+        model.two_tower,
+        model.ranker,
+        refreshed.post_index,  # the learner's rows: the shipped index's labels
+        refreshed.vectors,
+        post_ids=refreshed.post_ids,  # what a server maps to its own rows
+    )
 
     def write(directory: Path) -> None:
         write_bundle(directory, bundle)

@@ -30,7 +30,6 @@ from feedrank.core.features.schema import (
     IntArray,
     PostFeatureBatch,
     UserFeatures,
-    post_id,
     user_id,
 )
 from feedrank.core.features.store import InMemoryFeatureStore, apply_reward
@@ -152,18 +151,18 @@ class ExampleSimulator:
                 decision_id=decision_id,
                 user_proto=user_proto,
                 user=user.user_id,
-                post=post_id(int(row)),
+                post=post,
                 position=position,
                 propensity=float(propensity),
                 features=features,
                 at_ms=at_ms,
                 window_end_ms=at_ms + config.reward_window_ms,
-                label=labels.get(post_id(int(row))),
+                label=labels.get(post),
                 model_version=self.model_version,
                 policy_kind=policy_kind,
             )
-            for position, (row, propensity, features) in enumerate(
-                zip(shown.tolist(), propensities.tolist(), posts.to_protos(), strict=True)
+            for position, (post, propensity, features) in enumerate(
+                zip(store.post_ids(shown), propensities.tolist(), posts.to_protos(), strict=True)
             )
         ]
 

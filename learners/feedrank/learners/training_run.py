@@ -12,7 +12,8 @@ from feedrank.core.registry import ModelRegistry, TrainingData
 from feedrank.core.settings import Settings
 from feedrank.core.world import World
 from feedrank.learners.batch.trainer import BatchTrainer, TrainingReport
-from feedrank.learners.examples import ExampleBatch, TopicLookup, batch_from_examples, concat
+from feedrank.learners.examples import ExampleBatch, batch_from_examples, concat
+from feedrank.learners.post_topics import TopicLookup
 from feedrank.learners.posts import PostCatalogue
 from feedrank.learners.publishing import publish_version
 from feedrank.learners.simulation import ExampleSimulator, SimulationConfig
@@ -99,7 +100,8 @@ def publish_run(registry: ModelRegistry, run: TrainingRun, metrics: dict[str, fl
         # Creation times from the world: a post published after "now" has age 0 there,
         # and must not enter the index as created "now" (it would be served early).
         created_ms = np.asarray(run.simulator.world.posts.created_ms, dtype=np.int64)
-        catalogue.seed(store.post_features(every_post, run.simulator.now_ms), created_ms)
+        posts = store.post_features(every_post, run.simulator.now_ms)
+        catalogue.seed(posts, store.post_ids(every_post), created_ms)
     catalogue.update(run.batch.posts, run.batch.decision_time_ms)
     times = run.batch.decision_time_ms
     manifest = publish_version(

@@ -12,12 +12,12 @@ from grpc_health.v1 import health
 from feedrank.core.clock import ManualClock
 from feedrank.core.settings import Settings, load_settings
 from feedrank.explore.app import ServingState, explore_service
-from tests.support.serving import world_serving_state
 from feedrank.explore.grpc_service import build_server, set_serving
 from feedrank.explore.service import ExploreService
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import ranking_pb2_grpc
 from tests.support.kafka import TopicFactory
+from tests.support.serving import world_serving_state
 
 START_MS = 1_764_000_000_000
 

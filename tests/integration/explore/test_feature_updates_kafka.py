@@ -56,9 +56,7 @@ def updating_server(
         topics={"rewards": rewards, "decisions": decisions},
     )
     # A store of its own: the session's serving state stays as other tests expect it.
-    state = dataclasses.replace(
-        serving_state, store=InMemoryFeatureStore(serving_state.catalogue)
-    )
+    state = dataclasses.replace(serving_state, store=InMemoryFeatureStore(serving_state.catalogue))
     clock = ManualClock(START_MS)  # Rank calls without a request time are served at now
     producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
 

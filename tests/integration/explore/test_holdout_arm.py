@@ -14,10 +14,9 @@ from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import load_settings
 from feedrank.deploy.server import DeployServer
 from feedrank.explore.app import explore_service, worker_backend
-from tests.support.serving import world_serving_state
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 from tests.support.model_versions import all_posts, publish, small_bundle
-from tests.support.serving import served
+from tests.support.serving import served, world_serving_state
 
 START_MS = 1_764_000_000_000
 USERS = [f"u{index}" for index in range(80)]

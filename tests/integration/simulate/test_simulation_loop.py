@@ -15,7 +15,6 @@ from feedrank.core.clock import AcceleratedClock, ManualClock
 from feedrank.core.settings import load_settings
 from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.explore.app import explore_service
-from tests.support.serving import world_serving_state
 from feedrank.explore.grpc_service import build_server, set_serving
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import (
@@ -29,6 +28,7 @@ from feedrank.simulate.report import write_csv, write_plot
 from feedrank.simulate.reward_sink import KafkaRewardSink
 from feedrank.stack.kafka_broker import KafkaBroker
 from tests.support.kafka import CommittedReader, TopicFactory
+from tests.support.serving import world_serving_state
 
 START_MS = 1_764_000_000_000
 HOUR_MS = 3_600_000

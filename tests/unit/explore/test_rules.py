@@ -15,6 +15,7 @@ from feedrank.core.features.schema import (
     FloatArray,
     IntArray,
     PostFeatureBatch,
+    post_keys,
 )
 from feedrank.core.settings import RuleSettings, load_settings
 from feedrank.explore.rules import (
@@ -43,6 +44,7 @@ def make_batch(
     topics = rng.dirichlet(np.ones(NUM_TOPICS), size=count).astype(np.float32)
     return PostFeatureBatch(
         post_index=np.arange(1000, 1000 + count, dtype=np.int64),
+        post_key=post_keys(f"post-{row}" for row in range(1000, 1000 + count)),
         language=np.zeros(count, dtype=np.int64),
         country=np.zeros(count, dtype=np.int64),
         region_locked=np.zeros(count, dtype=np.bool_),

@@ -222,10 +222,10 @@ def _recall(model: JointModel, validation: ExampleBatch, k: int) -> float:
     positives = np.flatnonzero(validation.labels > 0.5).astype(np.int64)
     if positives.size == 0:
         return math.nan
-    post_rows = validation.posts.post_index
-    distinct, first = np.unique(post_rows, return_index=True)
+    post_keys = validation.posts.post_key
+    distinct, first = np.unique(post_keys, return_index=True)
     tower = model.two_tower
     candidates = tower.encode_posts(validation.posts.take(first.astype(np.int64)))
     users = tower.encode_users([validation.users[row] for row in positives.tolist()])
-    targets = np.searchsorted(distinct, post_rows[positives]).astype(np.int64)
+    targets = np.searchsorted(distinct, post_keys[positives]).astype(np.int64)
     return recall_at_k(users, targets, candidates, k)

@@ -39,7 +39,6 @@ from feedrank.learners.examples import (
     ExampleBatch,
     InvalidExampleError,
     LoggedExample,
-    TopicLookup,
     batch_from_examples,
 )
 from feedrank.learners.online import metrics
@@ -47,6 +46,7 @@ from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress
 from feedrank.learners.online.feedback import Feedback, fake_negatives, learns_from
 from feedrank.learners.online.learner import OnlineLearner
 from feedrank.learners.online.monitoring import StreamMonitor
+from feedrank.learners.post_topics import TopicLookup
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
 from feedrank.learners.publishing import publish_version
 from feedrank.v1 import events_pb2

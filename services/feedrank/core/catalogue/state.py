@@ -40,11 +40,14 @@ from feedrank.core.features.schema import (
     BoolArray,
     FloatArray,
     IntArray,
+    post_key,
+    post_keys,
 )
 from feedrank.v1 import catalogue_pb2
 
 UNKNOWN_COUNTRY = "ZZ"  # the model's country of a post whose creator's country is unknown
 _POST_COLUMNS = {
+    "key": (np.int64, ()),  # post_key(post id), computed once when the id is interned
     "language": (np.int64, ()),
     "country": (np.int64, ()),
     "region_locked": (np.bool_, ()),
@@ -268,6 +271,7 @@ class CatalogueState:
             rows = self._posts.append(len(post_ids))
             self._posts.write(
                 rows,
+                key=post_keys(post_ids),
                 language=language,
                 country=country,
                 region_locked=region_locked,
@@ -308,6 +312,7 @@ class CatalogueState:
     def _upsert_post(self, row: int | None, event: catalogue_pb2.PostEvent) -> CatalogueChange:
         if row is None:
             row = int(self._posts.append(1)[0])
+            self._posts.write(row, key=post_key(event.post_id))
             self._post_rows[event.post_id] = row
             self._post_ids.append(event.post_id)
         creator = self._intern_creator(event.creator_id)

@@ -6,8 +6,10 @@ served against another.
 
 Post features are columnar (:class:`PostFeatureBatch`): one numpy array per feature,
 one row per post, so ranking 1,000 candidates is a handful of array operations.
-Posts are addressed by their row in the catalogue (``post_index``); their public ids
-are ``post_id(index)``.
+Posts are addressed by their row in a process's catalogue (``post_index``): rows are
+dense and local to the process that interned the ids (a learner's rows are not a
+server's). What the models see of a post's identity is ``post_key``, a stable 64-bit
+key of its string id (:func:`post_key`), the same in every process and on every machine.
 """
 
 from __future__ import annotations
@@ -88,6 +90,15 @@ COUNTRY_VOCABULARY = Vocabulary(COUNTRIES)
 _TOPIC_SLOTS = {name: slot for slot, name in enumerate(TOPIC_FEATURES)}
 
 
+def stable_digest(text: str) -> int:
+    """A 64-bit digest of ``text`` (blake2b of its UTF-8, little-endian), in [0, 2**64).
+
+    The same in every process and on every machine (unlike ``hash``, which depends on
+    PYTHONHASHSEED): post keys, hashed id buckets and topic slots all start from it.
+    """
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
 def topic_slot(name: str) -> int:
     """The topic slot of a topic name: ``topic_<i>`` (the schema's own names) is slot i,
     any other name is hashed into one of the NUM_TOPICS slots (feature hashing), so an
@@ -95,8 +106,7 @@ def topic_slot(name: str) -> int:
     slot = _TOPIC_SLOTS.get(name)
     if slot is not None:
         return slot
-    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % NUM_TOPICS
+    return stable_digest(name) % NUM_TOPICS
 
 
 FloatArray = npt.NDArray[np.float32]
@@ -104,12 +114,37 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+_INT64_WRAP = 1 << 64
+_INT64_MAX = (1 << 63) - 1
+
+
+def post_key(identifier: str) -> int:
+    """The stable key of a post id: :func:`stable_digest` read as a signed int64.
+
+    The models hash it into the post-id embedding, so a post finds the same bucket in
+    the learner that trained on it and in every server, whatever rows they gave it.
+    """
+    digest = stable_digest(identifier)
+    return digest - _INT64_WRAP if digest > _INT64_MAX else digest
+
+
+def post_keys(identifiers: Iterable[str]) -> IntArray:
+    """:func:`post_key` of each id, as an int64 array (the same bits as the uint64 digests)."""
+    digests = np.fromiter((stable_digest(item) for item in identifiers), dtype=np.uint64)
+    keys: IntArray = digests.view(np.int64)
+    return keys
+
+
 def post_id(index: int) -> str:
+    """The id of a generated world's post ``index`` (apps bring their own ids)."""
     return f"p{index}"
 
 
 def post_index(identifier: str) -> int:
-    """The catalogue row of a post id; ValueError for ids that are not ours."""
+    """The row of a generated world's post id ``p<row>``; ValueError for other ids.
+
+    Only for the simulated world, whose ids are its rows: anything that takes app ids
+    interns them (a catalogue's row is not its id)."""
     if not identifier.startswith("p") or not identifier[1:].isdigit():
         raise ValueError(f"not a feedrank post id: {identifier!r} (expected 'p<number>')")
     return int(identifier[1:])
@@ -187,7 +222,8 @@ LOGGED_POST_NUMERIC: tuple[str, ...] = (
 class PostFeatureBatch:
     """Features of many posts as of ``as_of_ms``; every array has one row per post."""
 
-    post_index: IntArray  # catalogue rows
+    post_index: IntArray  # catalogue rows (local to the process that interned the ids)
+    post_key: IntArray  # post_key(post id): stable in every process, what the models hash
     language: IntArray  # index into LANGUAGES
     country: IntArray  # creator's country, index into COUNTRIES
     region_locked: BoolArray  # eligible only for users in ``country``

@@ -420,6 +420,7 @@ class InMemoryFeatureStore:
         catalogue = self.catalogue
         with catalogue.lock:
             column = catalogue.post_column
+            key = column("key")[rows]
             creator = column("creator_row")[rows]
             created_ms = column("created_ms")[rows]
             static = {
@@ -433,6 +434,7 @@ class InMemoryFeatureStore:
         age_hours = np.maximum(at_ms - created_ms, 0) / HOUR_MS
         return PostFeatureBatch(
             post_index=rows,
+            post_key=key,
             **static,
             creator_index=creator,
             age_hours=age_hours.astype(np.float32),

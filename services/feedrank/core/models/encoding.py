@@ -12,7 +12,6 @@ model files record next to the schema hash.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,12 +31,14 @@ from feedrank.core.features.schema import (
     NUM_TOPICS,
     PostFeatureBatch,
     UserFeatures,
+    stable_digest,
 )
 
-ENCODING_VERSION = 6  # 2: position bias; 3: user topic affinity; 4: two-tower topic subspace;
+ENCODING_VERSION = 7  # 2: position bias; 3: user topic affinity; 4: two-tower topic subspace;
 # 5: engagement rates on a log scale, topic affinity as square roots of shares, linear age,
 # user affinity_engagements; 6: an "other" language and country (catalogue codes past the
-# schema's)
+# schema's); 7: the post-id embedding hashes the stable key of the post's string id
+# (``post_key``), not its catalogue row, which differs between a learner and a server
 
 USER_NUMERIC_COLUMNS = (
     "activity",
@@ -132,11 +133,10 @@ class ContextTensors:
 
 def hash_strings(values: Sequence[str], buckets: int) -> IntArray:
     """Stable buckets for string ids (blake2b, independent of PYTHONHASHSEED)."""
-    digests = [
-        int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little")
-        for value in values
-    ]
-    return (np.array(digests, dtype=np.uint64) % np.uint64(buckets)).astype(np.int64)
+    digests = np.fromiter(
+        (stable_digest(value) for value in values), dtype=np.uint64, count=len(values)
+    )
+    return (digests % np.uint64(buckets)).astype(np.int64)
 
 
 def hash_indices(indices: npt.NDArray[np.integer[Any]], buckets: int) -> IntArray:
@@ -206,7 +206,8 @@ def post_tensors(
     """Tensors for ``posts``, with post age moved forward from ``as_of_ms`` to ``at_ms``.
 
     A post with no impressions yet cannot have been trained on, so it is not ``known``
-    and its id embedding is dropped; the same rule holds in training and serving.
+    and its id embedding is dropped; the same rule holds in training and serving. The id
+    bucket comes from ``post_key`` (the post's string id), never from its row.
     """
     elapsed_hours = 0.0 if at_ms is None else (at_ms - posts.as_of_ms) / _MS_PER_HOUR
     age_hours = np.maximum(posts.age_hours.astype(np.float32) + np.float32(elapsed_hours), 0.0)
@@ -222,7 +223,7 @@ def post_tensors(
         axis=1,
     ).astype(np.float32)
     return PostTensors(
-        id_bucket=torch.from_numpy(hash_indices(posts.post_index, id_buckets)),
+        id_bucket=torch.from_numpy(hash_indices(posts.post_key, id_buckets)),
         known=torch.from_numpy(posts.impressions > 0),
         language=torch.from_numpy(np.minimum(posts.language, len(LANGUAGES)).astype(np.int64)),
         country=torch.from_numpy(np.minimum(posts.country, len(COUNTRIES)).astype(np.int64)),

@@ -11,6 +11,8 @@ from feedrank.core.features.schema import (
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
     NUM_TOPICS,
+    post_key,
+    post_keys,
     topic_slot,
 )
 from feedrank.core.features.store import InMemoryFeatureStore
@@ -91,6 +93,44 @@ def test_string_ids_get_dense_rows_that_round_trip(state: CatalogueState) -> Non
     assert [state.post_id(row) for row in rows] == ids
     assert state.post_ids(rows) == ids
     assert state.post_row("never-seen") is None
+
+
+def test_a_post_keeps_the_key_of_its_id_whatever_its_row() -> None:
+    ids = ["a", UNICODE_ID, "article-é-42"]
+    forwards, backwards = CatalogueState(), CatalogueState()
+    for post_id in ids:
+        forwards.apply_post(post(post_id))
+    for post_id in reversed(ids):
+        backwards.apply_post(post(post_id))
+    forwards.apply_post(post("a", ts_ms=T0 + 1))  # an update keeps the key
+    for post_id in ids:
+        row, other_row = forwards.post_row(post_id), backwards.post_row(post_id)
+        assert row is not None
+        assert other_row is not None
+        assert forwards.post_column("key")[row] == post_key(post_id)
+        assert backwards.post_column("key")[other_row] == post_key(post_id)
+    assert forwards.post_row("a") != backwards.post_row("a")  # rows differ, keys do not
+
+
+def test_bulk_upserted_posts_get_their_keys() -> None:
+    state = CatalogueState()
+    state.apply_post(post("first"))
+    ids = ["bulk-1", "bulk-é-2"]
+    count = len(ids)
+    rows = state.bulk_upsert_posts(
+        ids,
+        ["creator-a"] * count,
+        language=np.zeros(count, dtype=np.int64),
+        country=np.zeros(count, dtype=np.int64),
+        region_locked=np.zeros(count, dtype=np.bool_),
+        topics=np.full((count, NUM_TOPICS), 1.0 / NUM_TOPICS, dtype=np.float32),
+        content=np.zeros((count, CONTENT_DIM), dtype=np.float32),
+        created_ms=np.full(count, T0, dtype=np.int64),
+        sensitive=np.zeros(count, dtype=np.bool_),
+        ts_ms=T0,
+    )
+    np.testing.assert_array_equal(state.post_column("key")[rows], post_keys(ids))
+    assert state.post_column("key")[0] == post_key("first")
 
 
 def test_new_language_and_country_extend_the_vocabulary_as_other(state: CatalogueState) -> None:
@@ -361,6 +401,7 @@ def test_store_post_features_follow_the_live_catalogue(state: CatalogueState) ->
     store.record_impressions(np.array([new_row, new_row], dtype=np.int64), T0)
     batch = store.post_features(np.array([0, new_row], dtype=np.int64), T0 + 3_600_000)
 
+    assert batch.post_key.tolist() == [post_key("p1"), post_key("p2")]
     assert batch.topics[0, 3] == pytest.approx(1.0)
     assert batch.topics[1, 5] == pytest.approx(1.0)
     assert int(batch.language[1]) == LANGUAGE_VOCABULARY.get("sv")

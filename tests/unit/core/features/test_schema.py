@@ -1,13 +1,22 @@
-"""The decision log's view of posts: ``PostFeatureBatch.to_protos``."""
+"""The decision log's view of posts (``PostFeatureBatch.to_protos``) and stable post keys."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from feedrank.core.features.schema import AFFINITY_FEATURES, NUM_TOPICS, TOPIC_FEATURES
+from feedrank.core.features.schema import (
+    AFFINITY_FEATURES,
+    NUM_TOPICS,
+    TOPIC_FEATURES,
+    post_key,
+    post_keys,
+)
 from tests.unit.core.models.factories import make_posts, make_user
 
 
@@ -55,3 +64,37 @@ def test_a_topic_affinity_of_the_wrong_length_is_refused() -> None:
     user = make_user(np.random.default_rng(3))
     with pytest.raises(ValueError, match="topic_affinity"):
         dataclasses.replace(user, topic_affinity=(1.0, 0.0))
+
+
+def test_post_keys_are_golden_int64_values_of_the_id_alone() -> None:
+    # blake2b of the UTF-8 id: the same in every process, on every machine, whatever row
+    # a catalogue gave the post. These values must never change (models hash them).
+    assert post_key("article-é-42") == 5599170621307466370
+    assert post_key("p0") == -833293793672659315  # digests past 2**63 wrap, as int64 does
+    keys = post_keys(["article-é-42", "p0", "p1"])
+    assert keys.dtype == np.int64
+    assert keys.tolist() == [post_key(item) for item in ["article-é-42", "p0", "p1"]]
+    assert post_keys([]).shape == (0,)
+
+
+def test_post_keys_are_the_same_in_another_process() -> None:
+    ids = ["article-é-42", "пост-🐈", "p7"]
+    program = (
+        "import sys; from feedrank.core.features.schema import post_keys; "
+        "print(post_keys(sys.argv[1:]).tolist())"
+    )
+    environment = {**os.environ, "PYTHONHASHSEED": "12345"}
+    output = subprocess.run(
+        [sys.executable, "-c", program, *ids],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environment,
+    ).stdout
+    assert output.strip() == str(post_keys(ids).tolist())
+
+
+def test_the_decision_log_does_not_carry_the_key() -> None:
+    # The learner recomputes it from the logged post id.
+    proto = make_posts(np.random.default_rng(2), 1).to_protos()[0]
+    assert not any("key" in name for name in (*proto.numeric, *proto.categorical))

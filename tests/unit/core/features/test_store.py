@@ -8,7 +8,7 @@ from typing import cast
 import numpy as np
 import pytest
 
-from feedrank.core.features.schema import IntArray, post_id, user_id
+from feedrank.core.features.schema import IntArray, post_id, post_keys, user_id
 from feedrank.core.features.store import (
     DAY_MS,
     FeatureStore,
@@ -65,6 +65,8 @@ def test_post_features_follow_the_requested_order(
     requested = rows(1_999, 5, 700, 5, 0)
     batch = store.post_features(requested, T0)
     np.testing.assert_array_equal(batch.post_index, requested)
+    np.testing.assert_array_equal(batch.post_key, post_keys(store.post_ids(requested)))
+    assert store.post_ids(requested)[0] == post_id(1_999)
     np.testing.assert_array_equal(batch.creator_index, world.posts.creator_index[requested])
     np.testing.assert_array_equal(batch.topics, world.posts.topics[requested])
     np.testing.assert_array_equal(batch.content, world.posts.content[requested])

@@ -14,6 +14,8 @@ from feedrank.core.features.schema import (
     NUM_TOPICS,
     PostFeatureBatch,
     UserFeatures,
+    post_id,
+    post_keys,
 )
 
 AS_OF_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z
@@ -59,8 +61,10 @@ def make_posts(
     """``count`` posts with random features; ``fresh`` posts have no impressions yet."""
     topics = rng.dirichlet(np.full(NUM_TOPICS, 0.3), size=count).astype(np.float32)
     impressions = np.zeros(count) if fresh else rng.uniform(0.5, 10.0, count)
+    rows = np.arange(first_index, first_index + count, dtype=np.int64)
     return PostFeatureBatch(
-        post_index=np.arange(first_index, first_index + count, dtype=np.int64),
+        post_index=rows,
+        post_key=post_keys(post_id(row) for row in rows.tolist()),
         language=rng.integers(len(LANGUAGES), size=count, dtype=np.int64),
         country=rng.integers(len(COUNTRIES), size=count, dtype=np.int64),
         region_locked=rng.random(count) < 0.2,

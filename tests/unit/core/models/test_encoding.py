@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from feedrank.core.features.schema import CONTENT_DIM, NUM_TOPICS
+from feedrank.core.features.schema import CONTENT_DIM, NUM_TOPICS, post_keys
 from feedrank.core.models.encoding import (
     AGE_COLUMNS,
     CONTEXT_NUMERIC_COLUMNS,
@@ -80,6 +80,22 @@ def test_post_tensors_shapes_known_flag_and_age_at_request_time() -> None:
     later = post_tensors(posts, id_buckets=64, at_ms=AS_OF_MS + 24 * 3_600_000)
     assert bool((later.age > tensors.age).all())
     assert len(tensors.rows(2, 5)) == 3
+
+
+def test_the_post_id_bucket_follows_the_stable_key_not_the_catalogue_row() -> None:
+    posts = make_posts(np.random.default_rng(0), 3)
+    ids = ["article-é-42", "p1", "x" * 256]
+    keyed = dataclasses.replace(posts, post_key=post_keys(ids))
+    # Another process interned the same ids in another order: other rows, same keys.
+    elsewhere = dataclasses.replace(keyed, post_index=np.array([917, 3, 55], dtype=np.int64))
+    buckets = post_tensors(keyed, id_buckets=1 << 19).id_bucket
+    assert torch.equal(buckets, post_tensors(elsewhere, id_buckets=1 << 19).id_bucket)
+    assert buckets.tolist() == hash_indices(post_keys(ids), 1 << 19).tolist()
+    assert buckets.tolist()[0] == 398237  # golden: must never change
+    relabelled = dataclasses.replace(keyed, post_key=post_keys(["other", "p1", "x" * 256]))
+    changed = post_tensors(relabelled, id_buckets=1 << 19).id_bucket
+    assert changed.tolist()[1:] == buckets.tolist()[1:]
+    assert changed.tolist()[0] != buckets.tolist()[0]
 
 
 def test_post_age_is_given_on_a_log_and_a_linear_scale() -> None:

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from feedrank.cli.main import app
-from feedrank.core.features.schema import LANGUAGES
+from feedrank.core.features.schema import LANGUAGES, post_index
 from feedrank.core.registry import LocalModelRegistry, read_bundle
 from feedrank.core.settings import load_settings
 from feedrank.core.world import WorldConfig
@@ -113,11 +113,18 @@ def test_posts_published_after_the_history_are_not_indexed_early(
     assert result.exit_code == 0, result.output
     registry = LocalModelRegistry(small_world)
     (manifest,) = registry.versions()
-    index = CandidateIndex.load(registry.open_verified(manifest.version) / "ann")
+    directory = registry.open_verified(manifest.version)
+    index = CandidateIndex.load(directory / "ann")
     world = local_world(load_settings())
-    created = np.asarray(world.posts.created_ms)
+    # The index names posts by the learner's rows; the bundle pairs each with its id.
+    bundle = read_bundle(directory)
+    world_row = {
+        int(row): post_index(post)
+        for row, post in zip(bundle.post_index, bundle.ids(), strict=True)
+    }
+    created_by_world_row = np.asarray(world.posts.created_ms)
     start = world.config.start_ms
-    assert (created > start).sum() > 50  # the world does publish ahead
+    assert (created_by_world_row > start).sum() > 50  # the world does publish ahead
     for language in range(len(LANGUAGES)):
         found, _ = index.search(
             np.ones(index.config.dim, dtype=np.float32) / index.config.dim**0.5,
@@ -127,4 +134,5 @@ def test_posts_published_after_the_history_are_not_indexed_early(
             min_created_ms=0,
             max_created_ms=start,
         )
-        assert (created[found] <= start).all()  # nothing from the future
+        created = created_by_world_row[[world_row[int(row)] for row in found]]
+        assert (created <= start).all()  # nothing from the future

@@ -39,6 +39,8 @@ def test_save_then_load_restores_everything(tmp_path: Path) -> None:
         loaded.learner.predict_proba(batches[1]), learner.predict_proba(batches[1])
     )
     np.testing.assert_array_equal(loaded.posts.features().post_index, posts.features().post_index)
+    assert loaded.posts.ids() == posts.ids()  # the ids travel with the features
+    np.testing.assert_array_equal(loaded.posts.features().post_key, posts.features().post_key)
     np.testing.assert_array_equal(loaded.posts.created_ms, posts.created_ms)
 
 
