@@ -194,7 +194,8 @@ class ExploreService:
             min_created_ms=query.request_time_ms - max_age_ms,
             max_created_ms=query.request_time_ms,
         )
-        return user_vector, post_indices
+        # A post taken down between the catalogue's update and its index's: never served.
+        return user_vector, post_indices[self.store.servable(post_indices)]
 
     def score(
         self,

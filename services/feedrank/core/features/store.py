@@ -37,6 +37,7 @@ from feedrank.core.features.schema import (
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
     NUM_TOPICS,
+    BoolArray,
     IntArray,
     PostFeatureBatch,
     UserFeatures,
@@ -158,6 +159,10 @@ class FeatureStore(Protocol):
 
     def post_ids(self, post_indices: IntArray) -> list[str]:
         """The public ids of these catalogue rows, in order."""
+        ...
+
+    def servable(self, post_indices: IntArray) -> BoolArray:
+        """Which rows may be served now (not taken down since they were indexed)."""
         ...
 
     def forget_user(self, user_id: str) -> None:
@@ -460,6 +465,12 @@ class InMemoryFeatureStore:
                 seen_posts=record.seen.as_of(at_ms),
                 as_of_ms=at_ms,
             )
+
+    def servable(self, post_indices: IntArray) -> BoolArray:
+        catalogue = self.catalogue
+        with catalogue.lock:
+            alive: BoolArray = catalogue.post_column("alive")[post_indices]
+        return alive
 
     def forget_user(self, user_id: str) -> None:
         with self._lock:
