@@ -97,7 +97,7 @@ def violations(error: grpc.RpcError) -> dict[str, str]:
             {"user_id": "u1", "context": ranking_pb2.RankContext(numeric={"y": math.inf})},
             "context.numeric[y]",
         ),
-        ({"user_id": "u1", "context": ranking_pb2.RankContext(language="xx")}, "context.language"),
+        ({"user_id": "u1", "context": ranking_pb2.RankContext(language="x")}, "context.language"),
     ],
 )
 def test_bad_requests_get_invalid_argument_with_field_details(
