@@ -23,7 +23,6 @@ from feedrank.core.catalogue import CatalogueChange, CatalogueState
 from feedrank.core.features.schema import IntArray
 from feedrank.core.features.store import FeatureStore
 from feedrank.explore import metrics
-from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.model_slots import ModelSlots, ServingSet
 from feedrank.explore.serving_model import ServingModel
 
@@ -64,16 +63,14 @@ class CatalogueIndexer:
             serving = self.slots.current()
             if serving is None:
                 return  # nothing serves yet: the first model indexes the catalogue whole
-            models = _distinct(serving)
-            catalogue = Catalogue.snapshot(self.catalogue)
             rows = np.unique(np.concatenate(upserted)) if upserted else _none()
             gone = np.unique(np.concatenate(deleted)) if deleted else _none()
-            gone = gone[~catalogue.alive[gone]]  # a delete undone by a later upsert stays
-            rows = rows[catalogue.alive[rows]]
-            for model in models:
+            gone = gone[~self.store.servable(gone)]  # a delete undone by a later upsert stays
+            rows = rows[self.store.servable(rows)]
+            for model in _distinct(serving):
                 if gone.size:
                     model.index.remove(gone)
-                self._index(model, rows, catalogue)
+                self._index(model, rows)
         metrics.CATALOGUE_INDEX_SECONDS.observe(time.perf_counter() - started)
         metrics.CATALOGUE_INDEXED.labels(change="upsert").inc(int(rows.size))
         metrics.CATALOGUE_INDEXED.labels(change="delete").inc(int(gone.size))
@@ -81,17 +78,16 @@ class CatalogueIndexer:
     def sync(self, serving: ServingSet) -> None:
         """Bring the models of a newly swapped-in set up to date with the catalogue."""
         with self._apply_lock:
-            catalogue = Catalogue.snapshot(self.catalogue)
-            live = catalogue.live_rows()
+            live = self.catalogue.live_rows()
             for model in _distinct(serving):
                 indexed = model.index.post_indices()
-                stale = indexed[(indexed >= len(catalogue)) | ~_alive_at(catalogue, indexed)]
+                stale = indexed[~self.store.servable(indexed)]
                 if stale.size:
                     model.index.remove(stale)
                 missing = np.setdiff1d(live, indexed, assume_unique=True)
                 if missing.size:
                     log.info("indexing %d posts new since %s loaded", missing.size, model.version)
-                    self._index(model, missing, catalogue)
+                    self._index(model, missing)
 
     def _note(self, change: CatalogueChange) -> None:
         with self._pending_lock:
@@ -100,32 +96,28 @@ class CatalogueIndexer:
             if change.deleted.size:
                 self._pending_deletes.append(change.deleted)
 
-    def _index(self, model: ServingModel, rows: IntArray, catalogue: Catalogue) -> None:
+    def _index(self, model: ServingModel, rows: IntArray) -> None:
+        """Embed ``rows`` and add them; the eligibility columns come with their features."""
         for start in range(0, rows.size, EMBED_BATCH):
             chunk = rows[start : start + EMBED_BATCH]
             posts = self.store.post_features(chunk, self.now_ms())
+            with self.catalogue.lock:
+                created_ms = np.array(self.catalogue.post_column("created_ms")[chunk])
             vectors = model.two_tower.encode_posts(posts)
             model.post_vectors.put(chunk, vectors)  # before the index: a found row has one
             model.index.add(
                 chunk,
                 vectors,
-                languages=catalogue.language[chunk],
-                countries=catalogue.country[chunk],
-                region_locked=catalogue.region_locked[chunk],
-                created_ms=catalogue.created_ms[chunk],
+                languages=posts.language,
+                countries=posts.country,
+                region_locked=posts.region_locked,
+                created_ms=created_ms,
             )
 
 
 def _distinct(serving: ServingSet) -> list[ServingModel]:
     """The set's models, each once (two arms may serve one version)."""
     return list({id(model): model for model in serving.models.values()}.values())
-
-
-def _alive_at(catalogue: Catalogue, rows: IntArray) -> np.ndarray:  # type: ignore[type-arg]
-    inside = rows < len(catalogue)
-    alive = np.zeros(rows.shape, dtype=np.bool_)
-    alive[inside] = catalogue.alive[rows[inside]]
-    return alive
 
 
 def _none() -> IntArray:
