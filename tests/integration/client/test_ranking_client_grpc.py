@@ -30,7 +30,7 @@ def test_rank_returns_a_feed(ranking_server: RankingServer) -> None:
 
 @pytest.mark.parametrize(
     ("user_id", "limit", "language", "field"),
-    [("", 5, None, "user_id"), ("u1", -1, None, "limit"), ("u1", 0, "xx", "context.language")],
+    [("", 5, None, "user_id"), ("u1", -1, None, "limit"), ("u1", 0, "x", "context.language")],
 )
 def test_an_invalid_request_raises_invalid_request_with_the_servers_details(
     ranking_server: RankingServer, user_id: str, limit: int, language: str | None, field: str

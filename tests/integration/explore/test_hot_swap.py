@@ -1,7 +1,8 @@
 """Hot swap and traffic split in `feedrank serve` (two worker processes, one port).
 
 The workers follow a plan file (``explore.plan_file``) over a temporary registry, so
-these tests need no deploy service and no Kafka (decisions are not logged here; the
+these tests need no deploy service. Kafka carries only the catalogue, published to
+private entity topics before ``serve`` replays them (decisions are not logged here; the
 unit tests check that every decision carries its arm and version).
 """
 
@@ -30,8 +31,10 @@ from feedrank.core.registry.bundle import TWO_TOWER_FILE
 from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
+from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 from tests.integration.explore.test_serve_cli import wait_serving
+from tests.support.catalogue_topics import private_entity_topics, publish_world_to, topic_env
 from tests.support.kafka import free_port
 from tests.support.model_versions import all_posts, publish, small_bundle, small_world, writable
 
@@ -96,10 +99,14 @@ class SwapServer:
 
 
 @pytest.fixture(scope="module")
-def swap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwapServer]:
+def swap_server(
+    tmp_path_factory: pytest.TempPathFactory, kafka: KafkaBroker
+) -> Iterator[SwapServer]:
     root = tmp_path_factory.mktemp("hot-swap")
     registry = LocalModelRegistry(root / "registry")
     world = small_world(NUM_POSTS, NUM_USERS, start_ms=int(time.time() * 1000))
+    catalogue = private_entity_topics(kafka.bootstrap, "hot-swap")
+    publish_world_to(kafka.bootstrap, catalogue, world)
     posts = all_posts(InMemoryFeatureStore(catalogue_from_world(world)), int(time.time() * 1000))
     versions = [publish(registry, small_bundle(posts, seed)) for seed in (1, 2, 3, 4)]
     corrupt = publish(registry, small_bundle(posts, seed=5))
@@ -110,13 +117,12 @@ def swap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwapServer
     state_dir = root / "state"
     env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")}
     env.update(
-        FEEDRANK_WORLD__NUM_POSTS=str(NUM_POSTS),
-        FEEDRANK_WORLD__NUM_USERS=str(NUM_USERS),
-        FEEDRANK_WORLD__NUM_CREATORS=str(NUM_POSTS // 10),
+        FEEDRANK_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap,
         FEEDRANK_PATHS__STATE_DIR=str(state_dir),
         FEEDRANK_PATHS__REGISTRY_DIR=str(registry.root),
         FEEDRANK_EXPLORE__PLAN_FILE=str(root / "plan.json"),
         FEEDRANK_EXPLORE__PLAN_POLL_INTERVAL_S="0.1",
+        **topic_env(catalogue),
     )
     server = SwapServer(
         address=f"127.0.0.1:{grpc_port}",
@@ -134,7 +140,10 @@ def swap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwapServer
     with server.log_file.open("w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_serving(server.address, process, timeout_s=120)  # type: ignore[arg-type]
+        try:
+            wait_serving(server.address, process, timeout_s=120)  # type: ignore[arg-type]
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n{server.log_file.read_text()}") from None
         server.wait_for(lambda: server.workers_serving("stable", versions[0]))
         yield server
     finally:

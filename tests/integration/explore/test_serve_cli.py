@@ -18,7 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from feedrank.core import codecs
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
+from tests.support.catalogue_topics import private_entity_topics, publish_world_to, topic_env
 from tests.support.kafka import CommittedReader, TopicFactory, free_port
+from tests.support.model_versions import small_world
 
 CALLS = 40
 
@@ -27,7 +29,9 @@ def wait_serving(address: str, process: subprocess.Popen[str], timeout_s: float)
     stub: Any = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert process.poll() is None, "feedrank serve exited during start-up"
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else "(see its log)"
+            raise AssertionError(f"feedrank serve exited during start-up:\n{output}")
         try:
             status = stub.Check(
                 health_pb2.HealthCheckRequest(service="feedrank.v1.Ranking"), timeout=1
@@ -55,14 +59,15 @@ def test_serve_runs_workers_on_one_port_and_stops_cleanly(
     kafka: KafkaBroker, new_topic: TopicFactory, consume: CommittedReader, tmp_path: Path
 ) -> None:
     topic = new_topic("decisions", partitions=3)
+    catalogue = private_entity_topics(kafka.bootstrap, "serve-cli")
+    publish_world_to(kafka.bootstrap, catalogue, small_world(5_000, 500, int(time.time() * 1000)))
     grpc_port, metrics_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")}
     env.update(
         FEEDRANK_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap,
         FEEDRANK_TOPICS__DECISIONS=topic,
-        FEEDRANK_WORLD__NUM_POSTS="20000",
-        FEEDRANK_WORLD__NUM_USERS="2000",
         FEEDRANK_PATHS__STATE_DIR=str(tmp_path / "state"),
+        **topic_env(catalogue),
     )
     process = subprocess.Popen(
         [
