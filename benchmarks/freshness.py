@@ -70,9 +70,9 @@ from feedrank.core.settings import (
     load_settings,
     settings_to_environment,
 )
-from feedrank.learners.bootstrap import local_world
 from feedrank.learners.online.feedback import slate_decision
-from feedrank.learners.simulation import ExampleSimulator, SimulationConfig
+from feedrank.simulate.history import ExampleSimulator, SimulationConfig
+from feedrank.simulate.world_views import local_world
 from feedrank.stack.process import ManagedProcess
 from feedrank.stack.topics import ensure_topics, standard_topics
 from feedrank.v1 import events_pb2

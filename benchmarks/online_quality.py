@@ -34,13 +34,13 @@ import numpy as np
 import torch
 
 from benchmarks.training_quality import configs, engagement_rates
-from feedrank.core.world import WorldConfig, generate_world
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
 from feedrank.learners.examples import batch_from_examples
 from feedrank.learners.joint import JointModel, StepConfig
 from feedrank.learners.metrics import roc_auc
 from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
-from feedrank.learners.simulation import ExampleSimulator, SimulationConfig
+from feedrank.simulate.history import ExampleSimulator, SimulationConfig
+from feedrank.simulate.world import WorldConfig, generate_world
 
 
 def parse_arguments() -> argparse.Namespace:

@@ -29,9 +29,6 @@ import numpy as np
 import numpy.typing as npt
 
 from feedrank.core.features.schema import COUNTRIES, LANGUAGES
-from feedrank.core.world.behaviour import BehaviourModel
-from feedrank.core.world.config import WorldConfig
-from feedrank.core.world.generator import World, generate_world
 from feedrank.explore.exploration import EpsilonGreedy, ExplorationPolicy, PlackettLuce
 from feedrank.learners.evaluation import (
     Estimate,
@@ -39,6 +36,9 @@ from feedrank.learners.evaluation import (
     SuppliedProbabilities,
     evaluate,
 )
+from feedrank.simulate.world.behaviour import BehaviourModel
+from feedrank.simulate.world.config import WorldConfig
+from feedrank.simulate.world.generator import World, generate_world
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -48,8 +48,6 @@ from feedrank.core.features.schema import IntArray, post_index, user_id
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings, load_settings
-from feedrank.core.world import BehaviourModel, World
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.exploration import (
     ExplorationPolicy,
@@ -62,8 +60,8 @@ from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel
 from feedrank.learners.batch.trainer import BatchTrainer
-from feedrank.learners.bootstrap import local_world, model_configs, trainer_config, world_topics
-from feedrank.learners.training_run import TrainingRun, examples_for_training, publish_run
+from feedrank.learners.bootstrap import model_configs, trainer_config
+from feedrank.learners.training_run import TrainingRun, publish_run
 from feedrank.simulate.baselines import (
     SeenPosts,
     expected_rate,
@@ -72,6 +70,10 @@ from feedrank.simulate.baselines import (
     random_feed,
 )
 from feedrank.simulate.engagement import ENGAGED_TYPES, engaged_posts
+from feedrank.simulate.training_history import simulated_history
+from feedrank.simulate.world import BehaviourModel, World
+from feedrank.simulate.world.catalogue import catalogue_from_world
+from feedrank.simulate.world_views import local_world, world_topics
 
 FEED_SIZE = 20
 FEED_INTERVAL_MS = 60_000
@@ -81,23 +83,16 @@ def bootstrap(settings: Settings, world: World, examples: int, rounds: int) -> T
     """The bootstrap model of ``feedrank up``: ``rounds`` rounds of simulated history."""
     config = trainer_config(settings)
     two_tower, ranker = model_configs(settings)
-    topics = world_topics(world)
-    run = examples_for_training(
-        settings,
-        world,
-        topics,
-        from_kafka=False,
-        file=None,
-        simulate=examples,
-        seed=0,
-        rounds=rounds,
+    history = simulated_history(
+        settings, world, world_topics(world), examples_per_round=examples, seed=0, rounds=rounds
     )
+    run = history.first_run()
     for round_number in range(rounds):
         if round_number:
-            run = run.next_round(world, topics, examples, 0)
+            run = history.next_round(run, 0)
         trainer = BatchTrainer(config, two_tower=two_tower, ranker=ranker)
         run = run.trained(trainer, trainer.fit(run.batch))
-    return run
+    return history.for_publishing(run)
 
 
 def load_published(settings: Settings, world: World, run: TrainingRun, at_ms: int) -> ServingModel:

@@ -31,11 +31,11 @@ from feedrank.core.features.schema import IntArray
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.models.ranker import RankerConfig
 from feedrank.core.models.two_tower import TwoTowerConfig
-from feedrank.core.world import BehaviourModel, World, WorldConfig, generate_world
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
 from feedrank.learners.examples import batch_from_examples, concat
 from feedrank.learners.joint import JointModel
-from feedrank.learners.simulation import ExampleSimulator, SimulationConfig
+from feedrank.simulate.history import ExampleSimulator, SimulationConfig
+from feedrank.simulate.world import BehaviourModel, World, WorldConfig, generate_world
 
 SLOTS = 10
 ROUNDS = 2

@@ -19,10 +19,10 @@ import numpy as np
 
 from feedrank.core.features.schema import user_id
 from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.world.behaviour import BehaviourModel
-from feedrank.core.world.catalogue import catalogue_from_world
-from feedrank.core.world.config import WorldConfig
-from feedrank.core.world.generator import generate_world
+from feedrank.simulate.world.behaviour import BehaviourModel
+from feedrank.simulate.world.catalogue import catalogue_from_world
+from feedrank.simulate.world.config import WorldConfig
+from feedrank.simulate.world.generator import generate_world
 
 MINUTE_MS = 60_000
 

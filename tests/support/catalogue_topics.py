@@ -13,8 +13,8 @@ from confluent_kafka.admin import AdminClient
 
 from feedrank.client import EventProducer, TopicNames
 from feedrank.core.settings import TopicSettings
-from feedrank.core.world import World
 from feedrank.simulate.catalogue_publisher import publish_world
+from feedrank.simulate.world import World
 from feedrank.stack.topics import ensure_topics, entity_topics
 
 

@@ -19,9 +19,9 @@ from feedrank.core.models.ranker import RankerConfig, RankerModel
 from feedrank.core.models.two_tower import TwoTowerConfig, TwoTowerModel
 from feedrank.core.registry import ModelBundle, ModelRegistry, TrainingData, write_bundle
 from feedrank.core.registry.bundle import INDEX_DIR
-from feedrank.core.world import World, WorldConfig, generate_world
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+from feedrank.simulate.world import World, WorldConfig, generate_world
 
 DIM = 16
 

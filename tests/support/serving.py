@@ -10,11 +10,11 @@ from grpc_health.v1 import health
 
 from feedrank.core.clock import Clock
 from feedrank.core.settings import Settings
-from feedrank.core.world import generate_world
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.app import ServingState, build_serving_state
 from feedrank.explore.grpc_service import build_server
 from feedrank.explore.workers import WorkerBackend
+from feedrank.simulate.world import generate_world, world_config
+from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.v1 import ranking_pb2_grpc
 
 
@@ -44,5 +44,5 @@ def served(
 def world_serving_state(settings: Settings, clock: Clock) -> ServingState:
     """Serving state over the simulated world of ``settings.world`` as of ``clock``'s now,
     its catalogue built in process (``feedrank serve`` replays the entity topics)."""
-    world = generate_world(settings.world.config(clock.now_ms()))
+    world = generate_world(world_config(settings.world, clock.now_ms()))
     return build_serving_state(settings, clock, catalogue_from_world(world), show_progress=False)

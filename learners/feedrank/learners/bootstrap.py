@@ -1,47 +1,37 @@
-"""What ``feedrank train`` and ``feedrank learn`` start from: models, world, catalogue,
-and the batch trainer's settings."""
+"""What ``feedrank train`` and ``feedrank learn`` start from: models, the catalogue's
+posts, and the batch trainer's settings."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from feedrank.core.catalogue import CatalogueState
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.models.ranker import RankerConfig
 from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.core.registry import ModelRegistry, read_bundle
 from feedrank.core.settings import Settings
-from feedrank.core.world import World, WorldConfig, generate_world
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.learners.batch.trainer import TrainerConfig
 from feedrank.learners.joint import JointModel, StepConfig
 from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
-from feedrank.learners.post_topics import TopicLookup, TopicTable
 from feedrank.learners.posts import PostCatalogue
 
 
-def local_world(settings: Settings, start_ms: int | None = None) -> World:
-    """The simulated world the local stack serves (same seed, same posts)."""
-    config = settings.world.config(start_ms or WorldConfig().start_ms)
-    return generate_world(config)
-
-
-def world_catalogue(
-    world: World, at_ms: int, post_ids: PostIds = LEARNER_POST_IDS
+def catalogue_posts(
+    catalogue: CatalogueState, at_ms: int, post_ids: PostIds = LEARNER_POST_IDS
 ) -> PostCatalogue:
-    """Every post of the world's observable catalogue (the feature store) as of ``at_ms``,
-    by its row in ``post_ids``."""
-    store = InMemoryFeatureStore(catalogue_from_world(world))
-    every_post = np.arange(world.num_posts, dtype=np.int64)
-    posts = store.post_features(every_post, at_ms)
-    catalogue = PostCatalogue(post_ids)
-    created_ms = np.asarray(world.posts.created_ms, dtype=np.int64)
-    catalogue.seed(posts, store.post_ids(every_post), created_ms)
-    return catalogue
-
-
-def world_topics(world: World) -> TopicLookup:
-    """Post topics by post id: static attributes older decision logs do not carry."""
-    return TopicTable.of_generated_world(np.asarray(world.posts.topics, dtype=np.float32))
+    """Every live post of ``catalogue`` with its features as of ``at_ms``, by its row in
+    ``post_ids``: the posts a published version embeds and indexes beside those its
+    examples saw."""
+    posts_by_id = PostCatalogue(post_ids)
+    rows = catalogue.live_rows()
+    if rows.size == 0:
+        return posts_by_id
+    store = InMemoryFeatureStore(catalogue)
+    posts = store.post_features(rows, at_ms)
+    created_ms = np.asarray(catalogue.post_column("created_ms")[rows], dtype=np.int64)
+    posts_by_id.seed(posts, store.post_ids(rows), created_ms)
+    return posts_by_id
 
 
 def model_configs(settings: Settings, seed: int = 0) -> tuple[TwoTowerConfig, RankerConfig]:

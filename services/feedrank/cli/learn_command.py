@@ -15,19 +15,17 @@ from prometheus_client import start_http_server
 from rich.console import Console
 
 from feedrank.cli.context import settings_of
+from feedrank.core.catalogue import CatalogueState
+from feedrank.core.catalogue.replay import missing_entity_topics, replay_catalogue
 from feedrank.core.clock import SystemClock
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings
-from feedrank.learners.bootstrap import (
-    local_world,
-    starting_model,
-    world_catalogue,
-    world_topics,
-)
+from feedrank.learners.bootstrap import catalogue_posts, starting_model
 from feedrank.learners.joint import StepConfig
 from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer
 from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
 from feedrank.learners.online.monitoring import StreamMonitor
+from feedrank.learners.post_topics import CatalogueTopics
 
 console = Console()
 
@@ -47,8 +45,10 @@ def learn(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(learner_settings.torch_threads)
     registry = LocalModelRegistry(settings.paths.registry)
-    start_ms = settings.world.start_or(SystemClock().now_ms())
-    world = local_world(settings, start_ms)  # the posts explore serves (same seed and start)
+    now_ms = SystemClock().now_ms()
+    # The catalogue as it stands: its live posts go into the first version's index, and
+    # their topics fill in for logs that do not carry them.
+    catalogue = _catalogue(settings)
     step = StepConfig(
         learning_rate=learner_settings.learning_rate, weight_decay=learner_settings.weight_decay
     )
@@ -86,9 +86,9 @@ def learn(
         ),
         make_learner=make_learner,
         registry=registry,
-        topics=world_topics(world),
+        topics=CatalogueTopics(catalogue),
         monitor=monitor,
-        initial_catalogue=world_catalogue(world, start_ms),
+        initial_catalogue=catalogue_posts(catalogue, now_ms),
     )
     if metrics:
         start_http_server(settings.ports.learner_metrics, addr=settings.ports.bind_host)
@@ -105,6 +105,13 @@ def learn(
         f"stopped after {progress.examples_applied:,} examples; offsets {progress.offsets}; "
         f"latest version {progress.last_version or '-'}"
     )
+
+
+def _catalogue(settings: Settings) -> CatalogueState:
+    if missing := missing_entity_topics(settings):
+        console.print(f"[yellow]no catalogue topics {missing}: learning without the catalogue[/]")
+        return CatalogueState()
+    return replay_catalogue(settings, SystemClock().now_ms).state
 
 
 class _Retrainer:

@@ -19,13 +19,13 @@ from feedrank.cli.context import settings_of
 from feedrank.client import EventProducer, TopicNames
 from feedrank.core.clock import AcceleratedClock, SystemClock, to_datetime
 from feedrank.core.settings import Settings
-from feedrank.core.world import BehaviourModel, World, generate_world
 from feedrank.simulate.catalogue_publisher import publish_world, wait_until_served
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import EngagementLedger
 from feedrank.simulate.rank_client import GrpcRankClient
 from feedrank.simulate.report import holdout_summary, totals_table, write_csv, write_plot
 from feedrank.simulate.reward_sink import KafkaRewardSink
+from feedrank.simulate.world import BehaviourModel, World, generate_world, world_config
 
 console = Console()
 HOUR_MS = 3_600_000
@@ -91,7 +91,7 @@ def run_simulation(settings: Settings, options: SimulationOptions, stop: threadi
     """Run the simulated apps with a live table until done or ``stop``; False on failures."""
     start_ms = settings.world.start_or(SystemClock().now_ms())
     with console.status(f"building the simulated world ({settings.world.num_posts:,} posts)…"):
-        world = generate_world(settings.world.config(start_ms))
+        world = generate_world(world_config(settings.world, start_ms))
         behaviour = BehaviourModel(world, seed=settings.world.behaviour_seed)
     client = GrpcRankClient(options.address)
     try:

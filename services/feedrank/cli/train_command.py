@@ -15,10 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from feedrank.cli.context import settings_of
+from feedrank.core.catalogue.replay import missing_entity_topics, replay_catalogue
+from feedrank.core.clock import SystemClock
 from feedrank.core.registry import LocalModelRegistry
-from feedrank.learners.batch.trainer import BatchTrainer
-from feedrank.learners.bootstrap import local_world, model_configs, trainer_config, world_topics
-from feedrank.learners.training_run import TrainingRun, examples_for_training, publish_run
+from feedrank.core.settings import Settings
+from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
+from feedrank.learners.bootstrap import catalogue_posts, model_configs, trainer_config
+from feedrank.learners.post_topics import CatalogueTopics
+from feedrank.learners.training_run import TrainingRun, logged_examples, publish_run
+from feedrank.simulate.training_history import SimulatedHistory, simulated_history
+from feedrank.simulate.world_views import local_world, world_topics
 
 console = Console()
 
@@ -35,6 +41,13 @@ def train(
     simulate: Annotated[
         int, typer.Option(help="Train on this many examples from the simulated world.", min=0)
     ] = 0,
+    catalogue: Annotated[
+        bool,
+        typer.Option(
+            help="Replay the catalogue topics: every live post is embedded and indexed in "
+            "the version, and their topics fill in what older logs lack (not with --simulate)."
+        ),
+    ] = True,
     rounds: Annotated[
         int,
         typer.Option(help="Simulated rounds: each later one logged by the previous model.", min=1),
@@ -74,36 +87,32 @@ def train(
         recall_k=recall_k,
         seed=seed,
     )
-    world = local_world(settings)
-    topics = world_topics(world)
     two_tower, ranker = model_configs(settings, seed)
 
     def fit(run: TrainingRun) -> TrainingRun:
-        trainer = BatchTrainer(config, two_tower=two_tower, ranker=ranker)
-        training_rows = len(run.batch) * (1 - config.validation_share)
-        steps = config.max_epochs * math.ceil(training_rows / config.batch_size)
-        columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
-            task = bar.add_task(f"training on {len(run.batch):,} examples", total=steps)
-            report = trainer.fit(run.batch, progress=lambda done: bar.advance(task, done))
-        return run.trained(trainer, report)
+        return _fit(run, config, BatchTrainer(config, two_tower=two_tower, ranker=ranker))
 
-    with console.status("reading examples…"):
-        run = examples_for_training(
-            settings,
-            world,
-            topics,
-            from_kafka=from_kafka,
-            file=file,
-            simulate=simulate,
-            seed=seed,
-            rounds=rounds,
-        )
+    history: SimulatedHistory | None = None
+    if simulate:
+        with console.status("simulating history over the simulated world…"):
+            world = local_world(settings)
+            history = simulated_history(
+                settings,
+                world,
+                world_topics(world),
+                examples_per_round=simulate,
+                seed=seed,
+                rounds=rounds,
+            )
+            run = history.first_run()
+    else:
+        run = _logged_run(settings, from_kafka=from_kafka, file=file, catalogue=catalogue)
     run = fit(run)
-    for _ in range(rounds - 1):
-        with console.status("simulating traffic logged by the trained model…"):
-            run = run.next_round(world, topics, simulate, seed)
-        run = fit(run)
+    if history is not None:
+        for _ in range(rounds - 1):
+            with console.status("simulating traffic logged by the trained model…"):
+                run = history.next_round(run, seed)
+            run = fit(run)
     assert run.report is not None
     assert run.trainer is not None
     metrics = {
@@ -121,8 +130,41 @@ def train(
         console.print(f"[yellow]AUC {auc:.4f} is below the gate {gate:.2f}; --force given[/]")
     if publish:
         registry = LocalModelRegistry(settings.paths.registry)
+        if history is not None:
+            with console.status("embedding the simulated catalogue…"):
+                run = history.for_publishing(run)
         version = publish_run(registry, run, metrics)
         console.print(f"published {version} to {settings.paths.registry}")
+
+
+def _logged_run(
+    settings: Settings, *, from_kafka: bool, file: Path | None, catalogue: bool
+) -> TrainingRun:
+    """Examples from Kafka or a file; with ``catalogue``, the catalogue topics replayed."""
+    topics, posts = None, None
+    missing = missing_entity_topics(settings) if catalogue else []
+    if missing:
+        console.print(
+            f"[yellow]no catalogue topics {missing}: indexing the examples' posts only[/]"
+        )
+    elif catalogue:
+        names = f"{settings.topics.posts}, {settings.topics.users}, {settings.topics.graph}"
+        with console.status(f"replaying the catalogue from {names}…"):
+            state = replay_catalogue(settings, SystemClock().now_ms).state
+        console.print(f"catalogue: {state.live_rows().size:,} live posts")
+        topics, posts = CatalogueTopics(state), catalogue_posts(state, SystemClock().now_ms())
+    with console.status("reading examples…"):
+        return logged_examples(settings, topics, from_kafka=from_kafka, file=file, catalogue=posts)
+
+
+def _fit(run: TrainingRun, config: TrainerConfig, trainer: BatchTrainer) -> TrainingRun:
+    training_rows = len(run.batch) * (1 - config.validation_share)
+    steps = config.max_epochs * math.ceil(training_rows / config.batch_size)
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"training on {len(run.batch):,} examples", total=steps)
+        report = trainer.fit(run.batch, progress=lambda done: bar.advance(task, done))
+    return run.trained(trainer, report)
 
 
 def _print(metrics: dict[str, float], as_json: bool) -> None:

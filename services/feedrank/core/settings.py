@@ -24,8 +24,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from feedrank.core.world.config import WorldConfig
-
 CONFIG_FILE_ENV = "FEEDRANK_CONFIG"
 LOOPBACK = "127.0.0.1"
 
@@ -357,17 +355,6 @@ class WorldSettings(_Group):
 
     def start_or(self, now_ms: int) -> int:
         return self.start_ms or now_ms
-
-    def config(self, now_ms: int) -> WorldConfig:
-        """The world every process of the stack generates (same seed, size and start)."""
-        return WorldConfig(
-            num_users=self.num_users,
-            num_creators=self.num_creators,
-            num_posts=self.num_posts,
-            seed=self.seed,
-            start_ms=self.start_or(now_ms),
-            publish_ahead_days=self.publish_ahead_days,
-        )
 
 
 class JoinSettings(_Group):

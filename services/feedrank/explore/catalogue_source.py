@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from feedrank.core.catalogue import CatalogueState
-from feedrank.core.catalogue.kafka_feed import CatalogueEvents, CatalogueFeed, CatalogueTopics
+from feedrank.core.catalogue import replay as core_replay
+from feedrank.core.catalogue.kafka_feed import CatalogueEvents, CatalogueFeed
+from feedrank.core.catalogue.replay import ReplayedCatalogue, catalogue_topics
 from feedrank.core.clock import Clock
 from feedrank.core.features.store import FeatureStore
 from feedrank.core.settings import Settings
@@ -29,47 +30,22 @@ log = logging.getLogger(__name__)
 Positions = Mapping[tuple[str, int], int]
 
 
-def catalogue_topics(settings: Settings) -> CatalogueTopics:
-    topics = settings.topics
-    return CatalogueTopics(
-        bootstrap=settings.kafka.bootstrap,
-        posts=topics.posts,
-        users=topics.users,
-        graph=topics.graph,
-        dlq=topics.dlq,
-    )
-
-
-@dataclass(frozen=True)
-class ReplayedCatalogue:
-    state: CatalogueState
-    positions: dict[tuple[str, int], int]  # where each worker's tail starts
-    records: int
-    rejected: int
-
-
 def replay_catalogue(
     settings: Settings, clock: Clock, progress: Callable[[int], None] | None = None
 ) -> ReplayedCatalogue:
     """The catalogue topics replayed to their ends (TimeoutError past the configured
-    ``explore.catalogue_replay_timeout_s``); the consumer is closed before returning."""
-    state = CatalogueState()
-    feed = CatalogueFeed(CatalogueEvents(state, catalogue_topics(settings)), clock_ms=clock.now_ms)
-    try:
-        records = feed.replay(settings.explore.catalogue_replay_timeout_s, progress=progress)
-        positions = feed.positions()
-    finally:
-        feed.detach()
-    rejected = sum(feed.status.rejected.values())
-    _count(feed.status.applied, feed.status.rejected, Counter(), Counter())
+    ``explore.catalogue_replay_timeout_s``), counted in the catalogue metrics."""
+    replayed = core_replay.replay_catalogue(settings, clock.now_ms, progress)
+    status, state = replayed.status, replayed.state
+    _count(status.applied, status.rejected, Counter(), Counter())
     log.info(
         "catalogue replayed: %d records, %d posts, %d users, %d rejected",
-        records,
+        replayed.records,
         state.num_posts,
         state.num_users,
-        rejected,
+        replayed.rejected,
     )
-    return ReplayedCatalogue(state, positions, records, rejected)
+    return replayed
 
 
 class CatalogueTail:

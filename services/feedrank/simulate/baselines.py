@@ -22,7 +22,7 @@ import numpy as np
 
 from feedrank.core.features.schema import IntArray
 from feedrank.core.features.store import FeatureStoreConfig
-from feedrank.core.world import BehaviourModel, World
+from feedrank.simulate.world import BehaviourModel, World
 
 DAY_MS = 86_400_000
 

@@ -19,8 +19,8 @@ import numpy as np
 from feedrank.client import EventProducer
 from feedrank.core.entity_codecs import AGE_BUCKET_NAMES
 from feedrank.core.features.schema import COUNTRIES, LANGUAGES, post_id, user_id
-from feedrank.core.world import World
-from feedrank.core.world.catalogue import START_TS_MS, creator_id
+from feedrank.simulate.world import World
+from feedrank.simulate.world.catalogue import START_TS_MS, creator_id
 
 LIVE_POSTS_METRIC = 'feedrank_explore_catalogue_posts{state="live"}'
 Progress = Callable[[str, int, int], None]  # (what, done, total)

@@ -20,7 +20,6 @@ import numpy as np
 
 from feedrank.core.clock import Clock
 from feedrank.core.features.schema import IntArray, post_index, user_id
-from feedrank.core.world import BehaviourModel, World
 from feedrank.simulate.baselines import SeenPosts, fresh_posts, oracle_feed, random_feed
 from feedrank.simulate.engagement import (
     ORACLE_ARM,
@@ -31,6 +30,7 @@ from feedrank.simulate.engagement import (
 )
 from feedrank.simulate.pending_rewards import PendingRewards
 from feedrank.simulate.rank_client import RankClient
+from feedrank.simulate.world import BehaviourModel, World
 from feedrank.v1 import events_pb2
 
 RewardSink = Callable[[list[events_pb2.Reward]], None]

@@ -28,9 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.registry.bundle import TWO_TOWER_FILE
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
+from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 from tests.integration.explore.test_serve_cli import wait_serving

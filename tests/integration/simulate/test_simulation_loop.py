@@ -13,7 +13,6 @@ from grpc_health.v1 import health
 from feedrank.core import codecs
 from feedrank.core.clock import AcceleratedClock, ManualClock
 from feedrank.core.settings import load_settings
-from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.explore.app import explore_service
 from feedrank.explore.grpc_service import build_server, set_serving
 from feedrank.simulate.driver import Simulation, SimulationConfig
@@ -26,6 +25,7 @@ from feedrank.simulate.engagement import (
 from feedrank.simulate.rank_client import GrpcRankClient
 from feedrank.simulate.report import write_csv, write_plot
 from feedrank.simulate.reward_sink import KafkaRewardSink
+from feedrank.simulate.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.stack.kafka_broker import KafkaBroker
 from tests.support.kafka import CommittedReader, TopicFactory
 from tests.support.serving import world_serving_state

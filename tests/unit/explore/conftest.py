@@ -13,9 +13,9 @@ from feedrank.core.features.schema import PostFeatureBatch
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import ExploreSettings
-from feedrank.core.world import World
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
+from feedrank.simulate.world import World
+from feedrank.simulate.world.catalogue import catalogue_from_world
 from tests.support.model_versions import all_posts, small_world
 
 START_MS = 1_764_000_000_000

@@ -15,7 +15,6 @@ from feedrank.core import codecs
 from feedrank.core.clock import ManualClock
 from feedrank.core.features.schema import post_id
 from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.feature_updates import (
     DECISION,
     REWARD,
@@ -26,6 +25,7 @@ from feedrank.explore.feature_updates import (
     kafka_feature_updater,
     replay_start_ms,
 )
+from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.v1 import events_pb2
 from tests.support.kafka import free_port
 from tests.support.model_versions import small_world

@@ -16,11 +16,11 @@ from feedrank.core.features.schema import (
     post_keys,
 )
 from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.world.catalogue import catalogue_from_world
-from feedrank.learners.bootstrap import world_topics
 from feedrank.learners.examples import InvalidExampleError, batch_from_examples, concat
 from feedrank.learners.post_ids import PostIds
 from feedrank.learners.post_topics import CatalogueTopics
+from feedrank.simulate.world.catalogue import catalogue_from_world
+from feedrank.simulate.world_views import world_topics
 from feedrank.v1 import events_pb2
 from tests.unit.learners.factories import simulated_examples, tiny_world
 

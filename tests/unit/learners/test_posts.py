@@ -11,10 +11,10 @@ from safetensors.numpy import load_file, save_file
 
 from feedrank.core.features.schema import post_id, post_keys
 from feedrank.core.models.two_tower import TwoTowerModel
-from feedrank.core.world import WorldConfig, generate_world
-from feedrank.learners.bootstrap import world_catalogue
 from feedrank.learners.post_ids import PostIds
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
+from feedrank.simulate.world import WorldConfig, generate_world
+from feedrank.simulate.world_views import world_catalogue
 from tests.unit.learners.factories import simulated_batches, small_two_tower
 
 START_MS = 1_764_000_000_000

@@ -13,16 +13,16 @@ from feedrank.core.features.schema import post_index
 from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry, TrainingData, read_bundle
 from feedrank.core.settings import ExploreSettings
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
-from feedrank.learners.bootstrap import world_catalogue
 from feedrank.learners.examples import ExampleBatch, batch_from_examples
 from feedrank.learners.joint import JointModel, StepConfig
 from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
 from feedrank.learners.post_ids import PostIds
 from feedrank.learners.posts import PostCatalogue
 from feedrank.learners.publishing import publish_version
+from feedrank.simulate.world.catalogue import catalogue_from_world
+from feedrank.simulate.world_views import world_catalogue
 from feedrank.v1 import events_pb2
 from tests.unit.learners.factories import (
     simulated_examples,

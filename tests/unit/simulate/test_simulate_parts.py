@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from feedrank.core.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.simulate.baselines import (
     SeenPosts,
     expected_rate,
@@ -27,6 +26,7 @@ from feedrank.simulate.report import (
     write_csv,
     write_plot,
 )
+from feedrank.simulate.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.v1 import events_pb2
 
 START_MS = 1_764_000_000_000

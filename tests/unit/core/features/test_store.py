@@ -17,9 +17,9 @@ from feedrank.core.features.store import (
     PointInTimeCounts,
     apply_reward,
 )
-from feedrank.core.world.catalogue import catalogue_from_world
-from feedrank.core.world.config import WorldConfig
-from feedrank.core.world.generator import HiddenParameters, World, generate_world
+from feedrank.simulate.world.catalogue import catalogue_from_world
+from feedrank.simulate.world.config import WorldConfig
+from feedrank.simulate.world.generator import HiddenParameters, World, generate_world
 from feedrank.v1 import events_pb2
 
 T0 = 1_764_000_000_000

@@ -13,9 +13,9 @@ from feedrank.cli.main import app
 from feedrank.core.features.schema import LANGUAGES, post_index
 from feedrank.core.registry import LocalModelRegistry, read_bundle
 from feedrank.core.settings import load_settings
-from feedrank.core.world import WorldConfig
 from feedrank.explore.retrieval import CandidateIndex
-from feedrank.learners.bootstrap import local_world
+from feedrank.simulate.world import WorldConfig
+from feedrank.simulate.world_views import local_world
 from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
 from feedrank.stack.components import StackError
 

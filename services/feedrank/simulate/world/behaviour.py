@@ -30,8 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from feedrank.core.features.schema import FloatArray, IntArray, post_id, user_id
-from feedrank.core.world.config import BehaviourConfig, normalised
-from feedrank.core.world.generator import World
+from feedrank.simulate.world.config import BehaviourConfig, normalised
+from feedrank.simulate.world.generator import World
 from feedrank.v1 import events_pb2
 
 _MS_PER_HOUR = 3_600_000.0

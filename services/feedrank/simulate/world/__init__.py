@@ -4,9 +4,9 @@ Observable tables live on :class:`World`; ``World.hidden`` holds the ground trut
 only :class:`BehaviourModel` and its oracle methods read.
 """
 
-from feedrank.core.world.behaviour import BehaviourModel
-from feedrank.core.world.config import BehaviourConfig, WorldConfig
-from feedrank.core.world.generator import (
+from feedrank.simulate.world.behaviour import BehaviourModel
+from feedrank.simulate.world.config import BehaviourConfig, WorldConfig, world_config
+from feedrank.simulate.world.generator import (
     CreatorTable,
     HiddenParameters,
     PostTable,
@@ -25,4 +25,5 @@ __all__ = [
     "World",
     "WorldConfig",
     "generate_world",
+    "world_config",
 ]

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from feedrank.core.features.schema import AGE_BUCKETS, COUNTRIES, LANGUAGES, NUM_TOPICS
+from feedrank.core.settings import WorldSettings
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -161,7 +162,7 @@ class WorldConfig:
 
 @dataclass(frozen=True)
 class BehaviourConfig:
-    """How a simulated user reacts to a feed; see :mod:`feedrank.core.world.behaviour`."""
+    """How a simulated user reacts to a feed; see :mod:`feedrank.simulate.world.behaviour`."""
 
     # Relevance of an examined post: sigmoid of a linear score.
     relevance_bias: float = -3.0
@@ -237,3 +238,15 @@ class BehaviourConfig:
 LANGUAGE_OF_COUNTRY: tuple[int, ...] = tuple(
     LANGUAGES.index(COUNTRY_PRIMARY_LANGUAGE[country]) for country in COUNTRIES
 )
+
+
+def world_config(settings: WorldSettings, now_ms: int) -> WorldConfig:
+    """The world every process of the stack generates (same seed, size and start)."""
+    return WorldConfig(
+        num_users=settings.num_users,
+        num_creators=settings.num_creators,
+        num_posts=settings.num_posts,
+        seed=settings.seed,
+        start_ms=settings.start_or(now_ms),
+        publish_ahead_days=settings.publish_ahead_days,
+    )

@@ -11,9 +11,9 @@ import pytest
 from feedrank.core import codecs
 from feedrank.core.codecs import RewardTypeValue
 from feedrank.core.features.schema import FloatArray, IntArray, post_id, post_index
-from feedrank.core.world.behaviour import BehaviourModel
-from feedrank.core.world.config import DAY_MS, WorldConfig
-from feedrank.core.world.generator import World, generate_world
+from feedrank.simulate.world.behaviour import BehaviourModel
+from feedrank.simulate.world.config import DAY_MS, WorldConfig
+from feedrank.simulate.world.generator import World, generate_world
 from feedrank.v1 import events_pb2
 
 HOUR_MS = 3_600_000

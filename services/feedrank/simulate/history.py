@@ -33,9 +33,9 @@ from feedrank.core.features.schema import (
     user_id,
 )
 from feedrank.core.features.store import InMemoryFeatureStore, apply_reward
-from feedrank.core.world import BehaviourModel, World
-from feedrank.core.world.catalogue import catalogue_from_world
 from feedrank.explore.exploration import EpsilonGreedy, ExplorationPolicy, seed_for_decision
+from feedrank.simulate.world import BehaviourModel, World
+from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.v1 import events_pb2
 
 ENGAGEMENT_TYPES = frozenset(

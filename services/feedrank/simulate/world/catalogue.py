@@ -10,7 +10,7 @@ import numpy as np
 
 from feedrank.core.catalogue import CatalogueState, UserProfile
 from feedrank.core.features.schema import post_id, user_id
-from feedrank.core.world.generator import World
+from feedrank.simulate.world.generator import World
 
 START_TS_MS = 946_684_800_000  # the catalogue state's ts for generated rows (year 2000)
 

@@ -15,8 +15,8 @@ from feedrank.core.features.schema import (
     LANGUAGES,
     NUM_TOPICS,
 )
-from feedrank.core.world.config import BehaviourConfig, WorldConfig
-from feedrank.core.world.generator import (
+from feedrank.simulate.world.config import BehaviourConfig, WorldConfig
+from feedrank.simulate.world.generator import (
     CreatorTable,
     HiddenParameters,
     PostTable,

@@ -7,8 +7,9 @@ import pytest
 
 from feedrank.core.settings import load_settings
 from feedrank.learners.batch.trainer import BatchTrainer
-from feedrank.learners.bootstrap import local_world, model_configs, trainer_config, world_topics
-from feedrank.learners.training_run import examples_for_training
+from feedrank.learners.bootstrap import model_configs, trainer_config
+from feedrank.simulate.training_history import simulated_history
+from feedrank.simulate.world_views import local_world, world_topics
 
 WORLD = {"num_users": 60, "num_creators": 20, "num_posts": 400, "start_ms": 1_764_000_000_000}
 
@@ -19,9 +20,10 @@ def test_history_decisions_come_at_the_configured_pace_before_the_world_starts(
 ) -> None:
     settings = load_settings(world=WORLD, learner={"history_decision_interval_s": interval_s})
     world = local_world(settings)
-    run = examples_for_training(
-        settings, world, world_topics(world), from_kafka=False, file=None, simulate=500, seed=0
+    history = simulated_history(
+        settings, world, world_topics(world), examples_per_round=500, seed=0
     )
+    run = history.first_run()
     times = np.unique(np.asarray(run.batch.decision_time_ms, dtype=np.int64))
     gaps = np.diff(times)
     assert gaps.min() >= interval_s * 1000
@@ -35,9 +37,10 @@ def test_without_time_context_training_does_not_depend_on_when_the_world_starts(
         world_settings = {**WORLD, "start_ms": WORLD["start_ms"] + shift_ms}
         settings = load_settings(world=world_settings, learner={"time_context": False})
         world = local_world(settings)
-        run = examples_for_training(
-            settings, world, world_topics(world), from_kafka=False, file=None, simulate=800, seed=0
+        history = simulated_history(
+            settings, world, world_topics(world), examples_per_round=800, seed=0
         )
+        run = history.first_run()
         two_tower, ranker = model_configs(settings)
         assert not ranker.time_context
         trainer = BatchTrainer(
@@ -46,12 +49,3 @@ def test_without_time_context_training_does_not_depend_on_when_the_world_starts(
         reports.append(trainer.fit(run.batch).metrics)
 
     assert reports[0] == reports[1]  # the same world and history, shifted in time
-
-
-def test_batch_training_takes_its_own_learning_rate_not_the_online_learners() -> None:
-    settings = load_settings(learner={"learning_rate": 1e-2, "batch_learning_rate": 2e-4})
-    assert trainer_config(settings).learning_rate == 2e-4
-    assert trainer_config(settings, learning_rate=5e-3).learning_rate == 5e-3  # --learning-rate
-    trainer = BatchTrainer(trainer_config(settings))
-    rates = {group["lr"] for group in trainer.model.dense_optimizer.param_groups}
-    assert rates == {2e-4}

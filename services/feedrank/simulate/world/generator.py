@@ -29,7 +29,7 @@ from feedrank.core.features.schema import (
     FloatArray,
     IntArray,
 )
-from feedrank.core.world.config import LANGUAGE_OF_COUNTRY, WorldConfig, normalised
+from feedrank.simulate.world.config import LANGUAGE_OF_COUNTRY, WorldConfig, normalised
 
 _CONTENT_CHUNK_ROWS = 1 << 17  # rows of content embedding made at a time (bounds memory)
 _MIN_TOPIC_WEIGHT = 0.05  # keeps every used topic slot visibly above zero
