@@ -237,6 +237,31 @@ class RuleSettings:
             raise ValueError("need 0 <= small_creator_floor <= small_creator_cap <= 1")
 
 
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class ColdStartSettings:
+    """The policy served before the first registry version (``[explore.cold_start]``):
+    popularity x freshness x topic match, no trained weights (docs/explore.md, "Cold
+    start")."""
+
+    half_life_hours: float = Field(
+        default=24.0, gt=0, description="Post age at which a post's cold-start score has halved."
+    )
+    mismatch_weight: float = Field(
+        default=3.0,
+        ge=0,
+        description="Topic mismatch penalty of the cold-start score: a post sharing none of the "
+        "user's history topics scores exp(-weight) times one matching them fully (0: topics "
+        "do not rank; a user without history is never penalised).",
+    )
+    retrieval_freshness: float = Field(
+        default=0.25,
+        gt=0,
+        description="Weight of post freshness next to topic match in cold-start retrieval "
+        "(below 0.5 a post matching the user's topics fully outranks one sharing none, "
+        "whatever their ages; a user without history gets the newest posts).",
+    )
+
+
 class ExploreSettings(_Group):
     """The explore (Rank) service: request limits, retrieval, exploration, workers."""
 
@@ -329,6 +354,11 @@ class ExploreSettings(_Group):
     )
     rules: RuleSettings = Field(
         default_factory=RuleSettings, description="Post-processing rules ([explore.rules])."
+    )
+    cold_start: ColdStartSettings = Field(
+        default_factory=ColdStartSettings,
+        description="The policy served before a plan names a registry version "
+        "([explore.cold_start]).",
     )
 
 

@@ -7,7 +7,8 @@ parent's replay stopped and indexes new posts as they arrive (``catalogue_source
 
 With a serving plan configured (``explore.deploy_address`` or ``explore.plan_file``),
 every worker also runs a :class:`PlanFollower` that loads the plan's registry versions
-and switches them in (see ``plan_follower``); without one it serves the initial model.
+and switches them in (see ``plan_follower``); without one it serves the initial model,
+the cold-start policy (``cold_start``).
 With ``explore.feature_updates`` (the default) every worker also keeps its feature
 store fresh from the rewards and decisions topics (see ``feature_updates``).
 """
@@ -26,6 +27,7 @@ from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import DAY_MS, Settings
 from feedrank.explore.catalogue_source import CatalogueTail, Positions
+from feedrank.explore.cold_start import catalogue_creation_times
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogConfig, DecisionLogger
 from feedrank.explore.exploration import policy_from_name
@@ -62,7 +64,8 @@ def build_serving_state(
     positions: Positions | None = None,
     show_progress: bool,
 ) -> ServingState:
-    """The feature store over ``catalogue`` and the initial model over its live posts."""
+    """The feature store over ``catalogue`` and the initial model (the cold-start
+    policy, see ``cold_start``) over its live posts."""
     store = InMemoryFeatureStore(catalogue)
     rows = catalogue.live_rows()
     posts = store.post_features(rows, clock.now_ms())
@@ -70,8 +73,8 @@ def build_serving_state(
     model = initial_serving_model(
         posts,
         created_ms,
-        seed=settings.world.seed,
-        time_context=settings.learner.time_context,
+        settings=settings.explore,
+        creation_times=catalogue_creation_times(catalogue),
         show_progress=show_progress,
     )
     return ServingState(catalogue, store, model, positions)

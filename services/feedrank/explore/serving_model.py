@@ -1,40 +1,76 @@
 """One servable model version: both towers, the ranker and the ANN index, together.
 
 They are loaded, swapped and freed as one object, so a request can never mix the
-user tower of one version with the index of another.
+user tower of one version with the index of another. A registry version brings a
+trained :class:`TwoTowerModel` and :class:`RankerModel`; before the first one,
+:func:`initial_serving_model` serves the cold-start policy (``cold_start``), which
+offers the same interfaces (:class:`RetrievalTowers`, :class:`CandidateRanker`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from rich.progress import Progress
+from torch import nn
 
-from feedrank.core.features.schema import PostFeatureBatch
-from feedrank.core.models.ranker import RankerConfig, RankerModel
-from feedrank.core.models.two_tower import TwoTowerConfig, TwoTowerModel
+from feedrank.core.features.schema import FloatArray, PostFeatureBatch, UserFeatures
+from feedrank.core.settings import ExploreSettings
+from feedrank.explore.cold_start import ColdStartRanker, ColdStartTowers, CreationTimes
 from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+
+
+class RetrievalTowers(Protocol):
+    """What serving asks of the two towers (``TwoTowerModel``, ``ColdStartTowers``)."""
+
+    def encode_users(self, users: Sequence[UserFeatures]) -> FloatArray:
+        """User vectors, shape (n, dim), for inner-product search over post vectors."""
+        ...
+
+    def encode_posts(self, posts: PostFeatureBatch) -> FloatArray:
+        """Post vectors, shape (n, dim), as the ANN index holds them."""
+        ...
+
+
+class CandidateRanker(Protocol):
+    """What serving asks of the ranker (``RankerModel``, ``ColdStartRanker``)."""
+
+    def score(
+        self,
+        user: UserFeatures,
+        posts: PostFeatureBatch,
+        user_vector: npt.NDArray[np.floating[Any]],
+        post_vectors: npt.NDArray[np.floating[Any]],
+        request_time_ms: int,
+        *,
+        surface: str = "",
+    ) -> npt.NDArray[np.float64]:
+        """Scores in (0, 1), shape (n,), of ``user`` and each post (higher first)."""
+        ...
 
 
 @dataclass(frozen=True)
 class ServingModel:
     version: str
-    two_tower: TwoTowerModel
-    ranker: RankerModel
+    two_tower: RetrievalTowers
+    ranker: CandidateRanker
     index: CandidateIndex
     post_vectors: PostVectorTable  # the post tower's output by catalogue row
 
     def __post_init__(self) -> None:
         # Served models never train: eval mode once, instead of per request.
-        self.two_tower.eval()
-        self.ranker.eval()
+        for part in (self.two_tower, self.ranker):
+            if isinstance(part, nn.Module):
+                part.eval()
 
 
 def index_catalogue(
-    two_tower: TwoTowerModel,
+    two_tower: RetrievalTowers,
     posts: PostFeatureBatch,
     created_ms: npt.NDArray[np.int64],
     *,
@@ -65,20 +101,21 @@ def initial_serving_model(
     posts: PostFeatureBatch,
     created_ms: npt.NDArray[np.int64],
     *,
+    settings: ExploreSettings,
+    creation_times: CreationTimes,
     version: str = "v0-init",
-    seed: int = 0,
-    time_context: bool = True,
     show_progress: bool = False,
 ) -> ServingModel:
-    """A seeded, untrained model: what serves before the first registry version exists.
+    """The cold-start policy over ``posts``: what serves before a plan names a registry
+    version (topic match, freshness and popularity; see ``cold_start``).
 
-    Its retrieval and ranking run on features only (content, topics, language, …);
-    the learners replace it with trained versions through the registry.
-    """
-    two_tower = TwoTowerModel(TwoTowerConfig(seed=seed))
-    ranker_config = RankerConfig(
-        seed=seed, tower_dim=two_tower.config.embedding_dim, time_context=time_context
+    ``creation_times`` gives ``created_ms`` of any catalogue row: the catalogue indexer
+    embeds posts that arrive later with the same post "tower"."""
+    towers = ColdStartTowers(
+        settings.cold_start,
+        max_post_age_days=settings.max_post_age_days,
+        creation_times=creation_times,
     )
-    ranker = RankerModel(ranker_config)
-    index, vectors = index_catalogue(two_tower, posts, created_ms, show_progress=show_progress)
-    return ServingModel(version, two_tower, ranker, index, vectors)
+    ranker = ColdStartRanker(settings.cold_start)
+    index, vectors = index_catalogue(towers, posts, created_ms, show_progress=show_progress)
+    return ServingModel(version, towers, ranker, index, vectors)
