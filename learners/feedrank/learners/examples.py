@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core.entity_codecs import COUNTRY_TAG, LANGUAGE_TAG
 from feedrank.core.features.schema import (
     AFFINITY_FEATURES,
     AGE_BUCKETS,
@@ -63,6 +64,7 @@ _TOPIC_COLUMN = {name: column for column, name in enumerate(TOPIC_FEATURES)}
 _AFFINITY_COLUMN = {name: column for column, name in enumerate(AFFINITY_FEATURES)}
 _LANGUAGE_CODE = {code: index for index, code in enumerate(LANGUAGES)}
 _COUNTRY_CODE = {code: index for index, code in enumerate(COUNTRIES)}
+_WELL_FORMED = {"language": LANGUAGE_TAG, "country": COUNTRY_TAG}
 
 
 class InvalidExampleError(ValueError):
@@ -343,13 +345,18 @@ def _check_finite(columns: npt.NDArray[np.floating[Any]], names: Sequence[str]) 
 
 
 def _category(values: object, name: str, codes: dict[str, int], side: str) -> int:
+    """The model's row of a logged language or country: its own for the schema's, the
+    "other" row (one past them) for any other well-formed tag, as serving maps them."""
     text = values.get(name, "")  # type: ignore[attr-defined]
-    if text not in codes:
-        raise InvalidExampleError(
-            f"{side} {name} {text!r} is not one of {sorted(codes)}",
-            field=f"{side}_features.{name}",
-        )
-    return codes[text]
+    code = codes.get(text)
+    if code is not None:
+        return code
+    if _WELL_FORMED[name].fullmatch(text):
+        return len(codes)
+    raise InvalidExampleError(
+        f"{side} {name} {text!r} is not a well-formed tag (one of {sorted(codes)}, or any other)",
+        field=f"{side}_features.{name}",
+    )
 
 
 def validate_batch(batch: ExampleBatch) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from feedrank.core.catalogue import CatalogueState
 from feedrank.core.registry import ModelRegistry, TrainingData
 from feedrank.core.settings import Settings
 from feedrank.learners.batch.trainer import BatchTrainer, TrainingReport
+from feedrank.learners.bootstrap import catalogue_posts
 from feedrank.learners.examples import ExampleBatch, batch_from_examples
-from feedrank.learners.post_topics import TopicLookup
+from feedrank.learners.feature_backfill import FeatureBackfill
+from feedrank.learners.post_topics import CatalogueTopics
 from feedrank.learners.posts import PostCatalogue
 from feedrank.learners.publishing import publish_version
 from feedrank.learners.sources import read_examples, read_kafka_range
@@ -29,6 +32,7 @@ class TrainingRun:
     catalogue: PostCatalogue | None = None
     trainer: BatchTrainer | None = None
     report: TrainingReport | None = None
+    backfilled: tuple[int, int] = (0, 0)  # examples whose user, post features were filled
 
     def trained(self, trainer: BatchTrainer, report: TrainingReport) -> TrainingRun:
         return replace(self, trainer=trainer, report=report)
@@ -36,24 +40,37 @@ class TrainingRun:
 
 def logged_examples(
     settings: Settings,
-    topics: TopicLookup | None,
     *,
     from_kafka: bool,
     file: Path | None,
-    catalogue: PostCatalogue | None = None,
+    catalogue: CatalogueState | None = None,
+    now_ms: int = 0,
 ) -> TrainingRun:
     """Labelled examples from ``topics.examples`` (its start to its end offsets) or from
-    an exported file, as a batch with its provenance; ``topics`` fills in the post topics
-    that older logs do not carry."""
+    an exported file, as a batch with its provenance.
+
+    ``catalogue`` (the replayed entity topics) fills in what the logs lack: post topics
+    older logs do not carry, and whole feature vectors imported logs do not carry
+    (:class:`FeatureBackfill`); its live posts, as of ``now_ms``, are indexed in the
+    published version beside the examples' own.
+    """
+    backfill = FeatureBackfill(catalogue)
+    topics = CatalogueTopics(catalogue) if catalogue is not None else None
+    posts = catalogue_posts(catalogue, now_ms) if catalogue is not None else None
     if from_kafka:
         topic = settings.topics.examples
         kafka = read_kafka_range(settings.kafka.bootstrap, topic)
-        batch = batch_from_examples(kafka.examples, topics=topics)
-        return TrainingRun(batch, f"kafka:{topic}", kafka.offsets, catalogue)
-    if file is None:
+        examples = list(backfill.examples(kafka.examples))
+        batch = batch_from_examples(examples, topics=topics)
+        run = TrainingRun(batch, f"kafka:{topic}", kafka.offsets, posts)
+    elif file is not None:
+        examples = list(backfill.examples(read_examples(file)))
+        run = TrainingRun(
+            batch_from_examples(examples, topics=topics), f"file:{file}", catalogue=posts
+        )
+    else:
         raise ValueError("give from_kafka or a file")
-    batch = batch_from_examples(read_examples(file), topics=topics)
-    return TrainingRun(batch, f"file:{file}", catalogue=catalogue)
+    return replace(run, backfilled=(backfill.filled_users, backfill.filled_posts))
 
 
 def publish_run(registry: ModelRegistry, run: TrainingRun, metrics: dict[str, float]) -> str:

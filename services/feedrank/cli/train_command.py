@@ -20,8 +20,7 @@ from feedrank.core.clock import SystemClock
 from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
-from feedrank.learners.bootstrap import catalogue_posts, model_configs, trainer_config
-from feedrank.learners.post_topics import CatalogueTopics
+from feedrank.learners.bootstrap import model_configs, trainer_config
 from feedrank.learners.training_run import TrainingRun, logged_examples, publish_run
 from feedrank.simulate.training_history import SimulatedHistory, simulated_history
 from feedrank.simulate.world_views import local_world, world_topics
@@ -141,20 +140,32 @@ def _logged_run(
     settings: Settings, *, from_kafka: bool, file: Path | None, catalogue: bool
 ) -> TrainingRun:
     """Examples from Kafka or a file; with ``catalogue``, the catalogue topics replayed."""
-    topics, posts = None, None
+    state = None
     missing = missing_entity_topics(settings) if catalogue else []
     if missing:
-        console.print(
-            f"[yellow]no catalogue topics {missing}: indexing the examples' posts only[/]"
-        )
+        console.print(f"[yellow]no catalogue topics {missing}: training on the logs alone[/]")
     elif catalogue:
         names = f"{settings.topics.posts}, {settings.topics.users}, {settings.topics.graph}"
         with console.status(f"replaying the catalogue from {names}…"):
             state = replay_catalogue(settings, SystemClock().now_ms).state
-        console.print(f"catalogue: {state.live_rows().size:,} live posts")
-        topics, posts = CatalogueTopics(state), catalogue_posts(state, SystemClock().now_ms())
+        console.print(
+            f"catalogue: {state.live_rows().size:,} live posts, {state.num_users:,} users"
+        )
     with console.status("reading examples…"):
-        return logged_examples(settings, topics, from_kafka=from_kafka, file=file, catalogue=posts)
+        run = logged_examples(
+            settings,
+            from_kafka=from_kafka,
+            file=file,
+            catalogue=state,
+            now_ms=SystemClock().now_ms(),
+        )
+    users, posts = run.backfilled
+    if users or posts:
+        console.print(
+            f"features the logs lack filled from the catalogue: users of {users:,} examples, "
+            f"posts of {posts:,}"
+        )
+    return run
 
 
 def _fit(run: TrainingRun, config: TrainerConfig, trainer: BatchTrainer) -> TrainingRun:

@@ -78,8 +78,8 @@ EventT = TypeVar(
     "EventT", catalogue_pb2.PostEvent, catalogue_pb2.UserEvent, catalogue_pb2.GraphEvent
 )
 
-_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
-_COUNTRY_CODE = re.compile(r"[A-Za-z]{2}")
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+COUNTRY_TAG = re.compile(r"[A-Za-z]{2}")
 _SELF_EDGE_OPS = frozenset({catalogue_pb2.GRAPH_OP_FOLLOW, catalogue_pb2.GRAPH_OP_BLOCK})
 _DELETE = catalogue_pb2.ENTITY_OP_DELETE
 
@@ -244,7 +244,7 @@ def _require_bare_delete(event: Message, id_field: str) -> None:
 
 
 def _language(tag: str) -> str:
-    if not _LANGUAGE_TAG.fullmatch(tag):
+    if not LANGUAGE_TAG.fullmatch(tag):
         raise EventDecodeError(
             f"language {_brief(tag)} is not a BCP-47 tag: 2-8 letters, then '-'-separated "
             "parts of 1-8 letters or digits (e.g. 'en', 'pt-BR', 'zh-Hant')",
@@ -254,7 +254,7 @@ def _language(tag: str) -> str:
 
 
 def _country(code: str) -> str:
-    if code and not _COUNTRY_CODE.fullmatch(code):
+    if code and not COUNTRY_TAG.fullmatch(code):
         raise EventDecodeError(
             f"country {_brief(code)} is not a two-letter ISO 3166 code (e.g. 'US'); "
             "leave it empty for everywhere",

@@ -34,7 +34,7 @@ import numpy as np
 
 from feedrank.core.catalogue import CatalogueState
 from feedrank.core.clock import Clock
-from feedrank.core.features.schema import IntArray
+from feedrank.core.features.schema import COUNTRIES, LANGUAGES, IntArray
 from feedrank.core.features.store import FeatureStore
 from feedrank.core.models.serialization import ModelFormatError
 from feedrank.core.models.two_tower import TwoTowerModel
@@ -148,6 +148,7 @@ class ModelLoader:
             row_of = np.full(int(bundle.post_index.max(initial=-1)) + 1, -1, dtype=np.int64)
             row_of[bundle.post_index] = rows
             index.relabel(row_of)
+            self._complete(index, bundle, rows, catalogue)
             return index  # whether it matches the embeddings, the recall check tells
         config = self.retrieval or replace(RetrievalConfig(dim=dim), build_threads=1)
         known = rows >= 0
@@ -160,6 +161,34 @@ class ModelLoader:
             region_locked=catalogue.region_locked[served],
             created_ms=catalogue.created_ms[served],
             config=config,
+        )
+
+    @staticmethod
+    def _complete(
+        index: CandidateIndex, bundle: ModelBundle, rows: IntArray, catalogue: Catalogue
+    ) -> None:
+        """Index, with the version's own vectors, the posts its shipped index cannot name
+        the way this process does: those in a language past the schema's (saved indexes
+        hold the schema's languages only) and those whose country is past the schema's
+        (a process-local code in the learner). They are (re)added with this process's
+        language and country codes."""
+        known = np.flatnonzero(rows >= 0)
+        served = rows[known]
+        foreign = (catalogue.language[served] >= len(LANGUAGES)) | (
+            catalogue.country[served] >= len(COUNTRIES)
+        )
+        absent = ~np.isin(served, index.post_indices())
+        redo = foreign | absent
+        if not redo.any():
+            return
+        chosen = served[redo]
+        index.add(
+            chosen,
+            bundle.post_vectors[known[redo]],
+            languages=catalogue.language[chosen],
+            countries=catalogue.country[chosen],
+            region_locked=catalogue.region_locked[chosen],
+            created_ms=catalogue.created_ms[chosen],
         )
 
     def _embed(
