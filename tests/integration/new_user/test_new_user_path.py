@@ -204,6 +204,7 @@ def test_a_newsrooms_own_data_goes_through_the_whole_loop(
         )
         metrics = json.loads(next(line for line in trained.splitlines() if line.startswith("{")))
         assert metrics["examples"] >= 288
+        assert metrics["auc"] > 0.5, metrics  # readers like the desks they follow: learnable
         latest = LocalModelRegistry(newsroom.settings.paths.registry).latest()
         assert latest is not None
         assert latest.version != initial_version
