@@ -113,3 +113,29 @@ def test_serving_quality_smoke() -> None:
     assert report["retrieved_oracle_over_oracle"] <= 1.0
     assert report["oracle_repeating_over_oracle"] >= 1.0  # a superset of posts to choose from
     assert report["served_over_oracle"] <= report["retrieved_oracle_over_oracle"]
+
+
+def test_serve_restart_smoke(kafka: KafkaBroker) -> None:
+    """`feedrank serve` started, restarted and measured over tiny topics on the session broker."""
+    result = run_benchmark(
+        "-m", "benchmarks.serve_restart", "--smoke", "--json", "--bootstrap", kafka.bootstrap
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert (report["posts"], report["workers"]) == (3_000, 1)
+    assert report["producer_posts_per_s"] > 0
+    assert report["replay_only_s"] > 0
+    assert report["first_start_s"] > 0
+    assert report["restart_s"] > 0
+    assert report["restart_vs_replay_only"] == round(
+        report["restart_s"] / report["replay_only_s"], 3
+    )
+    assert report["rank_items"] > 0  # both starts answered Rank with items
+    assert report["pss_gb"] > 0
+    assert report["peak_pss_gb"] > 0
+    for start in (report["first_start"], report["restart"]):
+        phases = [start[name] for name in ("imports_s", "replay_s", "build_s", "workers_s")]
+        assert all(phase is not None and phase >= 0 for phase in phases)
+        assert start["stop_s"] > 0
+    assert isinstance(report["restart_target_met"], bool)
+    assert isinstance(report["pss_target_met"], bool)
