@@ -22,9 +22,7 @@ from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings
 from feedrank.learners.bootstrap import catalogue_posts, starting_model
 from feedrank.learners.joint import StepConfig
-from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer
 from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
-from feedrank.learners.online.monitoring import StreamMonitor
 from feedrank.learners.post_topics import CatalogueTopics
 
 console = Console()
@@ -39,6 +37,10 @@ def learn(
     metrics: Annotated[bool, typer.Option(help="Serve /metrics on ports.learner_metrics.")] = True,
 ) -> None:
     """Learn online from feedrank.examples; checkpoint, commit and publish versions."""
+    # Imported here, not at the top: river and scipy take a second or two, which every
+    # other feedrank command (serve's restart above all) would pay for nothing.
+    from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer  # noqa: PLC0415
+    from feedrank.learners.online.monitoring import StreamMonitor  # noqa: PLC0415
 
     settings = settings_of(context)
     learner_settings = settings.learner

@@ -23,7 +23,6 @@ from feedrank.simulate.catalogue_publisher import publish_world, wait_until_serv
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import EngagementLedger
 from feedrank.simulate.rank_client import GrpcRankClient
-from feedrank.simulate.report import holdout_summary, totals_table, write_csv, write_plot
 from feedrank.simulate.reward_sink import KafkaRewardSink
 from feedrank.simulate.world import BehaviourModel, World, generate_world, world_config
 
@@ -89,6 +88,14 @@ class SimulationOptions:
 
 def run_simulation(settings: Settings, options: SimulationOptions, stop: threading.Event) -> bool:
     """Run the simulated apps with a live table until done or ``stop``; False on failures."""
+    # matplotlib (the report's plot) loads here, not with every feedrank command.
+    from feedrank.simulate.report import (  # noqa: PLC0415
+        holdout_summary,
+        totals_table,
+        write_csv,
+        write_plot,
+    )
+
     start_ms = settings.world.start_or(SystemClock().now_ms())
     with console.status(f"building the simulated world ({settings.world.num_posts:,} posts)…"):
         world = generate_world(world_config(settings.world, start_ms))

@@ -126,6 +126,7 @@ class CatalogueFeed:
         self.batch_size = batch_size
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._consumer: Consumer | None = None
+        self._ends_at_attach: dict[tuple[str, int], int] = {}  # high watermarks, per partition
         self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,10 +142,7 @@ class CatalogueFeed:
         end is not reached in ``timeout_s`` (Kafka down, a topic missing)."""
         deadline = time.monotonic() + timeout_s
         consumer = self._attach(deadline)
-        ends = {
-            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10.0)[1]
-            for tp in consumer.assignment()
-        }
+        ends = self._ends_at_attach
         posts = [TopicPartition(*part) for part in ends if part[0] == self.topics.posts]
         consumer.pause(posts)
         first = {part: end for part, end in ends.items() if part[0] != self.topics.posts}
@@ -305,13 +303,18 @@ class CatalogueFeed:
                 consumer.close()
                 raise TimeoutError(f"catalogue topics unreachable: {self.status.last_error}")
             time.sleep(1.0)
-        consumer.assign(
-            [
-                TopicPartition(topic, partition, self.start_at.get((topic, partition), begin))
-                for topic in self.topics.entity_topics()
-                for partition in metadata.topics[topic].partitions
-            ]
-        )
+        parts = [
+            (topic, partition)
+            for topic in self.topics.entity_topics()
+            for partition in metadata.topics[topic].partitions
+        ]
+        # The ends are read before the assignment: once assigned, the consumer's fetch
+        # long-polls (fetch.wait.max.ms) and each offset query would wait behind it.
+        self._ends_at_attach = {
+            part: consumer.get_watermark_offsets(TopicPartition(*part), timeout=10.0)[1]
+            for part in parts
+        }
+        consumer.assign([TopicPartition(*part, self.start_at.get(part, begin)) for part in parts])
         self._consumer = consumer
         return consumer
 
