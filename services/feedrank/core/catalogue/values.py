@@ -53,11 +53,12 @@ def feature_number(features: Mapping[str, catalogue_pb2.FeatureValue], name: str
 
 def topic_weights(names: Iterable[str], weights: Iterable[float]) -> FloatArray:
     names, weights = list(names), list(weights)
-    slots = np.zeros(NUM_TOPICS, dtype=np.float64)
+    slots = [0.0] * NUM_TOPICS  # a Python list: a post has a few topics, numpy costs more
     for name, weight in zip(names, weights or [1.0] * len(names), strict=True):
         slots[topic_slot(name)] += weight
-    total = slots.sum()
-    shares: FloatArray = (slots / total if total > 0 else slots).astype(np.float32)
+    total = sum(slots)
+    vector = np.array(slots, dtype=np.float64)
+    shares: FloatArray = (vector / total if total > 0 else vector).astype(np.float32)
     return shares
 
 

@@ -14,6 +14,7 @@ key of its string id (:func:`post_key`), the same in every process and on every 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
@@ -99,6 +100,7 @@ def stable_digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def topic_slot(name: str) -> int:
     """The topic slot of a topic name: ``topic_<i>`` (the schema's own names) is slot i,
     any other name is hashed into one of the NUM_TOPICS slots (feature hashing), so an
