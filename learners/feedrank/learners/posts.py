@@ -21,7 +21,9 @@ import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load_file, save_file
 
+from feedrank.core.catalogue import CatalogueState
 from feedrank.core.features.schema import IntArray, PostFeatureBatch, post_id, post_keys
+from feedrank.core.features.store import InMemoryFeatureStore
 from feedrank.core.models.two_tower import TwoTowerModel
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
 from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
@@ -81,6 +83,9 @@ class PostCatalogue:
 
     def features(self) -> PostFeatureBatch:
         """Every known post's latest features (ages as logged)."""
+        if not self._columns:  # nothing seen yet (a new deployment's first version)
+            empty = InMemoryFeatureStore(CatalogueState())
+            return empty.post_features(np.empty(0, dtype=np.int64), self.as_of_ms)
         size = self._size
         columns: dict[str, Any] = {name: self._columns[name][:size] for name in _COLUMNS}
         return PostFeatureBatch(**columns, as_of_ms=self.as_of_ms)

@@ -61,9 +61,17 @@ def serve(
         f"catalogue: {replayed.state.live_rows().size:,} posts, {replayed.state.num_users:,} "
         f"users from {replayed.records:,} records ({replayed.rejected:,} dead-lettered)"
     )
-    with console.status("embedding and indexing the catalogue…"):
+    plans = importlib.import_module("feedrank.explore.plan_sources")
+    version = app.main_arm_version(plans.first_plan(settings.explore))
+    doing = f"loading {version}, the serving plan's" if version else "embedding and indexing"
+    with console.status(f"{doing} model over the catalogue…"):
         state = app.build_serving_state(
-            settings, clock, replayed.state, positions=replayed.positions, show_progress=False
+            settings,
+            clock,
+            replayed.state,
+            positions=replayed.positions,
+            show_progress=False,
+            initial_version=version,
         )
     pool = pool_module.WorkerPool(
         app.worker_backend_factory(settings, clock, state, log_decisions=log_decisions),

@@ -15,6 +15,7 @@ store fresh from the rewards and decisions topics (see ``feature_updates``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ from feedrank.explore.catalogue_source import CatalogueTail, Positions
 from feedrank.explore.cold_start import catalogue_creation_times
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogConfig, DecisionLogger
+from feedrank.explore.errors import ModelRefused
 from feedrank.explore.exploration import policy_from_name
 from feedrank.explore.feature_updates import (
     FeatureUpdater,
@@ -43,7 +45,10 @@ from feedrank.explore.plan_sources import plan_source
 from feedrank.explore.queries import RankQuery, RankResult
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, initial_serving_model
+from feedrank.explore.serving_plan import ServingPlan
 from feedrank.explore.workers import BackendFactory, WorkerBackend
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,17 @@ def build_serving_state(
     *,
     positions: Positions | None = None,
     show_progress: bool,
+    initial_version: str | None = None,
 ) -> ServingState:
-    """The feature store over ``catalogue`` and the initial model (the cold-start
-    policy, see ``cold_start``) over its live posts."""
+    """The feature store over ``catalogue`` and the initial model over its live posts:
+    registry version ``initial_version`` when given and it loads (the plan's main arm,
+    so the workers share it and their first plan sync has nothing to load), else the
+    cold-start policy (``cold_start``)."""
     store = InMemoryFeatureStore(catalogue)
+    if initial_version is not None:
+        loaded = _load_version(settings, clock, catalogue, store, initial_version)
+        if loaded is not None:
+            return ServingState(catalogue, store, loaded, positions)
     rows = catalogue.live_rows()
     posts = store.post_features(rows, clock.now_ms())
     created_ms = np.asarray(catalogue.post_column("created_ms")[rows], dtype=np.int64)
@@ -78,6 +90,40 @@ def build_serving_state(
         show_progress=show_progress,
     )
     return ServingState(catalogue, store, model, positions)
+
+
+def _load_version(
+    settings: Settings,
+    clock: Clock,
+    catalogue: CatalogueState,
+    store: InMemoryFeatureStore,
+    version: str,
+) -> ServingModel | None:
+    explore = settings.explore
+    loader = ModelLoader(
+        LocalModelRegistry(settings.paths.registry),
+        store,
+        catalogue,
+        check_user_ids=check_user_ids(catalogue, explore.check_users),
+        settings=explore,
+        clock=clock,
+    )
+    try:
+        return loader.load(version)
+    except ModelRefused as refused:
+        log.warning(
+            "the plan's %s is refused (%s): starting on the cold-start policy", version, refused
+        )
+    except Exception:  # whatever a load raises, the service still starts
+        log.exception("loading the plan's %s failed: starting on the cold-start policy", version)
+    return None
+
+
+def main_arm_version(plan: ServingPlan | None) -> str | None:
+    """The version of the plan's arm with the most traffic; None without a plan."""
+    if plan is None or not plan.arms:
+        return None
+    return max(plan.arms, key=lambda arm: arm.weight).model_version
 
 
 def explore_service(

@@ -8,6 +8,7 @@ atomically (write a temporary file, then rename it over the plan).
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 from typing import Protocol
 
@@ -91,3 +92,42 @@ def plan_source(settings: ExploreSettings) -> PlanSource | None:
     if settings.plan_file is not None:
         return FilePlanSource(settings.plan_file)
     return None
+
+
+def first_plan(settings: ExploreSettings, timeout_s: float = 30.0) -> ServingPlan | None:
+    """The plan as it stands, read once before the workers fork; None without a plan
+    source or when it cannot be read.
+
+    A gRPC channel must not cross a fork (the workers would inherit its threads and
+    sockets), so the deploy service is asked from a spawned child process; a plan file is
+    read here.
+    """
+    source_kind = "deploy" if settings.deploy_address else "file" if settings.plan_file else None
+    if source_kind is None:
+        return None
+    if source_kind == "file":
+        return _fetched(settings)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        try:
+            text = pool.apply_async(_fetched_json, (settings,)).get(timeout=timeout_s)
+        except multiprocessing.TimeoutError:
+            return None
+    return ServingPlan.from_json(text) if text is not None else None
+
+
+def _fetched(settings: ExploreSettings) -> ServingPlan | None:
+    source = plan_source(settings)
+    if source is None:
+        return None
+    try:
+        return source.fetch()
+    except PlanSourceError:
+        return None
+    finally:
+        source.close()
+
+
+def _fetched_json(settings: ExploreSettings) -> str | None:
+    plan = _fetched(settings)
+    return plan.to_json() if plan is not None else None
