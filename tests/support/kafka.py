@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 import uuid
+from pathlib import Path
 
 from confluent_kafka import Consumer, Message
 from confluent_kafka.admin import AdminClient
@@ -12,9 +14,31 @@ from confluent_kafka.admin import AdminClient
 from feedrank.core.settings import DAY_MS
 from feedrank.stack.topics import TopicSpec, ensure_topics
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    """A port free now, below the kernel's ephemeral range and never handed out before in
+    this session. Tests hand ports to processes that bind them later; any client socket
+    or server on port 0 in between (a Flink job's Beam workers open gRPC servers) draws
+    from the ephemeral range and could take one, so the ports come from outside it."""
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    for _ in range(500):
+        port = random.randrange(20_000, max(low, 20_001))
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # no luck: any free one
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 

@@ -6,6 +6,7 @@ same small protocol and join the supervisor's list.
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import sys
@@ -239,6 +240,8 @@ class MetricsProbedComponent(SubcommandComponent):
                 text = response.read().decode()
         except OSError as error:
             return Health("unhealthy", f"no /metrics: {error}")
+        except http.client.HTTPException as error:  # something else holds the port
+            return Health("unhealthy", f"{self.endpoint} does not answer HTTP/1.1: {error!r}")
         if self.ready_sample and f"\n{self.ready_sample} 1.0" not in f"\n{text}":
             return Health("unhealthy", self.not_ready_detail)
         return Health("healthy", f"metrics :{self.metrics_port()}")

@@ -142,7 +142,14 @@ def run_join(settings: Settings) -> None:
         extra={"restart-strategy.type": "none"},
     )
     build_join_job(stream_env, table_env, config)
-    stream_env.execute("newsroom-join")
+    environment = dict(os.environ)
+    try:
+        stream_env.execute("newsroom-join")
+    finally:
+        # Beam's in-process worker pool writes its own PYTHONPATH into os.environ: put
+        # this process's environment back, or every later subprocess inherits it.
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 def eventually(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import re
 import shutil
 import subprocess
@@ -49,7 +50,11 @@ requires_docker_compose = pytest.mark.skipif(
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    """``command`` with this environment less Python's search paths: the tools here
+    (docker-compose, promtool) are not this interpreter's, and an in-process Flink job
+    (Beam's worker pool) may have left its PYTHONPATH behind."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
 
 
 def load_yaml(path: Path) -> Any:
