@@ -34,7 +34,7 @@ import numpy as np
 
 from feedrank.core.catalogue import CatalogueState
 from feedrank.core.clock import Clock
-from feedrank.core.features.schema import COUNTRIES, LANGUAGES, IntArray
+from feedrank.core.features.schema import COUNTRIES, IntArray
 from feedrank.core.features.store import FeatureStore
 from feedrank.core.models.serialization import ModelFormatError
 from feedrank.core.models.two_tower import TwoTowerModel
@@ -167,29 +167,27 @@ class ModelLoader:
     def _complete(
         index: CandidateIndex, bundle: ModelBundle, rows: IntArray, catalogue: Catalogue
     ) -> None:
-        """Index, with the version's own vectors, the posts its shipped index cannot name
-        the way this process does: those in a language past the schema's (saved indexes
-        hold the schema's languages only) and those whose country is past the schema's
-        (a process-local code in the learner). They are (re)added with this process's
-        language and country codes."""
+        """Name the shipped index's posts the way this process does. A language or a
+        country past the schema's has a process-local code: posts in such a language are
+        not in a saved index at all (it holds the schema's languages), so they are added
+        with the version's own vectors; a country past the schema's is rewritten in
+        place (a filter attribute, no graph change)."""
         known = np.flatnonzero(rows >= 0)
         served = rows[known]
-        foreign = (catalogue.language[served] >= len(LANGUAGES)) | (
-            catalogue.country[served] >= len(COUNTRIES)
-        )
         absent = ~np.isin(served, index.post_indices())
-        redo = foreign | absent
-        if not redo.any():
-            return
-        chosen = served[redo]
-        index.add(
-            chosen,
-            bundle.post_vectors[known[redo]],
-            languages=catalogue.language[chosen],
-            countries=catalogue.country[chosen],
-            region_locked=catalogue.region_locked[chosen],
-            created_ms=catalogue.created_ms[chosen],
-        )
+        if absent.any():
+            chosen = served[absent]
+            index.add(
+                chosen,
+                bundle.post_vectors[known[absent]],
+                languages=catalogue.language[chosen],
+                countries=catalogue.country[chosen],
+                region_locked=catalogue.region_locked[chosen],
+                created_ms=catalogue.created_ms[chosen],
+            )
+        foreign = served[~absent & (catalogue.country[served] >= len(COUNTRIES))]
+        if foreign.size:
+            index.set_countries(foreign, catalogue.country[foreign])
 
     def _embed(
         self,

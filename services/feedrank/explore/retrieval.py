@@ -502,6 +502,19 @@ class CandidateIndex:
             self._rebuild_lookups()
             return dropped
 
+    def set_countries(self, post_indices: IntArray, countries: IntArray) -> None:
+        """Rewrite the country of these indexed posts in place (a filter attribute: no
+        graph changes); posts not in the index are skipped."""
+        with self._lock.writing():
+            rows = np.asarray(post_indices, dtype=np.int64)
+            inside = rows < self._language_of.size
+            rows, values = rows[inside], np.asarray(countries, dtype=np.int64)[inside]
+            languages = self._language_of[rows]
+            for language in np.unique(languages[languages >= 0]).tolist():
+                chosen = languages == language
+                slots = self._slot_of[rows[chosen]]
+                self._partitions[language].country[slots] = values[chosen]
+
     def post_indices(self) -> IntArray:
         """The post indices of every indexed post (sorted)."""
         with self._lock.reading():

@@ -118,7 +118,8 @@ def test_serving_quality_smoke() -> None:
 def test_serve_restart_smoke(kafka: KafkaBroker) -> None:
     """`feedrank serve` started, restarted and measured over tiny topics on the session broker."""
     result = run_benchmark(
-        "-m", "benchmarks.serve_restart", "--smoke", "--json", "--bootstrap", kafka.bootstrap
+        *("-m", "benchmarks.serve_restart", "--smoke", "--json", "--with-version"),
+        *("--bootstrap", kafka.bootstrap),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index("{") :])
@@ -139,3 +140,7 @@ def test_serve_restart_smoke(kafka: KafkaBroker) -> None:
         assert start["stop_s"] > 0
     assert isinstance(report["restart_target_met"], bool)
     assert isinstance(report["pss_target_met"], bool)
+    versioned = report["restart_with_version"]  # the plan's version loaded before the fork
+    assert report["restart_with_version_s"] == versioned["serving_s"] > 0
+    assert versioned["rank_items"] > 0
+    assert isinstance(report["restart_with_version_target_met"], bool)

@@ -118,3 +118,34 @@ def test_request_languages_come_from_the_catalogues_vocabulary() -> None:
         query("not a language", "KEN")
     fields = {violation.field for violation in raised.value.violations}
     assert fields == {"context.language", "context.country"}
+
+
+def test_countries_are_rewritten_in_place_for_the_region_lock() -> None:
+    count = 300
+    embedded = vectors(count)
+    index = CandidateIndex.build(
+        np.arange(count, dtype=np.int64),
+        embedded,
+        languages=np.zeros(count, dtype=np.int64),
+        countries=np.zeros(count, dtype=np.int64),
+        region_locked=np.ones(count, dtype=np.bool_),  # shown only in their country
+        created_ms=np.full(count, NOW_MS, dtype=np.int64),
+        config=SMALL,
+    )
+    moved = np.arange(50, dtype=np.int64)
+    index.set_countries(np.append(moved, 10_000), np.ones(51, dtype=np.int64))  # 10,000: absent
+
+    def found(country: int) -> set[int]:
+        rows, _ = index.search(
+            embedded[0],
+            count,
+            languages=[0],
+            country=country,
+            min_created_ms=0,
+            max_created_ms=NOW_MS,
+        )
+        return set(rows.tolist())
+
+    assert found(1) == set(moved.tolist())
+    assert not found(0) & set(moved.tolist())
+    assert len(index) == count  # no post added or removed
