@@ -322,7 +322,9 @@ def rank_items(address: str, calls: int) -> tuple[float, int]:
 
 
 def between(start: float | None, end: float | None) -> float | None:
-    return None if start is None or end is None else round(end - start, 2)
+    """Seconds from ``start`` to ``end``; 0 when the process-tree poll (every
+    ``TREE_POLL_S``) saw the fork only after ``end`` (workers ready within one poll)."""
+    return None if start is None or end is None else round(max(end - start, 0.0), 2)
 
 
 def start_once(
