@@ -204,9 +204,12 @@ class ServeProcess:
         return at
 
     def served(self) -> None:
-        """Start-up is over: stop the peak sampling."""
+        """Start-up is over: stop the peak sampling. A fork the poll had not seen yet (the
+        workers were up within one ``TREE_POLL_S``) is dated now."""
         self._watching = False
         self._threads[1].join()
+        if self.first_child_s is None and len(process_tree(self.process.pid)) > 1:
+            self.first_child_s = self.since_spawn()
 
     def pss(self) -> int:
         return pss_bytes(process_tree(self.process.pid))
