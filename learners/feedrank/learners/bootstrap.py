@@ -18,16 +18,20 @@ from feedrank.learners.posts import PostCatalogue
 
 
 def catalogue_posts(
-    catalogue: CatalogueState, at_ms: int, post_ids: PostIds = LEARNER_POST_IDS
+    catalogue: CatalogueState,
+    at_ms: int,
+    post_ids: PostIds = LEARNER_POST_IDS,
+    store: InMemoryFeatureStore | None = None,
 ) -> PostCatalogue:
     """Every live post of ``catalogue`` with its features as of ``at_ms``, by its row in
     ``post_ids``: the posts a published version embeds and indexes beside those its
-    examples saw."""
+    examples saw. ``store`` (over ``catalogue``) brings its engagement counts; by
+    default a new store, which has seen none."""
     posts_by_id = PostCatalogue(post_ids)
     rows = catalogue.live_rows()
     if rows.size == 0:
         return posts_by_id
-    store = InMemoryFeatureStore(catalogue)
+    store = store or InMemoryFeatureStore(catalogue)
     posts = store.post_features(rows, at_ms)
     created_ms = np.asarray(catalogue.post_column("created_ms")[rows], dtype=np.int64)
     posts_by_id.seed(posts, store.post_ids(rows), created_ms)

@@ -9,11 +9,21 @@ consistent copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
 from feedrank.core.catalogue import CatalogueState
 from feedrank.core.features.schema import BoolArray, IntArray
+
+
+class IndexAttributes(TypedDict):
+    """The keyword arguments of ``CandidateIndex.build`` and ``add`` besides the vectors."""
+
+    languages: IntArray
+    countries: IntArray
+    region_locked: BoolArray
+    created_ms: IntArray
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,15 @@ class Catalogue:
 
     def __len__(self) -> int:
         return int(self.language.shape[0])
+
+    def index_attributes(self, rows: IntArray) -> IndexAttributes:
+        """What ``CandidateIndex.build`` and ``add`` take beside the vectors, for ``rows``."""
+        return IndexAttributes(
+            languages=self.language[rows],
+            countries=self.country[rows],
+            region_locked=self.region_locked[rows],
+            created_ms=self.created_ms[rows],
+        )
 
     def live_rows(self) -> IntArray:
         return np.flatnonzero(self.alive).astype(np.int64)

@@ -156,10 +156,7 @@ class ModelLoader:
         return CandidateIndex.build(
             served,
             bundle.post_vectors[known],
-            languages=catalogue.language[served],
-            countries=catalogue.country[served],
-            region_locked=catalogue.region_locked[served],
-            created_ms=catalogue.created_ms[served],
+            **catalogue.index_attributes(served),
             config=config,
         )
 
@@ -180,10 +177,7 @@ class ModelLoader:
             index.add(
                 chosen,
                 bundle.post_vectors[known[absent]],
-                languages=catalogue.language[chosen],
-                countries=catalogue.country[chosen],
-                region_locked=catalogue.region_locked[chosen],
-                created_ms=catalogue.created_ms[chosen],
+                **catalogue.index_attributes(chosen),
             )
         foreign = served[~absent & (catalogue.country[served] >= len(COUNTRIES))]
         if foreign.size:
@@ -207,10 +201,7 @@ class ModelLoader:
             index.add(
                 chunk,
                 embedded,
-                languages=catalogue.language[chunk],
-                countries=catalogue.country[chunk],
-                region_locked=catalogue.region_locked[chunk],
-                created_ms=catalogue.created_ms[chunk],
+                **catalogue.index_attributes(chunk),
             )
 
     def _now_ms(self) -> int:

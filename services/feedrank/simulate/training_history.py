@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from feedrank.core.settings import Settings
+from feedrank.learners.bootstrap import catalogue_posts
 from feedrank.learners.examples import batch_from_examples, concat
 from feedrank.learners.post_topics import TopicLookup
 from feedrank.learners.posts import PostCatalogue
@@ -55,17 +54,12 @@ class SimulatedHistory:
         return replace(run, catalogue=self.world_catalogue())
 
     def world_catalogue(self) -> PostCatalogue:
-        """The whole simulated catalogue as of the history's "now", to embed and index.
-
-        Creation times are the world's: a post published after "now" has age 0 there,
-        and must not enter the index as created "now" (it would be served early)."""
+        """The whole simulated catalogue as of the history's "now", with the counts the
+        history gathered, to embed and index. Creation times are the world's: a post
+        published after "now" has age 0 there, and must not enter the index as created
+        "now" (it would be served early)."""
         store = self.simulator.store
-        every_post = np.arange(store.num_posts, dtype=np.int64)
-        created_ms = np.asarray(self.simulator.world.posts.created_ms, dtype=np.int64)
-        catalogue = PostCatalogue()
-        posts = store.post_features(every_post, self.simulator.now_ms)
-        catalogue.seed(posts, store.post_ids(every_post), created_ms)
-        return catalogue
+        return catalogue_posts(store.catalogue, self.simulator.now_ms, store=store)
 
 
 def simulated_history(
