@@ -50,7 +50,7 @@ from feedrank.client import entities
 from feedrank.client.events import EventProducer, TopicNames
 from feedrank.core import codecs, entity_codecs
 from feedrank.core.clock import SystemClock
-from feedrank.core.features.schema import CONTENT_DIM, LANGUAGES, NUM_TOPICS
+from feedrank.core.feature_schema import CONTENT_DIM, LANGUAGES, NUM_TOPICS
 from feedrank.core.settings import Settings, TopicSettings, load_settings
 from feedrank.explore.app import (
     BackgroundBackend,

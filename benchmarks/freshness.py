@@ -61,8 +61,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.local_broker import broker, free_port
 from feedrank.core import codecs
-from feedrank.core.registry import LocalModelRegistry, RegistryError
-from feedrank.core.registry.manifest import VERSION_PATTERN
 from feedrank.core.settings import (
     LearnerSettings,
     Settings,
@@ -71,6 +69,8 @@ from feedrank.core.settings import (
     settings_to_environment,
 )
 from feedrank.learners.online.feedback import slate_decision
+from feedrank.registry import LocalModelRegistry, RegistryError
+from feedrank.registry.manifest import VERSION_PATTERN
 from feedrank.simulate.history import ExampleSimulator, SimulationConfig
 from feedrank.simulate.world_views import local_world
 from feedrank.stack.process import ManagedProcess

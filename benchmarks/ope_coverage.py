@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.features.schema import COUNTRIES, LANGUAGES
+from feedrank.core.feature_schema import COUNTRIES, LANGUAGES
 from feedrank.explore.exploration import EpsilonGreedy, ExplorationPolicy, PlackettLuce
 from feedrank.learners.evaluation import (
     Estimate,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feedrank.core.catalogue.replay import replay_catalogue
+from feedrank.catalogue.replay import replay_catalogue
 from feedrank.core.clock import SystemClock
-from feedrank.core.registry import LocalModelRegistry, TrainingData
 from feedrank.core.settings import Settings
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.learners.bootstrap import catalogue_posts, model_configs
 from feedrank.learners.joint import JointModel, StepConfig
 from feedrank.learners.publishing import publish_version
+from feedrank.registry import LocalModelRegistry, TrainingData
 
 
 def publish_catalogue_version(settings: Settings, registry_dir: Path) -> str:

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from feedrank.core.features.schema import COUNTRIES, LANGUAGES
+from feedrank.core.feature_schema import COUNTRIES, LANGUAGES
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
 
 LANGUAGE_SHARES = np.array([0.35, 0.2, 0.12, 0.1, 0.08, 0.07, 0.05, 0.03])

@@ -9,7 +9,7 @@ another), creates fresh entity topics with the production compaction settings
 (``catalogue_ingest.PostMaker``: 32-d embedding, 1-3 topics, two features) and one user
 per 50 posts with ``EventProducer``, streaming (a chunk of posts at a time). Then:
 
-* the baseline: ``core.catalogue.replay.replay_catalogue`` in this process over the same
+* the baseline: ``catalogue.replay.replay_catalogue`` in this process over the same
   topics (consume, decode, apply; no interpreter start, no embedding, no index);
 * the first start: the real ``feedrank serve`` as a subprocess (``--no-log-decisions``,
   ``explore.feature_updates`` off, a fresh state dir), timed from spawn to gRPC health
@@ -53,11 +53,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from benchmarks.catalogue_ingest import PostMaker
 from benchmarks.local_broker import broker, free_port
 from benchmarks.restart_version import publish_catalogue_version, write_plan
+from feedrank.catalogue.replay import replay_catalogue
 from feedrank.client.events import EventProducer, TopicNames
-from feedrank.core.catalogue.replay import replay_catalogue
 from feedrank.core.clock import SystemClock
 from feedrank.core.entity_codecs import AGE_BUCKET_NAMES
-from feedrank.core.features.schema import COUNTRIES, LANGUAGES
+from feedrank.core.feature_schema import COUNTRIES, LANGUAGES
 from feedrank.core.settings import Settings, TopicSettings, load_settings
 from feedrank.stack.topics import TopicSpec, ensure_topics, entity_topics
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc

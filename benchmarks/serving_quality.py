@@ -44,9 +44,7 @@ import numpy as np
 import torch
 
 from feedrank.core.clock import ManualClock
-from feedrank.core.features.schema import IntArray, post_index, user_id
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.registry import LocalModelRegistry
+from feedrank.core.feature_schema import IntArray, post_index, user_id
 from feedrank.core.settings import Settings, load_settings
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.exploration import (
@@ -59,9 +57,11 @@ from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.learners.batch.trainer import BatchTrainer
 from feedrank.learners.bootstrap import model_configs, trainer_config
 from feedrank.learners.training_run import TrainingRun, publish_run
+from feedrank.registry import LocalModelRegistry
 from feedrank.simulate.baselines import (
     SeenPosts,
     expected_rate,

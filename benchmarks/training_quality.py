@@ -27,13 +27,13 @@ import time
 import numpy as np
 import torch
 
-from feedrank.core.features.schema import IntArray
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.models.ranker import RankerConfig
-from feedrank.core.models.two_tower import TwoTowerConfig
+from feedrank.core.feature_schema import IntArray
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
 from feedrank.learners.examples import batch_from_examples, concat
 from feedrank.learners.joint import JointModel
+from feedrank.models.ranker import RankerConfig
+from feedrank.models.two_tower import TwoTowerConfig
 from feedrank.simulate.history import ExampleSimulator, SimulationConfig
 from feedrank.simulate.world import BehaviourModel, World, WorldConfig, generate_world
 

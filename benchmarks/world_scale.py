@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from feedrank.core.features.schema import user_id
-from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.feature_schema import user_id
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.simulate.world.behaviour import BehaviourModel
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.simulate.world.config import WorldConfig

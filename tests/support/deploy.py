@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feedrank.core.registry import LocalModelRegistry, TrainingData
+from feedrank.registry import LocalModelRegistry, TrainingData
 from feedrank.v1 import events_pb2
 
 WINDOW_MS = 5 * 60 * 1000

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.features.schema import PostFeatureBatch
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.models.ranker import RankerConfig, RankerModel
-from feedrank.core.models.two_tower import TwoTowerConfig, TwoTowerModel
-from feedrank.core.registry import ModelBundle, ModelRegistry, TrainingData, write_bundle
-from feedrank.core.registry.bundle import INDEX_DIR
+from feedrank.catalogue import CatalogueState
+from feedrank.core.feature_schema import PostFeatureBatch
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+from feedrank.features.store import InMemoryFeatureStore
+from feedrank.models.ranker import RankerConfig, RankerModel
+from feedrank.models.two_tower import TwoTowerConfig, TwoTowerModel
+from feedrank.registry import ModelBundle, ModelRegistry, TrainingData, write_bundle
+from feedrank.registry.bundle import INDEX_DIR
 from feedrank.simulate.world import World, WorldConfig, generate_world
 
 DIM = 16

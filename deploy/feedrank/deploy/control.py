@@ -12,12 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from feedrank.core.clock import Clock
-from feedrank.core.registry import (
-    ModelRegistry,
-    VersionManifest,
-    VersionNotFoundError,
-    VersionRefusedError,
-)
 from feedrank.deploy import metrics, state
 from feedrank.deploy.counterfactual import CounterfactualGate, OpenGate
 from feedrank.deploy.errors import (
@@ -27,6 +21,12 @@ from feedrank.deploy.errors import (
 )
 from feedrank.deploy.state import Arm, Phase, Rollout
 from feedrank.deploy.store import DeployState, StateFile
+from feedrank.registry import (
+    ModelRegistry,
+    VersionManifest,
+    VersionNotFoundError,
+    VersionRefusedError,
+)
 
 Transition = Callable[[Rollout], Rollout]
 OUTCOMES = {

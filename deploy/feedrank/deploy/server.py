@@ -18,7 +18,6 @@ from grpc_health.v1 import health
 from prometheus_client import start_http_server
 
 from feedrank.core.clock import Clock
-from feedrank.core.registry import LocalModelRegistry, ModelRegistry, RegistryError
 from feedrank.core.settings import Settings
 from feedrank.deploy.aggregates import AggregateBook, KafkaAggregateFeed
 from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis
@@ -32,6 +31,7 @@ from feedrank.deploy.counterfactual import (
 from feedrank.deploy.service import build_server, set_serving
 from feedrank.deploy.slo import PrometheusSlo
 from feedrank.deploy.store import StateFile
+from feedrank.registry import LocalModelRegistry, ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
 

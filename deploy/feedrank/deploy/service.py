@@ -15,12 +15,12 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from feedrank.core import service_errors
-from feedrank.core.registry import VersionManifest
 from feedrank.core.service_errors import abort, code_name
 from feedrank.deploy import metrics
 from feedrank.deploy.control import DeployControl
 from feedrank.deploy.errors import DeployError
 from feedrank.deploy.state import Phase, Rollout
+from feedrank.registry import VersionManifest
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
 
 DEPLOY_SERVICE = deploy_pb2.DESCRIPTOR.services_by_name["Deploy"].full_name

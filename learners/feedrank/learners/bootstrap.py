@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.models.ranker import RankerConfig
-from feedrank.core.models.two_tower import TwoTowerConfig
-from feedrank.core.registry import ModelRegistry, read_bundle
+from feedrank.catalogue import CatalogueState
 from feedrank.core.settings import Settings
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.learners.batch.trainer import TrainerConfig
 from feedrank.learners.joint import JointModel, StepConfig
 from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
 from feedrank.learners.posts import PostCatalogue
+from feedrank.models.ranker import RankerConfig
+from feedrank.models.two_tower import TwoTowerConfig
+from feedrank.registry import ModelRegistry, read_bundle
 
 
 def catalogue_posts(

@@ -23,7 +23,7 @@ from typing import Protocol, Self
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.features.schema import post_keys
+from feedrank.core.feature_schema import post_keys
 from feedrank.learners.examples import ExampleBatch, InvalidExampleError
 
 F64Array = npt.NDArray[np.float64]

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from feedrank.core.entity_codecs import COUNTRY_TAG, LANGUAGE_TAG
-from feedrank.core.features.schema import (
+from feedrank.core.feature_schema import (
     AFFINITY_FEATURES,
     AGE_BUCKETS,
     CONTENT_DIM,

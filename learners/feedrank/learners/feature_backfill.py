@@ -19,10 +19,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.catalogue.state import UNKNOWN_COUNTRY
-from feedrank.core.features.schema import CONTENT_DIM, LOGGED_POST_NUMERIC
-from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.catalogue import CatalogueState
+from feedrank.catalogue.state import UNKNOWN_COUNTRY
+from feedrank.core.feature_schema import CONTENT_DIM, LOGGED_POST_NUMERIC
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.v1 import events_pb2
 
 UNDETERMINED_LANGUAGE = "und"  # BCP 47's "undetermined": the models' "other" language

@@ -36,19 +36,19 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_tensors
 from safetensors.torch import save_file as save_tensors
 
-from feedrank.core.features.schema import PostFeatureBatch, UserFeatures
-from feedrank.core.models.encoding import (
+from feedrank.core.feature_schema import PostFeatureBatch, UserFeatures
+from feedrank.learners.examples import ExampleBatch, candidate_batch, validate_batch
+from feedrank.learners.losses import StreamingFrequency, in_batch_softmax_loss, weighted_bce
+from feedrank.models.encoding import (
     IdEmbedding,
     PostTensors,
     UserTensors,
     evaluating,
     user_tensors,
 )
-from feedrank.core.models.ranker import PROBABILITY_EPSILON, RankerConfig, RankerModel
-from feedrank.core.models.serialization import load_ranker, load_two_tower, save_model
-from feedrank.core.models.two_tower import TwoTowerConfig, TwoTowerModel
-from feedrank.learners.examples import ExampleBatch, candidate_batch, validate_batch
-from feedrank.learners.losses import StreamingFrequency, in_batch_softmax_loss, weighted_bce
+from feedrank.models.ranker import PROBABILITY_EPSILON, RankerConfig, RankerModel
+from feedrank.models.serialization import load_ranker, load_two_tower, save_model
+from feedrank.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 F64Array = npt.NDArray[np.float64]
 FloatArray = npt.NDArray[np.float32]

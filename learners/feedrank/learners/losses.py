@@ -16,7 +16,7 @@ import numpy.typing as npt
 import torch
 from torch.nn import functional
 
-from feedrank.core.models.encoding import hash_indices
+from feedrank.models.encoding import hash_indices
 
 F64Array = npt.NDArray[np.float64]
 

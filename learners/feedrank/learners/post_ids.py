@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from feedrank.core.features.schema import IntArray
+from feedrank.core.feature_schema import IntArray
 
 
 class PostIds:

@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from feedrank.core.catalogue.state import CatalogueState
-from feedrank.core.features.schema import NUM_TOPICS, BoolArray, FloatArray, IntArray, post_id
+from feedrank.catalogue.state import CatalogueState
+from feedrank.core.feature_schema import NUM_TOPICS, BoolArray, FloatArray, IntArray, post_id
 
 
 class TopicLookup(Protocol):

@@ -21,12 +21,12 @@ import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load_file, save_file
 
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.features.schema import IntArray, PostFeatureBatch, post_id, post_keys
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.models.two_tower import TwoTowerModel
+from feedrank.catalogue import CatalogueState
+from feedrank.core.feature_schema import IntArray, PostFeatureBatch, post_id, post_keys
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
+from feedrank.models.two_tower import TwoTowerModel
 
 FloatArray = npt.NDArray[np.float32]
 _MS_PER_HOUR = 3_600_000

@@ -6,10 +6,10 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from feedrank.core.registry import ModelBundle, ModelRegistry, TrainingData, VersionManifest
-from feedrank.core.registry.bundle import INDEX_DIR, write_bundle
 from feedrank.learners.joint import JointModel
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
+from feedrank.registry import ModelBundle, ModelRegistry, TrainingData, VersionManifest
+from feedrank.registry.bundle import INDEX_DIR, write_bundle
 
 
 def publish_version(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.registry import ModelRegistry, TrainingData
+from feedrank.catalogue import CatalogueState
 from feedrank.core.settings import Settings
 from feedrank.learners.batch.trainer import BatchTrainer, TrainingReport
 from feedrank.learners.bootstrap import catalogue_posts
@@ -16,6 +15,7 @@ from feedrank.learners.post_topics import CatalogueTopics
 from feedrank.learners.posts import PostCatalogue
 from feedrank.learners.publishing import publish_version
 from feedrank.learners.sources import read_examples, read_kafka_range
+from feedrank.registry import ModelRegistry, TrainingData
 
 
 @dataclass(frozen=True)

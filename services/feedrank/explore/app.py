@@ -22,10 +22,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from feedrank.core.catalogue import CatalogueState
+from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import Clock
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import DAY_MS, Settings
 from feedrank.explore.catalogue_source import CatalogueTail, Positions
 from feedrank.explore.cold_start import catalogue_creation_times
@@ -47,6 +45,8 @@ from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, initial_serving_model
 from feedrank.explore.serving_plan import ServingPlan
 from feedrank.explore.workers import BackendFactory, WorkerBackend
+from feedrank.features.store import InMemoryFeatureStore
+from feedrank.registry import LocalModelRegistry
 
 log = logging.getLogger(__name__)
 

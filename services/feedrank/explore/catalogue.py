@@ -13,8 +13,8 @@ from typing import TypedDict
 
 import numpy as np
 
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.features.schema import BoolArray, IntArray
+from feedrank.catalogue import CatalogueState
+from feedrank.core.feature_schema import BoolArray, IntArray
 
 
 class IndexAttributes(TypedDict):

@@ -19,12 +19,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from feedrank.core.catalogue import CatalogueChange, CatalogueState
-from feedrank.core.features.schema import IntArray
-from feedrank.core.features.store import FeatureStore
+from feedrank.catalogue import CatalogueChange, CatalogueState
+from feedrank.core.feature_schema import IntArray
 from feedrank.explore import metrics
 from feedrank.explore.model_slots import ModelSlots, ServingSet
 from feedrank.explore.serving_model import ServingModel
+from feedrank.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 4_096  # posts per post-tower call

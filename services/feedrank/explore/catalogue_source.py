@@ -15,16 +15,16 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.catalogue import replay as core_replay
-from feedrank.core.catalogue.kafka_feed import CatalogueEvents, CatalogueFeed
-from feedrank.core.catalogue.replay import ReplayedCatalogue, catalogue_topics
+from feedrank.catalogue import CatalogueState
+from feedrank.catalogue import replay as core_replay
+from feedrank.catalogue.kafka_feed import CatalogueEvents, CatalogueFeed
+from feedrank.catalogue.replay import ReplayedCatalogue, catalogue_topics
 from feedrank.core.clock import Clock
-from feedrank.core.features.store import FeatureStore
 from feedrank.core.settings import Settings
 from feedrank.explore import metrics
 from feedrank.explore.catalogue_index import CatalogueIndexer
 from feedrank.explore.model_slots import ModelSlots
+from feedrank.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
 Positions = Mapping[tuple[str, int], int]

@@ -56,16 +56,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.features.schema import (
+from feedrank.catalogue import CatalogueState
+from feedrank.core.feature_schema import (
     NUM_TOPICS,
     FloatArray,
     IntArray,
     PostFeatureBatch,
     UserFeatures,
 )
-from feedrank.core.models.ranker import PROBABILITY_EPSILON
 from feedrank.core.settings import DAY_MS, ColdStartSettings
+from feedrank.models.ranker import PROBABILITY_EPSILON
 
 TIME_DIMS = 2  # cos and sin of the creation (post) or request (user) time's angle
 COLD_START_DIM = NUM_TOPICS + TIME_DIMS

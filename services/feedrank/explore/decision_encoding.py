@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from feedrank.core.features.schema import (
+from feedrank.core.feature_schema import (
     CONTENT_DIM,
     COUNTRIES,
     COUNTRY_VOCABULARY,

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.features.schema import IntArray
+from feedrank.core.feature_schema import IntArray
 from feedrank.v1 import events_pb2
 
 ScoreArray = npt.NDArray[np.floating[Any]]

@@ -49,8 +49,8 @@ from confluent_kafka import (
 
 from feedrank.core import codecs
 from feedrank.core.clock import Clock
-from feedrank.core.features.store import FeatureStore, apply_reward
 from feedrank.explore import metrics
+from feedrank.features.store import FeatureStore, apply_reward
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import hnswlib
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.features.schema import LANGUAGES, BoolArray, FloatArray, IntArray
+from feedrank.core.feature_schema import LANGUAGES, BoolArray, FloatArray, IntArray
 
 INDEX_FORMAT = "feedrank-candidate-index/2"  # 2: graph labels are slots, dead slots kept
 MANIFEST = "index.json"

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from feedrank.core.features.schema import FloatArray, IntArray, UserFeatures
-from feedrank.core.features.store import FeatureStore
+from feedrank.core.feature_schema import FloatArray, IntArray, UserFeatures
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.errors import ModelRefused
 from feedrank.explore.retrieval import top_k
 from feedrank.explore.serving_model import ServingModel
+from feedrank.features.store import FeatureStore
 
 RECALL_SCORE_TOLERANCE = 1e-3  # cosine: closer to the k-th best than this is a tie
 

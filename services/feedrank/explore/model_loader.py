@@ -32,14 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from feedrank.core.catalogue import CatalogueState
+from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import Clock
-from feedrank.core.features.schema import COUNTRIES, IntArray
-from feedrank.core.features.store import FeatureStore
-from feedrank.core.models.serialization import ModelFormatError
-from feedrank.core.models.two_tower import TwoTowerModel
-from feedrank.core.registry import ModelBundle, ModelRegistry, RegistryError, read_bundle
-from feedrank.core.registry.bundle import INDEX_DIR
+from feedrank.core.feature_schema import COUNTRIES, IntArray
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore import metrics
 from feedrank.explore.catalogue import Catalogue
@@ -48,6 +43,11 @@ from feedrank.explore.model_checks import CheckWindow, ann_recall, smoke_score
 from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.retrieval import CandidateIndex, IndexFormatError, RetrievalConfig
 from feedrank.explore.serving_model import ServingModel
+from feedrank.features.store import FeatureStore
+from feedrank.models.serialization import ModelFormatError
+from feedrank.models.two_tower import TwoTowerModel
+from feedrank.registry import ModelBundle, ModelRegistry, RegistryError, read_bundle
+from feedrank.registry.bundle import INDEX_DIR
 
 log = logging.getLogger(__name__)
 DAY_MS = 24 * 3_600_000

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from feedrank.core.features.schema import FloatArray, IntArray
+from feedrank.core.feature_schema import FloatArray, IntArray
 
 GROWTH = 1.5
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from feedrank.core.features.schema import COUNTRY_VOCABULARY, LANGUAGE_VOCABULARY
+from feedrank.core.feature_schema import COUNTRY_VOCABULARY, LANGUAGE_VOCABULARY
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.errors import FieldViolation, InvalidRankRequest
 

@@ -37,7 +37,7 @@ import hnswlib
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.features.schema import (
+from feedrank.core.feature_schema import (
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
     LANGUAGES,

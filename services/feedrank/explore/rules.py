@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from feedrank.core.features.schema import BoolArray, FloatArray, IntArray, PostFeatureBatch
+from feedrank.core.feature_schema import BoolArray, FloatArray, IntArray, PostFeatureBatch
 from feedrank.core.settings import RULE_FILTERS, RuleSettings
 
 FILTER_NAMES: tuple[str, ...] = RULE_FILTERS

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedrank.core.clock import Clock
-from feedrank.core.features.schema import (
+from feedrank.core.feature_schema import (
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
     FloatArray,
@@ -27,7 +27,6 @@ from feedrank.core.features.schema import (
     PostFeatureBatch,
     UserFeatures,
 )
-from feedrank.core.features.store import FeatureStore
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore import metrics
 from feedrank.explore.deadline import Deadline
@@ -39,6 +38,7 @@ from feedrank.explore.model_slots import DEFAULT_ARM, ModelSlots, ServingSet
 from feedrank.explore.queries import RankedPost, RankQuery, RankResult
 from feedrank.explore.rules import RuleOutcome, UserRuleContext, apply_rules
 from feedrank.explore.serving_model import ServingModel
+from feedrank.features.store import FeatureStore
 from feedrank.v1 import events_pb2
 
 HOUR_MS = 3_600_000

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from rich.progress import Progress
 from torch import nn
 
-from feedrank.core.features.schema import FloatArray, PostFeatureBatch, UserFeatures
+from feedrank.core.feature_schema import FloatArray, PostFeatureBatch, UserFeatures
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.cold_start import ColdStartRanker, ColdStartTowers, CreationTimes
 from feedrank.explore.post_vectors import PostVectorTable

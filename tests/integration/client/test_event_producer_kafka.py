@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from feedrank.client import EventProducer, TopicNames
 from feedrank.core import codecs, entity_codecs
-from feedrank.core.features.schema import CONTENT_DIM
+from feedrank.core.feature_schema import CONTENT_DIM
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import catalogue_pb2, events_pb2
 from tests.support.kafka import CommittedReader, TopicFactory

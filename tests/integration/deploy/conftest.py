@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from feedrank.cli.main import app
 from feedrank.core.clock import ManualClock
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings, load_settings
 from feedrank.deploy.server import DeployServer
+from feedrank.registry import LocalModelRegistry
 from feedrank.v1 import deploy_pb2_grpc
 from tests.support.deploy import publish_versions
 

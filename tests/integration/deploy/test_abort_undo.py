@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from feedrank.core.clock import ManualClock
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.deploy.server import DeployServer
+from feedrank.registry import LocalModelRegistry
 from feedrank.v1 import deploy_pb2
 from tests.integration.deploy.conftest import START_MS, RunningDeploy, deploy_settings
 from tests.support.deploy import publish_versions

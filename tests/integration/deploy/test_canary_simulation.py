@@ -19,9 +19,9 @@ from confluent_kafka import Producer
 
 from feedrank.core import codecs
 from feedrank.core.clock import ManualClock
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.deploy.aggregates import AGGREGATE_KIND, KIND_HEADER, KafkaAggregateFeed
 from feedrank.deploy.server import DeployServer
+from feedrank.registry import LocalModelRegistry
 from feedrank.stack.kafka_broker import KafkaBroker
 from tests.integration.deploy.conftest import START_MS, RunningDeploy, deploy_settings
 from tests.support.deploy import WINDOW_MS, publish_versions, window_aggregate

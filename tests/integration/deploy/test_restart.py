@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from feedrank.core.registry import LocalModelRegistry
+from feedrank.registry import LocalModelRegistry
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
 from tests.support.deploy import publish_versions
 from tests.support.kafka import free_port

@@ -13,12 +13,12 @@ import grpc
 import pytest
 
 from feedrank.core.clock import ManualClock
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import load_settings
 from feedrank.explore.app import explore_service, worker_backend
 from feedrank.explore.plan_follower import PlanFollower
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
+from feedrank.registry import LocalModelRegistry
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 from tests.support.model_versions import all_posts, publish, small_bundle
 from tests.support.serving import served, world_serving_state

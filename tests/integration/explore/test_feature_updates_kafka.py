@@ -14,8 +14,7 @@ from prometheus_client import REGISTRY
 
 from feedrank.core import codecs
 from feedrank.core.clock import ManualClock
-from feedrank.core.features.schema import post_index
-from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.feature_schema import post_index
 from feedrank.core.settings import load_settings
 from feedrank.explore.app import ServingState, explore_service, worker_backend
 from feedrank.explore.feature_updates import (
@@ -26,6 +25,7 @@ from feedrank.explore.feature_updates import (
     kafka_feature_updater,
     replay_start_ms,
 )
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import events_pb2, ranking_pb2, ranking_pb2_grpc
 from tests.integration.explore.conftest import START_MS

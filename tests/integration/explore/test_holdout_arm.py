@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from feedrank.cli.main import app
 from feedrank.core.clock import ManualClock
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import load_settings
 from feedrank.deploy.server import DeployServer
 from feedrank.explore.app import explore_service, worker_backend
+from feedrank.registry import LocalModelRegistry
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 from tests.support.model_versions import all_posts, publish, small_bundle
 from tests.support.serving import served, world_serving_state

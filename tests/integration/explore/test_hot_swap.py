@@ -25,11 +25,11 @@ import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.registry import LocalModelRegistry
-from feedrank.core.registry.bundle import TWO_TOWER_FILE
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
+from feedrank.features.store import InMemoryFeatureStore
+from feedrank.registry import LocalModelRegistry
+from feedrank.registry.bundle import TWO_TOWER_FILE
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc

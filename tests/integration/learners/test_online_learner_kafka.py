@@ -16,10 +16,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from google.protobuf.message import Message
 
 from feedrank.core import codecs
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings, settings_to_environment
 from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress, key_digest
 from feedrank.learners.online.feedback import slate_decision
+from feedrank.registry import LocalModelRegistry
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import events_pb2
 from tests.support.kafka import TopicFactory

@@ -27,9 +27,9 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from feedrank.client import EventProducer, RankingClient, TopicNames
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.core.settings import Settings, load_settings, settings_to_environment
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
+from feedrank.registry import LocalModelRegistry
 from feedrank.stack.flink import FlinkJobOptions, create_stream_environment
 from feedrank.stack.jars import JarLocations
 from feedrank.stack.kafka_broker import KafkaBroker

@@ -19,7 +19,7 @@ from feedrank.client import (
     open_rows,
     row_event,
 )
-from feedrank.core.features.schema import CONTENT_DIM
+from feedrank.core.feature_schema import CONTENT_DIM
 from feedrank.v1 import catalogue_pb2
 
 TS = 1_764_000_000_000

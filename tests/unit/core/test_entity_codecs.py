@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from feedrank.core import codecs, entity_codecs
+from feedrank.core import feature_schema as schema
 from feedrank.core.codecs import EventDecodeError
 from feedrank.core.entity_codecs import CatalogueEvent
-from feedrank.core.features import schema
 from feedrank.v1 import catalogue_pb2
 
 TS = 1_764_000_000_000

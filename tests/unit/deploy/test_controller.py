@@ -9,7 +9,6 @@ import pytest
 from prometheus_client import REGISTRY
 
 from feedrank.core.clock import ManualClock
-from feedrank.core.registry import LocalModelRegistry
 from feedrank.deploy.aggregates import AggregateBook
 from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis, ServiceLevels, VerdictKind
 from feedrank.deploy.control import ControlConfig, DeployControl
@@ -18,6 +17,7 @@ from feedrank.deploy.counterfactual import GateResult
 from feedrank.deploy.errors import ModelVersionNotFound, RolloutPreconditionFailed
 from feedrank.deploy.state import Phase
 from feedrank.deploy.store import StateFile
+from feedrank.registry import LocalModelRegistry
 from feedrank.v1 import events_pb2
 from tests.support.deploy import WINDOW_MS, publish_versions, window_aggregate
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from feedrank.core.catalogue import CatalogueState
+from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import ManualClock
-from feedrank.core.features.schema import PostFeatureBatch
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.registry import LocalModelRegistry
+from feedrank.core.feature_schema import PostFeatureBatch
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
+from feedrank.features.store import InMemoryFeatureStore
+from feedrank.registry import LocalModelRegistry
 from feedrank.simulate.world import World
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from tests.support.model_versions import all_posts, small_world

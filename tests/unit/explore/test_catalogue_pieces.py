@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feedrank.core.features.schema import LANGUAGE_VOCABULARY, FloatArray
+from feedrank.core.feature_schema import LANGUAGE_VOCABULARY, FloatArray
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.errors import InvalidRankRequest
 from feedrank.explore.post_vectors import PostVectorTable

@@ -10,10 +10,9 @@ from typing import cast
 import numpy as np
 import pytest
 
-from feedrank.core.catalogue import CatalogueState, UserProfile
+from feedrank.catalogue import CatalogueState, UserProfile
 from feedrank.core.clock import ManualClock
-from feedrank.core.features.schema import NUM_TOPICS, FloatArray, IntArray
-from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.feature_schema import NUM_TOPICS, FloatArray, IntArray
 from feedrank.core.settings import ExploreSettings, Settings
 from feedrank.explore.app import build_serving_state
 from feedrank.explore.catalogue_index import CatalogueIndexer
@@ -29,6 +28,7 @@ from feedrank.explore.exploration import policy_from_name
 from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, initial_serving_model
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.v1 import events_pb2
 
 NOW_MS = 1_764_000_000_000

@@ -13,8 +13,7 @@ from prometheus_client import REGISTRY
 
 from feedrank.core import codecs
 from feedrank.core.clock import ManualClock
-from feedrank.core.features.schema import post_id
-from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.feature_schema import post_id
 from feedrank.explore.feature_updates import (
     DECISION,
     REWARD,
@@ -25,6 +24,7 @@ from feedrank.explore.feature_updates import (
     kafka_feature_updater,
     replay_start_ms,
 )
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.v1 import events_pb2
 from tests.support.kafka import free_port

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feedrank.core.registry import LocalModelRegistry
-from feedrank.core.registry.bundle import TWO_TOWER_FILE
 from feedrank.core.settings import load_settings
 from feedrank.explore.app import build_serving_state, main_arm_version
 from feedrank.explore.plan_sources import first_plan
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
+from feedrank.registry import LocalModelRegistry
+from feedrank.registry.bundle import TWO_TOWER_FILE
 from tests.support.model_versions import publish, small_bundle, writable
 from tests.unit.explore.conftest import SwapWorld
 

@@ -11,15 +11,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from feedrank.core.features.schema import FloatArray, IntArray
-from feedrank.core.features.store import DAY_MS, InMemoryFeatureStore
-from feedrank.core.registry import LocalModelRegistry, ModelBundle
-from feedrank.core.registry.bundle import EMBEDDINGS_FILE, INDEX_DIR, RANKER_FILE, TWO_TOWER_FILE
+from feedrank.core.feature_schema import FloatArray, IntArray
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.errors import ModelRefused
 from feedrank.explore.model_checks import CheckWindow, ann_recall
 from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
 from feedrank.explore.serving_model import ServingModel
+from feedrank.features.store import DAY_MS, InMemoryFeatureStore
+from feedrank.registry import LocalModelRegistry, ModelBundle
+from feedrank.registry.bundle import EMBEDDINGS_FILE, INDEX_DIR, RANKER_FILE, TWO_TOWER_FILE
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from tests.support.model_versions import DIM, index_of, publish, small_bundle, writable
 from tests.unit.explore.conftest import START_MS, SwapWorld

@@ -9,8 +9,7 @@ from typing import cast
 
 import pytest
 
-from feedrank.core.features.schema import UserFeatures
-from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.core.feature_schema import UserFeatures
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogger
@@ -22,6 +21,7 @@ from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, index_catalogue
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.v1 import events_pb2
 from tests.support.model_versions import small_bundle
 from tests.unit.explore.conftest import SwapWorld

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from feedrank.core.registry import LocalModelRegistry
-from feedrank.core.registry.bundle import RANKER_FILE
 from feedrank.explore.model_slots import ModelSlots, ServingSet
 from feedrank.explore.plan_follower import FollowerTiming, PlanFollower
 from feedrank.explore.plan_sources import FilePlanSource
 from feedrank.explore.serving_plan import ArmPlan, PlanError, ServingPlan
+from feedrank.registry import LocalModelRegistry
+from feedrank.registry.bundle import RANKER_FILE
 from tests.support.model_versions import publish, small_bundle, writable
 from tests.unit.explore.conftest import SwapWorld
 

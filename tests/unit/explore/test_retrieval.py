@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feedrank.core.features.schema import BoolArray, FloatArray, IntArray
+from feedrank.core.feature_schema import BoolArray, FloatArray, IntArray
 from feedrank.explore.retrieval import (
     CandidateIndex,
     IndexFormatError,

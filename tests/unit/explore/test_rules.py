@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from feedrank.core.features.schema import (
+from feedrank.core.feature_schema import (
     CONTENT_DIM,
     NUM_TOPICS,
     FloatArray,

@@ -6,9 +6,9 @@ import functools
 
 import numpy as np
 
-from feedrank.core.models.ranker import RankerConfig
-from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.learners.examples import ExampleBatch, batch_from_examples
+from feedrank.models.ranker import RankerConfig
+from feedrank.models.two_tower import TwoTowerConfig
 from feedrank.simulate.history import ExampleSimulator, SimulationConfig
 from feedrank.simulate.world import World, WorldConfig, generate_world
 from feedrank.v1 import events_pb2

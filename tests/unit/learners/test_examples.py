@@ -8,14 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from feedrank.core.features.schema import (
+from feedrank.core.feature_schema import (
     AFFINITY_FEATURES,
     TOPIC_FEATURES,
     IntArray,
     post_index,
     post_keys,
 )
-from feedrank.core.features.store import InMemoryFeatureStore
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.learners.examples import InvalidExampleError, batch_from_examples, concat
 from feedrank.learners.post_ids import PostIds
 from feedrank.learners.post_topics import CatalogueTopics

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from feedrank.catalogue import CatalogueState
 from feedrank.client import entities
-from feedrank.core.catalogue import CatalogueState
-from feedrank.core.features.schema import COUNTRIES, LANGUAGES, NUM_TOPICS
+from feedrank.core.feature_schema import COUNTRIES, LANGUAGES, NUM_TOPICS
 from feedrank.learners.examples import InvalidExampleError, batch_from_examples
 from feedrank.learners.feature_backfill import FeatureBackfill
 from feedrank.learners.post_ids import PostIds

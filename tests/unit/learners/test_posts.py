@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from feedrank.core.features.schema import post_id, post_keys
-from feedrank.core.models.two_tower import TwoTowerModel
+from feedrank.core.feature_schema import post_id, post_keys
 from feedrank.learners.post_ids import PostIds
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
+from feedrank.models.two_tower import TwoTowerModel
 from feedrank.simulate.world import WorldConfig, generate_world
 from feedrank.simulate.world_views import world_catalogue
 from tests.unit.learners.factories import simulated_batches, small_two_tower

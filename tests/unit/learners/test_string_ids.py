@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from feedrank.core.clock import ManualClock
-from feedrank.core.features.schema import post_index
-from feedrank.core.features.store import InMemoryFeatureStore
-from feedrank.core.registry import LocalModelRegistry, TrainingData, read_bundle
+from feedrank.core.feature_schema import post_index
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
+from feedrank.features.store import InMemoryFeatureStore
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
 from feedrank.learners.examples import ExampleBatch, batch_from_examples
 from feedrank.learners.joint import JointModel, StepConfig
@@ -21,6 +20,7 @@ from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
 from feedrank.learners.post_ids import PostIds
 from feedrank.learners.posts import PostCatalogue
 from feedrank.learners.publishing import publish_version
+from feedrank.registry import LocalModelRegistry, TrainingData, read_bundle
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.simulate.world_views import world_catalogue
 from feedrank.v1 import events_pb2

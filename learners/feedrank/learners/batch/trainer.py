@@ -23,13 +23,13 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from feedrank.core.models.ranker import RankerConfig
-from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.learners.batch.early_stopping import EarlyStopping
 from feedrank.learners.batch.sampling import balance, split_by_time
 from feedrank.learners.examples import ExampleBatch
 from feedrank.learners.joint import JointModel, StepConfig
 from feedrank.learners.metrics import log_loss, recall_at_k, roc_auc
+from feedrank.models.ranker import RankerConfig
+from feedrank.models.two_tower import TwoTowerConfig
 
 F64Array = npt.NDArray[np.float64]
 TRAINER_FILE = "trainer.json"

@@ -34,7 +34,6 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from feedrank.core import codecs
-from feedrank.core.registry import ModelRegistry, TrainingData
 from feedrank.learners.examples import (
     ExampleBatch,
     InvalidExampleError,
@@ -49,6 +48,7 @@ from feedrank.learners.online.monitoring import StreamMonitor
 from feedrank.learners.post_topics import TopicLookup
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
 from feedrank.learners.publishing import publish_version
+from feedrank.registry import ModelRegistry, TrainingData
 from feedrank.v1 import events_pb2
 
 log = logging.getLogger("feedrank.learners")

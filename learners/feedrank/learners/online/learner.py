@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.core.models.ranker import RankerConfig
-from feedrank.core.models.two_tower import TwoTowerConfig
 from feedrank.learners.examples import ExampleBatch
 from feedrank.learners.joint import JointModel, StepConfig
+from feedrank.models.ranker import RankerConfig
+from feedrank.models.two_tower import TwoTowerConfig
 
 F64Array = npt.NDArray[np.float64]
 FloatArray = npt.NDArray[np.float32]

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from feedrank.cli.main import app
-from feedrank.core.features.schema import LANGUAGES, post_index
-from feedrank.core.registry import LocalModelRegistry, read_bundle
+from feedrank.core.feature_schema import LANGUAGES, post_index
 from feedrank.core.settings import load_settings
 from feedrank.explore.retrieval import CandidateIndex
+from feedrank.registry import LocalModelRegistry, read_bundle
 from feedrank.simulate.world import WorldConfig
 from feedrank.simulate.world_views import local_world
 from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model

@@ -10,7 +10,7 @@ import pytest
 
 from feedrank.core import codecs
 from feedrank.core.codecs import RewardTypeValue
-from feedrank.core.features.schema import FloatArray, IntArray, post_id, post_index
+from feedrank.core.feature_schema import FloatArray, IntArray, post_id, post_index
 from feedrank.simulate.world.behaviour import BehaviourModel
 from feedrank.simulate.world.config import DAY_MS, WorldConfig
 from feedrank.simulate.world.generator import World, generate_world

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from feedrank.core.features.schema import (
+from feedrank.core.feature_schema import (
     AGE_BUCKETS,
     CONTENT_DIM,
     COUNTRIES,
