@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 
 from feedrank.core.feature_schema import IntArray, post_id, post_keys, user_id
-from feedrank.features.store import (
-    DAY_MS,
-    FeatureStore,
-    FeatureStoreConfig,
-    InMemoryFeatureStore,
-    PointInTimeCounts,
-    apply_reward,
-)
+from feedrank.core.time_units import DAY_MS, MINUTE_MS
+from feedrank.features.protocol import FeatureStore
+from feedrank.features.rewards import apply_reward
+from feedrank.features.store import FeatureStoreConfig, InMemoryFeatureStore
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.simulate.world.config import WorldConfig
 from feedrank.simulate.world.generator import HiddenParameters, World, generate_world
 from feedrank.v1 import events_pb2
 
 T0 = 1_764_000_000_000
-MINUTE_MS = 60_000
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +134,6 @@ def test_lookups_before_the_retained_history_are_refused(world: World) -> None:
     assert impressions(store, 1, T0 + 2 * DAY_MS + 1) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="retained history"):
         store.post_features(rows(1), T0 - 1)
-
-
-def test_point_in_time_counts_handle_repeats_and_empty_requests() -> None:
-    counts = PointInTimeCounts(size=5, retention_ms=DAY_MS)
-    counts.add(rows(2, 2, 4), T0)
-    counts.add(rows(2, 3), T0 + 2)
-    np.testing.assert_array_equal(counts.at(rows(2, 3, 4, 2), T0 + 5), [3.0, 1.0, 1.0, 3.0])
-    np.testing.assert_array_equal(counts.at(rows(2, 3, 4, 2), T0 + 1), [2.0, 0.0, 1.0, 2.0])
-    assert counts.at(rows(), T0 + 1).shape == (0,)
 
 
 def test_known_users_come_from_the_world(world: World, store: InMemoryFeatureStore) -> None:
