@@ -34,10 +34,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from feedrank.core.feature_schema import COUNTRIES, LANGUAGES
-from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+from feedrank.core.time_units import DAY_MS
+from feedrank.models.ann_index import CandidateIndex, RetrievalConfig
 
 LANGUAGE_SHARES = np.array([0.35, 0.2, 0.12, 0.1, 0.08, 0.07, 0.05, 0.03])
-DAY_MS = 86_400_000
 Search = Callable[["Query"], tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
 
 

@@ -15,8 +15,8 @@ import numpy as np
 from feedrank.catalogue import CatalogueState
 from feedrank.core.feature_schema import PostFeatureBatch
 from feedrank.explore.catalogue import Catalogue
-from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
 from feedrank.features.store import InMemoryFeatureStore
+from feedrank.models.ann_index import CandidateIndex, RetrievalConfig
 from feedrank.models.ranker import RankerConfig, RankerModel
 from feedrank.models.two_tower import TwoTowerConfig, TwoTowerModel
 from feedrank.registry import ModelBundle, ModelRegistry, TrainingData, write_bundle

@@ -23,13 +23,13 @@ from safetensors.numpy import load_file, save_file
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core.feature_schema import IntArray, PostFeatureBatch, post_id, post_keys
-from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+from feedrank.core.time_units import HOUR_MS
 from feedrank.features.store import InMemoryFeatureStore
 from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
+from feedrank.models.ann_index import CandidateIndex, RetrievalConfig
 from feedrank.models.two_tower import TwoTowerModel
 
 FloatArray = npt.NDArray[np.float32]
-_MS_PER_HOUR = 3_600_000
 _COLUMNS = tuple(item.name for item in fields(PostFeatureBatch) if item.name != "as_of_ms")
 _ID_BYTES, _ID_ENDS = "post_id_utf8", "post_id_ends"  # the ids, saved as one UTF-8 blob
 
@@ -65,7 +65,7 @@ class PostCatalogue:
         self._size += int(new.sum())
         for name in _COLUMNS:
             self._columns[name][slots] = getattr(posts, name)[rows]
-        age_ms = (posts.age_hours[rows].astype(np.float64) * _MS_PER_HOUR).astype(np.int64)
+        age_ms = (posts.age_hours[rows].astype(np.float64) * HOUR_MS).astype(np.int64)
         self._created_ms[slots] = decision_time_ms[rows] - age_ms
         self.as_of_ms = max(self.as_of_ms, int(decision_time_ms.max()))
 
@@ -123,7 +123,7 @@ class PostCatalogue:
             columns["post_index"] = post_ids.rows(ids)
             columns["post_key"] = post_keys(ids)
             posts = PostFeatureBatch(**columns, as_of_ms=int(arrays["as_of_ms"][0]))
-            age_ms = (posts.age_hours.astype(np.float64) * _MS_PER_HOUR).astype(np.int64)
+            age_ms = (posts.age_hours.astype(np.float64) * HOUR_MS).astype(np.int64)
             catalogue.update(posts, arrays["created_ms"] + age_ms)
         catalogue.as_of_ms = int(arrays["as_of_ms"][0])
         return catalogue

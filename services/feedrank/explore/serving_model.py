@@ -22,7 +22,7 @@ from feedrank.core.feature_schema import FloatArray, PostFeatureBatch, UserFeatu
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.cold_start import ColdStartRanker, ColdStartTowers, CreationTimes
 from feedrank.explore.post_vectors import PostVectorTable
-from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+from feedrank.models.ann_index import CandidateIndex, RetrievalConfig
 
 
 class RetrievalTowers(Protocol):

@@ -13,7 +13,7 @@ from feedrank.core.settings import ExploreSettings
 from feedrank.explore.errors import InvalidRankRequest
 from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.queries import build_query
-from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
+from feedrank.models.ann_index import CandidateIndex, RetrievalConfig
 
 DIM = 8
 NOW_MS = 1_764_000_000_000

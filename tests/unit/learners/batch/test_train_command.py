@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from feedrank.cli.main import app
 from feedrank.core.feature_schema import LANGUAGES, post_index
 from feedrank.core.settings import load_settings
-from feedrank.explore.retrieval import CandidateIndex
+from feedrank.models.ann_index import CandidateIndex
 from feedrank.registry import LocalModelRegistry, read_bundle
 from feedrank.simulate.world import WorldConfig
 from feedrank.simulate.world_views import local_world

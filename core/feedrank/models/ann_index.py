@@ -2,120 +2,49 @@
 
 Design (measured on 2 cores, 64-d, k=1000; see benchmarks/retrieval.py):
 
-* One partition per post language. A request searches only its user's languages, so
-  the language filter costs nothing and each graph is a fraction of the catalogue.
-* Each partition keeps its vectors and eligibility columns (country, region lock,
-  creation time, alive) in numpy arrays by slot, plus an hnswlib inner-product graph
-  once it holds ``exact_threshold`` posts; smaller partitions are searched exactly.
-* Country and age eligibility are applied by over-fetching from the graph and filtering
-  the results with numpy, not with hnswlib's ``filter=`` callback: that callback takes
-  the GIL on every visited node, so concurrent searches would serialise. The fetch
-  size is ``max(ef_search, fetch_factor * k) / eligible fraction``, the fraction
-  estimated on a strided sample of the partition. When few posts are eligible, or
-  the fetch comes back short, the partition is searched exactly over its eligible
-  posts instead.
-* Posts are added, updated (same post index again) and removed incrementally:
-  ``add_items``, ``mark_deleted`` and ``resize_index`` on the graph, slot reuse in the
-  columns. Searches run concurrently (hnswlib releases the GIL); adds and removes take
-  a write lock.
+* One partition per post language (:mod:`feedrank.models.ann_partition`). A request
+  searches only its user's languages, so the language filter costs nothing and each
+  graph is a fraction of the catalogue. Within a partition, country and age
+  eligibility come from over-fetching the HNSW graph and filtering with numpy, or from
+  an exact search where that is cheaper.
+* Posts are added, updated (same post index again) and removed incrementally. Searches
+  run concurrently (hnswlib releases the GIL); adds and removes take a write lock.
 * Graph labels are the partition's slots, not post indices: post indices are catalogue
   rows of one process, so an index shipped by a learner is relabelled to the serving
   process's rows (:meth:`CandidateIndex.relabel`) without touching the graphs.
+* Saved and loaded by :mod:`feedrank.models.ann_index_files`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
-import numpy.typing as npt
 
 from feedrank.core.feature_schema import (
-    COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
     LANGUAGES,
     BoolArray,
     FloatArray,
     IntArray,
 )
-from feedrank.explore import index_files
-from feedrank.explore.index_files import IndexFormatError
+from feedrank.models import ann_index_files
+from feedrank.models.ann_index_files import IndexFormatError
+from feedrank.models.ann_partition import (
+    EligibilityFilter,
+    Partition,
+    PostRows,
+    Progress,
+    RetrievalConfig,
+    top_k,
+)
 
 __all__ = ["CandidateIndex", "IndexFormatError", "PostRows", "RetrievalConfig", "top_k"]
-
-Progress = Callable[[int], None]  # told how many posts were just indexed
-
-
-@dataclass(frozen=True)
-class RetrievalConfig:
-    """Tunables of the candidate index (recorded when it is saved)."""
-
-    dim: int = 64
-    M: int = 24  # graph out-degree (hnswlib's M)
-    ef_construction: int = 128
-    ef_search: int = 400  # least search depth in eligible posts, whatever k
-    fetch_factor: float = 1.5  # search depth in eligible posts per post asked for
-    ann_result_cost: float = 40.0  # one ANN result costs about this many exact-scan rows
-    exact_threshold: int = 20_000  # partitions with fewer live posts have no graph
-    sample_size: int = 2_048  # rows sampled to estimate the eligible fraction
-    growth_factor: float = 1.5  # graph capacity growth on resize
-    build_chunk: int = 20_000  # posts per add_items call (progress granularity)
-    build_threads: int = -1  # hnswlib threads for inserts; -1: all cores
-    seed: int = 100  # hnswlib's level-generator seed
-
-    def __post_init__(self) -> None:
-        if min(self.dim, self.M, self.ef_construction, self.ef_search, self.sample_size) < 1:
-            raise ValueError(f"dim, M, ef and sample_size must be positive: {self}")
-        if self.fetch_factor < 1.0 or self.growth_factor <= 1.0:
-            raise ValueError("fetch_factor must be >= 1 and growth_factor > 1")
-
-
-@dataclass(frozen=True)
-class EligibilityFilter:
-    """Who is asking: eligible posts were created in [min, max] and are not locked to
-    another country (language is handled by choosing partitions)."""
-
-    country: int
-    min_created_ms: int
-    max_created_ms: int
-
-
-@dataclass(frozen=True)
-class PostRows:
-    """Posts to index, one row each; validated on construction."""
-
-    post_index: IntArray
-    embeddings: FloatArray
-    language: IntArray
-    country: IntArray
-    region_locked: BoolArray
-    created_ms: IntArray
-
-    def __post_init__(self) -> None:
-        count = self.post_index.shape[0]
-        if self.embeddings.ndim != 2 or self.embeddings.shape[0] != count:
-            raise ValueError(f"embeddings must be (n, dim) with n={count}")
-        for item in fields(self):
-            if getattr(self, item.name).shape[0] != count:
-                raise ValueError(f"{item.name} has {getattr(self, item.name).shape[0]} rows")
-        if count and (self.post_index.min() < 0 or np.unique(self.post_index).size != count):
-            raise ValueError("post indices must be non-negative and distinct")
-        for name, values, size in (
-            ("language", self.language, len(LANGUAGE_VOCABULARY)),
-            ("country", self.country, len(COUNTRY_VOCABULARY)),
-        ):
-            if count and (values.min() < 0 or values.max() >= size):
-                raise ValueError(f"{name} index out of range [0, {size})")
-
-    def where(self, mask: BoolArray) -> PostRows:
-        return PostRows(**{item.name: getattr(self, item.name)[mask] for item in fields(self)})
 
 
 class ReadWriteLock:
@@ -152,177 +81,6 @@ class ReadWriteLock:
             with self._condition:
                 self._writing = False
                 self._condition.notify_all()
-
-
-def top_k(scores: npt.NDArray[np.float32], k: int) -> IntArray:
-    """Positions of the ``k`` highest scores, highest first."""
-    if scores.shape[0] > k:
-        candidates = np.argpartition(-scores, k - 1)[:k]
-    else:
-        candidates = np.arange(scores.shape[0])
-    order = np.argsort(-scores[candidates], kind="stable")
-    return candidates[order].astype(np.int64)
-
-
-class Partition:
-    """The posts of one language: columns by slot, and an HNSW graph once big enough."""
-
-    def __init__(self, config: RetrievalConfig) -> None:
-        self.config = config
-        self.vectors = np.empty((0, config.dim), dtype=np.float32)
-        self.post_index = np.empty(0, dtype=np.int64)
-        self.country = np.empty(0, dtype=np.int16)
-        self.region_locked = np.empty(0, dtype=np.bool_)
-        self.created_ms = np.empty(0, dtype=np.int64)
-        self.alive = np.empty(0, dtype=np.bool_)
-        self.used = 0  # slots [0, used) have been handed out
-        self.live = 0
-        self.free_slots: list[int] = []
-        self.graph: Any = None  # hnswlib.Index once live >= exact_threshold
-
-    def put(self, rows: PostRows) -> IntArray:
-        """Store ``rows`` (not yet in this partition) and return their slots."""
-        count = len(rows.post_index)
-        reused = [self.free_slots.pop() for _ in range(min(count, len(self.free_slots)))]
-        fresh = np.arange(self.used, self.used + count - len(reused), dtype=np.int64)
-        slots = np.concatenate([np.array(reused, dtype=np.int64), fresh])
-        self.used += fresh.size
-        self._reserve(self.used)
-        self.vectors[slots] = rows.embeddings
-        self.post_index[slots] = rows.post_index
-        self.country[slots] = rows.country
-        self.region_locked[slots] = rows.region_locked
-        self.created_ms[slots] = rows.created_ms
-        self.alive[slots] = True
-        self.live += count
-        return slots
-
-    def drop(self, slots: IntArray) -> None:
-        if self.graph is not None:
-            for slot in slots.tolist():
-                self.graph.mark_deleted(slot)
-        self.alive[slots] = False
-        self.free_slots.extend(slots.tolist())
-        self.live -= slots.size
-
-    def index_in_graph(self, slots: IntArray, progress: Progress | None) -> None:
-        """Insert ``slots`` into the graph, creating it over all live posts once due."""
-        if self.graph is None:
-            if self.live < self.config.exact_threshold:
-                if progress is not None:
-                    progress(slots.size)
-                return
-            slots = np.flatnonzero(self.alive[: self.used])
-            self.graph = hnswlib.Index(space="ip", dim=self.config.dim)
-            self.graph.init_index(
-                max_elements=max(int(slots.size * self.config.growth_factor), 1),
-                ef_construction=self.config.ef_construction,
-                M=self.config.M,
-                random_seed=self.config.seed,
-            )
-            self.graph.set_ef(self.config.ef_search)
-        needed = self.graph.element_count + slots.size
-        if needed > self.graph.max_elements:
-            self.graph.resize_index(int(needed * self.config.growth_factor))
-        for start in range(0, slots.size, self.config.build_chunk):
-            chunk = slots[start : start + self.config.build_chunk]
-            # A reused slot's label is marked deleted: add_items replaces and revives it.
-            self.graph.add_items(self.vectors[chunk], chunk, num_threads=self.config.build_threads)
-            if progress is not None:
-                progress(chunk.size)
-
-    def eligible(self, slots: IntArray | slice, where: EligibilityFilter) -> BoolArray:
-        created = self.created_ms[slots]
-        eligible: BoolArray = (
-            self.alive[slots]
-            & (created >= where.min_created_ms)
-            & (created <= where.max_created_ms)
-            & (~self.region_locked[slots] | (self.country[slots] == where.country))
-        )
-        return eligible
-
-    def exact(
-        self, vector: FloatArray, k: int, where: EligibilityFilter
-    ) -> tuple[IntArray, FloatArray]:
-        slots = np.flatnonzero(self.eligible(slice(0, self.used), where))
-        similarities = (self.vectors[: self.used] @ vector)[slots]
-        best = top_k(similarities, k)
-        return self.post_index[slots[best]], similarities[best]
-
-    def search(
-        self, vector: FloatArray, k: int, where: EligibilityFilter
-    ) -> tuple[IntArray, FloatArray]:
-        """ANN with over-fetch and post-filtering; exact search where that is cheaper
-        (small partition, few eligible posts) or where the fetch came back short."""
-        if self.graph is None or self.live < self.config.exact_threshold:
-            return self.exact(vector, k, where)
-        sample = slice(0, self.used, max(1, self.used // self.config.sample_size))
-        eligible = int(self.eligible(sample, where).sum())
-        depth = max(self.config.ef_search, self.config.fetch_factor * k)
-        fetch = math.ceil(depth * int(self.alive[sample].sum()) / max(eligible, 1))
-        if eligible == 0 or fetch >= self.live or fetch * self.config.ann_result_cost > self.used:
-            return self.exact(vector, k, where)  # exact is cheaper, or ANN would fetch it all
-        try:
-            labels, distances = self.graph.knn_query(vector, k=fetch, num_threads=1)
-        except RuntimeError:  # hnswlib found fewer than ``fetch`` live posts
-            return self.exact(vector, k, where)
-        slots = labels[0].astype(np.int64)
-        keep = self.eligible(slots, where)
-        if int(keep.sum()) < k:
-            return self.exact(vector, k, where)
-        similarities = (1.0 - distances[0][keep]).astype(np.float32)
-        best = top_k(similarities, k)
-        return self.post_index[slots[keep][best]], similarities[best]
-
-    def slot_columns(self) -> index_files.SlotColumns:
-        """Every slot handed out, dead ones included (post index -1), so a saved graph's
-        labels still name the same slots once restored."""
-        used = self.used
-        alive = self.alive[:used].copy()
-        return index_files.SlotColumns(
-            post_index=np.where(alive, self.post_index[:used], -1),
-            vectors=self.vectors[:used],
-            country=self.country[:used],
-            region_locked=self.region_locked[:used],
-            created_ms=self.created_ms[:used],
-            alive=alive,
-            graph=self.graph,
-        )
-
-    def restore(self, columns: index_files.SlotColumns) -> None:
-        """Take saved slots as they were (into an empty partition); a saved partition
-        without a graph gets one here once it is big enough."""
-        used = int(columns.alive.shape[0])
-        self._reserve(used)
-        self.used = used
-        self.vectors[:used] = columns.vectors
-        self.post_index[:used] = columns.post_index
-        self.country[:used] = columns.country
-        self.region_locked[:used] = columns.region_locked
-        self.created_ms[:used] = columns.created_ms
-        self.alive[:used] = columns.alive
-        self.live = int(columns.alive.sum())
-        self.free_slots = np.flatnonzero(~columns.alive).tolist()
-        self.graph = columns.graph
-        if self.graph is None:
-            self.index_in_graph(np.flatnonzero(columns.alive), None)
-
-    def memory_bytes(self) -> int:
-        columns = (self.vectors, self.post_index, self.country, self.region_locked)
-        total = sum(column.nbytes for column in (*columns, self.created_ms, self.alive))
-        if self.graph is not None:
-            total += int(self.graph.index_file_size())
-        return total
-
-    def _reserve(self, capacity: int) -> None:
-        if capacity <= self.alive.shape[0]:
-            return
-        size = max(capacity, int(self.alive.shape[0] * self.config.growth_factor), 1024)
-        for name in ("vectors", "post_index", "country", "region_locked", "created_ms", "alive"):
-            old = getattr(self, name)
-            new = np.zeros((size, *old.shape[1:]), dtype=old.dtype)
-            new[: old.shape[0]] = old
-            setattr(self, name, new)
 
 
 class CandidateIndex:
@@ -469,12 +227,12 @@ class CandidateIndex:
     def save(self, directory: Path) -> None:
         """hnswlib graphs, numpy columns (.npz, no pickle) and index.json under ``directory``."""
         with self._lock.reading():
-            index_files.save(directory, asdict(self.config), self._partitions)
+            ann_index_files.save(directory, asdict(self.config), self._partitions)
 
     @classmethod
     def load(cls, directory: Path) -> CandidateIndex:
         """An index saved by :meth:`save`; IndexFormatError if it is not one."""
-        config, saved = index_files.load(directory)
+        config, saved = ann_index_files.load(directory)
         index = cls(_config_from_dict(config))
         for partition, columns in zip(index._partitions, saved, strict=False):
             partition.restore(columns)

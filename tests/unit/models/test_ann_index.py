@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from feedrank.core.feature_schema import BoolArray, FloatArray, IntArray
-from feedrank.explore.retrieval import (
+from feedrank.core.time_units import DAY_MS
+from feedrank.models.ann_index import (
     CandidateIndex,
     IndexFormatError,
     RetrievalConfig,
 )
 
-DAY_MS = 86_400_000
 NOW_MS = 30 * DAY_MS
 DIM = 16
 # Small graphs, and ANN whenever a graph exists (no cost-based switch to exact search).

@@ -1,4 +1,4 @@
-"""A :class:`~feedrank.explore.retrieval.CandidateIndex` on disk: what learners ship.
+"""A :class:`~feedrank.models.ann_index.CandidateIndex` on disk: what learners ship.
 
 ``index.json`` (format, retrieval config, which languages have a graph), then per
 schema language ``<code>.npz`` (numpy columns by slot, no pickle: post index, vector,
