@@ -1,0 +1,142 @@
+"""Infrastructure settings: Kafka, topics, ports, local paths and Flink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from feedrank.core.settings.group import SettingsGroup
+
+LOOPBACK = "127.0.0.1"
+
+
+class KafkaSettings(SettingsGroup):
+    """Where clients find Kafka, and how the embedded local broker runs."""
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers; unset means the embedded local broker.",
+    )
+    broker_port: int = Field(default=9092, ge=1, le=65535, description="Local broker client port.")
+    controller_port: int = Field(
+        default=9093, ge=1, le=65535, description="Local broker KRaft controller port."
+    )
+    broker_heap_mb: int = Field(default=512, ge=128, description="Local broker JVM heap (MiB).")
+    kafka_version: str = Field(default="4.1.1", description="Apache Kafka release (kafka_2.13).")
+    ready_timeout_s: float = Field(
+        default=90.0, gt=0, description="How long to wait for the broker to answer metadata."
+    )
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap string every client uses."""
+        return self.bootstrap_servers or f"{LOOPBACK}:{self.broker_port}"
+
+
+class TopicSettings(SettingsGroup):
+    """Topic names (the public contract), partitions and retention."""
+
+    decisions: str = Field(default="feedrank.decisions", description="One event per Rank call.")
+    rewards: str = Field(default="feedrank.rewards", description="Engagement events from apps.")
+    examples: str = Field(default="feedrank.examples", description="Labelled examples (join).")
+    metrics: str = Field(default="feedrank.metrics", description="5-minute aggregates.")
+    dlq: str = Field(default="feedrank.dlq", description="Dead letters.")
+    posts: str = Field(
+        default="feedrank.posts", description="The catalogue from apps (compacted by post_id)."
+    )
+    users: str = Field(default="feedrank.users", description="Users from apps (compacted).")
+    graph: str = Field(
+        default="feedrank.graph",
+        description="Follows, blocks and hidden creators from apps (kept whole, keyed by user).",
+    )
+    partitions: int = Field(default=3, ge=1, description="Partitions of every feedrank topic.")
+    replication_factor: int = Field(default=1, ge=1, description="1 on the local broker.")
+    event_retention_days: float = Field(
+        default=15.0,
+        ge=15.0,
+        description="Retention of decisions and rewards: the 14-day reward window plus a day.",
+    )
+    derived_retention_days: float = Field(
+        default=7.0, gt=0, description="Retention of examples, metrics and dead letters."
+    )
+
+    def names(self) -> list[str]:
+        return [
+            self.decisions,
+            self.rewards,
+            self.examples,
+            self.metrics,
+            self.dlq,
+            *self.entities(),
+        ]
+
+    def entities(self) -> list[str]:
+        """The catalogue topics apps produce to: posts, users, graph."""
+        return [self.posts, self.users, self.graph]
+
+
+class PortSettings(SettingsGroup):
+    """gRPC and Prometheus ports, all bound on 127.0.0.1 by default."""
+
+    bind_host: str = Field(
+        default=LOOPBACK, description="Interface servers bind; 0.0.0.0 inside a container."
+    )
+    ranking_grpc: int = Field(default=50051, ge=1, le=65535, description="Ranking gRPC.")
+    deploy_grpc: int = Field(default=50052, ge=1, le=65535, description="Deploy control gRPC.")
+    explore_metrics: int = Field(default=9100, ge=1, le=65535, description="Explore /metrics.")
+    learner_metrics: int = Field(default=9101, ge=1, le=65535, description="Learner /metrics.")
+    deploy_metrics: int = Field(default=9102, ge=1, le=65535, description="Deploy /metrics.")
+    streaming_metrics: int = Field(default=9103, ge=1, le=65535, description="Join /metrics.")
+
+
+class PathSettings(SettingsGroup):
+    """Where the local stack keeps its state and where fetched jars are cached."""
+
+    state_dir: Path = Field(
+        default=Path(".feedrank"),
+        description="Project-owned state: Kafka data, pid files, logs.",
+    )
+    jar_cache: Path = Field(
+        default=Path.home() / ".cache" / "feedrank" / "jars",
+        description="Jars fetched through Maven (outside git).",
+    )
+
+    registry_dir: Path | None = Field(
+        default=None,
+        description="Model registry root (default: <state_dir>/registry).",
+    )
+
+    @property
+    def registry(self) -> Path:
+        return self.registry_dir or self.state_dir / "registry"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.state_dir / "kafka"
+
+    @property
+    def flink_checkpoint_dir(self) -> Path:
+        return self.state_dir / "flink" / "checkpoints"
+
+    @property
+    def flink_savepoint_dir(self) -> Path:
+        return self.state_dir / "flink" / "savepoints"
+
+
+class FlinkSettings(SettingsGroup):
+    """The PyFlink mini-cluster and its Kafka connector."""
+
+    connector_version: str = Field(
+        default="5.0.0-2.2", description="org.apache.flink:flink-sql-connector-kafka version."
+    )
+    parallelism: int = Field(default=2, ge=1, description="Default job parallelism.")
+    checkpoint_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint interval.")
