@@ -1,15 +1,18 @@
 # feedrank: every set-up step lives here, so two commands do everything.
 #   make demo   - set up (venv, package, jars) and run the main job
 #   make test   - set up, then lint, types, stale-stub check, unit and integration tests
+#   make lock   - upgrade the lock: re-resolve pyproject.toml's ranges to the newest allowed
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Every installed version, with its hashes: what CI tested is what a new set-up gets.
+LOCK := requirements.lock
 PROTO_FILES := $(wildcard proto/feedrank/v1/*.proto)
 PROTOC = PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I proto \
 	--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
 
-.PHONY: setup venv jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
+.PHONY: setup venv lock jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
 
 setup: venv jars tools
 
@@ -22,13 +25,32 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    prometheus docker-compose >/dev/null; }
 
-# The virtual environment is rebuilt whenever pyproject.toml changes.
+# The virtual environment is rebuilt whenever pyproject.toml or the lock changes: the
+# dependencies come from the lock only (exact versions, hash-checked, nothing resolved
+# anew), then the package itself, editable, without dependency resolution. pip check
+# catches a lock that no longer satisfies pyproject.toml's ranges.
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --progress-bar on -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --progress-bar on --require-hashes -r $(LOCK)
+	$(BIN)/pip install --no-deps -e .
+	@$(BIN)/pip check || { echo "$(LOCK) does not satisfy pyproject.toml:" \
+	  "run 'make lock LOCK_FLAGS=' (or 'make lock' to upgrade everything) and commit it" >&2; exit 1; }
 	@touch $@
+
+# Upgrade the lock: re-resolve the ranges in pyproject.toml (dependencies and the dev extra)
+# to the newest versions they allow, for Python 3.11-3.12 on every platform (markers say
+# where a pin applies), with the hashes of every file; then commit requirements.lock.
+# `make lock LOCK_FLAGS=` keeps the locked versions and only adds what pyproject.toml
+# newly asks for; `LOCK_FLAGS='--upgrade-package torch'` upgrades one package.
+UV_VERSION ?= 0.13.9
+LOCK_FLAGS ?= --upgrade
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command 'make lock' $(LOCK_FLAGS) --output-file $(LOCK) >/dev/null
 
 # Kafka broker jars and the Flink Kafka connector, through Maven, into the jar cache.
 jars: venv
