@@ -12,7 +12,7 @@ PROTO_FILES := $(wildcard proto/feedrank/v1/*.proto)
 PROTOC = PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I proto \
 	--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
 
-.PHONY: setup venv lock jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
+.PHONY: setup venv lock architecture jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
 
 setup: venv jars tools
 
@@ -89,6 +89,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python tools/draw_rooms.py --check
+
+# Redraw the rooms and the imports between them in docs/architecture.md, from the code.
+architecture: venv
+	$(BIN)/python tools/draw_rooms.py
 
 types: venv
 	$(BIN)/mypy
