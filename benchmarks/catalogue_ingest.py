@@ -51,7 +51,9 @@ from feedrank.client.events import EventProducer, TopicNames
 from feedrank.core import codecs, entity_codecs
 from feedrank.core.clock import SystemClock
 from feedrank.core.feature_schema import CONTENT_DIM, LANGUAGES, NUM_TOPICS
+from feedrank.core.kafka_topics import TopicSpec, ensure_topics
 from feedrank.core.settings import Settings, TopicSettings, load_settings
+from feedrank.core.time_units import HOUR_MS
 from feedrank.explore.app import (
     BackgroundBackend,
     ServingState,
@@ -61,14 +63,13 @@ from feedrank.explore.app import (
     worker_backend,
 )
 from feedrank.explore.catalogue_source import replay_catalogue
-from feedrank.stack.topics import TopicSpec, ensure_topics, entity_topics
+from feedrank.stack.topics import entity_topics
 
 TAIL_TARGET_POSTS_PER_S = 10_000.0
 UPSERT_P50_TARGET_S = 2.0
 DELETE_P99_TARGET_S = 2.0
 POLL_S = 0.002
 SAMPLE_TIMEOUT_S = 30.0
-HOUR_MS = 3_600_000
 LANGUAGE_SHARES = np.array([0.35, 0.2, 0.12, 0.1, 0.08, 0.07, 0.05, 0.03])
 HEADERS = [(codecs.CONTENT_TYPE_HEADER, codecs.PROTOBUF_CONTENT_TYPE.encode())]
 

@@ -61,6 +61,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.local_broker import broker, free_port
 from feedrank.core import codecs
+from feedrank.core.kafka_topics import ensure_topics
 from feedrank.core.settings import (
     LearnerSettings,
     Settings,
@@ -74,7 +75,7 @@ from feedrank.registry.manifest import VERSION_PATTERN
 from feedrank.simulate.history import ExampleSimulator, SimulationConfig
 from feedrank.simulate.world_views import local_world
 from feedrank.stack.process import ManagedProcess
-from feedrank.stack.topics import ensure_topics, standard_topics
+from feedrank.stack.topics import standard_topics
 from feedrank.v1 import events_pb2
 
 TARGET_P50_S = 30.0

@@ -46,14 +46,15 @@ from confluent_kafka.admin import AdminClient
 
 from benchmarks.local_broker import broker
 from feedrank.core import codecs
-from feedrank.core.settings import DAY_MS, Settings, load_settings
-from feedrank.stack.flink import (
+from feedrank.core.kafka_topics import TopicSpec, ensure_topics
+from feedrank.core.settings import Settings, load_settings
+from feedrank.core.time_units import DAY_MS
+from feedrank.streaming import join_job
+from feedrank.streaming.flink_environment import (
     FlinkJobOptions,
     create_stream_environment,
     create_table_environment,
 )
-from feedrank.stack.topics import TopicSpec, ensure_topics
-from feedrank.streaming import join_job
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.kafka_tables import KafkaSink, KafkaSource

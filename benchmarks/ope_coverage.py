@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from feedrank.core.feature_schema import COUNTRIES, LANGUAGES
+from feedrank.core.time_units import DAY_MS
 from feedrank.explore.exploration import EpsilonGreedy, ExplorationPolicy, PlackettLuce
 from feedrank.learners.evaluation import (
     Estimate,
@@ -42,7 +43,6 @@ from feedrank.simulate.world.generator import World, generate_world
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-DAY_MS = 86_400_000
 ESTIMATORS = ("IPS", "SNIPS", "DR")
 
 

@@ -46,6 +46,7 @@ from benchmarks.load_client import (  # noqa: E402
 )
 from benchmarks.queueing import deterministic_service_latency, service_time_for_p99  # noqa: E402
 from feedrank.core.clock import SystemClock  # noqa: E402
+from feedrank.core.kafka_topics import TopicSpec, ensure_topics  # noqa: E402
 from feedrank.core.settings import Settings, load_settings  # noqa: E402
 from feedrank.explore.app import ServingState, build_serving_state, worker_backend_factory  # noqa: E402
 from feedrank.explore.workers import PoolConfig, WorkerPool  # noqa: E402
@@ -53,7 +54,6 @@ from feedrank.simulate.world import generate_world, world_config  # noqa: E402
 from feedrank.simulate.world.catalogue import catalogue_from_world  # noqa: E402
 from feedrank.stack.jars import fetch_jars  # noqa: E402
 from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker  # noqa: E402
-from feedrank.stack.topics import TopicSpec, ensure_topics  # noqa: E402
 from tests.support.kafka import free_port  # noqa: E402
 
 P99_TARGET_MS = 30.0

@@ -58,8 +58,9 @@ from feedrank.client.events import EventProducer, TopicNames
 from feedrank.core.clock import SystemClock
 from feedrank.core.entity_codecs import AGE_BUCKET_NAMES
 from feedrank.core.feature_schema import COUNTRIES, LANGUAGES
+from feedrank.core.kafka_topics import TopicSpec, ensure_topics
 from feedrank.core.settings import Settings, TopicSettings, load_settings
-from feedrank.stack.topics import TopicSpec, ensure_topics, entity_topics
+from feedrank.stack.topics import entity_topics
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 
 RESTART_TARGET_S = 60.0

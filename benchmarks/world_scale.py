@@ -18,13 +18,12 @@ from collections.abc import Callable
 import numpy as np
 
 from feedrank.core.feature_schema import user_id
+from feedrank.core.time_units import MINUTE_MS
 from feedrank.features.store import InMemoryFeatureStore
 from feedrank.simulate.world.behaviour import BehaviourModel
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.simulate.world.config import WorldConfig
 from feedrank.simulate.world.generator import generate_world
-
-MINUTE_MS = 60_000
 
 
 def _median_us(action: Callable[[], object], repeats: int) -> float:

@@ -12,10 +12,11 @@ import uuid
 from confluent_kafka.admin import AdminClient
 
 from feedrank.client import EventProducer, TopicNames
+from feedrank.core.kafka_topics import ensure_topics
 from feedrank.core.settings import TopicSettings
 from feedrank.simulate.catalogue_publisher import publish_world
 from feedrank.simulate.world import World
-from feedrank.stack.topics import ensure_topics, entity_topics
+from feedrank.stack.topics import entity_topics
 
 
 def private_entity_topics(bootstrap: str, prefix: str) -> TopicSettings:

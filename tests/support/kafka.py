@@ -11,8 +11,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, Message
 from confluent_kafka.admin import AdminClient
 
-from feedrank.core.settings import DAY_MS
-from feedrank.stack.topics import TopicSpec, ensure_topics
+from feedrank.core.kafka_topics import TopicSpec, ensure_topics
+from feedrank.core.time_units import DAY_MS
 
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _handed_out: set[int] = set()

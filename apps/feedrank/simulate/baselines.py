@@ -21,10 +21,9 @@ import threading
 import numpy as np
 
 from feedrank.core.feature_schema import IntArray
+from feedrank.core.time_units import DAY_MS
 from feedrank.features.store import FeatureStoreConfig
 from feedrank.simulate.world import BehaviourModel, World
-
-DAY_MS = 86_400_000
 
 
 def fresh_posts(world: World, now_ms: int, max_age_days: float) -> IntArray:

@@ -35,7 +35,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 
-from feedrank.explore.traffic_splitter import HOLDOUT_ARM
+from feedrank.core.arms import HOLDOUT_ARM
 from feedrank.v1 import events_pb2
 
 ENGAGED_TYPES = frozenset(

@@ -33,7 +33,7 @@ from feedrank.core.feature_schema import (
     user_id,
 )
 from feedrank.explore.exploration import EpsilonGreedy, ExplorationPolicy, seed_for_decision
-from feedrank.features.store import InMemoryFeatureStore, apply_reward
+from feedrank.features import InMemoryFeatureStore, apply_reward
 from feedrank.simulate.world import BehaviourModel, World
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.v1 import events_pb2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from confluent_kafka import KafkaError, Message, Producer
 
 from feedrank.core import codecs
+from feedrank.core.kafka_clients import idempotent_producer_config
 from feedrank.v1 import events_pb2
 
 
@@ -14,16 +15,7 @@ class KafkaRewardSink:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self.failed = 0
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 20,
-                "compression.type": "lz4",
-                "log_level": 3,
-            }
-        )
+        self._producer = Producer(idempotent_producer_config(bootstrap, linger_ms=20))
 
     def __call__(self, rewards: list[events_pb2.Reward]) -> None:
         headers: list[tuple[str, str | bytes | None]] = [

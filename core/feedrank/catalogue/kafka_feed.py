@@ -41,7 +41,7 @@ from confluent_kafka import (
 
 from feedrank.catalogue.state import CatalogueState, ConflictingEvent
 from feedrank.core import codecs, entity_codecs
-from feedrank.core.kafka_clients import idempotent_producer_config
+from feedrank.core.kafka_clients import consumer_config, idempotent_producer_config
 from feedrank.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -279,16 +279,16 @@ class CatalogueFeed:
         if self._consumer is not None:
             return self._consumer
         begin = OFFSET_BEGINNING
+        # The group is never joined (partitions are assigned) and never committed:
+        # every process reads the whole state, from the offsets it assigns.
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.topics.bootstrap,
-                # Never joined (partitions are assigned) and never committed: every
-                # process reads the whole state.
-                "group.id": f"feedrank-catalogue-{socket.gethostname()}-{os.getpid()}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-                "log_level": 3,
-            }
+            consumer_config(
+                self.topics.bootstrap,
+                f"feedrank-catalogue-{socket.gethostname()}-{os.getpid()}",
+                isolation_level=None,
+                offset_reset=None,
+                partition_eof=False,
+            )
         )
         while True:
             try:

@@ -1,9 +1,12 @@
 """Event codecs: the one place that turns Kafka bytes into feedrank events and back.
 
 Every component (explore, join, learners, deploy, tests) encodes and decodes through
-here. Rewards arrive as protobuf or as JSON (header ``content-type: application/json``,
-or auto-detected from a leading ``{`` or ``[``); both are validated by the same rules, and
-anything that breaks them raises :class:`EventDecodeError` naming the field at fault.
+here, with one exception: the Decision's encoder is :mod:`feedrank.core.decision_wire`,
+which writes the bytes straight from the feature columns on Rank's hot path (decoding
+a Decision is here, :func:`decode_decision`). Rewards arrive as protobuf or as JSON
+(header ``content-type: application/json``, or auto-detected from a leading ``{`` or
+``[``); both are validated by the same rules, and anything that breaks them raises
+:class:`EventDecodeError` naming the field at fault.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ explore workers use, so object storage can replace the filesystem later.
 from __future__ import annotations
 
 import abc
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Collection, Mapping
@@ -28,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from feedrank.core.clock import Clock, SystemClock
+from feedrank.core.durable_files import fsync_directory, fsync_path
 from feedrank.core.feature_schema import schema_hash
 from feedrank.models.encoding import ENCODING_VERSION
 from feedrank.registry.manifest import (
@@ -125,7 +125,7 @@ class LocalModelRegistry(ModelRegistry):
                 raise RegistryError("refusing to publish an empty version")
             for path in staging.rglob("*"):
                 if path.is_file():
-                    _fsync(path)
+                    fsync_path(path)
             return self._claim_next_version(staging, manifest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -208,7 +208,7 @@ class LocalModelRegistry(ModelRegistry):
                 path.chmod(0o755 if path.is_dir() else 0o644)
             shutil.rmtree(trash)
         if doomed:
-            _fsync(self._versions_dir)
+            fsync_directory(self._versions_dir)
         return doomed
 
     def _claim_next_version(self, staging: Path, manifest: VersionManifest) -> VersionManifest:
@@ -217,13 +217,13 @@ class LocalModelRegistry(ModelRegistry):
             number = max((_number(p.name) for p in self._all_version_dirs()), default=0) + 1
             claimed = replace(manifest, version=f"v{number:04d}")
             (staging / MANIFEST_FILE).write_text(claimed.to_json())
-            _fsync(staging / MANIFEST_FILE)
+            fsync_path(staging / MANIFEST_FILE)
             target = self._versions_dir / claimed.version
             try:
                 staging.rename(target)  # fails when another publisher took the number
             except OSError:
                 continue
-            _fsync(self._versions_dir)
+            fsync_directory(self._versions_dir)
             _make_read_only(target)
             return claimed
         raise RegistryError(f"could not claim a version number in {self._versions_dir}")
@@ -234,14 +234,6 @@ class LocalModelRegistry(ModelRegistry):
 
 def _number(name: str) -> int:
     return int(name[1:])
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _make_read_only(directory: Path) -> None:

@@ -16,6 +16,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaError, Message
 
 from feedrank.core import codecs
+from feedrank.core.kafka_clients import consumer_config
 from feedrank.deploy import metrics
 from feedrank.deploy.analysis import ArmTotals
 from feedrank.v1 import events_pb2
@@ -71,14 +72,7 @@ class KafkaAggregateFeed:
         self.book = book
         self.topic = topic
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"feedrank-deploy-{uuid.uuid4().hex[:12]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "log_level": 3,
-            }
+            consumer_config(bootstrap, f"feedrank-deploy-{uuid.uuid4().hex[:12]}")
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deploy-aggregates", daemon=True)

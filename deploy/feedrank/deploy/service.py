@@ -7,14 +7,14 @@ errors (through ``grpc_status``) and count every call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent import futures
+from functools import partial
 from typing import TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from feedrank.core import service_errors
+from feedrank.core.grpc_server import build_grpc_server
 from feedrank.core.service_errors import abort, code_name
 from feedrank.deploy import metrics
 from feedrank.deploy.control import DeployControl
@@ -188,16 +188,14 @@ def build_server(
     threads: int = 4,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server with Deploy, health and reflection; returns it and its bound port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
-    deploy_pb2_grpc.add_DeployServicer_to_server(DeployServicer(control), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (DEPLOY_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    servicer = DeployServicer(control)
+    return build_grpc_server(
+        {DEPLOY_SERVICE: partial(deploy_pb2_grpc.add_DeployServicer_to_server, servicer)},
+        health_servicer,
+        address=address,
+        max_workers=threads,
+        label="Deploy",
     )
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"could not bind the Deploy gRPC server to {address}")
-    return server, port
 
 
 def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:

@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 from typing import Protocol
 
+from feedrank.core.arms import CANARY_ARM
 from feedrank.deploy.analysis import ServiceLevels
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class SloSource(Protocol):
 
 class PrometheusSlo:
     def __init__(
-        self, base_url: str, *, arm: str = "canary", window: str = "5m", timeout_s: float = 3.0
+        self, base_url: str, *, arm: str = CANARY_ARM, window: str = "5m", timeout_s: float = 3.0
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.arm = arm

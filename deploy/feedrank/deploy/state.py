@@ -27,15 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from feedrank.core.arms import CANARY_ARM, HOLDOUT_ARM, STABLE_ARM
 from feedrank.deploy.errors import (
     DeployError,
     InvalidRolloutArgument,
     RolloutPreconditionFailed,
 )
-from feedrank.explore.traffic_splitter import HOLDOUT_ARM  # laid out first: never moved
-
-STABLE_ARM = "stable"
-CANARY_ARM = "canary"
 
 
 class Phase(StrEnum):

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from feedrank.core.durable_files import replace_atomically
 from feedrank.deploy.errors import DeployError, StateFileCorrupt
 from feedrank.deploy.state import Phase, Rollout
 
@@ -66,16 +67,7 @@ class StateFile:
         data = json.dumps(document, indent=1, sort_keys=True).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f"{_TEMP_PREFIX}{self.path.name}.{os.getpid()}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temporary, self.path)
-        _fsync_directory(self.path.parent)
+        replace_atomically(self.path, data, temporary=temporary, mode=0o644)
 
     def _remove_leftovers(self) -> None:
         if self.path.parent.is_dir():
@@ -120,11 +112,3 @@ def rollout_from_dict(raw: object) -> Rollout:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise TypeError(message)
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from confluent_kafka import Consumer, TopicPartition
 
 from feedrank.core import codecs
+from feedrank.core.kafka_clients import consumer_config
 from feedrank.v1 import events_pb2
 
 _SCALARS = (
@@ -66,16 +67,7 @@ def read_kafka_range(
     bootstrap: str, topic: str, *, timeout_s: float = 120.0, max_examples: int | None = None
 ) -> KafkaRange:
     """Examples from the start of ``topic`` to its end offsets as of now (read committed)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"feedrank-train-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "log_level": 3,
-        }
-    )
+    consumer = Consumer(consumer_config(bootstrap, f"feedrank-train-{uuid.uuid4().hex}"))
     result = KafkaRange()
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)

@@ -24,7 +24,8 @@ from threadpoolctl import threadpool_limits
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import Clock
-from feedrank.core.settings import DAY_MS, Settings
+from feedrank.core.settings import Settings
+from feedrank.core.time_units import DAY_MS
 from feedrank.explore.catalogue_source import CatalogueTail, Positions
 from feedrank.explore.cold_start import catalogue_creation_times
 from feedrank.explore.deadline import Deadline

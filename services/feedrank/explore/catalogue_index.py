@@ -24,7 +24,7 @@ from feedrank.core.feature_schema import IntArray
 from feedrank.explore import metrics
 from feedrank.explore.model_slots import ModelSlots, ServingSet
 from feedrank.explore.serving_model import ServingModel
-from feedrank.features.store import FeatureStore
+from feedrank.features import FeatureStore
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 4_096  # posts per post-tower call

@@ -24,7 +24,7 @@ from feedrank.core.settings import Settings
 from feedrank.explore import metrics
 from feedrank.explore.catalogue_index import CatalogueIndexer
 from feedrank.explore.model_slots import ModelSlots
-from feedrank.features.store import FeatureStore
+from feedrank.features import FeatureStore
 
 log = logging.getLogger(__name__)
 Positions = Mapping[tuple[str, int], int]

@@ -64,7 +64,8 @@ from feedrank.core.feature_schema import (
     PostFeatureBatch,
     UserFeatures,
 )
-from feedrank.core.settings import DAY_MS, ColdStartSettings
+from feedrank.core.settings import ColdStartSettings
+from feedrank.core.time_units import DAY_MS
 from feedrank.models.ranker import PROBABILITY_EPSILON
 
 TIME_DIMS = 2  # cos and sin of the creation (post) or request (user) time's angle

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, Producer
 
 from feedrank.core import codecs
+from feedrank.core.kafka_clients import idempotent_producer_config
 from feedrank.explore import metrics
 from feedrank.v1 import events_pb2
 
@@ -51,16 +52,14 @@ class DecisionLogger:
         self.config = config
         self.stats = DecisionLogStats()
         self._producer = Producer(
-            {
-                "bootstrap.servers": config.bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": config.linger_ms,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": config.max_queued_decisions,
-                "message.timeout.ms": config.delivery_timeout_ms,
-                "log_level": 3,
-            }
+            idempotent_producer_config(
+                config.bootstrap,
+                linger_ms=config.linger_ms,
+                **{
+                    "queue.buffering.max.messages": config.max_queued_decisions,
+                    "message.timeout.ms": config.delivery_timeout_ms,
+                },
+            )
         )
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._serve_delivery_reports, daemon=True)

@@ -49,8 +49,9 @@ from confluent_kafka import (
 
 from feedrank.core import codecs
 from feedrank.core.clock import Clock
+from feedrank.core.kafka_clients import consumer_config
 from feedrank.explore import metrics
-from feedrank.features.store import FeatureStore, apply_reward
+from feedrank.features import FeatureStore, apply_reward
 
 log = logging.getLogger(__name__)
 
@@ -152,16 +153,10 @@ class KafkaEventSource:
 
     def _consumer_or_new(self) -> Consumer:
         if self._consumer is None:
+            # The group is never joined (partitions are assigned); "earliest" is where a
+            # start that retention deleted resumes.
             self._consumer = Consumer(
-                {
-                    "bootstrap.servers": self.config.bootstrap,
-                    "group.id": self.group_id,  # never joined: partitions are assigned
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "isolation.level": "read_committed",
-                    "auto.offset.reset": "earliest",  # a start that retention deleted
-                    "log_level": 3,
-                }
+                consumer_config(self.config.bootstrap, self.group_id, auto_offset_store=False)
             )
         return self._consumer
 

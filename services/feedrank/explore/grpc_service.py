@@ -7,15 +7,15 @@ the result, map errors (through ``grpc_status``) and count everything.
 from __future__ import annotations
 
 import time
-from concurrent import futures
+from functools import partial
 from typing import Protocol
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from feedrank.core import service_errors
 from feedrank.core.clock import Clock
+from feedrank.core.grpc_server import build_grpc_server
 from feedrank.core.service_errors import abort, code_name
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore import metrics
@@ -98,24 +98,18 @@ def build_server(
     reuse_port: bool,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server with Ranking, health and reflection; returns it and its bound port."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.worker_threads),
+    servicer = RankingServicer(backend, settings, clock)
+    return build_grpc_server(
+        {RANKING_SERVICE: partial(ranking_pb2_grpc.add_RankingServicer_to_server, servicer)},
+        health_servicer,
+        address=address,
+        max_workers=settings.worker_threads,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
+        label="Ranking",
     )
-    ranking_pb2_grpc.add_RankingServicer_to_server(
-        RankingServicer(backend, settings, clock), server
-    )
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (RANKING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"could not bind the Ranking gRPC server to {address}")
-    return server, port
 
 
 def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:

@@ -22,9 +22,9 @@ import numpy as np
 from feedrank.core.feature_schema import FloatArray, IntArray, UserFeatures
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.errors import ModelRefused
-from feedrank.explore.retrieval import top_k
 from feedrank.explore.serving_model import ServingModel
-from feedrank.features.store import FeatureStore
+from feedrank.features import FeatureStore
+from feedrank.models.ann_index import top_k
 
 RECALL_SCORE_TOLERANCE = 1e-3  # cosine: closer to the k-th best than this is a tie
 

@@ -36,21 +36,21 @@ from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import Clock
 from feedrank.core.feature_schema import COUNTRIES, IntArray
 from feedrank.core.settings import ExploreSettings
+from feedrank.core.time_units import DAY_MS
 from feedrank.explore import metrics
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.errors import ModelRefused
 from feedrank.explore.model_checks import CheckWindow, ann_recall, smoke_score
 from feedrank.explore.post_vectors import PostVectorTable
-from feedrank.explore.retrieval import CandidateIndex, IndexFormatError, RetrievalConfig
 from feedrank.explore.serving_model import ServingModel
-from feedrank.features.store import FeatureStore
+from feedrank.features import FeatureStore
+from feedrank.models.ann_index import CandidateIndex, IndexFormatError, RetrievalConfig
 from feedrank.models.serialization import ModelFormatError
 from feedrank.models.two_tower import TwoTowerModel
 from feedrank.registry import ModelBundle, ModelRegistry, RegistryError, read_bundle
 from feedrank.registry.bundle import INDEX_DIR
 
 log = logging.getLogger(__name__)
-DAY_MS = 24 * 3_600_000
 EMBED_BATCH = 20_000  # posts per post-tower call when a loader embeds new posts
 
 

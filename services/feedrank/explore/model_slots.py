@@ -19,13 +19,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from feedrank.core.arms import STABLE_ARM
 from feedrank.explore import metrics
 from feedrank.explore.serving_model import ServingModel
 from feedrank.explore.serving_plan import ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
 
 VersionLoader = Callable[[str], ServingModel]
-DEFAULT_ARM = "stable"
+DEFAULT_ARM = STABLE_ARM
 # References to a retired set when no request holds it: the retiring list, the
 # generator's loop variable and getrefcount's own argument.
 _UNUSED_REFERENCES = 3

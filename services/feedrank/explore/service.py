@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedrank.core.clock import Clock
+from feedrank.core.decision_wire import encode_decision
 from feedrank.core.feature_schema import (
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
@@ -28,9 +29,9 @@ from feedrank.core.feature_schema import (
     UserFeatures,
 )
 from feedrank.core.settings import ExploreSettings
+from feedrank.core.time_units import HOUR_MS
 from feedrank.explore import metrics
 from feedrank.explore.deadline import Deadline
-from feedrank.explore.decision_encoding import encode_decision
 from feedrank.explore.decision_log import DecisionLogger
 from feedrank.explore.errors import ModelNotLoaded
 from feedrank.explore.exploration import ExplorationPolicy, seed_for_decision
@@ -38,10 +39,8 @@ from feedrank.explore.model_slots import DEFAULT_ARM, ModelSlots, ServingSet
 from feedrank.explore.queries import RankedPost, RankQuery, RankResult
 from feedrank.explore.rules import RuleOutcome, UserRuleContext, apply_rules
 from feedrank.explore.serving_model import ServingModel
-from feedrank.features.store import FeatureStore
+from feedrank.features import FeatureStore
 from feedrank.v1 import events_pb2
-
-HOUR_MS = 3_600_000
 
 
 @contextmanager

@@ -22,7 +22,8 @@ import hashlib
 import math
 from collections.abc import Mapping
 
-HOLDOUT_ARM = "holdout"  # laid out first: [0, its share)
+from feedrank.core.arms import HOLDOUT_ARM  # laid out first: [0, its share)
+
 _HASH_BYTES = 8
 _MANTISSA_BITS = 53  # a float64 holds this many bits exactly, so the position stays < 1
 

@@ -23,9 +23,9 @@ from grpc_health.v1 import health
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from feedrank.core.clock import Clock
+from feedrank.core.process_lifetime import die_with_parent
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.grpc_service import RankingBackend, build_server, set_serving
-from feedrank.stack.process import die_with_parent
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -52,6 +52,7 @@ from pyflink.table.expressions import col
 from pyflink.table.udf import udf
 
 from feedrank.core import codecs
+from feedrank.core.time_units import MINUTE_MS
 from feedrank.streaming.kafka_tables import KafkaSink, raw_sink_options, raw_table_ddl
 from feedrank.v1 import events_pb2
 
@@ -59,7 +60,6 @@ METRICS_KIND_HEADER = "feedrank.metrics.kind"
 AGGREGATE_KIND = "engagement-aggregate"
 TOP_POSTS_KIND = "top-posts"
 TOP_POSTS_KEY = TOP_POSTS_KIND
-MINUTE_MS = 60_000
 EVENT_TIME = "event_time"
 # The join output kinds the aggregates read (examples and malformed records are not).
 AGGREGATED_KINDS = ("impressions", "reward", "late", "dangling")

@@ -24,7 +24,7 @@ from typing import Any
 from pyflink.java_gateway import get_gateway
 
 from feedrank.core.settings import Settings
-from feedrank.stack.flink import FlinkJobOptions, create_stream_environment
+from feedrank.streaming.flink_environment import FlinkJobOptions, create_stream_environment
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.recovery import completed_checkpoints, latest_snapshot

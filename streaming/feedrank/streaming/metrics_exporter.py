@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from feedrank.core import codecs
+from feedrank.core.kafka_clients import consumer_config
 from feedrank.core.settings import Settings
 from feedrank.streaming.aggregates import AGGREGATE_KIND, METRICS_KIND_HEADER, TOP_POSTS_KIND
 from feedrank.v1 import events_pb2
@@ -182,15 +183,10 @@ class MetricsExporter:
         group_id: str = GROUP_ID,
     ) -> None:
         self.metrics = WindowMetrics(registry)
+        # Only committed windows (read committed): never an aggregate of an aborted
+        # transaction.
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group_id,
-                # Only committed windows: never an aggregate of an aborted transaction.
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": True,
-            }
+            consumer_config(bootstrap, group_id, auto_commit=True, log_level=None)
         )
         self._consumer.subscribe([topic])
 

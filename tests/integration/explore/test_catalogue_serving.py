@@ -20,6 +20,7 @@ from feedrank.client.ranking import rank_request
 from feedrank.core import codecs
 from feedrank.core.clock import ManualClock
 from feedrank.core.settings import Settings, load_settings
+from feedrank.core.time_units import HOUR_MS
 from feedrank.explore.app import ServingState, build_serving_state, explore_service, worker_backend
 from feedrank.explore.catalogue_source import replay_catalogue
 from feedrank.stack.kafka_broker import KafkaBroker
@@ -28,7 +29,6 @@ from tests.support.kafka import CommittedReader, TopicFactory
 from tests.support.serving import served
 
 NOW_MS = 1_764_000_000_000
-HOUR_MS = 3_600_000
 LANGUAGE = "sw"  # Swahili: not one of the schema's languages
 CREATORS = [f"studio-{index}" for index in range(12)]
 READER = "reader/ké-1"

@@ -27,13 +27,14 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from feedrank.client import EventProducer, RankingClient, TopicNames
+from feedrank.core.kafka_topics import ensure_topics
 from feedrank.core.settings import Settings, load_settings, settings_to_environment
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.registry import LocalModelRegistry
-from feedrank.stack.flink import FlinkJobOptions, create_stream_environment
 from feedrank.stack.jars import JarLocations
 from feedrank.stack.kafka_broker import KafkaBroker
-from feedrank.stack.topics import ensure_topics, standard_topics
+from feedrank.stack.topics import standard_topics
+from feedrank.streaming.flink_environment import FlinkJobOptions, create_stream_environment
 from feedrank.streaming.join_job import build_join_job
 from feedrank.streaming.join_runner import job_config
 from tests.integration.explore.test_serve_cli import wait_serving

@@ -13,6 +13,7 @@ from grpc_health.v1 import health
 from feedrank.core import codecs
 from feedrank.core.clock import AcceleratedClock, ManualClock
 from feedrank.core.settings import load_settings
+from feedrank.core.time_units import HOUR_MS
 from feedrank.explore.app import explore_service
 from feedrank.explore.grpc_service import build_server, set_serving
 from feedrank.simulate.driver import Simulation, SimulationConfig
@@ -31,7 +32,6 @@ from tests.support.kafka import CommittedReader, TopicFactory
 from tests.support.serving import world_serving_state
 
 START_MS = 1_764_000_000_000
-HOUR_MS = 3_600_000
 WORLD = {"num_users": 500, "num_creators": 100, "num_posts": 4_000, "seed": 5}
 WORLD_CONFIG = WorldConfig(
     num_users=500, num_creators=100, num_posts=4_000, seed=5, start_ms=START_MS

@@ -11,9 +11,11 @@ from confluent_kafka.admin import AdminClient
 
 from feedrank.core import codecs
 from feedrank.core.codecs import EventDecodeError
-from feedrank.core.settings import DAY_MS, Settings
+from feedrank.core.kafka_topics import ensure_topics
+from feedrank.core.settings import Settings
+from feedrank.core.time_units import DAY_MS
 from feedrank.stack.kafka_broker import KafkaBroker
-from feedrank.stack.topics import describe_retention, ensure_topics, standard_topics
+from feedrank.stack.topics import describe_retention, standard_topics
 from feedrank.v1 import events_pb2
 from tests.support.kafka import CommittedReader, TopicFactory
 

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyflink.table import TableEnvironment
 
 from feedrank.core.settings import Settings, settings_to_environment
-from feedrank.stack.flink import FlinkJobOptions, create_table_environment
 from feedrank.stack.jars import JarLocations
 from feedrank.stack.process import ManagedProcess
+from feedrank.streaming.flink_environment import FlinkJobOptions, create_table_environment
 
 JOIN_TAG = "feedrank.component=join-test"
 

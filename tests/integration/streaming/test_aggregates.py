@@ -31,7 +31,6 @@ from pyflink.common.typeinfo import Types
 
 from feedrank.core import codecs
 from feedrank.core.settings import Settings, load_settings
-from feedrank.stack.flink import FlinkJobOptions, create_stream_environment
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.streaming.aggregates import (
     AGGREGATE_KIND,
@@ -43,6 +42,7 @@ from feedrank.streaming.aggregates import (
     parse_top_post,
     register_aggregates,
 )
+from feedrank.streaming.flink_environment import FlinkJobOptions, create_stream_environment
 from feedrank.streaming.join_operator import OUTPUT_FIELDS, EventTimeOf
 from feedrank.streaming.kafka_tables import (
     KafkaSink,

@@ -14,6 +14,7 @@ from feedrank.catalogue import CatalogueState, UserProfile
 from feedrank.core.clock import ManualClock
 from feedrank.core.feature_schema import NUM_TOPICS, FloatArray, IntArray
 from feedrank.core.settings import ExploreSettings, Settings
+from feedrank.core.time_units import HOUR_MS
 from feedrank.explore.app import build_serving_state
 from feedrank.explore.catalogue_index import CatalogueIndexer
 from feedrank.explore.cold_start import (
@@ -32,7 +33,6 @@ from feedrank.features.store import InMemoryFeatureStore
 from feedrank.v1 import events_pb2
 
 NOW_MS = 1_764_000_000_000
-HOUR_MS = 3_600_000
 TOPICS_USED = 8
 HISTORY_TOPIC = 3
 

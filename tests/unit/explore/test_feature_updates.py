@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from feedrank.core import codecs
 from feedrank.core.clock import ManualClock
 from feedrank.core.feature_schema import post_id
+from feedrank.core.time_units import HOUR_MS
 from feedrank.explore.feature_updates import (
     DECISION,
     REWARD,
@@ -31,7 +32,6 @@ from tests.support.kafka import free_port
 from tests.support.model_versions import small_world
 
 START_MS = 1_764_000_000_000
-HOUR_MS = 3_600_000
 REWARDS, DECISIONS = "test.rewards", "test.decisions"
 USER = "u3"
 

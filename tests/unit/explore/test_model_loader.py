@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from feedrank.core.feature_schema import FloatArray, IntArray
+from feedrank.core.time_units import DAY_MS
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.errors import ModelRefused
 from feedrank.explore.model_checks import CheckWindow, ann_recall
-from feedrank.explore.retrieval import CandidateIndex, RetrievalConfig
 from feedrank.explore.serving_model import ServingModel
-from feedrank.features.store import DAY_MS, InMemoryFeatureStore
+from feedrank.features.store import InMemoryFeatureStore
+from feedrank.models.ann_index import CandidateIndex, RetrievalConfig
 from feedrank.registry import LocalModelRegistry, ModelBundle
 from feedrank.registry.bundle import EMBEDDINGS_FILE, INDEX_DIR, RANKER_FILE, TWO_TOWER_FILE
 from feedrank.simulate.world.catalogue import catalogue_from_world

@@ -8,13 +8,13 @@ import pytest
 from feedrank.catalogue import CatalogueState
 from feedrank.client import entities
 from feedrank.core.feature_schema import COUNTRIES, LANGUAGES, NUM_TOPICS
+from feedrank.core.time_units import HOUR_MS
 from feedrank.learners.examples import InvalidExampleError, batch_from_examples
 from feedrank.learners.feature_backfill import FeatureBackfill
 from feedrank.learners.post_ids import PostIds
 from feedrank.v1 import events_pb2
 
 T0 = 1_764_000_000_000
-HOUR_MS = 3_600_000
 
 
 def catalogue() -> CatalogueState:

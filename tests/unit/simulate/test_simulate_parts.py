@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from feedrank.core.time_units import HOUR_MS
 from feedrank.simulate.baselines import (
     SeenPosts,
     expected_rate,
@@ -30,7 +31,6 @@ from feedrank.simulate.world import BehaviourModel, WorldConfig, generate_world
 from feedrank.v1 import events_pb2
 
 START_MS = 1_764_000_000_000
-HOUR_MS = 3_600_000
 
 
 def reward(

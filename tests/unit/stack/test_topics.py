@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from feedrank.core.settings import DAY_MS, TopicSettings
+from feedrank.core.settings import TopicSettings
+from feedrank.core.time_units import DAY_MS
 from feedrank.stack.topics import standard_topics
 
 

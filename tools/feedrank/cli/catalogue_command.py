@@ -39,8 +39,9 @@ from feedrank.client import (
     open_rows,
 )
 from feedrank.core.clock import SystemClock
+from feedrank.core.kafka_topics import ensure_topics
 from feedrank.core.settings import Settings
-from feedrank.stack.topics import ensure_topics, entity_topics
+from feedrank.stack.topics import entity_topics
 
 console = Console()
 error_console = Console(stderr=True)

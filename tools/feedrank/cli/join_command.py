@@ -20,6 +20,7 @@ from rich.console import Console
 
 from feedrank.cli.context import settings_of
 from feedrank.core.settings import Settings
+from feedrank.stack.flink import use_own_log_dir
 
 if TYPE_CHECKING:
     from feedrank.streaming.join_runner import JoinStatus
@@ -46,8 +47,6 @@ def join(
 ) -> None:
     """Join decisions with rewards into labelled examples until Ctrl-C or SIGTERM."""
     settings = settings_of(context)
-    from feedrank.stack.flink import use_own_log_dir  # noqa: PLC0415 - imports PyFlink
-
     use_own_log_dir(settings)  # the job's JVM logs: <log_dir>/flink/
     # A parent that ran PyFlink jobs in-process (e.g. a test runner) leaves this set for
     # its Python workers; this command is a client of its own and must start a gateway.

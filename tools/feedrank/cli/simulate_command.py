@@ -19,6 +19,7 @@ from feedrank.cli.context import settings_of
 from feedrank.client import EventProducer, TopicNames
 from feedrank.core.clock import AcceleratedClock, SystemClock, to_datetime
 from feedrank.core.settings import Settings
+from feedrank.core.time_units import HOUR_MS
 from feedrank.simulate.catalogue_publisher import publish_world, wait_until_served
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import EngagementLedger
@@ -27,7 +28,6 @@ from feedrank.simulate.reward_sink import KafkaRewardSink
 from feedrank.simulate.world import BehaviourModel, World, generate_world, world_config
 
 console = Console()
-HOUR_MS = 3_600_000
 CATALOGUE_SERVED_S = 600.0
 
 

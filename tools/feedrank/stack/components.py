@@ -20,11 +20,12 @@ import grpc
 from confluent_kafka.admin import AdminClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from feedrank.core.kafka_topics import ensure_topics
 from feedrank.core.settings import Settings, settings_to_environment
 from feedrank.stack.jars import require_jars
 from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker, probe_broker
 from feedrank.stack.process import ManagedProcess
-from feedrank.stack.topics import ensure_topics, standard_topics
+from feedrank.stack.topics import standard_topics
 
 HealthState = Literal["healthy", "unhealthy", "stopped"]
 

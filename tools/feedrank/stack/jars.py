@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from feedrank.core.settings import Settings
+from feedrank.streaming.connector_jar import connector_jar_path
 
 COMPLETE_MARKER = ".complete"
 FLINK_CONNECTOR = "org.apache.flink:flink-sql-connector-kafka"
@@ -35,10 +36,9 @@ class JarLocations:
     @classmethod
     def from_settings(cls, settings: Settings) -> JarLocations:
         cache = settings.paths.jar_cache.expanduser()
-        version = settings.flink.connector_version
         return cls(
             kafka_dir=cache / f"kafka-{settings.kafka.kafka_version}",
-            flink_connector=cache / "flink" / f"flink-sql-connector-kafka-{version}.jar",
+            flink_connector=connector_jar_path(settings),
         )
 
     def missing(self) -> list[str]:

@@ -10,7 +10,6 @@ ours.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
+from feedrank.core.process_lifetime import die_with_parent
 
 
 def java_executable() -> str:
@@ -32,12 +31,6 @@ def java_executable() -> str:
     if found is None:
         raise FileNotFoundError("no Java runtime found: install Java 17+ or set JAVA_HOME")
     return found
-
-
-def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Ask the kernel to SIGTERM this process when its parent exits."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,15 @@
-"""The feedrank topics, created with explicit partitions and retention."""
+"""The feedrank topics of the local stack: which there are, their partitions and retention.
+
+:func:`feedrank.core.kafka_topics.ensure_topics` creates them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
-
-from feedrank.core.settings import DAY_MS, TopicSettings
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    replication_factor: int
-    retention_ms: int
-    config: dict[str, str] = field(default_factory=dict)
-
-    def new_topic(self) -> NewTopic:
-        config = {"retention.ms": str(self.retention_ms), **self.config}
-        return NewTopic(
-            self.name,
-            num_partitions=self.partitions,
-            replication_factor=self.replication_factor,
-            config=config,
-        )
+from feedrank.core.kafka_topics import TopicSpec
+from feedrank.core.settings import TopicSettings
+from feedrank.core.time_units import DAY_MS
 
 
 def standard_topics(topics: TopicSettings) -> list[TopicSpec]:
@@ -77,23 +61,6 @@ def entity_topics(topics: TopicSettings) -> list[TopicSpec]:
             (topics.graph, {"cleanup.policy": "delete"}),
         )
     ]
-
-
-def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float = 30.0) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    wanted = [spec.new_topic() for spec in specs if spec.name not in existing]
-    if not wanted:
-        return []
-    created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
-        try:
-            future.result(timeout=timeout_s)
-            created.append(name)
-        except KafkaException as error:
-            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-    return created
 
 
 def describe_retention(

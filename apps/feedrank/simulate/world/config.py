@@ -22,11 +22,11 @@ import numpy.typing as npt
 
 from feedrank.core.feature_schema import AGE_BUCKETS, COUNTRIES, LANGUAGES, NUM_TOPICS
 from feedrank.core.settings import WorldSettings
+from feedrank.core.time_units import DAY_MS
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-DAY_MS = 24 * 3600 * 1000
 
 # The language most people in each country use (a fact about the world, not a tunable).
 COUNTRY_PRIMARY_LANGUAGE: dict[str, str] = {

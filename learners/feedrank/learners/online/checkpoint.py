@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from feedrank.core.durable_files import fsync_directory, fsync_path, replace_atomically
 from feedrank.learners.online.learner import OnlineLearner
 from feedrank.learners.posts import PostCatalogue
 
@@ -77,13 +77,13 @@ class CheckpointStore:
         posts.save(target / POSTS_FILE)
         (target / PROGRESS_FILE).write_text(json.dumps(asdict(progress), sort_keys=True))
         for path in target.iterdir():
-            _fsync(path)
-        _fsync(target)
-        pointer = self.directory / f".{CURRENT_FILE}.tmp"
-        pointer.write_text(target.name)
-        _fsync(pointer)
-        pointer.replace(self.directory / CURRENT_FILE)
-        _fsync(self.directory)
+            fsync_path(path)
+        fsync_directory(target)
+        replace_atomically(
+            self.directory / CURRENT_FILE,
+            target.name.encode(),
+            temporary=self.directory / f".{CURRENT_FILE}.tmp",
+        )
         for old in self._checkpoints.iterdir():
             if old.name != target.name:
                 shutil.rmtree(old, ignore_errors=True)
@@ -113,11 +113,3 @@ class CheckpointStore:
             return (self.directory / CURRENT_FILE).read_text().strip()
         except FileNotFoundError:
             return ""
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

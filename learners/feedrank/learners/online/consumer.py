@@ -34,6 +34,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from feedrank.core import codecs
+from feedrank.core.kafka_clients import consumer_config
 from feedrank.learners.examples import (
     ExampleBatch,
     InvalidExampleError,
@@ -299,17 +300,7 @@ class _TopicReaders:
     def __init__(self, config: ConsumerConfig, topics: list[str]) -> None:
         self.config = config
         self.consumers = {
-            topic: Consumer(
-                {
-                    "bootstrap.servers": config.bootstrap,
-                    "group.id": config.group_id,
-                    "isolation.level": "read_committed",
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest",
-                    "log_level": 3,
-                }
-            )
-            for topic in topics
+            topic: Consumer(consumer_config(config.bootstrap, config.group_id)) for topic in topics
         }
 
     def assign(self, offsets: dict[str, int]) -> None:

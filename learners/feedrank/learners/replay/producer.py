@@ -1,9 +1,11 @@
 """Producing replayed decisions and rewards to Kafka.
 
-The producer is idempotent (``acks=all``), keys every event by user id (so a decision and
-its rewards share a partition and stay in order), and leaves the record timestamp to
-the broker: replayed events may be weeks old, and an old record timestamp would let
-retention delete them at once. Their event time travels in the payload.
+The producer is idempotent (``acks=all``: the shared
+:func:`~feedrank.core.kafka_clients.idempotent_producer_config`, with its own delivery
+timeout), keys every event by user id (so a decision and its rewards share a partition
+and stay in order), and leaves the record timestamp to the broker: replayed events may
+be weeks old, and an old record timestamp would let retention delete them at once.
+Their event time travels in the payload.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from feedrank.core.settings import DAY_MS, TopicSettings
+from feedrank.core.kafka_clients import idempotent_producer_config
+from feedrank.core.kafka_topics import TopicSpec, ensure_topics
+from feedrank.core.settings import TopicSettings
+from feedrank.core.time_units import DAY_MS
 from feedrank.learners.replay.events import ReplayEvents
-from feedrank.stack.topics import TopicSpec, ensure_topics
 
 _FULL_QUEUE_WAIT_S = 0.1
 
@@ -66,15 +70,9 @@ class ReplayProducer:
         self.topics = topics
         self.report = DeliveryReport()
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 20,
-                "compression.type": "lz4",
-                "message.timeout.ms": int(delivery_timeout_s * 1000),
-                "log_level": 3,
-            }
+            idempotent_producer_config(
+                bootstrap, **{"message.timeout.ms": int(delivery_timeout_s * 1000)}
+            )
         )
 
     def send(self, events: ReplayEvents) -> None:

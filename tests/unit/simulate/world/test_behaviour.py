@@ -11,12 +11,12 @@ import pytest
 from feedrank.core import codecs
 from feedrank.core.codecs import RewardTypeValue
 from feedrank.core.feature_schema import FloatArray, IntArray, post_id, post_index
+from feedrank.core.time_units import DAY_MS, HOUR_MS
 from feedrank.simulate.world.behaviour import BehaviourModel
-from feedrank.simulate.world.config import DAY_MS, WorldConfig
+from feedrank.simulate.world.config import WorldConfig
 from feedrank.simulate.world.generator import World, generate_world
 from feedrank.v1 import events_pb2
 
-HOUR_MS = 3_600_000
 POSITIVE = {
     events_pb2.REWARD_TYPE_LIKE,
     events_pb2.REWARD_TYPE_COMMENT,

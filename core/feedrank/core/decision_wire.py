@@ -1,17 +1,23 @@
-"""The decision log's bytes, written straight from the feature columns.
+"""The Decision's encoder: its protobuf wire bytes, written straight from the feature columns.
 
-Building a ``Decision`` message item by item costs about a millisecond per Rank call
-(50 shown items, a dozen map entries and a 32-float embedding each, all inserted one by
-one through the protobuf runtime), more than serialising it. This module writes the
-same protobuf wire format directly: the fixed part of every item's features (the dense
+:mod:`feedrank.core.codecs` decodes every event (``decode_decision``) and encodes all
+the others; the Decision, logged once per Rank call, is encoded here, fast. Building a
+``Decision`` message item by item costs about a millisecond per Rank call (50 shown
+items, a dozen map entries and a 32-float embedding each, all inserted one by one
+through the protobuf runtime), more than serialising it. This module writes the same
+protobuf wire format directly: the fixed part of every item's features (the dense
 numeric map entries and the packed embedding) as one numpy structured array over all
 items, the few variable parts (topic weights, language and country) from precomputed
 byte strings. A message's encoding followed by more fields of the same message parses
 as their merge, so the decision is its header (every field but ``items``, serialised by
-protobuf) followed by the items.
+protobuf) followed by the items::
+
+    from feedrank.core.decision_wire import encode_decision
+
+    payload = encode_decision(header, shown_posts, ranked_items)
 
 The bytes parse to exactly the message :meth:`PostFeatureBatch.to_protos` and the
-``ShownItem`` constructor would build (``tests/unit/explore/test_decision_encoding.py``
+``ShownItem`` constructor would build (``tests/unit/core/test_decision_wire.py``
 checks it field by field); only the order of map entries may differ, which protobuf
 does not define.
 """

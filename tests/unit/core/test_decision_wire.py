@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from feedrank.core.decision_wire import encode_decision
 from feedrank.core.feature_schema import NUM_TOPICS
-from feedrank.explore.decision_encoding import encode_decision
 from feedrank.explore.queries import RankedPost
 from feedrank.v1 import events_pb2
 from tests.unit.models.factories import make_posts, make_user
