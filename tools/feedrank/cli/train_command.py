@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
-import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from feedrank.catalogue.replay import missing_entity_topics, replay_catalogue
 from feedrank.cli.context import settings_of
-from feedrank.core.clock import SystemClock
-from feedrank.core.settings import Settings
-from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
-from feedrank.learners.bootstrap import model_configs, trainer_config
-from feedrank.learners.training_run import TrainingRun, logged_examples, publish_run
-from feedrank.registry import LocalModelRegistry
+from feedrank.cli.job_console import console_reporter
+from feedrank.learners.batch.train_job import (
+    BelowAucGateError,
+    LoggedExamples,
+    RoundHistory,
+    train_and_publish,
+)
+from feedrank.learners.bootstrap import trainer_config
+from feedrank.learners.training_run import TrainingRun
 from feedrank.simulate.training_history import SimulatedHistory, simulated_history
 from feedrank.simulate.world_views import local_world, world_topics
 
@@ -72,8 +71,6 @@ def train(
     """Train the two-tower and the ranker; print AUC, log loss, recall@K; publish if good."""
 
     settings = settings_of(context)
-    learner = settings.learner
-    torch.set_num_threads(learner.torch_threads)
     sources = sum([from_kafka, file is not None, simulate > 0])
     if sources != 1:
         raise typer.BadParameter("give exactly one of --from-kafka, --file or --simulate N")
@@ -86,12 +83,7 @@ def train(
         recall_k=recall_k,
         seed=seed,
     )
-    two_tower, ranker = model_configs(settings, seed)
-
-    def fit(run: TrainingRun) -> TrainingRun:
-        return _fit(run, config, BatchTrainer(config, two_tower=two_tower, ranker=ranker))
-
-    history: SimulatedHistory | None = None
+    examples: LoggedExamples | RoundHistory
     if simulate:
         with console.status("simulating history over the simulated world…"):
             world = local_world(settings)
@@ -103,79 +95,43 @@ def train(
                 seed=seed,
                 rounds=rounds,
             )
-            run = history.first_run()
+            examples = _ShownHistory(history, history.first_run())
     else:
-        run = _logged_run(settings, from_kafka=from_kafka, file=file, catalogue=catalogue)
-    run = fit(run)
-    if history is not None:
-        for _ in range(rounds - 1):
-            with console.status("simulating traffic logged by the trained model…"):
-                run = history.next_round(run, seed)
-            run = fit(run)
-    assert run.report is not None
-    assert run.trainer is not None
-    metrics = {
-        **run.report.metrics,
-        "epochs": float(run.report.epochs),
-        "examples": float(len(run.batch)),
-    }
-    _print(metrics, json_output)
-    gate = learner.min_auc if min_auc is None else min_auc
-    auc = metrics["auc"]
-    if not np.isfinite(auc) or auc < gate:
-        if not force:
-            console.print(f"[red]AUC {auc:.4f} is below the gate {gate:.2f}: not published[/]")
-            raise typer.Exit(3)
-        console.print(f"[yellow]AUC {auc:.4f} is below the gate {gate:.2f}; --force given[/]")
-    if publish:
-        registry = LocalModelRegistry(settings.paths.registry)
-        if history is not None:
-            with console.status("embedding the simulated catalogue…"):
-                run = history.for_publishing(run)
-        version = publish_run(registry, run, metrics)
-        console.print(f"published {version} to {settings.paths.registry}")
-
-
-def _logged_run(
-    settings: Settings, *, from_kafka: bool, file: Path | None, catalogue: bool
-) -> TrainingRun:
-    """Examples from Kafka or a file; with ``catalogue``, the catalogue topics replayed."""
-    state = None
-    missing = missing_entity_topics(settings) if catalogue else []
-    if missing:
-        console.print(f"[yellow]no catalogue topics {missing}: training on the logs alone[/]")
-    elif catalogue:
-        names = f"{settings.topics.posts}, {settings.topics.users}, {settings.topics.graph}"
-        with console.status(f"replaying the catalogue from {names}…"):
-            state = replay_catalogue(settings, SystemClock().now_ms).state
-        console.print(
-            f"catalogue: {state.live_rows().size:,} live posts, {state.num_users:,} users"
-        )
-    with console.status("reading examples…"):
-        run = logged_examples(
+        examples = LoggedExamples(from_kafka=from_kafka, file=file, catalogue=catalogue)
+    try:
+        train_and_publish(
             settings,
-            from_kafka=from_kafka,
-            file=file,
-            catalogue=state,
-            now_ms=SystemClock().now_ms(),
+            examples,
+            config,
+            rounds=rounds,
+            min_auc=min_auc,
+            force=force,
+            publish=publish,
+            show_metrics=lambda metrics: _print(metrics, json_output),
+            reporter=console_reporter(console),
         )
-    users, posts = run.backfilled
-    if users or posts:
-        console.print(
-            f"features the logs lack filled from the catalogue: users of {users:,} examples, "
-            f"posts of {posts:,}"
-        )
-    return run
+    except BelowAucGateError as below:
+        console.print(f"[red]{below}[/]")
+        raise typer.Exit(3) from below
 
 
-def _fit(run: TrainingRun, config: TrainerConfig, trainer: BatchTrainer) -> TrainingRun:
-    training_rows = len(run.batch) * (1 - config.validation_share)
-    steps = config.max_epochs * math.ceil(training_rows / config.batch_size)
-    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(f"training on {len(run.batch):,} examples", total=steps)
-        report = trainer.fit(run.batch, progress=lambda done: bar.advance(task, done))
-    return run.trained(trainer, report)
+@dataclass(frozen=True)
+class _ShownHistory:
+    """The simulated history, its first round already made, its later work shown."""
+
+    history: SimulatedHistory
+    first: TrainingRun
+
+    def first_run(self) -> TrainingRun:
+        return self.first
+
+    def next_round(self, run: TrainingRun, seed: int) -> TrainingRun:
+        with console.status("simulating traffic logged by the trained model…"):
+            return self.history.next_round(run, seed)
+
+    def for_publishing(self, run: TrainingRun) -> TrainingRun:
+        with console.status("embedding the simulated catalogue…"):
+            return self.history.for_publishing(run)
 
 
 def _print(metrics: dict[str, float], as_json: bool) -> None:

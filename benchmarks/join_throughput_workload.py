@@ -1,0 +1,122 @@
+"""The join benchmark's workload: its sizes, the events it produces and its private topics.
+
+Decisions are encoded as explore logs them (user features, per-item post features), likes
+as the rewards topic carries them; :func:`produce_backlog` writes the backlog the join
+and the relay drain.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from feedrank.core import codecs
+from feedrank.core.kafka_topics import TopicSpec, ensure_topics
+from feedrank.core.time_units import DAY_MS, HOUR_MS
+from feedrank.v1 import events_pb2
+
+PARTITIONS = 2
+T0 = int(time.time() * 1000) - 2 * HOUR_MS  # backlog event time: two hours ago
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much the run produces: backlog, live traffic and pending decisions."""
+
+    decisions: int
+    items: int
+    live_rate: int
+    live_s: float
+    pending: int
+
+
+FULL = Sizes(decisions=6_000, items=30, live_rate=100, live_s=15.0, pending=5_000)
+SMOKE = Sizes(decisions=100, items=10, live_rate=20, live_s=2.0, pending=50)
+
+
+def decision_bytes(decision_id: str, event_time_ms: int, items: int, rng: random.Random) -> bytes:
+    """A decision as explore logs it: user features and per-item post features."""
+
+    def features(numeric: int, dim: int) -> events_pb2.FeatureVector:
+        return events_pb2.FeatureVector(
+            numeric={f"f{i}": rng.random() for i in range(numeric)},
+            categorical={"language": "en"},
+            embedding=[rng.uniform(-1, 1) for _ in range(dim)],
+        )
+
+    return codecs.encode(
+        events_pb2.Decision(
+            decision_id=decision_id,
+            event_time_ms=event_time_ms,
+            user_id=f"u{decision_id}",
+            model_version="bench",
+            arm="stable",
+            user_features=features(8, 64),
+            items=[
+                events_pb2.ShownItem(
+                    post_id=f"p{i}",
+                    position=i,
+                    score=rng.random(),
+                    propensity=1.0 / (i + 1),
+                    features=features(4, 64),
+                )
+                for i in range(items)
+            ],
+        )
+    )
+
+
+def like_bytes(decision_id: str, ts_ms: int) -> bytes:
+    document = {
+        "decision_id": decision_id,
+        "post_id": "p0",
+        "user_id": f"u{decision_id}",
+        "type": "like",
+        "ts_ms": ts_ms,
+    }
+    return json.dumps(document).encode()
+
+
+@dataclass
+class Topics:
+    """Per-run topics (uuid-suffixed), created on the benchmark's broker."""
+
+    admin: AdminClient
+    tag: str = uuid.uuid4().hex[:8]
+
+    def new(self, hint: str, partitions: int = PARTITIONS) -> str:
+        name = f"bench.join.{hint}.{self.tag}"
+        ensure_topics(self.admin, [TopicSpec(name, partitions, 1, DAY_MS)])
+        return name
+
+
+def produce_backlog(
+    producer: Producer, decisions: list[str], rewards: str, sizes: Sizes, seed: int = 7
+) -> int:
+    """The backlog (1 ms of event time apart, a like for a quarter), then a far "clock"
+    decision and reward per partition so that every backlog window closes. Returns the
+    decision bytes produced per topic."""
+    rng = random.Random(seed)
+    total = 0
+    for index in range(sizes.decisions):
+        decision_id = f"b{index}"
+        payload = decision_bytes(decision_id, T0 + index, sizes.items, rng)
+        total += len(payload)
+        for topic in decisions:
+            producer.produce(topic, payload, key=decision_id.encode())
+        if index % 4 == 0:
+            producer.produce(rewards, like_bytes(decision_id, T0 + index + 1), key=b"b")
+        producer.poll(0)
+    for partition in range(PARTITIONS):
+        clock = decision_bytes(f"clock{partition}", T0 + HOUR_MS, 1, rng)
+        for topic in decisions:
+            producer.produce(topic, clock, partition=partition)
+        producer.produce(rewards, like_bytes("none", T0 + HOUR_MS), partition=partition)
+    assert producer.flush(60) == 0, "the backlog was not acknowledged"
+    return total

@@ -1,0 +1,138 @@
+"""The online learner service (``feedrank learn``): everything it is made of, set up from
+the settings, and run until it is stopped.
+
+The catalogue as it stands is replayed first: its live posts go into the first
+version's index, and their topics fill in for logs that do not carry them. The learner
+starts from the registry's latest version (or a fresh model), resumes from its
+checkpoint, and reads ``topics.examples`` (and, learning fake negatives, the decisions)
+until SIGINT, SIGTERM or, with ``until_idle_s``, a quiet stream stops it. With
+``learner.retrain_on_drift``, detected drift starts a batch retrain.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+
+import torch
+from prometheus_client import start_http_server
+
+from feedrank.catalogue import CatalogueState
+from feedrank.core.clock import SystemClock
+from feedrank.core.settings import Settings
+from feedrank.learners.bootstrap import catalogue_posts, starting_model
+from feedrank.learners.catalogue_replay import replay_catalogue_if_present
+from feedrank.learners.job_reporting import JobReporter
+from feedrank.learners.joint import StepConfig
+from feedrank.learners.online.checkpoint import StreamProgress
+from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer
+from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
+from feedrank.learners.online.monitoring import StreamMonitor
+from feedrank.learners.post_topics import CatalogueTopics
+from feedrank.registry import LocalModelRegistry
+
+
+def run_online_learner(
+    settings: Settings,
+    *,
+    until_idle_s: float | None = None,
+    serve_metrics: bool = True,
+    stop: threading.Event | None = None,
+    reporter: JobReporter | None = None,
+) -> StreamProgress:
+    """Learn online from ``topics.examples`` until ``stop`` is set (by default SIGINT and
+    SIGTERM set it: call from the main thread), or, with ``until_idle_s``, no example came
+    for that long; checkpoint, commit and publish versions on the way. ``serve_metrics``
+    serves /metrics on ``ports.learner_metrics``. Returns where the learner stopped."""
+    reporter = reporter or JobReporter()
+    learner_settings = settings.learner
+    torch.set_num_threads(learner_settings.torch_threads)
+    registry = LocalModelRegistry(settings.paths.registry)
+    now_ms = SystemClock().now_ms()
+    catalogue = replay_catalogue_if_present(
+        settings, without="learning without the catalogue", reporter=reporter
+    )
+    if catalogue is None:
+        catalogue = CatalogueState()
+    step = StepConfig(
+        learning_rate=learner_settings.learning_rate, weight_decay=learner_settings.weight_decay
+    )
+    config = OnlineLearnerConfig(
+        step=step,
+        inverse_propensity=learner_settings.inverse_propensity,
+        max_propensity_weight=learner_settings.max_propensity_weight,
+    )
+
+    def make_learner() -> tuple[OnlineLearner, str]:
+        model, parent = starting_model(settings, registry, step)
+        return OnlineLearner(model, config), parent
+
+    retrain = DriftRetrainer(reporter) if learner_settings.retrain_on_drift else None
+    monitor = StreamMonitor(
+        window=learner_settings.monitor_window,
+        adwin_delta=learner_settings.adwin_delta,
+        on_drift=(retrain.start) if retrain else None,
+    )
+    consumer = OnlineConsumer(
+        ConsumerConfig(
+            bootstrap=settings.kafka.bootstrap,
+            topic=settings.topics.examples,
+            decisions_topic=settings.topics.decisions
+            if learner_settings.feedback == "fake_negatives"
+            else None,
+            group_id=learner_settings.group_id,
+            state_dir=learner_settings.state_dir or settings.paths.state_dir / "learner",
+            micro_batch_size=learner_settings.micro_batch_size,
+            checkpoint_every_examples=learner_settings.checkpoint_every_examples,
+            checkpoint_every_s=learner_settings.checkpoint_every_s,
+            publish_every_examples=learner_settings.publish_every_examples,
+            publish_every_s=learner_settings.publish_every_s,
+            idle_exit_s=until_idle_s,
+        ),
+        make_learner=make_learner,
+        registry=registry,
+        topics=CatalogueTopics(catalogue),
+        monitor=monitor,
+        initial_catalogue=catalogue_posts(catalogue, now_ms),
+    )
+    if serve_metrics:
+        start_http_server(settings.ports.learner_metrics, addr=settings.ports.bind_host)
+    if stop is None:
+        stop = _stop_on_signals()
+    reporter.say(
+        f"learning from {' + '.join(consumer.topics_read)} ({learner_settings.feedback}; "
+        f"state in {consumer.config.state_dir}, "
+        f"{consumer.progress.examples_applied:,} examples applied so far)"
+    )
+    progress = consumer.run(stop)
+    reporter.say(
+        f"stopped after {progress.examples_applied:,} examples; offsets {progress.offsets}; "
+        f"latest version {progress.last_version or '-'}"
+    )
+    return progress
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+class DriftRetrainer:
+    """Starts one ``feedrank train --from-kafka`` child process at a time when drift is
+    detected (a :class:`StreamMonitor`'s ``on_drift``)."""
+
+    def __init__(self, reporter: JobReporter) -> None:
+        self.reporter = reporter
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, event: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        self.reporter.warn(f"drift detected ({event}); starting a batch retrain")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "feedrank.cli.main", "train", "--from-kafka"]
+        )

@@ -1,0 +1,58 @@
+"""The learners' catalogue: replayed when the broker has its topics, left out when not."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
+import pytest
+
+from feedrank.catalogue import CatalogueState
+from feedrank.catalogue.replay import ReplayedCatalogue
+from feedrank.core.settings import Settings, load_settings
+from feedrank.learners import catalogue_replay
+from feedrank.learners.catalogue_replay import replay_catalogue_if_present
+from feedrank.learners.job_reporting import JobReporter
+
+
+def test_missing_topics_are_warned_about_and_nothing_is_replayed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(catalogue_replay, "missing_entity_topics", lambda _: ["feedrank.posts"])
+
+    def no_replay(*_: object) -> ReplayedCatalogue:
+        raise AssertionError("replayed without the topics")
+
+    monkeypatch.setattr(catalogue_replay, "replay_catalogue", no_replay)
+    warned: list[str] = []
+    state = replay_catalogue_if_present(
+        load_settings(), without="doing without", reporter=JobReporter(warn=warned.append)
+    )
+    assert state is None
+    assert warned == ["no catalogue topics ['feedrank.posts']: doing without"]
+
+
+def test_present_topics_are_replayed_while_the_reporter_shows_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    replayed = CatalogueState()
+    monkeypatch.setattr(catalogue_replay, "missing_entity_topics", lambda _: [])
+
+    def replay(settings: Settings, clock_ms: Callable[[], int]) -> ReplayedCatalogue:
+        assert clock_ms() == 5
+        return ReplayedCatalogue(replayed, {}, 0, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(catalogue_replay, "replay_catalogue", replay)
+    working: list[str] = []
+
+    def work(message: str) -> AbstractContextManager[object]:
+        working.append(message)
+        return nullcontext()
+
+    state = replay_catalogue_if_present(
+        load_settings(), without="-", reporter=JobReporter(working=work), clock_ms=lambda: 5
+    )
+    assert state is replayed
+    assert working == [
+        "replaying the catalogue from feedrank.posts, feedrank.users, feedrank.graph…"
+    ]
