@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from feedrank.cli.context import settings_of
-from feedrank.cli.simulate_command import SimulationOptions, run_simulation
+from feedrank.cli.simulate_command import ConsoleRunDisplay
 from feedrank.core.clock import SystemClock
 from feedrank.core.settings import Settings
+from feedrank.simulate.run import SimulationOptions, run_simulation
 from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
 from feedrank.stack.components import StackError
 from feedrank.stack.jars import JarFetchError, JarLocations, fetch_jars
@@ -101,7 +102,7 @@ def up(
             )
 
             def task(stop: threading.Event) -> None:
-                run_simulation(stack.settings, options, stop)
+                run_simulation(stack.settings, options, stop, display=ConsoleRunDisplay(console))
 
         stack.run_foreground(on_ready=_announce_foreground, task=task)
     except STACK_ERRORS as error:
