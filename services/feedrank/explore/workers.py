@@ -26,8 +26,7 @@ from feedrank.core.clock import Clock
 from feedrank.core.process_lifetime import die_with_parent
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.grpc_service import RankingBackend, build_server, set_serving
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from feedrank.explore.multiprocess_metrics import MULTIPROC_ENV
 
 
 class WorkerBackend(RankingBackend, Protocol):
