@@ -18,15 +18,15 @@ from feedrank.learners.evaluation import (
     REWARD_MODELS,
     Estimate,
     EvaluationReport,
-    LoggedBandit,
-    TargetPolicy,
     TargetPolicyError,
     evaluate,
-    from_column,
-    from_file,
 )
-from feedrank.learners.evaluation.sources import LoadedLogs, from_kafka, from_replay_file
-from feedrank.learners.evaluation.target import TARGET_PROBABILITY
+from feedrank.learners.evaluation.sources import LoadedLogs, load_logs
+from feedrank.learners.evaluation.target import (
+    TARGET_PROBABILITY,
+    per_row_target_columns,
+    supplied_target,
+)
 from feedrank.learners.replay import ReplayFormatError
 
 console = Console()
@@ -89,11 +89,15 @@ def evaluate_command(
     """Estimate a target policy's value per shown slot from logged decisions."""
     settings = settings_of(context)
     try:
-        topic = examples_topic or settings.topics.examples
-        per_row = () if Path(target_probabilities).is_file() else (target_probabilities,)
-        source = (settings.kafka.bootstrap, topic)
-        loaded = _load(logs, from_examples, file_format, per_row, source)
-        data, target = _target(loaded, target_probabilities, target_column)
+        loaded = load_logs(
+            logs,
+            kafka=from_examples,
+            bootstrap=settings.kafka.bootstrap,
+            topic=examples_topic or settings.topics.examples,
+            file_format=file_format.value if file_format else None,
+            per_row_columns=per_row_target_columns(target_probabilities),
+        )
+        data, target = supplied_target(loaded.logs, target_probabilities, target_column)
         report = evaluate(
             data,
             target,
@@ -109,36 +113,6 @@ def evaluate_command(
         print(json.dumps({**document, **report.to_dict()}, indent=2))
     else:
         _print_table(loaded, report)
-
-
-def _load(
-    logs: Path | None,
-    kafka: bool,
-    file_format: LogFormat | None,
-    per_row: tuple[str, ...],
-    examples: tuple[str, str],
-) -> LoadedLogs:
-    """Logged data from --logs (``per_row`` columns may vary within a decision) or from
-    the ``examples`` (bootstrap, topic)."""
-    if (logs is None) == (not kafka):
-        raise ValueError("give exactly one source: --logs FILE or --from-kafka")
-    if logs is not None:
-        return from_replay_file(logs, file_format.value if file_format else None, per_row)
-    bootstrap, topic = examples
-    loaded = from_kafka(bootstrap, topic)
-    if loaded.logs.num_rows == 0:
-        raise ValueError(f"no labelled examples on {topic}")
-    return loaded
-
-
-def _target(
-    loaded: LoadedLogs, probabilities: str, column: str
-) -> tuple[LoggedBandit, TargetPolicy]:
-    """A file when ``probabilities`` names one, else a column of the logs."""
-    path = Path(probabilities)
-    if path.is_file():
-        return loaded.logs, from_file(path, loaded.logs, column)
-    return from_column(loaded.logs, probabilities)
 
 
 def _report_rejected(loaded: LoadedLogs) -> None:

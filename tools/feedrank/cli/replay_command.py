@@ -24,8 +24,8 @@ from feedrank.learners.replay import (
     ReplayTopics,
     ensure_replay_topics,
     read_replay,
-    to_events,
 )
+from feedrank.learners.replay.producer import SENDING, publish_replay
 
 console = Console()
 error_console = Console(stderr=True)
@@ -93,14 +93,12 @@ def _produce(log: ReplayLog, bootstrap: str, topics: ReplayTopics) -> DeliveryRe
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("producing decisions", total=len(log.decisions))
-        for decision in log.decisions:
-            producer.send(to_events(decision))
-            progress.advance(task)
-        progress.update(task, description="waiting for acknowledgements")
-        report = producer.flush()
-        progress.update(task, description="acknowledged")
-    return report
+        task = progress.add_task(SENDING, total=len(log.decisions))
+
+        def show(stage: str, sent: int) -> None:
+            progress.update(task, description=stage, completed=sent)
+
+        return publish_replay(log, producer, show)
 
 
 def _print_errors(log: ReplayLog, limit: int) -> None:

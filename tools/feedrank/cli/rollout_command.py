@@ -15,15 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import grpc
 import typer
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from rich.console import Console
 
 from feedrank.cli import rollout_views as views
 from feedrank.cli.context import settings_of
-from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
+from feedrank.deploy.client import DeployCallFailed, DeployClient
+from feedrank.v1 import deploy_pb2
 
 console = Console()
 app = typer.Typer(
@@ -43,60 +41,36 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 DeadlineOption = Annotated[float, typer.Option("--rpc-timeout", help="Seconds per call.", min=0.1)]
 
 
-class DeployClient:
+class _RolloutClient(DeployClient):
+    """A deploy client whose failed calls print the error (JSON with ``--json``), exit 1."""
+
     def __init__(self, address: str, timeout_s: float, as_json: bool) -> None:
-        self.address = address
-        self.timeout_s = timeout_s
+        super().__init__(address, timeout_s)
         self.as_json = as_json
-        self._channel = grpc.insecure_channel(address)
-        self.stub = deploy_pb2_grpc.DeployStub(self._channel)
 
     def call(self, method: Callable[..., Reply], request: object) -> Reply:
         try:
-            return method(request, timeout=self.timeout_s)
-        except grpc.RpcError as error:
-            self.fail(error)
+            return super().call(method, request)
+        except DeployCallFailed as failure:
+            self.fail(failure)
 
-    def fail(self, error: grpc.RpcError) -> NoReturn:
-        code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-        message = error.details() if isinstance(error, grpc.Call) else str(error)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            message = (
-                f"cannot reach the deploy service at {self.address} ({message}); "
-                "is `feedrank deploy` running?"
-            )
-        violations = _violations(error)
+    def fail(self, failure: DeployCallFailed) -> NoReturn:
         if self.as_json:
-            document = {"code": code.name, "message": message, "violations": violations}
-            print(json.dumps({"error": document}))
+            print(json.dumps({"error": failure.to_dict()}))
         else:
-            console.print(f"[red]error:[/] {code.name}: {message}", soft_wrap=True)
-        raise typer.Exit(1)
-
-
-def _violations(error: grpc.RpcError) -> list[dict[str, str]]:
-    if not isinstance(error, grpc.Call):
-        return []
-    status = rpc_status.from_call(error)
-    found = []
-    for detail in status.details if status is not None else []:
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            found += [
-                {"field": item.field, "description": item.description}
-                for item in bad_request.field_violations
-            ]
-    return found
+            console.print(f"[red]error:[/] {failure.code.name}: {failure.message}", soft_wrap=True)
+        raise typer.Exit(1) from failure
 
 
 def _client(
     context: typer.Context, address: str | None, rpc_timeout: float, as_json: bool
-) -> DeployClient:
+) -> _RolloutClient:
     settings = settings_of(context)
-    return DeployClient(address or f"127.0.0.1:{settings.ports.deploy_grpc}", rpc_timeout, as_json)
+    address = address or f"127.0.0.1:{settings.ports.deploy_grpc}"
+    return _RolloutClient(address, rpc_timeout, as_json)
 
 
-def _show(client: DeployClient, rollout: deploy_pb2.Rollout) -> None:
+def _show(client: _RolloutClient, rollout: deploy_pb2.Rollout) -> None:
     if client.as_json:
         print(json.dumps(views.rollout_dict(rollout)))
     else:

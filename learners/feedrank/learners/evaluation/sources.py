@@ -38,6 +38,28 @@ def from_replay_file(
     )
 
 
+def load_logs(
+    replay_file: Path | None,
+    *,
+    kafka: bool,
+    bootstrap: str,
+    topic: str,
+    file_format: FileFormat | None = None,
+    per_row_columns: Collection[str] = (),
+) -> LoadedLogs:
+    """Logged data from ``replay_file`` (``per_row_columns`` as in
+    :func:`from_replay_file`) or, with ``kafka``, from the examples ``topic``; exactly
+    one of the two, else ValueError (as for a topic without labelled examples)."""
+    if (replay_file is None) == (not kafka):
+        raise ValueError("give exactly one source: --logs FILE or --from-kafka")
+    if replay_file is not None:
+        return from_replay_file(replay_file, file_format, per_row_columns)
+    loaded = from_kafka(bootstrap, topic)
+    if loaded.logs.num_rows == 0:
+        raise ValueError(f"no labelled examples on {topic}")
+    return loaded
+
+
 def from_kafka(bootstrap: str, topic: str, timeout_s: float = 60.0) -> LoadedLogs:
     """Every labelled example on ``topic`` up to its end offsets when reading started."""
     batch = read_kafka_range(bootstrap, topic, timeout_s=timeout_s)

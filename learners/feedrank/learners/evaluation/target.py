@@ -118,6 +118,24 @@ def from_file(
     return SuppliedProbabilities(check_probabilities(values, logs))
 
 
+def supplied_target(
+    logs: LoggedBandit, probabilities: str, column: str = TARGET_PROBABILITY
+) -> tuple[LoggedBandit, SuppliedProbabilities]:
+    """The logs and the target probabilities ``probabilities`` names: a file (its
+    ``column``; the logs as they are) when one exists there, else a column of the logs
+    (dropped from their features)."""
+    path = Path(probabilities)
+    if path.is_file():
+        return logs, from_file(path, logs, column)
+    return from_column(logs, probabilities)
+
+
+def per_row_target_columns(probabilities: str) -> tuple[str, ...]:
+    """The columns of the logs that may differ between the rows of a decision for
+    :func:`supplied_target`: the target column, unless ``probabilities`` names a file."""
+    return () if Path(probabilities).is_file() else (probabilities,)
+
+
 def _read_records(path: Path, kind: FileFormat) -> list[dict[str, object]]:
     if not path.is_file():
         raise TargetPolicyError(f"target probability file {path} does not exist")

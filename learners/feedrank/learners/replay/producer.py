@@ -5,13 +5,15 @@ The producer is idempotent (``acks=all``: the shared
 timeout), keys every event by user id (so a decision and its rewards share a partition
 and stay in order), and leaves the record timestamp to the broker: replayed events may
 be weeks old, and an old record timestamp would let retention delete them at once.
-Their event time travels in the payload.
+Their event time travels in the payload. :func:`publish_replay` sends a whole validated
+file, decision by decision, and waits for the acknowledgements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
@@ -20,9 +22,18 @@ from feedrank.core.kafka_clients import idempotent_producer_config
 from feedrank.core.kafka_topics import TopicSpec, ensure_topics
 from feedrank.core.settings import TopicSettings
 from feedrank.core.time_units import DAY_MS
-from feedrank.learners.replay.events import ReplayEvents
+from feedrank.learners.replay.events import ReplayEvents, to_events
+from feedrank.learners.replay.reader import ReplayLog
 
 _FULL_QUEUE_WAIT_S = 0.1
+
+SENDING = "producing decisions"
+WAITING = "waiting for acknowledgements"
+ACKNOWLEDGED = "acknowledged"
+
+ReplayProgress = Callable[[str, int], None]
+"""Told the stage (:data:`SENDING`, :data:`WAITING`, :data:`ACKNOWLEDGED`) and how many
+decisions have been sent so far."""
 
 
 @dataclass(frozen=True)
@@ -109,3 +120,30 @@ class ReplayProducer:
                     self.report.errors.append(str(error))
 
         return record
+
+
+class ReplaySender(Protocol):
+    """What :func:`publish_replay` sends through: a :class:`ReplayProducer`."""
+
+    def send(self, events: ReplayEvents) -> None: ...
+
+    def flush(self, timeout_s: float = ...) -> DeliveryReport: ...
+
+
+def _no_progress(stage: str, sent: int) -> None:
+    """Progress nobody watches."""
+
+
+def publish_replay(
+    log: ReplayLog, producer: ReplaySender, progress: ReplayProgress = _no_progress
+) -> DeliveryReport:
+    """Send every decision of ``log`` with its rewards, then wait for the broker; what it
+    acknowledged. ``progress`` hears of each decision sent and of each stage."""
+    for sent, decision in enumerate(log.decisions, start=1):
+        producer.send(to_events(decision))
+        progress(SENDING, sent)
+    sent = len(log.decisions)
+    progress(WAITING, sent)
+    report = producer.flush()
+    progress(ACKNOWLEDGED, sent)
+    return report

@@ -1,0 +1,167 @@
+"""The join as ``feedrank join`` runs it: a Flink gateway of its own, the job until it is
+stopped, its state as gauges and, beside it, the metrics exporter.
+
+:func:`run_join_service` starts PyFlink's JVM with SIGTERM ignored (so a SIGTERM to the
+process group reaches only this process, which then stops the job with a savepoint),
+registers the job's :class:`~feedrank.streaming.metrics_exporter.JobGauges` next to the
+window aggregates, serves both on ``ports.streaming_metrics`` from a thread, and runs
+the join (:func:`~feedrank.streaming.join_runner.run_join`) until SIGINT, SIGTERM or
+``stop``. PyFlink's modules are imported only once the gateway runs: importing them is
+slow, and importing this module must not be.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from feedrank.core.settings import Settings
+
+if TYPE_CHECKING:
+    from feedrank.streaming.join_runner import JoinRun, JoinStatus
+
+log = logging.getLogger(__name__)
+
+ENDED = frozenset({"FAILED", "CANCELED", "SUSPENDED", "FINISHED"})
+"""Final states of a job that ended by itself, not by a planned stop."""
+EXPORTER_JOIN_TIMEOUT_S = 5.0
+
+
+def _ignore_status(status: JoinStatus) -> None:
+    """Status nobody watches."""
+
+
+@dataclass(frozen=True)
+class JoinReporter:
+    """Where the service's messages and the job's status go.
+
+    ``say`` and ``warn`` take a finished message; ``on_status`` hears every status poll
+    of the running job, and ``showing_status`` is held while the job runs (a live status
+    line). By default messages go to the log and nothing else is shown.
+    """
+
+    say: Callable[[str], None] = log.info
+    warn: Callable[[str], None] = log.warning
+    on_status: Callable[[JoinStatus], None] = _ignore_status
+    showing_status: AbstractContextManager[object] = field(default_factory=nullcontext)
+
+
+@dataclass(frozen=True)
+class JoinServiceRun:
+    """How the service ended: the join's run, and whether a stop was asked for."""
+
+    run: JoinRun
+    stopped: bool  # ``stop`` was set: a signal, a failed exporter, or the exporter's end
+
+    @property
+    def ended_by_itself(self) -> bool:
+        """The job failed, was cancelled, suspended or finished without being asked to."""
+        return self.run.final_state in ENDED and not self.stopped
+
+
+def run_join_service(
+    settings: Settings,
+    *,
+    restore: bool = True,
+    metrics: bool = True,
+    stop: threading.Event | None = None,
+    registry: CollectorRegistry | None = None,
+    reporter: JoinReporter | None = None,
+) -> JoinServiceRun:
+    """Start a Flink gateway, serve the window aggregates and the job's gauges on
+    ``ports.streaming_metrics`` (with ``metrics``; collectors go on ``registry``), and run
+    the join, restored from the newest retained snapshot with ``restore``, until ``stop``
+    is set (by default SIGINT and SIGTERM set it: call from the main thread) or the job
+    ends."""
+    reporter = reporter or JoinReporter()
+    start_flink_gateway()
+    # Imported only now: importing PyFlink's job modules is slow.
+    from feedrank.streaming.join_runner import run_join  # noqa: PLC0415
+    from feedrank.streaming.metrics_exporter import JobGauges  # noqa: PLC0415
+
+    if stop is None:
+        stop = _stop_on_signals()
+    registry = registry or CollectorRegistry()
+    gauges = JobGauges(registry)
+    exporter = start_metrics_exporter(settings, stop, registry, reporter) if metrics else None
+    reporter.say(join_banner(settings))
+
+    def show(status: JoinStatus) -> None:
+        gauges.update(
+            status.state == "RUNNING", status.last_checkpoint, status.last_checkpoint_age_s
+        )
+        reporter.on_status(status)
+
+    with reporter.showing_status:
+        run = run_join(settings, stop, on_status=show, restore=restore)
+    if exporter is not None:
+        stop.set()
+        exporter.join(timeout=EXPORTER_JOIN_TIMEOUT_S)
+    return JoinServiceRun(run, stopped=stop.is_set())
+
+
+def start_flink_gateway() -> None:
+    """Start PyFlink's JVM with SIGTERM ignored, so a SIGTERM to our process group
+    (``feedrank down``) reaches only this process, which then stops the job with a
+    savepoint; a JVM started with a shutdown signal ignored never installs its handler.
+    The JVM still exits with this process (it watches its stdin pipe).
+    """
+    # A parent that ran PyFlink jobs in-process (e.g. a test runner) leaves this set for
+    # its Python workers; this process is a client of its own and must start a gateway.
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    from pyflink.java_gateway import get_gateway  # noqa: PLC0415 - slow import
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        get_gateway()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def start_metrics_exporter(
+    settings: Settings,
+    stop: threading.Event,
+    registry: CollectorRegistry,
+    reporter: JoinReporter,
+) -> threading.Thread:
+    """Serve ``registry`` and the window aggregates from a daemon thread until ``stop``;
+    if the exporter fails, say so and set ``stop`` (the join stops with it)."""
+    from feedrank.streaming.metrics_exporter import serve_metrics  # noqa: PLC0415
+
+    def run() -> None:
+        try:
+            serve_metrics(settings, stop, registry)
+        except Exception as error:  # noqa: BLE001 - report, then stop the join too
+            reporter.warn(f"metrics exporter failed: {error}; stopping")
+            stop.set()
+
+    thread = threading.Thread(target=run, name="metrics-exporter", daemon=True)
+    thread.start()
+    ports = settings.ports
+    reporter.say(f"metrics on http://{ports.bind_host}:{ports.streaming_metrics}/metrics")
+    return thread
+
+
+def join_banner(settings: Settings) -> str:
+    """What the join reads and writes, its reward window and checkpoint interval."""
+    topics = settings.topics
+    return (
+        f"join: {topics.decisions} ⋈ {topics.rewards} → {topics.examples} "
+        f"(dead letters {topics.dlq}, aggregates {topics.metrics}); reward window "
+        f"{settings.time.reward_window}, checkpoints every {settings.flink.checkpoint_interval_s}s"
+    )
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
