@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+
+from feedrank.core.service_errors import call_violations
 
 __all__ = [
     "DeadlineExceeded",
@@ -125,13 +125,4 @@ def error_from_rpc(error: grpc.RpcError) -> FeedrankError:
 
 def field_violations(call: grpc.Call) -> dict[str, str]:
     """Field → description of the ``google.rpc.BadRequest`` details in a call's status."""
-    try:
-        status = rpc_status.from_call(call)
-    except ValueError:  # a status message that disagrees with the call's code
-        return {}
-    found: dict[str, str] = {}
-    for detail in status.details if status is not None else []:
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            found.update({item.field: item.description for item in bad_request.field_violations})
-    return found
+    return {item.field: item.description for item in call_violations(call)}

@@ -4,7 +4,9 @@ Each service has one error base class (``ExploreError``, ``DeployError``) derivi
 :class:`ServiceError`; each subclass knows its gRPC status code. This module is the one
 place that turns them into gRPC statuses: field violations travel as a
 ``google.rpc.BadRequest`` in the rich status (readable with
-``grpc_status.rpc_status.from_call``) and are summarised in the status message.
+``grpc_status.rpc_status.from_call``) and are summarised in the status message; and
+the one place that reads them back from a failed call (:func:`call_violations`, used by
+the app client and the deploy client).
 """
 
 from __future__ import annotations
@@ -58,6 +60,29 @@ def abort(context: grpc.ServicerContext, error: ServiceError) -> NoReturn:
     """End the call with the error's status; never returns."""
     context.abort_with_status(to_rpc_status(error))
     raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
+
+
+def call_violations(error: grpc.RpcError | grpc.Call) -> tuple[FieldViolation, ...]:
+    """The ``google.rpc.BadRequest`` field violations in a failed call's rich status.
+
+    Empty when the error is not a call, carries no rich status, or carries one whose
+    code disagrees with the call's (``rpc_status`` refuses those).
+    """
+    if not isinstance(error, grpc.Call):
+        return ()
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:
+        return ()
+    found: list[FieldViolation] = []
+    for detail in status.details if status is not None else []:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            found += [
+                FieldViolation(item.field, item.description)
+                for item in bad_request.field_violations
+            ]
+    return tuple(found)
 
 
 def code_name(code: grpc.StatusCode) -> str:

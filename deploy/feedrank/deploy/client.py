@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
+from feedrank.core.service_errors import call_violations
 from feedrank.v1 import deploy_pb2_grpc
 
 __all__ = ["DeployCallFailed", "DeployClient", "field_violations"]
@@ -70,15 +69,6 @@ class DeployClient:
 
 def field_violations(error: grpc.RpcError) -> list[dict[str, str]]:
     """The ``google.rpc.BadRequest`` field violations in a failed call's rich status."""
-    if not isinstance(error, grpc.Call):
-        return []
-    status = rpc_status.from_call(error)
-    found = []
-    for detail in status.details if status is not None else []:
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            found += [
-                {"field": item.field, "description": item.description}
-                for item in bad_request.field_violations
-            ]
-    return found
+    return [
+        {"field": item.field, "description": item.description} for item in call_violations(error)
+    ]
