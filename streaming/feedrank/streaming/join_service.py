@@ -59,7 +59,7 @@ class JoinServiceRun:
     """How the service ended: the join's run, and whether a stop was asked for."""
 
     run: JoinRun
-    stopped: bool  # ``stop`` was set: a signal, a failed exporter, or the exporter's end
+    stopped: bool  # ``stop`` was set while the job ran: a signal or a failed exporter
 
     @property
     def ended_by_itself(self) -> bool:
@@ -102,10 +102,13 @@ def run_join_service(
 
     with reporter.showing_status:
         run = run_join(settings, stop, on_status=show, restore=restore)
+    # Read before the exporter is stopped (which sets ``stop``): a job that failed or
+    # finished on its own must say so, not pass for one that was asked to stop.
+    asked_to_stop = stop.is_set()
     if exporter is not None:
         stop.set()
         exporter.join(timeout=EXPORTER_JOIN_TIMEOUT_S)
-    return JoinServiceRun(run, stopped=stop.is_set())
+    return JoinServiceRun(run, stopped=asked_to_stop)
 
 
 def start_flink_gateway() -> None:
