@@ -22,7 +22,15 @@ import numpy.typing as npt
 from safetensors.numpy import load_file, save_file
 
 from feedrank.catalogue import CatalogueState
-from feedrank.core.feature_schema import IntArray, PostFeatureBatch, post_id, post_keys
+from feedrank.catalogue.state import UNKNOWN_COUNTRY
+from feedrank.core.feature_schema import (
+    COUNTRY_VOCABULARY,
+    LANGUAGE_VOCABULARY,
+    IntArray,
+    PostFeatureBatch,
+    post_id,
+    post_keys,
+)
 from feedrank.core.time_units import HOUR_MS
 from feedrank.features.store import InMemoryFeatureStore
 from feedrank.learners.post_ids import LEARNER_POST_IDS, PostIds
@@ -173,6 +181,16 @@ class EmbeddingRefresh:
     changed: int  # posts (re-)added to the index
 
 
+def _index_countries(codes: IntArray) -> IntArray:
+    """The index's countries of the models' country codes. The models' "other" row (any
+    country past the schema's, the catalogue's unknown ``ZZ`` among them) has no single
+    code, so it is filed under ``ZZ``; explore rewrites such a post's country from its
+    own catalogue when it loads the version (model_loader._complete)."""
+    countries = codes.copy()
+    countries[codes >= COUNTRY_VOCABULARY.seeded] = COUNTRY_VOCABULARY.intern(UNKNOWN_COUNTRY)
+    return countries
+
+
 class EmbeddingIndex:
     """Post vectors and the ANN index over them, updated incrementally."""
 
@@ -191,13 +209,16 @@ class EmbeddingIndex:
             if known is not None:
                 previous[row] = known
         moved = 1.0 - (previous * vectors).sum(axis=1) > self.tolerance
-        rows = np.flatnonzero(moved)
+        # A saved index holds the schema's languages only: a post whose language is
+        # past them ("other" to the models) is left to explore, which adds it under its
+        # own language when it loads the version (model_loader._complete).
+        rows = np.flatnonzero(moved & (posts.language < LANGUAGE_VOCABULARY.seeded))
         if rows.size:
             self.index.add(
                 posts.post_index[rows],
                 vectors[rows],
                 languages=posts.language[rows],
-                countries=posts.country[rows],
+                countries=_index_countries(posts.country[rows]),
                 region_locked=posts.region_locked[rows],
                 created_ms=catalogue.created_ms[rows],
             )

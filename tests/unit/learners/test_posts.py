@@ -101,3 +101,35 @@ def test_published_embeddings_name_each_post_by_id(tmp_path: Path) -> None:
     refreshed = EmbeddingIndex(tower.config.embedding_dim).refresh(tower, catalogue)
     assert refreshed.post_ids == ("article-é-42", "b", "пост-🐈")
     assert refreshed.post_index.tolist() == [1, 2, 3]  # the learner's rows, the index labels
+
+
+def test_posts_in_the_models_other_language_or_country_still_publish() -> None:
+    """Examples carry the models' codes: "other" is one past the schema's. The index takes
+    the vocabulary's: an "other" country is filed under ZZ (explore rewrites it at load),
+    and an "other" language is left to explore, which adds it under its own language."""
+    from feedrank.core.feature_schema import (  # noqa: PLC0415
+        COUNTRIES,
+        LANGUAGES,
+    )
+
+    batch = simulated_batches()[0]
+    posts = batch.posts
+    country, language = posts.country.copy(), posts.language.copy()
+    country[0], language[1] = len(COUNTRIES), len(LANGUAGES)
+    catalogue = PostCatalogue()
+    catalogue.update(
+        dataclasses.replace(posts, country=country, language=language), batch.decision_time_ms
+    )
+
+    tower = TwoTowerModel(small_two_tower())
+    index = EmbeddingIndex(tower.config.embedding_dim)
+    refreshed = index.refresh(tower, catalogue)
+
+    features = catalogue.features()
+    other_language = int(features.post_index[features.language == len(LANGUAGES)][0])
+    other_country = int(features.post_index[features.country == len(COUNTRIES)][0])
+    in_index = set(index.index.post_indices().tolist())
+    assert other_language not in in_index
+    assert other_country in in_index
+    assert other_language in refreshed.post_index.tolist()  # its vector still ships
+    assert refreshed.changed == len(catalogue) - 1
