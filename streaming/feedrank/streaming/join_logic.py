@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from feedrank.core import codecs
-from feedrank.core.labelled import labelled_example
+from feedrank.streaming.example_wire import DecisionExamples
 from feedrank.v1 import events_pb2
 
 ENGAGEMENT_TYPES = frozenset({"like", "comment", "share", "save"})
@@ -124,6 +124,12 @@ class DecisionState:
             return None
         return codecs.decode(events_pb2.Decision, base64.b64decode(self.decision))
 
+    def decision_examples(self) -> DecisionExamples | None:
+        """The decision's bytes, ready to label its items (no protobuf parse)."""
+        if self.decision is None:
+            return None
+        return DecisionExamples.from_decision_bytes(base64.b64decode(self.decision))
+
 
 @dataclass(frozen=True)
 class Timers:
@@ -133,12 +139,19 @@ class Timers:
 
 
 def on_decision(
-    state: DecisionState, decision: events_pb2.Decision, config: JoinConfig
+    state: DecisionState,
+    decision: events_pb2.Decision,
+    config: JoinConfig,
+    payload: bytes | None = None,
 ) -> tuple[list[JoinOutput], Timers]:
-    """A decision arrives: remember it, replay early rewards, schedule the window close."""
+    """A decision arrives: remember it, replay early rewards, schedule the window close.
+
+    ``payload`` is the decision's bytes as they came (kept as they are, not serialised
+    again); without it the decision is encoded."""
     if state.decision is not None:  # a duplicate delivery of the same decision
         return [], Timers()
-    state.decision = base64.b64encode(codecs.encode(decision)).decode()
+    payload = codecs.encode(decision) if payload is None else payload
+    state.decision = base64.b64encode(payload).decode()
     state.decision_time_ms = decision.event_time_ms
     state.breakdowns = {item.post_id: {} for item in decision.items}
     outputs = [
@@ -153,8 +166,10 @@ def on_decision(
         )
     ]
     early, state.early_rewards = state.early_rewards, []
-    for document in early:
-        outputs += _apply_reward(state, decision, RewardRecord(**document), config)
+    if early:
+        examples = DecisionExamples.from_decision_bytes(payload)
+        for document in early:
+            outputs += _apply_reward(state, examples, RewardRecord(**document), config)
     close_at = decision.event_time_ms + config.reward_window_ms
     return outputs, Timers((close_at, close_at + config.tombstone_ms))
 
@@ -163,19 +178,18 @@ def on_reward(
     state: DecisionState, reward: RewardRecord, config: JoinConfig
 ) -> tuple[list[JoinOutput], Timers]:
     """A reward arrives: join it, hold it for its decision, or route it as late."""
-    decision = state.parsed_decision()
-    if decision is None:
+    examples = state.decision_examples()
+    if examples is None:
         state.early_rewards.append(reward.__dict__)
         return [], Timers((reward.ts_ms + config.dangling_wait_ms,))
-    return _apply_reward(state, decision, reward, config), Timers()
+    return _apply_reward(state, examples, reward, config), Timers()
 
 
 def on_timer(
     state: DecisionState, timestamp_ms: int, config: JoinConfig
 ) -> tuple[list[JoinOutput], bool]:
     """Fire due work; returns the outputs and whether the state can be cleared."""
-    decision = state.parsed_decision()
-    if decision is None:
+    if state.decision is None:
         due = [
             r for r in state.early_rewards if r["ts_ms"] + config.dangling_wait_ms <= timestamp_ms
         ]
@@ -185,12 +199,14 @@ def on_timer(
     close_at = state.decision_time_ms + config.reward_window_ms
     if not state.closed and timestamp_ms >= close_at:
         state.closed = True
-        return _negatives(state, decision, close_at), False
+        examples = state.decision_examples()
+        assert examples is not None
+        return _negatives(state, examples, close_at), False
     return [], timestamp_ms >= close_at + config.tombstone_ms
 
 
 def _apply_reward(
-    state: DecisionState, decision: events_pb2.Decision, reward: RewardRecord, config: JoinConfig
+    state: DecisionState, examples: DecisionExamples, reward: RewardRecord, config: JoinConfig
 ) -> list[JoinOutput]:
     window_end = state.decision_time_ms + config.reward_window_ms
     if state.closed or reward.ts_ms > window_end:
@@ -202,20 +218,18 @@ def _apply_reward(
         return [_dead_letter("dangling", reward, "the decision did not show this post")]
     _add(breakdown, reward)
     prompt = reward.ts_ms - state.decision_time_ms <= config.prompt_horizon_ms
-    outputs = [_attributed(decision, reward, prompt=prompt)]
+    outputs = [_attributed(examples, reward, prompt=prompt)]
     if reward.reward_type in ENGAGEMENT_TYPES and reward.post_id not in state.labelled:
         state.labelled.append(reward.post_id)
-        outputs.append(_example(decision, reward.post_id, breakdown, max(reward.ts_ms, 0), 1.0))
+        outputs.append(_example(examples, reward.post_id, breakdown, max(reward.ts_ms, 0), 1.0))
     return outputs
 
 
-def _negatives(
-    state: DecisionState, decision: events_pb2.Decision, close_at: int
-) -> list[JoinOutput]:
+def _negatives(state: DecisionState, examples: DecisionExamples, close_at: int) -> list[JoinOutput]:
     return [
-        _example(decision, item.post_id, state.breakdowns.get(item.post_id, {}), close_at, 0.0)
-        for item in decision.items
-        if item.post_id not in state.labelled
+        _example(examples, post_id, state.breakdowns.get(post_id, {}), close_at, 0.0)
+        for post_id in examples.shown
+        if post_id not in state.labelled
     ]
 
 
@@ -228,44 +242,35 @@ def _add(breakdown: dict[str, float], reward: RewardRecord) -> None:
 
 
 def _example(
-    decision: events_pb2.Decision,
+    examples: DecisionExamples,
     post_id: str,
     breakdown: dict[str, float],
     label_ms: int,
     reward: float,
 ) -> JoinOutput:
-    item = next(item for item in decision.items if item.post_id == post_id)
-    example = labelled_example(
-        decision, item, label_time_ms=label_ms, reward=reward, breakdown=_breakdown(breakdown)
-    )
+    """The item's labelled example, spliced from the decision's bytes (example_wire);
+    it parses to what :func:`feedrank.core.labelled.labelled_example` builds."""
     return JoinOutput(
         "example",
-        decision.user_id.encode(),
-        codecs.encode(example),
-        decision.model_version,
-        decision.arm,
+        examples.user_id.encode(),
+        examples.example(post_id, label_time_ms=label_ms, reward=reward, breakdown=breakdown),
+        examples.model_version,
+        examples.arm,
         label_ms,
         post_id=post_id,
     )
 
 
-def _breakdown(counts: dict[str, float]) -> events_pb2.RewardBreakdown:
-    breakdown = events_pb2.RewardBreakdown(dwell_seconds=counts.get("dwell_seconds", 0.0))
-    for name in BREAKDOWN_FIELDS.values():
-        setattr(breakdown, name, int(counts.get(name, 0)))
-    return breakdown
-
-
-def _attributed(decision: events_pb2.Decision, reward: RewardRecord, *, prompt: bool) -> JoinOutput:
+def _attributed(examples: DecisionExamples, reward: RewardRecord, *, prompt: bool) -> JoinOutput:
     """A joined reward, for the 5-minute aggregates of its model version and arm;
     ``prompt``: it came within the prompt horizon of its impression."""
     kind = reward.reward_type
     return JoinOutput(
         "reward",
-        decision.user_id.encode(),
+        examples.user_id.encode(),
         b"",
-        decision.model_version,
-        decision.arm,
+        examples.model_version,
+        examples.arm,
         reward.ts_ms,
         engagements=int(kind in ENGAGEMENT_TYPES),
         dwell_seconds=reward.value if kind == "dwell" else 0.0,

@@ -98,8 +98,9 @@ class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
             yield _malformed_decision(bytes(value["payload"]), value["error"])
             return
         state = self._load()
-        decision = codecs.decode(events_pb2.Decision, bytes(value["payload"]))
-        outputs, timers = on_decision(state, decision, self.config)
+        payload = bytes(value["payload"])
+        decision = codecs.decode(events_pb2.Decision, payload)
+        outputs, timers = on_decision(state, decision, self.config, payload)
         yield from self._emit(state, outputs, timers.at_ms, ctx)
 
     def process_element2(self, value: Row, ctx: Any) -> Iterator[Row]:
