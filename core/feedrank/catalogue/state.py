@@ -111,6 +111,9 @@ class CatalogueState:
         self._users: dict[str, UserProfile] = {}
         self._erased_ms: dict[str, int] = {}  # user id -> ts of the latest erasure
         self._edges: dict[str, _Edges] = {}
+        # Posts that took ZZ because their creator's profile had not arrived yet: the
+        # topics replay in no order across each other, so a post may come first.
+        self._awaiting_creator: dict[str, list[int]] = {}
         self._listeners: list[Callable[[CatalogueChange], None]] = []
         self.lock = threading.RLock()
 
@@ -208,7 +211,12 @@ class CatalogueState:
         return change
 
     def apply_user(self, event: catalogue_pb2.UserEvent) -> bool:
-        """Apply a user event; True when it erased the user (the caller forgets the rest)."""
+        """Apply a user event; True when it erased the user (the caller forgets the rest).
+
+        A creator's profile that names a country gives it to the creator's posts that
+        arrived before it without one (they took ``ZZ``); listeners hear them as changed.
+        """
+        change = CatalogueChange()
         with self.lock:
             current = self._users.get(event.user_id)
             previous_ms = current.updated_ms if current else self._erased_ms.get(event.user_id)
@@ -221,8 +229,25 @@ class CatalogueState:
                     if on:
                         self._count_follower(target, -1)
                 return True
-            self._users[event.user_id] = user_profile(event)
-            return False
+            profile = user_profile(event)
+            self._users[event.user_id] = profile
+            if profile.country is not None and event.user_id in self._awaiting_creator:
+                change = self._give_country(self._awaiting_creator.pop(event.user_id), profile)
+        self._notify(change)
+        return False
+
+    def _give_country(self, rows: list[int], profile: UserProfile) -> CatalogueChange:
+        """The creator's country for those of ``rows`` still alive, unlocked and ``ZZ``."""
+        candidates = np.array(rows, dtype=np.int64)
+        unknown = COUNTRY_VOCABULARY.intern(UNKNOWN_COUNTRY)
+        waiting = candidates[
+            self._posts.column("alive")[candidates]
+            & ~self._posts.column("region_locked")[candidates]
+            & (self._posts.column("country")[candidates] == unknown)
+        ]
+        if waiting.size:
+            self._posts.write(waiting, country=profile.country)
+        return CatalogueChange(upserted=waiting)
 
     def apply_graph(self, event: catalogue_pb2.GraphEvent) -> None:
         """Apply an edge; one dated at or before its user's erasure is dropped: the topics
@@ -324,6 +349,8 @@ class CatalogueState:
                 engagement_rate=feature_number(features, "creator_engagement_rate"),
             )
         country = event.country or self._creator_country(event.creator_id)
+        if country == UNKNOWN_COUNTRY and not event.country:
+            self._awaiting_creator.setdefault(event.creator_id, []).append(row)
         self._posts.write(
             row,
             language=LANGUAGE_VOCABULARY.intern(event.language),

@@ -161,6 +161,38 @@ def test_post_without_country_takes_its_creators_country(state: CatalogueState) 
     assert not state.post_column("region_locked").any()
 
 
+def test_a_post_before_its_creator_takes_the_creators_country_when_it_arrives(
+    state: CatalogueState,
+) -> None:
+    heard: list[CatalogueChange] = []
+    state.on_change(heard.append)
+    state.apply_post(post("early", creator_id="late-creator"))
+    state.apply_post(post("locked", creator_id="late-creator", country="JP"))
+    state.apply_post(post("gone", creator_id="late-creator"))
+    state.apply_post(post_delete("gone", ts_ms=T0 + 1))
+    heard.clear()
+
+    state.apply_user(user("late-creator", country="BR"))
+
+    countries = [COUNTRY_VOCABULARY.code(int(c)) for c in state.post_column("country")]
+    assert countries == ["BR", "JP", "ZZ"]
+    [change] = heard
+    assert change.upserted.tolist() == [0]  # re-read by the indexer, as an upsert is
+    state.apply_user(user("late-creator", ts_ms=T0 + 5, country="US"))
+    assert COUNTRY_VOCABULARY.code(int(state.post_column("country")[0])) == "BR"
+
+
+def test_a_creator_profile_without_a_country_leaves_the_posts_waiting(
+    state: CatalogueState,
+) -> None:
+    state.apply_post(post("early", creator_id="quiet"))
+    state.apply_user(user("quiet"))
+    assert COUNTRY_VOCABULARY.code(int(state.post_column("country")[0])) == "ZZ"
+
+    state.apply_user(user("quiet", ts_ms=T0 + 1, country="DE"))
+    assert COUNTRY_VOCABULARY.code(int(state.post_column("country")[0])) == "DE"
+
+
 def test_topics_map_to_slots_and_weights_are_normalised(state: CatalogueState) -> None:
     state.apply_post(post("p1", topics=("topic_3",)))
     state.apply_post(post("p2", topics=("topic_3", "topic_7"), weights=(3.0, 1.0)))
