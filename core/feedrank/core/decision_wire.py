@@ -40,10 +40,8 @@ from feedrank.core.feature_schema import (
     TOPIC_FEATURES,
     PostFeatureBatch,
 )
+from feedrank.core.protobuf_wire import DOUBLE, I64, LEN, length_delimited, tag, varint
 from feedrank.v1 import events_pb2
-
-_LEN, _I64 = 2, 1  # wire types: length-delimited, 64-bit
-_DOUBLE = struct.Struct("<d")
 
 
 class ShownItemFields(Protocol):
@@ -59,49 +57,20 @@ class ShownItemFields(Protocol):
     def propensity(self) -> float: ...
 
 
-def _varint(value: int) -> bytes:
-    if 0 <= value < len(_SMALL_VARINTS):
-        return _SMALL_VARINTS[value]
-    return _encode_varint(value)
-
-
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-_SMALL_VARINTS = tuple(_encode_varint(value) for value in range(1 << 14))  # lengths, positions
-
-
-def _tag(field: int, wire_type: int) -> bytes:
-    return _varint(field << 3 | wire_type)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    return _tag(field, _LEN) + _varint(len(payload)) + payload
-
-
 def _double_entry_prefix(key: str) -> bytes:
     """A ``map<string, double>`` entry of FeatureVector.numeric up to its 8 value bytes."""
     name = key.encode()
-    entry_length = len(_length_delimited(1, name)) + 1 + _DOUBLE.size
-    return _tag(1, _LEN) + _varint(entry_length) + _length_delimited(1, name) + _tag(2, _I64)
+    entry_length = len(length_delimited(1, name)) + 1 + DOUBLE.size
+    return tag(1, LEN) + varint(entry_length) + length_delimited(1, name) + tag(2, I64)
 
 
 def _string_entry(field: int, key: str, value: str) -> bytes:
     """A whole ``map<string, string>`` entry (FeatureVector.categorical is field 2)."""
-    entry = _length_delimited(1, key.encode()) + _length_delimited(2, value.encode())
-    return _length_delimited(field, entry)
+    entry = length_delimited(1, key.encode()) + length_delimited(2, value.encode())
+    return length_delimited(field, entry)
 
 
-_EMBEDDING_PREFIX = _tag(3, _LEN) + _varint(CONTENT_DIM * 4)  # packed repeated float
+_EMBEDDING_PREFIX = tag(3, LEN) + varint(CONTENT_DIM * 4)  # packed repeated float
 _FIXED = np.dtype(
     [
         field
@@ -131,11 +100,11 @@ def _country_entry(code: int) -> bytes:
     return _string_entry(2, "country", COUNTRY_VOCABULARY.code(code))
 
 
-_ITEM_TAG = _tag(9, _LEN)  # Decision.items
+_ITEM_TAG = tag(9, LEN)  # Decision.items
 # ShownItem: post_id = 1, position = 2, score = 3, propensity = 4, features = 5.
-_POST_ID_TAG, _POSITION_TAG, _FEATURES_TAG = _tag(1, _LEN), _tag(2, 0), _tag(5, _LEN)
+_POST_ID_TAG, _POSITION_TAG, _FEATURES_TAG = tag(1, LEN), tag(2, 0), tag(5, LEN)
 _SCORE_AND_PROPENSITY = struct.Struct("<BdBd")  # each tag is one byte, then a double
-_SCORE_TAG, _PROPENSITY_TAG = 3 << 3 | _I64, 4 << 3 | _I64
+_SCORE_TAG, _PROPENSITY_TAG = 3 << 3 | I64, 4 << 3 | I64
 
 
 def encode_decision(
@@ -154,17 +123,17 @@ def encode_decision(
         shown = b"".join(
             (
                 _POST_ID_TAG,
-                _varint(len(post)),
+                varint(len(post)),
                 post,
                 _POSITION_TAG,
-                _varint(item.position),
+                varint(item.position),
                 pack_scores(_SCORE_TAG, item.score, _PROPENSITY_TAG, item.propensity),
                 _FEATURES_TAG,
-                _varint(len(features)),
+                varint(len(features)),
                 features,
             )
         )
-        encoded += (_ITEM_TAG, _varint(len(shown)), shown)
+        encoded += (_ITEM_TAG, varint(len(shown)), shown)
     return b"".join(encoded)
 
 

@@ -22,13 +22,18 @@ to this version are skipped.
 
 from __future__ import annotations
 
-import functools
-import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-_DOUBLE = struct.Struct("<d")
+from feedrank.core.protobuf_wire import (
+    DOUBLE,
+    I64,
+    LEN,
+    VARINT,
+    fields,
+    tag,
+    varint,
+)
 
 # Decision field -> LabelledExample field (events.proto): the header every example shares.
 _HEADER_FIELDS = {1: 1, 2: 4, 3: 2, 4: 9, 5: 10, 6: 11, 8: 12}
@@ -40,8 +45,8 @@ _DECISION_USER_FEATURES = 8
 _ITEM_FIELDS = {1: 3, 2: 6, 3: 7, 4: 8, 5: 13}
 _ITEM_POST_ID, _ITEM_FEATURES = 1, 5
 # labelled_example always sets both feature messages: present, if empty.
-_EMPTY_USER_FEATURES = bytes([12 << 3 | _LEN, 0])
-_EMPTY_POST_FEATURES = bytes([13 << 3 | _LEN, 0])
+_EMPTY_USER_FEATURES = bytes([12 << 3 | LEN, 0])
+_EMPTY_POST_FEATURES = bytes([13 << 3 | LEN, 0])
 # LabelledExample's label fields.
 _LABEL_TIME, _REWARD, _ENGAGED, _BREAKDOWN = 5, 14, 15, 16
 # RewardBreakdown's fields, by the join's breakdown names.
@@ -58,83 +63,16 @@ BREAKDOWN_FIELD_NUMBERS = {
 }
 
 
-class WireFormatError(ValueError):
-    """Bytes that are not a well-formed protobuf message."""
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    if at < len(data) and data[at] < 0x80:  # one byte: most tags and lengths
-        return data[at], at + 1
-    result, shift = 0, 0
-    while True:
-        if at >= len(data):
-            raise WireFormatError("truncated varint")
-        byte = data[at]
-        at += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, at
-        shift += 7
-        if shift > 63:
-            raise WireFormatError("varint longer than 10 bytes")
-
-
-_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
-
-
-def _varint(value: int) -> bytes:
-    if 0 <= value < 0x80:
-        return _ONE_BYTE[value]
-    if value < 0:
-        value += 1 << 64  # int64 as protobuf writes it: ten bytes, two's complement
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-@functools.cache
-def _tag(field: int, wire_type: int) -> bytes:
-    return _varint(field << 3 | wire_type)
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, int, int]]:
-    """``(field, wire type, value start, value end)`` of each top-level field; for a
-    length-delimited field the value excludes its length prefix."""
-    at, end = 0, len(data)
-    while at < end:
-        key, at = _read_varint(data, at)
-        field, wire_type = key >> 3, key & 7
-        if wire_type == _VARINT:
-            start = at
-            _, at = _read_varint(data, at)
-        elif wire_type == _I64:
-            start, at = at, at + 8
-        elif wire_type == _LEN:
-            length, start = _read_varint(data, at)
-            at = start + length
-        elif wire_type == _I32:
-            start, at = at, at + 4
-        else:
-            raise WireFormatError(f"unsupported wire type {wire_type} (field {field})")
-        if at > end:
-            raise WireFormatError(f"field {field} runs past the end of the message")
-        yield field, wire_type, start, at
-
-
-def _retagged(data: bytes, mapping: Mapping[int, int]) -> Iterator[tuple[int, bytes]]:
-    """Each mapped field of ``data`` as ``(its field number, its bytes under the new tag)``."""
-    for field, wire_type, start, end in _fields(data):
+def _retagged(data: bytes, mapping: Mapping[int, int]) -> Iterator[tuple[int, bytes, bytes]]:
+    """Each mapped field of ``data``: its number, its value's bytes, and the whole field
+    under its new number (the value copied verbatim)."""
+    for field, wire_type, start, end in fields(data):
         target = mapping.get(field)
         if target is None:
             continue
-        tag = _tag(target, wire_type)
-        if wire_type == _LEN:
-            yield field, tag + _varint(end - start) + data[start:end]
-        else:
-            yield field, tag + data[start:end]
+        value = data[start:end]
+        key = tag(target, wire_type)
+        yield field, value, key + varint(len(value)) + value if wire_type == LEN else key + value
 
 
 @dataclass(frozen=True)
@@ -151,34 +89,22 @@ class DecisionExamples:
     @classmethod
     def from_decision_bytes(cls, payload: bytes) -> DecisionExamples:
         header = bytearray()
+        text: dict[int, str] = {}
+        present: set[int] = set()
+        for field, value, retagged in _retagged(payload, _HEADER_FIELDS):
+            header += retagged
+            present.add(field)
+            if field in _DECISION_TEXT:
+                text[field] = value.decode("utf-8")
+        if _DECISION_USER_FEATURES not in present:
+            header += _EMPTY_USER_FEATURES
         items: dict[str, bytes] = {}
         shown: list[str] = []
-        text: dict[int, str] = {}
-        has_user_features = False
-        for field, wire_type, start, end in _fields(payload):
-            if field == _DECISION_ITEMS and wire_type == _LEN:
-                item = payload[start:end]
-                post_id, parts, has_features = "", bytearray(), False
-                for item_field, piece in _retagged(item, _ITEM_FIELDS):
-                    parts += piece
-                    if item_field == _ITEM_POST_ID:
-                        post_id = _text(piece)
-                    has_features = has_features or item_field == _ITEM_FEATURES
-                if not has_features:
-                    parts += _EMPTY_POST_FEATURES
-                items.setdefault(post_id, bytes(parts))
+        for field, wire_type, start, end in fields(payload):
+            if field == _DECISION_ITEMS and wire_type == LEN:
+                post_id, item = _item(payload[start:end])
+                items.setdefault(post_id, item)
                 shown.append(post_id)
-            elif field in _HEADER_FIELDS:
-                tag = _tag(_HEADER_FIELDS[field], wire_type)
-                if wire_type == _LEN:
-                    header += tag + _varint(end - start) + payload[start:end]
-                else:
-                    header += tag + payload[start:end]
-                if field in _DECISION_TEXT:
-                    text[field] = payload[start:end].decode("utf-8")
-                has_user_features = has_user_features or field == _DECISION_USER_FEATURES
-        if not has_user_features:
-            header += _EMPTY_USER_FEATURES
         return cls(
             bytes(header),
             items,
@@ -200,13 +126,13 @@ class DecisionExamples:
         with ``breakdown`` (the join's counts by name) as its ``RewardBreakdown``."""
         label = bytearray()
         if label_time_ms:
-            label += _tag(_LABEL_TIME, _VARINT) + _varint(label_time_ms)
+            label += tag(_LABEL_TIME, VARINT) + varint(label_time_ms)
         if reward:
-            label += _tag(_REWARD, _I64) + _DOUBLE.pack(reward)
+            label += tag(_REWARD, I64) + DOUBLE.pack(reward)
         if reward > 0:
-            label += _tag(_ENGAGED, _VARINT) + b"\x01"
+            label += tag(_ENGAGED, VARINT) + b"\x01"
         encoded = breakdown_bytes(breakdown)
-        label += _tag(_BREAKDOWN, _LEN) + _varint(len(encoded)) + encoded
+        label += tag(_BREAKDOWN, LEN) + varint(len(encoded)) + encoded
         return self.header + self.items[post_id] + bytes(label)
 
 
@@ -218,14 +144,20 @@ def breakdown_bytes(counts: Mapping[str, float]) -> bytes:
         if not value:
             continue
         if name == "dwell_seconds":
-            out += _tag(number, _I64) + _DOUBLE.pack(value)
+            out += tag(number, I64) + DOUBLE.pack(value)
         else:
-            out += _tag(number, _VARINT) + _varint(int(value))
+            out += tag(number, VARINT) + varint(int(value))
     return bytes(out)
 
 
-def _text(piece: bytes) -> str:
-    """The string value of a re-tagged length-delimited ``piece`` (tag, length, bytes)."""
-    _, at = _read_varint(piece, 0)
-    length, at = _read_varint(piece, at)
-    return piece[at : at + length].decode("utf-8")
+def _item(item: bytes) -> tuple[str, bytes]:
+    """A ShownItem's post id, and its fields re-tagged as a LabelledExample's."""
+    post_id, parts, has_features = "", bytearray(), False
+    for field, value, retagged in _retagged(item, _ITEM_FIELDS):
+        parts += retagged
+        if field == _ITEM_POST_ID:
+            post_id = value.decode("utf-8")
+        has_features = has_features or field == _ITEM_FEATURES
+    if not has_features:
+        parts += _EMPTY_POST_FEATURES
+    return post_id, bytes(parts)

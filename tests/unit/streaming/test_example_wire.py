@@ -8,11 +8,8 @@ import pytest
 
 from feedrank.core import codecs
 from feedrank.core.labelled import labelled_example
-from feedrank.streaming.example_wire import (
-    DecisionExamples,
-    WireFormatError,
-    breakdown_bytes,
-)
+from feedrank.core.protobuf_wire import WireFormatError
+from feedrank.streaming.example_wire import DecisionExamples, breakdown_bytes
 from feedrank.v1 import events_pb2
 
 
