@@ -1,5 +1,7 @@
-"""A shown item of a decision as a labelled example: the one way the join (final labels)
-and the online learner (fake negatives at impression) build ``LabelledExample``."""
+"""A shown item of a decision as a labelled example, as the online learner (fake
+negatives at impression) builds ``LabelledExample``. The join writes the same message
+straight from the decision's bytes (``feedrank.streaming.example_wire``, tested to parse
+to what this builds)."""
 
 from __future__ import annotations
 

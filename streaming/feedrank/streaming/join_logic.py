@@ -119,11 +119,6 @@ class DecisionState:
     def from_json(cls, document: dict[str, Any]) -> DecisionState:
         return cls(**document)
 
-    def parsed_decision(self) -> events_pb2.Decision | None:
-        if self.decision is None:
-            return None
-        return codecs.decode(events_pb2.Decision, base64.b64decode(self.decision))
-
     def decision_examples(self) -> DecisionExamples | None:
         """The decision's bytes, ready to label its items (no protobuf parse)."""
         if self.decision is None:
