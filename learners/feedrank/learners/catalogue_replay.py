@@ -14,15 +14,15 @@ from collections.abc import Callable
 from feedrank.catalogue import CatalogueState
 from feedrank.catalogue.replay import missing_entity_topics, replay_catalogue
 from feedrank.core.clock import SystemClock
+from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
-from feedrank.learners.job_reporting import JobReporter
 
 
 def replay_catalogue_if_present(
     settings: Settings,
     *,
     without: str,
-    reporter: JobReporter,
+    reporter: Reporter,
     clock_ms: Callable[[], int] | None = None,
 ) -> CatalogueState | None:
     """The catalogue topics replayed to their ends, or None when the broker lacks any of

@@ -18,11 +18,10 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 
 from feedrank.catalogue.replay import ReplayedCatalogue
 from feedrank.core.clock import Clock, SystemClock
+from feedrank.core.reporting import Reporter
 from feedrank.core.settings import ExploreSettings, Settings
 from feedrank.explore.app import (
     ServingState,
@@ -41,24 +40,6 @@ WORKER_EXITED = 1  # a worker process exited on its own: the service stopped the
 REPLAY_PROGRESS_EVERY = 100_000  # catalogue records between two progress messages
 
 
-def _nothing_shown(message: str) -> AbstractContextManager[object]:
-    return nullcontext()
-
-
-@dataclass(frozen=True)
-class ServiceReporter:
-    """Where the service's start-up and shutdown messages go.
-
-    ``say`` and ``warn`` take a finished message; ``working(message)`` is held while a
-    step that shows no count runs (a spinner). By default messages go to the log and
-    nothing else is shown.
-    """
-
-    say: Callable[[str], None] = log.info
-    warn: Callable[[str], None] = log.warning
-    working: Callable[[str], AbstractContextManager[object]] = _nothing_shown
-
-
 def run_explore_service(
     settings: Settings,
     *,
@@ -67,14 +48,14 @@ def run_explore_service(
     metrics_port: int | None = None,
     log_decisions: bool = True,
     stop: threading.Event | None = None,
-    reporter: ServiceReporter | None = None,
+    reporter: Reporter | None = None,
 ) -> int:
     """Replay the catalogue, build the serving state, fork ``workers`` processes serving
     Rank on ``grpc_port`` with their metrics on ``metrics_port`` (by default
     ``explore.workers``, ``ports.ranking_grpc`` and ``ports.explore_metrics``), and watch
     them until ``stop`` is set (by default SIGINT and SIGTERM set it: call from the main
     thread). Returns :data:`STOPPED`, or :data:`WORKER_EXITED` when a worker exited."""
-    reporter = reporter or ServiceReporter()
+    reporter = reporter or Reporter.logging_to(log)
     ports = settings.ports
     grpc_port = grpc_port or ports.ranking_grpc
     metrics_port = metrics_port or ports.explore_metrics
@@ -104,9 +85,7 @@ def run_explore_service(
     return _watch(pool, stop, reporter)
 
 
-def _replayed_catalogue(
-    settings: Settings, clock: Clock, reporter: ServiceReporter
-) -> ReplayedCatalogue:
+def _replayed_catalogue(settings: Settings, clock: Clock, reporter: Reporter) -> ReplayedCatalogue:
     topics = settings.topics
     reporter.say(f"replaying the catalogue from {topics.posts}, {topics.users}, {topics.graph}…")
     replayed = replay_catalogue(settings, clock, progress=replay_progress(reporter.say))
@@ -118,7 +97,7 @@ def _replayed_catalogue(
 
 
 def _serving_state(
-    settings: Settings, clock: Clock, replayed: ReplayedCatalogue, reporter: ServiceReporter
+    settings: Settings, clock: Clock, replayed: ReplayedCatalogue, reporter: Reporter
 ) -> ServingState:
     version = main_arm_version(first_plan(settings.explore))
     doing = f"loading {version}, the serving plan's" if version else "embedding and indexing"
@@ -140,7 +119,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _watch(pool: WorkerPool, stop: threading.Event, reporter: ServiceReporter) -> int:
+def _watch(pool: WorkerPool, stop: threading.Event, reporter: Reporter) -> int:
     """Check every second that every worker lives until ``stop``; stop them all after."""
     try:
         while not stop.wait(timeout=1.0):

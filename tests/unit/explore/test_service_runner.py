@@ -16,13 +16,13 @@ from prometheus_client import values
 from feedrank.catalogue.kafka_feed import FeedStatus
 from feedrank.catalogue.replay import ReplayedCatalogue
 from feedrank.core.clock import Clock
+from feedrank.core.reporting import Reporter
 from feedrank.core.settings import ExploreSettings, Settings
 from feedrank.explore import service_runner
 from feedrank.explore.multiprocess_metrics import MULTIPROC_ENV, prepare_multiprocess_metrics
 from feedrank.explore.service_runner import (
     STOPPED,
     WORKER_EXITED,
-    ServiceReporter,
     models_followed,
     run_explore_service,
 )
@@ -68,18 +68,18 @@ class DyingPool(FakePool):
 
 
 class Recorder:
-    """A ServiceReporter that keeps every message, warnings and spinners marked."""
+    """A Reporter that keeps every message, warnings and spinners marked."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def reporter(self) -> ServiceReporter:
+    def reporter(self) -> Reporter:
         @contextmanager
         def working(message: str) -> Iterator[None]:
             self.lines.append(f"working: {message}")
             yield
 
-        return ServiceReporter(
+        return Reporter(
             say=self.lines.append,
             warn=lambda message: self.lines.append(f"warning: {message}"),
             working=working,

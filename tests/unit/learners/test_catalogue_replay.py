@@ -9,10 +9,10 @@ import pytest
 
 from feedrank.catalogue import CatalogueState
 from feedrank.catalogue.replay import ReplayedCatalogue
+from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings, load_settings
 from feedrank.learners import catalogue_replay
 from feedrank.learners.catalogue_replay import replay_catalogue_if_present
-from feedrank.learners.job_reporting import JobReporter
 
 
 def test_missing_topics_are_warned_about_and_nothing_is_replayed(
@@ -26,7 +26,7 @@ def test_missing_topics_are_warned_about_and_nothing_is_replayed(
     monkeypatch.setattr(catalogue_replay, "replay_catalogue", no_replay)
     warned: list[str] = []
     state = replay_catalogue_if_present(
-        load_settings(), without="doing without", reporter=JobReporter(warn=warned.append)
+        load_settings(), without="doing without", reporter=Reporter(warn=warned.append)
     )
     assert state is None
     assert warned == ["no catalogue topics ['feedrank.posts']: doing without"]
@@ -50,7 +50,7 @@ def test_present_topics_are_replayed_while_the_reporter_shows_work(
         return nullcontext()
 
     state = replay_catalogue_if_present(
-        load_settings(), without="-", reporter=JobReporter(working=work), clock_ms=lambda: 5
+        load_settings(), without="-", reporter=Reporter(working=work), clock_ms=lambda: 5
     )
     assert state is replayed
     assert working == [

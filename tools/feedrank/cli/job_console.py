@@ -1,5 +1,5 @@
 """How the learner jobs' commands (``feedrank train``, ``feedrank learn``) show what the
-job reports: a :class:`JobReporter` over a rich console."""
+job reports: a :class:`Reporter` over a rich console."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from contextlib import AbstractContextManager, contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from feedrank.learners.job_reporting import Advance, JobReporter
+from feedrank.core.reporting import Advance, Reporter
 
 
-def console_reporter(console: Console, *, show_work: bool = True) -> JobReporter:
+def console_reporter(console: Console, *, show_work: bool = True) -> Reporter:
     """Messages printed, warnings in yellow; with ``show_work``, a spinner while a step
     runs and a transient progress bar while steps are counted."""
 
@@ -20,8 +20,8 @@ def console_reporter(console: Console, *, show_work: bool = True) -> JobReporter
         console.print(f"[yellow]{message}[/]")
 
     if not show_work:
-        return JobReporter(say=console.print, warn=warn)
-    return JobReporter(
+        return Reporter(say=console.print, warn=warn)
+    return Reporter(
         say=console.print, warn=warn, working=console.status, counting=_progress_bar(console)
     )
 

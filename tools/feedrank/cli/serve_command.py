@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from feedrank.cli.context import settings_of
+from feedrank.core.reporting import Reporter
 from feedrank.explore.multiprocess_metrics import prepare_multiprocess_metrics
 
 console = Console()
@@ -37,10 +38,7 @@ def serve(
     )
     prepare_multiprocess_metrics(settings)
     # Imported only now: prometheus_client picks its multiprocess mode at import time.
-    from feedrank.explore.service_runner import (  # noqa: PLC0415
-        ServiceReporter,
-        run_explore_service,
-    )
+    from feedrank.explore.service_runner import run_explore_service  # noqa: PLC0415
 
     status = run_explore_service(
         settings,
@@ -48,7 +46,7 @@ def serve(
         grpc_port=port,
         metrics_port=metrics_port,
         log_decisions=log_decisions,
-        reporter=ServiceReporter(say=console.print, warn=_in_red, working=console.status),
+        reporter=Reporter(say=console.print, warn=_in_red, working=console.status),
     )
     if status:
         raise typer.Exit(status)

@@ -9,6 +9,7 @@ simulated history the CLI builds: the learners never import the simulator).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ import numpy as np
 import torch
 
 from feedrank.core.clock import SystemClock
+from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
 from feedrank.learners.bootstrap import model_configs
 from feedrank.learners.catalogue_replay import replay_catalogue_if_present
-from feedrank.learners.job_reporting import JobReporter
 from feedrank.learners.training_run import TrainingRun, logged_examples, publish_run
 from feedrank.registry import LocalModelRegistry
+
+log = logging.getLogger("feedrank.learners")
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,14 @@ def train_and_publish(
     force: bool = False,
     publish: bool = True,
     show_metrics: Callable[[dict[str, float]], None] | None = None,
-    reporter: JobReporter | None = None,
+    reporter: Reporter | None = None,
 ) -> str | None:
     """Train the two-tower and the ranker on ``examples`` (``rounds`` rounds of a
     :class:`RoundHistory`, one of logs) with ``config``, hand their validation metrics to
     ``show_metrics``, and publish them to the registry (with ``publish``) if their AUC
     reaches ``min_auc`` (by default ``learner.min_auc``). Returns the version published,
     or None. Below the gate, :class:`BelowAucGateError` unless ``force``."""
-    reporter = reporter or JobReporter()
+    reporter = reporter or Reporter.logging_to(log)
     torch.set_num_threads(settings.learner.torch_threads)
     two_tower, ranker = model_configs(settings, config.seed)
 
@@ -115,7 +118,7 @@ def train_and_publish(
     return version
 
 
-def logged_run(settings: Settings, examples: LoggedExamples, reporter: JobReporter) -> TrainingRun:
+def logged_run(settings: Settings, examples: LoggedExamples, reporter: Reporter) -> TrainingRun:
     """The logged examples as a run; with ``examples.catalogue``, the catalogue replayed
     (when the broker has its topics) to fill in what they lack."""
     state = None
@@ -145,7 +148,7 @@ def logged_run(settings: Settings, examples: LoggedExamples, reporter: JobReport
 
 
 def fit_run(
-    run: TrainingRun, config: TrainerConfig, trainer: BatchTrainer, reporter: JobReporter
+    run: TrainingRun, config: TrainerConfig, trainer: BatchTrainer, reporter: Reporter
 ) -> TrainingRun:
     """``run`` trained by ``trainer``, its steps counted by ``reporter.counting``."""
     training_rows = len(run.batch) * (1 - config.validation_share)

@@ -11,6 +11,7 @@ until SIGINT, SIGTERM or, with ``until_idle_s``, a quiet stream stops it. With
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -21,10 +22,10 @@ from prometheus_client import start_http_server
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import SystemClock
+from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
 from feedrank.learners.bootstrap import catalogue_posts, starting_model
 from feedrank.learners.catalogue_replay import replay_catalogue_if_present
-from feedrank.learners.job_reporting import JobReporter
 from feedrank.learners.joint import StepConfig
 from feedrank.learners.online.checkpoint import StreamProgress
 from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer
@@ -33,6 +34,8 @@ from feedrank.learners.online.monitoring import StreamMonitor
 from feedrank.learners.post_topics import CatalogueTopics
 from feedrank.registry import LocalModelRegistry
 
+log = logging.getLogger("feedrank.learners")
+
 
 def run_online_learner(
     settings: Settings,
@@ -40,13 +43,13 @@ def run_online_learner(
     until_idle_s: float | None = None,
     serve_metrics: bool = True,
     stop: threading.Event | None = None,
-    reporter: JobReporter | None = None,
+    reporter: Reporter | None = None,
 ) -> StreamProgress:
     """Learn online from ``topics.examples`` until ``stop`` is set (by default SIGINT and
     SIGTERM set it: call from the main thread), or, with ``until_idle_s``, no example came
     for that long; checkpoint, commit and publish versions on the way. ``serve_metrics``
     serves /metrics on ``ports.learner_metrics``. Returns where the learner stopped."""
-    reporter = reporter or JobReporter()
+    reporter = reporter or Reporter.logging_to(log)
     learner_settings = settings.learner
     torch.set_num_threads(learner_settings.torch_threads)
     registry = LocalModelRegistry(settings.paths.registry)
@@ -125,7 +128,7 @@ class DriftRetrainer:
     """Starts one ``feedrank train --from-kafka`` child process at a time when drift is
     detected (a :class:`StreamMonitor`'s ``on_drift``)."""
 
-    def __init__(self, reporter: JobReporter) -> None:
+    def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
         self.process: subprocess.Popen[bytes] | None = None
 

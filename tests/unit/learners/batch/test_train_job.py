@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings, load_settings
 from feedrank.learners.batch.train_job import BelowAucGateError, train_and_publish
 from feedrank.learners.bootstrap import trainer_config
 from feedrank.learners.examples import ExampleBatch, concat
-from feedrank.learners.job_reporting import JobReporter
 from feedrank.learners.training_run import TrainingRun
 from feedrank.registry import LocalModelRegistry
 from tests.unit.learners.factories import simulated_batches
@@ -52,14 +52,14 @@ class Recorded:
     warned: list[str] = field(default_factory=list)
     counted: list[tuple[str, int]] = field(default_factory=list)
 
-    def reporter(self) -> JobReporter:
-        base = JobReporter()
+    def reporter(self) -> Reporter:
+        base = Reporter()
 
         def counting(description: str, total: int):  # type: ignore[no-untyped-def]
             self.counted.append((description, total))
             return base.counting(description, total)
 
-        return JobReporter(say=self.said.append, warn=self.warned.append, counting=counting)
+        return Reporter(say=self.said.append, warn=self.warned.append, counting=counting)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings, load_settings
-from feedrank.learners.job_reporting import JobReporter
 from feedrank.learners.online import service
 from feedrank.learners.online.checkpoint import StreamProgress
 from feedrank.learners.online.service import DriftRetrainer, run_online_learner
@@ -55,7 +55,7 @@ def test_the_learner_is_set_up_from_the_settings_and_reports_where_it_stopped(
         until_idle_s=2.5,
         serve_metrics=False,
         stop=stop,
-        reporter=JobReporter(say=said.append),
+        reporter=Reporter(say=said.append),
     )
     (consumer,) = FakeConsumer.made
     assert consumer.config.idle_exit_s == 2.5
@@ -87,7 +87,7 @@ def test_drift_starts_one_retrain_at_a_time(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(subprocess, "Popen", popen)
     warned: list[str] = []
-    retrainer = DriftRetrainer(JobReporter(warn=warned.append))
+    retrainer = DriftRetrainer(Reporter(warn=warned.append))
     retrainer.start("auc fell")
     retrainer.start("auc fell again")  # the first retrain still runs
     assert len(started) == 1

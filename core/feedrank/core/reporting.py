@@ -1,8 +1,8 @@
-"""How a learner job (``feedrank train``, ``feedrank learn``) tells its user what it is
-doing, without the learners knowing how it is shown.
+"""How a service or a job tells its user what it is doing, without knowing how it is shown.
 
-The CLI fills a :class:`JobReporter` with its console (messages, warnings in colour,
-spinners, progress bars); by default messages go to the log and nothing else is shown.
+``feedrank serve``, ``train`` and ``learn`` fill a :class:`Reporter` with their console
+(messages, warnings in colour, spinners, progress bars); without one, messages go to a
+log (:meth:`Reporter.logging_to`) and nothing else is shown.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
-log = logging.getLogger("feedrank.learners")
+log = logging.getLogger("feedrank")
 
 Advance = Callable[[int], None]  # the steps done since the last call
 
@@ -27,8 +27,8 @@ def _no_bar(description: str, total: int) -> Iterator[Advance]:
 
 
 @dataclass(frozen=True)
-class JobReporter:
-    """Where a job's messages go.
+class Reporter:
+    """Where a service's or a job's messages go.
 
     ``say`` and ``warn`` take a finished message; ``working(message)`` is held while a
     step that shows no count runs (a spinner); ``counting(description, total)`` is held
@@ -39,3 +39,8 @@ class JobReporter:
     warn: Callable[[str], None] = log.warning
     working: Callable[[str], AbstractContextManager[object]] = _nothing_shown
     counting: Callable[[str, int], AbstractContextManager[Advance]] = _no_bar
+
+    @classmethod
+    def logging_to(cls, logger: logging.Logger) -> Reporter:
+        """Messages to ``logger`` (warnings as warnings), nothing else shown."""
+        return cls(say=logger.info, warn=logger.warning)
