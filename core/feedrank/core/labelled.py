@@ -35,4 +35,6 @@ def labelled_example(
         reward=reward,
         engaged=reward > 0,
         breakdown=breakdown,
+        catalogue_version=item.catalogue_version,
+        post_feature_names=decision.item_feature_names,
     )

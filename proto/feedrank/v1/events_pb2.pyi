@@ -123,6 +123,7 @@ class FeatureVector(google.protobuf.message.Message):
     NUMERIC_FIELD_NUMBER: builtins.int
     CATEGORICAL_FIELD_NUMBER: builtins.int
     EMBEDDING_FIELD_NUMBER: builtins.int
+    VALUES_FIELD_NUMBER: builtins.int
     @property
     def numeric(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.float]: ...
     @property
@@ -131,14 +132,22 @@ class FeatureVector(google.protobuf.message.Message):
     def embedding(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
         """Dense embedding, e.g. a content embedding or a user-tower output."""
 
+    @property
+    def values(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
+        """Values of the features a compact decision names once, in that order
+        (Decision.item_feature_names, LabelledExample.post_feature_names): the
+        impression-time dynamic post features, without a name per item.
+        """
+
     def __init__(
         self,
         *,
         numeric: collections.abc.Mapping[builtins.str, builtins.float] | None = ...,
         categorical: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
         embedding: collections.abc.Iterable[builtins.float] | None = ...,
+        values: collections.abc.Iterable[builtins.float] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["categorical", b"categorical", "embedding", b"embedding", "numeric", b"numeric"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["categorical", b"categorical", "embedding", b"embedding", "numeric", b"numeric", "values", b"values"]) -> None: ...
 
 global___FeatureVector = FeatureVector
 
@@ -153,15 +162,26 @@ class ShownItem(google.protobuf.message.Message):
     SCORE_FIELD_NUMBER: builtins.int
     PROPENSITY_FIELD_NUMBER: builtins.int
     FEATURES_FIELD_NUMBER: builtins.int
+    CATALOGUE_VERSION_FIELD_NUMBER: builtins.int
     post_id: builtins.str
     position: builtins.int
     """0-based position in the returned feed."""
     score: builtins.float
     propensity: builtins.float
     """Probability that the logging policy put this post at this position."""
+    catalogue_version: builtins.int
+    """The post's version in the catalogue the ranker used: the ts_ms of its latest
+    upsert on feedrank.posts. Set, the post's static features (content embedding,
+    topics, language, country, flags) are referenced, not copied: learners re-join
+    them point-in-time from the catalogue by (post_id, catalogue_version).
+    0: features is complete.
+    """
     @property
     def features(self) -> global___FeatureVector:
-        """Post features as they were at impression time."""
+        """Post features as they were at impression time. In a compact decision
+        (catalogue_version set) only the dynamic ones, as values named by
+        Decision.item_feature_names.
+        """
 
     def __init__(
         self,
@@ -171,9 +191,10 @@ class ShownItem(google.protobuf.message.Message):
         score: builtins.float = ...,
         propensity: builtins.float = ...,
         features: global___FeatureVector | None = ...,
+        catalogue_version: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["features", b"features"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["features", b"features", "position", b"position", "post_id", b"post_id", "propensity", b"propensity", "score", b"score"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["catalogue_version", b"catalogue_version", "features", b"features", "position", b"position", "post_id", b"post_id", "propensity", b"propensity", "score", b"score"]) -> None: ...
 
 global___ShownItem = ShownItem
 
@@ -209,6 +230,7 @@ class Decision(google.protobuf.message.Message):
     USER_FEATURES_FIELD_NUMBER: builtins.int
     ITEMS_FIELD_NUMBER: builtins.int
     CONTEXT_FIELD_NUMBER: builtins.int
+    ITEM_FEATURE_NAMES_FIELD_NUMBER: builtins.int
     decision_id: builtins.str
     event_time_ms: builtins.int
     user_id: builtins.str
@@ -227,6 +249,10 @@ class Decision(google.protobuf.message.Message):
     def context(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """Request context echoed for analysis (surface, language, country)."""
 
+    @property
+    def item_feature_names(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Names of every item's features.values, once per decision (compact decisions)."""
+
     def __init__(
         self,
         *,
@@ -240,9 +266,10 @@ class Decision(google.protobuf.message.Message):
         user_features: global___FeatureVector | None = ...,
         items: collections.abc.Iterable[global___ShownItem] | None = ...,
         context: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        item_feature_names: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["user_features", b"user_features"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["arm", b"arm", "context", b"context", "decision_id", b"decision_id", "event_time_ms", b"event_time_ms", "exploration_policy", b"exploration_policy", "exploration_seed", b"exploration_seed", "items", b"items", "model_version", b"model_version", "user_features", b"user_features", "user_id", b"user_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["arm", b"arm", "context", b"context", "decision_id", b"decision_id", "event_time_ms", b"event_time_ms", "exploration_policy", b"exploration_policy", "exploration_seed", b"exploration_seed", "item_feature_names", b"item_feature_names", "items", b"items", "model_version", b"model_version", "user_features", b"user_features", "user_id", b"user_id"]) -> None: ...
 
 global___Decision = Decision
 
@@ -345,6 +372,8 @@ class LabelledExample(google.protobuf.message.Message):
     REWARD_FIELD_NUMBER: builtins.int
     ENGAGED_FIELD_NUMBER: builtins.int
     BREAKDOWN_FIELD_NUMBER: builtins.int
+    CATALOGUE_VERSION_FIELD_NUMBER: builtins.int
+    POST_FEATURE_NAMES_FIELD_NUMBER: builtins.int
     decision_id: builtins.str
     user_id: builtins.str
     post_id: builtins.str
@@ -360,12 +389,20 @@ class LabelledExample(google.protobuf.message.Message):
     reward: builtins.float
     """The scalar reward r (0 for a negative closed by the window)."""
     engaged: builtins.bool
+    catalogue_version: builtins.int
+    """The shown item's catalogue_version (ShownItem.catalogue_version): set, the post's
+    static features are re-joined from the catalogue by the learners.
+    """
     @property
     def user_features(self) -> global___FeatureVector: ...
     @property
     def post_features(self) -> global___FeatureVector: ...
     @property
     def breakdown(self) -> global___RewardBreakdown: ...
+    @property
+    def post_feature_names(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Names of post_features.values (Decision.item_feature_names)."""
+
     def __init__(
         self,
         *,
@@ -385,9 +422,11 @@ class LabelledExample(google.protobuf.message.Message):
         reward: builtins.float = ...,
         engaged: builtins.bool = ...,
         breakdown: global___RewardBreakdown | None = ...,
+        catalogue_version: builtins.int = ...,
+        post_feature_names: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["breakdown", b"breakdown", "post_features", b"post_features", "user_features", b"user_features"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["arm", b"arm", "breakdown", b"breakdown", "decision_id", b"decision_id", "decision_time_ms", b"decision_time_ms", "engaged", b"engaged", "exploration_policy", b"exploration_policy", "label_time_ms", b"label_time_ms", "model_version", b"model_version", "position", b"position", "post_features", b"post_features", "post_id", b"post_id", "propensity", b"propensity", "reward", b"reward", "score", b"score", "user_features", b"user_features", "user_id", b"user_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["arm", b"arm", "breakdown", b"breakdown", "catalogue_version", b"catalogue_version", "decision_id", b"decision_id", "decision_time_ms", b"decision_time_ms", "engaged", b"engaged", "exploration_policy", b"exploration_policy", "label_time_ms", b"label_time_ms", "model_version", b"model_version", "position", b"position", "post_feature_names", b"post_feature_names", "post_features", b"post_features", "post_id", b"post_id", "propensity", b"propensity", "reward", b"reward", "score", b"score", "user_features", b"user_features", "user_id", b"user_id"]) -> None: ...
 
 global___LabelledExample = LabelledExample
 

@@ -36,13 +36,13 @@ from feedrank.core.protobuf_wire import (
 )
 
 # Decision field -> LabelledExample field (events.proto): the header every example shares.
-_HEADER_FIELDS = {1: 1, 2: 4, 3: 2, 4: 9, 5: 10, 6: 11, 8: 12}
+_HEADER_FIELDS = {1: 1, 2: 4, 3: 2, 4: 9, 5: 10, 6: 11, 8: 12, 11: 18}
 _DECISION_ITEMS = 9
 _DECISION_USER_ID, _DECISION_MODEL_VERSION, _DECISION_ARM = 3, 4, 5
 _DECISION_TEXT = (_DECISION_USER_ID, _DECISION_MODEL_VERSION, _DECISION_ARM)
 _DECISION_USER_FEATURES = 8
 # ShownItem field -> LabelledExample field.
-_ITEM_FIELDS = {1: 3, 2: 6, 3: 7, 4: 8, 5: 13}
+_ITEM_FIELDS = {1: 3, 2: 6, 3: 7, 4: 8, 5: 13, 6: 17}
 _ITEM_POST_ID, _ITEM_FEATURES = 1, 5
 # labelled_example always sets both feature messages: present, if empty.
 _EMPTY_USER_FEATURES = bytes([12 << 3 | LEN, 0])

@@ -122,3 +122,32 @@ def test_an_empty_breakdown_is_an_empty_message_and_zero_counts_are_left_out() -
 def test_malformed_bytes_are_refused(payload: bytes) -> None:
     with pytest.raises(WireFormatError):
         DecisionExamples.from_decision_bytes(payload)
+
+
+def test_a_compact_decision_carries_its_catalogue_versions_and_feature_names() -> None:
+    decision = events_pb2.Decision(
+        decision_id="d-compact",
+        event_time_ms=1_790_000_000_000,
+        user_id="u1",
+        item_feature_names=["age_hours", "impressions"],
+        items=[
+            events_pb2.ShownItem(
+                post_id=f"p{i}",
+                position=i,
+                score=0.5,
+                propensity=0.25,
+                catalogue_version=1_789_000_000_000 + i,
+                features=events_pb2.FeatureVector(values=[1.5 * i, 2.0]),
+            )
+            for i in range(3)
+        ],
+    )
+    examples = DecisionExamples.from_decision_bytes(codecs.encode(decision))
+
+    for item in decision.items:
+        spliced = events_pb2.LabelledExample.FromString(
+            examples.example(item.post_id, label_time_ms=1, reward=0.0, breakdown={})
+        )
+        assert spliced == _expected(decision, item, 1, 0.0, {})
+        assert spliced.catalogue_version == item.catalogue_version
+        assert list(spliced.post_feature_names) == ["age_hours", "impressions"]
