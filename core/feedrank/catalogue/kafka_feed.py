@@ -299,10 +299,10 @@ class CatalogueFeed:
                 self._note(f"catalogue topics {missing} not found, retrying")
             except KafkaException as error:
                 self._note(f"Kafka unavailable, retrying: {error}")
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self._stop.is_set():
                 consumer.close()
                 raise TimeoutError(f"catalogue topics unreachable: {self.status.last_error}")
-            time.sleep(1.0)
+            self._stop.wait(1.0)
         parts = [
             (topic, partition)
             for topic in self.topics.entity_topics()

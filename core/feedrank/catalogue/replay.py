@@ -52,11 +52,12 @@ def replay_catalogue(
     clock_ms: Callable[[], int],
     progress: Callable[[int], None] | None = None,
     timeout_s: float | None = None,
+    state: CatalogueState | None = None,
 ) -> ReplayedCatalogue:
     """The catalogue topics replayed to their ends (TimeoutError past ``timeout_s``,
-    by default ``explore.catalogue_replay_timeout_s``); the consumer is closed before
-    returning."""
-    state = CatalogueState()
+    by default ``explore.catalogue_replay_timeout_s``) into ``state`` (a new one by
+    default); the consumer is closed before returning."""
+    state = CatalogueState() if state is None else state
     feed = CatalogueFeed(CatalogueEvents(state, catalogue_topics(settings)), clock_ms=clock_ms)
     try:
         limit_s = settings.explore.catalogue_replay_timeout_s if timeout_s is None else timeout_s

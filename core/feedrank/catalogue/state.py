@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from feedrank.catalogue.columns import GrowableColumns
+from feedrank.catalogue.graph_edges import GRAPH_RELATION, Edges
+from feedrank.catalogue.post_versions import SupersededPosts
 from feedrank.catalogue.values import (
     UserProfile,
     content_vector,
@@ -78,30 +80,18 @@ class CatalogueChange:
     deleted: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
-@dataclass
-class _Edges:
-    """One user's graph: target id -> (in effect, ts of the latest event), per relation."""
-
-    follows: dict[str, tuple[bool, int]] = field(default_factory=dict)
-    blocks: dict[str, tuple[bool, int]] = field(default_factory=dict)
-    hides: dict[str, tuple[bool, int]] = field(default_factory=dict)
-
-
-_GRAPH_RELATION = {
-    catalogue_pb2.GRAPH_OP_FOLLOW: ("follows", True),
-    catalogue_pb2.GRAPH_OP_UNFOLLOW: ("follows", False),
-    catalogue_pb2.GRAPH_OP_BLOCK: ("blocks", True),
-    catalogue_pb2.GRAPH_OP_UNBLOCK: ("blocks", False),
-    catalogue_pb2.GRAPH_OP_HIDE_CREATOR: ("hides", True),
-    catalogue_pb2.GRAPH_OP_UNHIDE_CREATOR: ("hides", False),
-}
-
-
 class CatalogueState:
     """Posts, creators, users and the graph, with string ids interned to dense rows."""
 
-    def __init__(self, *, prior_creator_engagement_rate: float = 0.02) -> None:
+    def __init__(
+        self,
+        *,
+        prior_creator_engagement_rate: float = 0.02,
+        keep_superseded_ms: int | None = None,
+    ) -> None:
         self.prior_creator_engagement_rate = prior_creator_engagement_rate
+        keep_ms = keep_superseded_ms  # a post's version is its updated_ms: see post_versions
+        self.superseded = None if keep_ms is None else SupersededPosts(keep_ms)
         self._posts = GrowableColumns(_POST_COLUMNS)
         self._creators = GrowableColumns(_CREATOR_COLUMNS)
         self._post_ids: list[str] = []
@@ -110,7 +100,7 @@ class CatalogueState:
         self._creator_rows: dict[str, int] = {}
         self._users: dict[str, UserProfile] = {}
         self._erased_ms: dict[str, int] = {}  # user id -> ts of the latest erasure
-        self._edges: dict[str, _Edges] = {}
+        self._edges: dict[str, Edges] = {}
         # Posts that took ZZ because their creator's profile had not arrived yet: the
         # topics replay in no order across each other, so a post may come first.
         self._awaiting_creator: dict[str, list[int]] = {}
@@ -203,6 +193,8 @@ class CatalogueState:
             row = self._post_rows.get(event.post_id)
             if row is not None:
                 self._require_newer(self._posts.column("updated_ms")[row], event, event.post_id)
+                if self.superseded is not None:  # keep the version the event replaces
+                    self.superseded.replaced(event, self.post_column, row)
             if event.op == catalogue_pb2.ENTITY_OP_DELETE:
                 change = self._delete_post(row, event.ts_ms)
             else:
@@ -225,7 +217,7 @@ class CatalogueState:
             if event.op == catalogue_pb2.ENTITY_OP_DELETE:
                 self._users.pop(event.user_id, None)
                 self._erased_ms[event.user_id] = event.ts_ms
-                for target, (on, _) in self._edges.pop(event.user_id, _Edges()).follows.items():
+                for target, (on, _) in self._edges.pop(event.user_id, Edges()).follows.items():
                     if on:
                         self._count_follower(target, -1)
                 return True
@@ -252,12 +244,12 @@ class CatalogueState:
     def apply_graph(self, event: catalogue_pb2.GraphEvent) -> None:
         """Apply an edge; one dated at or before its user's erasure is dropped: the topics
         replay in no order across each other, so it may arrive after the erasure."""
-        relation, on = _GRAPH_RELATION[event.op]
+        relation, on = GRAPH_RELATION[event.op]
         with self.lock:
             erased_ms = self._erased_ms.get(event.user_id)
             if erased_ms is not None and event.ts_ms <= erased_ms:
                 return
-            edges = self._edges.setdefault(event.user_id, _Edges())
+            edges = self._edges.setdefault(event.user_id, Edges())
             table: dict[str, tuple[bool, int]] = getattr(edges, relation)
             was_on, previous_ms = table.get(event.target_id, (False, None))
             if previous_ms is not None:

@@ -5,21 +5,27 @@ the others; the Decision, logged once per Rank call, is encoded here, fast. Buil
 ``Decision`` message item by item costs about a millisecond per Rank call (50 shown
 items, a dozen map entries and a 32-float embedding each, all inserted one by one
 through the protobuf runtime), more than serialising it. This module writes the same
-protobuf wire format directly: the fixed part of every item's features (the dense
-numeric map entries and the packed embedding) as one numpy structured array over all
-items, the few variable parts (topic weights, language and country) from precomputed
-byte strings. A message's encoding followed by more fields of the same message parses
-as their merge, so the decision is its header (every field but ``items``, serialised by
-protobuf) followed by the items::
+protobuf wire format directly, from numpy structured arrays over all items and a few
+precomputed byte strings. A message's encoding followed by more fields of the same
+message parses as their merge, so the decision is its header (every field but
+``items``, serialised by protobuf) followed by the items::
 
     from feedrank.core.decision_wire import encode_decision
 
-    payload = encode_decision(header, shown_posts, ranked_items)
+    payload = encode_decision(header, shown_posts, ranked_items, catalogue_versions)
 
-The bytes parse to exactly the message :meth:`PostFeatureBatch.to_protos` and the
-``ShownItem`` constructor would build (``tests/unit/core/test_decision_wire.py``
-checks it field by field); only the order of map entries may differ, which protobuf
-does not define.
+With ``catalogue_versions`` (each post's catalogue version, read with its features:
+``FeatureStore.versioned_post_features``) the decision is **compact**, what explore
+logs by default: each item carries its post's version and only the impression's
+:data:`~feedrank.core.feature_schema.DYNAMIC_POST_FEATURES` as ``features.values``,
+named once by ``item_feature_names``; the learners re-join the static ones from the
+catalogue (docs/contracts.md). About 60 bytes an item instead of 440. Without them (or
+for a post whose version is not positive) an item carries all its features, as
+:meth:`PostFeatureBatch.to_protos` builds them.
+
+The bytes parse to exactly the message the protobuf runtime would build
+(``tests/unit/core/test_decision_wire.py`` checks it field by field); only the order
+of map entries may differ, which protobuf does not define.
 """
 
 from __future__ import annotations
@@ -34,13 +40,15 @@ from feedrank.core.feature_schema import (
     CONTENT_DIM,
     COUNTRIES,
     COUNTRY_VOCABULARY,
+    DYNAMIC_POST_FEATURES,
     LANGUAGE_VOCABULARY,
     LANGUAGES,
     LOGGED_POST_NUMERIC,
     TOPIC_FEATURES,
+    IntArray,
     PostFeatureBatch,
 )
-from feedrank.core.protobuf_wire import DOUBLE, I64, LEN, length_delimited, tag, varint
+from feedrank.core.protobuf_wire import DOUBLE, I64, LEN, VARINT, length_delimited, tag, varint
 from feedrank.v1 import events_pb2
 
 
@@ -101,24 +109,51 @@ def _country_entry(code: int) -> bytes:
 
 
 _ITEM_TAG = tag(9, LEN)  # Decision.items
-# ShownItem: post_id = 1, position = 2, score = 3, propensity = 4, features = 5.
-_POST_ID_TAG, _POSITION_TAG, _FEATURES_TAG = tag(1, LEN), tag(2, 0), tag(5, LEN)
+# ShownItem: post_id = 1, position = 2, score = 3, propensity = 4, features = 5,
+# catalogue_version = 6.
+_POST_ID_TAG, _POSITION_TAG, _FEATURES_TAG = tag(1, LEN), tag(2, VARINT), tag(5, LEN)
+_VERSION_TAG = tag(6, VARINT)
 _SCORE_AND_PROPENSITY = struct.Struct("<BdBd")  # each tag is one byte, then a double
 _SCORE_TAG, _PROPENSITY_TAG = 3 << 3 | I64, 4 << 3 | I64
+_ITEM_FEATURE_NAMES = b"".join(
+    length_delimited(11, name.encode()) for name in DYNAMIC_POST_FEATURES
+)
+_VALUES_PREFIX = tag(4, LEN) + varint(4 * len(DYNAMIC_POST_FEATURES))  # packed repeated float
+# A compact item's whole ``features`` field: its tag and length, then FeatureVector.values.
+_COMPACT_PREFIX = (
+    _FEATURES_TAG + varint(len(_VALUES_PREFIX) + 4 * len(DYNAMIC_POST_FEATURES)) + _VALUES_PREFIX
+)
+_COMPACT = np.dtype(
+    [("prefix", f"S{len(_COMPACT_PREFIX)}"), ("values", "<f4", (len(DYNAMIC_POST_FEATURES),))]
+)
 
 
 def encode_decision(
-    header: events_pb2.Decision, posts: PostFeatureBatch, items: Sequence[ShownItemFields]
+    header: events_pb2.Decision,
+    posts: PostFeatureBatch,
+    items: Sequence[ShownItemFields],
+    catalogue_versions: IntArray | None = None,
 ) -> bytes:
     """``header`` (a Decision without items) with ``items`` shown, ``posts`` row i being
-    the features of item i, as protobuf bytes."""
-    if header.items:
-        raise ValueError("the header must not carry items: they are encoded here")
+    the features of item i, as protobuf bytes; compact with ``catalogue_versions`` (row i:
+    the version of post i's static features in ``posts``)."""
+    if header.items or header.item_feature_names:
+        raise ValueError("the header must not carry items or their names: they are encoded here")
     if len(items) != len(posts):
         raise ValueError(f"{len(items)} items but features of {len(posts)} posts")
     encoded = [header.SerializeToString(deterministic=True)]
+    if catalogue_versions is None:
+        features = [_FEATURES_TAG + varint(len(full)) + full for full in feature_vectors(posts)]
+        versions = [0] * len(posts)
+    else:
+        if catalogue_versions.shape != (len(posts),):
+            raise ValueError(
+                f"want {len(posts)} catalogue versions, got {catalogue_versions.shape}"
+            )
+        features, versions = _compact_features(posts, catalogue_versions)
+        encoded.append(_ITEM_FEATURE_NAMES)
     pack_scores = _SCORE_AND_PROPENSITY.pack
-    for item, features in zip(items, feature_vectors(posts), strict=True):
+    for item, item_features, version in zip(items, features, versions, strict=True):
         post = item.post_id.encode()
         shown = b"".join(
             (
@@ -128,13 +163,29 @@ def encode_decision(
                 _POSITION_TAG,
                 varint(item.position),
                 pack_scores(_SCORE_TAG, item.score, _PROPENSITY_TAG, item.propensity),
-                _FEATURES_TAG,
-                varint(len(features)),
-                features,
+                item_features,
+                _VERSION_TAG + varint(version) if version > 0 else b"",
             )
         )
         encoded += (_ITEM_TAG, varint(len(shown)), shown)
     return b"".join(encoded)
+
+
+def _compact_features(posts: PostFeatureBatch, versions: IntArray) -> tuple[list[bytes], list[int]]:
+    """Each item's encoded ``features`` field (tag included): the dynamic values where its
+    post has a version, all features (``catalogue_version`` left 0) where it has none."""
+    compact = np.empty(len(posts), dtype=_COMPACT)
+    compact["prefix"] = _COMPACT_PREFIX
+    compact["values"] = posts.dynamic_values()
+    width, block = _COMPACT.itemsize, compact.tobytes()
+    features = [block[row * width : (row + 1) * width] for row in range(len(posts))]
+    listed: list[int] = versions.tolist()
+    unversioned = [row for row, version in enumerate(listed) if version <= 0]
+    if unversioned:
+        rows = np.array(unversioned, dtype=np.int64)
+        for row, full in zip(unversioned, feature_vectors(posts.take(rows)), strict=True):
+            features[row] = _FEATURES_TAG + varint(len(full)) + full
+    return features, [max(version, 0) for version in listed]
 
 
 def feature_vectors(posts: PostFeatureBatch) -> list[bytes]:

@@ -10,6 +10,11 @@ Posts are addressed by their row in a process's catalogue (``post_index``): rows
 dense and local to the process that interned the ids (a learner's rows are not a
 server's). What the models see of a post's identity is ``post_key``, a stable 64-bit
 key of its string id (:func:`post_key`), the same in every process and on every machine.
+
+A decision logs each shown post's features split in two (docs/contracts.md):
+:data:`STATIC_POST_FEATURES` belong to the post's catalogue version (what its latest
+upsert said) and are re-joined by the learners from the catalogue by (post id, version);
+:data:`DYNAMIC_POST_FEATURES` are the impression's own values and stay logged.
 """
 
 from __future__ import annotations
@@ -217,7 +222,42 @@ LOGGED_POST_NUMERIC: tuple[str, ...] = (
     "region_locked",
     "creator_index",
 )
-"""The post columns every shown item logs as numbers (besides its non-zero topics)."""
+"""The post columns a shown item logged in full logs as numbers (besides its non-zero topics)."""
+
+STATIC_POST_FEATURES: tuple[str, ...] = (
+    "language",
+    "region_locked",
+    "sensitive",
+    "topics",
+    "content",
+    "created_ms",
+    "creator",
+)
+"""What one upsert of a post fixes (``feedrank.posts``, keyed by its ``ts_ms``: the post's
+catalogue version): the same in every process that applied that upsert, so a compact
+decision names the version (``ShownItem.catalogue_version``) instead of copying them.
+The creator is an id; its ``creator_index`` is the row of that id in the process's own
+catalogue (rows are interned in arrival order), which is why it is not logged."""
+DYNAMIC_POST_FEATURES: tuple[str, ...] = (
+    "age_hours",
+    "creator_followers",
+    "creator_engagement_rate",
+    "impressions",
+    "engagement_rate",
+    "country_code",
+)
+"""What a compact decision logs per shown item (``FeatureVector.values``, named once by
+``Decision.item_feature_names``): values of the impression, not of the post's version.
+Counts and the creator's audience move between upserts; ``country_code`` is the post
+country's model code (:func:`country_codes`) because a post without its own country
+takes its creator's profile country, which arrives on another topic in no set order."""
+
+
+def country_codes(countries: IntArray) -> IntArray:
+    """The models' index of each interned country: its COUNTRIES index, or
+    ``len(COUNTRIES)`` ("other") for any code past them (``Vocabulary.model_code``)."""
+    codes: IntArray = np.minimum(countries, len(COUNTRIES)).astype(np.int64)
+    return codes
 
 
 @dataclass(frozen=True)
@@ -277,6 +317,14 @@ class PostFeatureBatch:
             )
             for row in range(len(self))
         ]
+
+    def dynamic_values(self) -> FloatArray:
+        """(n, len(DYNAMIC_POST_FEATURES)) float32: what a compact decision logs per item."""
+        values = np.empty((len(self), len(DYNAMIC_POST_FEATURES)), dtype=np.float32)
+        for column, name in enumerate(DYNAMIC_POST_FEATURES):
+            own = country_codes(self.country) if name == "country_code" else getattr(self, name)
+            values[:, column] = own
+        return values
 
     def _logged_topics(self) -> list[dict[str, float]]:
         """Per row, ``topic_<i>`` -> weight for the non-zero topic weights."""

@@ -54,6 +54,14 @@ class FeatureStore(Protocol):
         """Features of these posts as of ``at_ms``, one row per index, in request order."""
         ...
 
+    def versioned_post_features(
+        self, post_indices: IntArray, at_ms: int
+    ) -> tuple[PostFeatureBatch, IntArray]:
+        """:meth:`post_features` and each post's catalogue version (the ``ts_ms`` of its
+        latest upsert), read together: a version names exactly the static features the
+        batch holds (what a compact decision logs instead of them)."""
+        ...
+
     def user_state(self, user_id: str, at_ms: int) -> UserState:
         """Blocks, hides, reports and seen posts recorded at or before ``at_ms``."""
         ...

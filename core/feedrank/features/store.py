@@ -161,6 +161,11 @@ class InMemoryFeatureStore:
         return tuple(shares), log1p(mass)
 
     def post_features(self, post_indices: IntArray, at_ms: int) -> PostFeatureBatch:
+        return self.versioned_post_features(post_indices, at_ms)[0]
+
+    def versioned_post_features(
+        self, post_indices: IntArray, at_ms: int
+    ) -> tuple[PostFeatureBatch, IntArray]:
         rows = self._checked_rows(post_indices)
         with self._lock:
             impressions = self._impressions.at(rows, at_ms)
@@ -176,11 +181,12 @@ class InMemoryFeatureStore:
                 for name in ("language", "country", "region_locked", "topics", "content")
             }
             sensitive = column("sensitive")[rows]
+            versions = np.array(column("updated_ms")[rows], dtype=np.int64)
         followers, creator_rate = catalogue.creator_stats(creator)
         prior = self.config.prior_impressions
         rate = (engagements + prior * creator_rate.astype(np.float64)) / (impressions + prior)
         age_hours = np.maximum(at_ms - created_ms, 0) / HOUR_MS
-        return PostFeatureBatch(
+        posts = PostFeatureBatch(
             post_index=rows,
             post_key=key,
             **static,
@@ -193,6 +199,7 @@ class InMemoryFeatureStore:
             sensitive=sensitive,
             as_of_ms=at_ms,
         )
+        return posts, versions
 
     def user_state(self, user_id: str, at_ms: int) -> UserState:
         excluded = self.catalogue.excluded_creators(user_id)

@@ -11,6 +11,12 @@ engagement counters are zero: the ranker learns from the ids, the content and th
 labels. A user the catalogue does not know is filled as unknown (``known`` = 0), a post
 it does not know as language and country "other" with no content; examples whose
 features were logged are left exactly as they are.
+
+Compact examples (``catalogue_version`` set: explore's default log, docs/contracts.md)
+lack their post's static features by design. They are not backfilled as of the decision
+time, which would take the post's *current* version: their features are re-joined at the
+version the ranker saw (:class:`~feedrank.learners.feature_rejoin.PostFeatureRejoin`,
+``rejoin``), and those whose version the catalogue lacks are left out and counted.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from feedrank.catalogue import CatalogueState
 from feedrank.catalogue.state import UNKNOWN_COUNTRY
 from feedrank.core.feature_schema import CONTENT_DIM, LOGGED_POST_NUMERIC
 from feedrank.features.store import InMemoryFeatureStore
+from feedrank.learners.feature_rejoin import PostFeatureRejoin
 from feedrank.v1 import events_pb2
 
 UNDETERMINED_LANGUAGE = "und"  # BCP 47's "undetermined": the models' "other" language
@@ -34,14 +41,16 @@ class FeatureBackfill:
     def __init__(self, catalogue: CatalogueState | None = None) -> None:
         self.catalogue = catalogue or CatalogueState()
         self.store = InMemoryFeatureStore(self.catalogue)
+        self.rejoin = PostFeatureRejoin(self.catalogue)
         self.filled_users = 0
         self.filled_posts = 0
 
     def examples(
         self, examples: Iterable[events_pb2.LabelledExample]
     ) -> Iterator[events_pb2.LabelledExample]:
-        """Each example, copied and completed where it lacks a feature vector."""
-        for example in examples:
+        """Each example, copied and completed where it lacks a feature vector; a compact one
+        completed in place by the re-join (left out when its post version is unknown)."""
+        for example in self.rejoin.examples(examples):
             lacks_user = "age_bucket" not in example.user_features.numeric
             lacks_post = "age_hours" not in example.post_features.numeric
             if not (lacks_user or lacks_post):

@@ -106,7 +106,15 @@ def read_kafka_range(
 
 
 def write_examples(examples: Sequence[events_pb2.LabelledExample], path: Path) -> None:
-    """Export examples as Parquet or CSV (by suffix), in the documented format."""
+    """Export examples as Parquet or CSV (by suffix), in the documented format. A compact
+    example (``catalogue_version`` set) lacks its post's static features, which the
+    format has no place to name: complete it first (``PostFeatureRejoin``)."""
+    for example in examples:
+        if example.catalogue_version:
+            raise ExampleSourceError(
+                f"example {example.decision_id}/{example.post_id} is compact: re-join its "
+                "post features from the catalogue before exporting it"
+            )
     rows = [_row(example) for example in examples]
     columns = list(dict.fromkeys(name for row in rows for name in row))
     if path.suffix == ".parquet":  # every column, null where a row lacks it (sparse topics)

@@ -33,6 +33,7 @@ class TrainingRun:
     trainer: BatchTrainer | None = None
     report: TrainingReport | None = None
     backfilled: tuple[int, int] = (0, 0)  # examples whose user, post features were filled
+    not_rejoined: str = ""  # compact examples left out: their post version was not found
 
     def trained(self, trainer: BatchTrainer, report: TrainingReport) -> TrainingRun:
         return replace(self, trainer=trainer, report=report)
@@ -51,8 +52,9 @@ def logged_examples(
 
     ``catalogue`` (the replayed entity topics) fills in what the logs lack: post topics
     older logs do not carry, and whole feature vectors imported logs do not carry
-    (:class:`FeatureBackfill`); its live posts, as of ``now_ms``, are indexed in the
-    published version beside the examples' own.
+    (:class:`FeatureBackfill`), and the post features of compact examples at the version
+    their ranker saw (those it lacks are left out: ``not_rejoined``); its live posts, as
+    of ``now_ms``, are indexed in the published version beside the examples' own.
     """
     backfill = FeatureBackfill(catalogue)
     topics = CatalogueTopics(catalogue) if catalogue is not None else None
@@ -70,7 +72,10 @@ def logged_examples(
         )
     else:
         raise ValueError("give from_kafka or a file")
-    return replace(run, backfilled=(backfill.filled_users, backfill.filled_posts))
+    skipped = backfill.rejoin.skip_summary() if backfill.rejoin.skipped else ""
+    return replace(
+        run, backfilled=(backfill.filled_users, backfill.filled_posts), not_rejoined=skipped
+    )
 
 
 def publish_run(registry: ModelRegistry, run: TrainingRun, metrics: dict[str, float]) -> str:

@@ -56,6 +56,7 @@ def stage(name: str) -> Iterator[None]:
 class Candidates:
     posts: PostFeatureBatch
     scores: FloatArray
+    catalogue_versions: IntArray  # of each post's static features in ``posts``
 
 
 class ExploreService:
@@ -147,6 +148,7 @@ class ExploreService:
         shown_rows = outcome.rows[slate.rows]
         shown_scores = outcome.adjusted_scores[slate.rows]
         shown_posts = candidates.posts.take(shown_rows)
+        shown_versions = candidates.catalogue_versions[shown_rows]
         items = tuple(
             RankedPost(
                 post_id=identifier,
@@ -172,6 +174,7 @@ class ExploreService:
                 user=user,
                 query=query,
                 shown_posts=shown_posts,
+                shown_versions=shown_versions,
                 items=items,
             )
             self.store.record_seen(query.user_id, shown_posts.post_index, query.request_time_ms)
@@ -204,13 +207,14 @@ class ExploreService:
         query: RankQuery,
         post_indices: IntArray,
     ) -> Candidates:
-        """The candidates' impression-time features and the ranker's scores of them."""
-        posts = self.store.post_features(post_indices, query.request_time_ms)
+        """The candidates' impression-time features (and the catalogue versions of their
+        static part) and the ranker's scores of them."""
+        posts, versions = self.store.versioned_post_features(post_indices, query.request_time_ms)
         post_vectors = model.post_vectors[post_indices]
         scores = model.ranker.score(
             user, posts, user_vector, post_vectors, query.request_time_ms, surface=query.surface
         )
-        return Candidates(posts, scores.astype(np.float32))
+        return Candidates(posts, scores.astype(np.float32), versions)
 
     def _post_process(
         self, user: UserFeatures, query: RankQuery, candidates: Candidates
@@ -242,6 +246,7 @@ class ExploreService:
         user: UserFeatures,
         query: RankQuery,
         shown_posts: PostFeatureBatch,
+        shown_versions: IntArray,
         items: tuple[RankedPost, ...],
     ) -> None:
         if self.decision_log is None:
@@ -257,7 +262,8 @@ class ExploreService:
             user_features=user.to_proto(),
             context={"surface": query.surface, **_context_codes(query)},
         )
-        encoded = encode_decision(header, shown_posts, items)
+        compact = self.settings.decision_features == "compact"
+        encoded = encode_decision(header, shown_posts, items, shown_versions if compact else None)
         self.decision_log.log_encoded(query.user_id, encoded)
 
 

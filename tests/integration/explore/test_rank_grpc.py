@@ -13,7 +13,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from feedrank.core import codecs
+from feedrank.core.feature_schema import CONTENT_DIM, DYNAMIC_POST_FEATURES
+from feedrank.explore.app import ServingState
 from feedrank.explore.grpc_service import set_serving
+from feedrank.learners.feature_rejoin import PostFeatureRejoin
 from feedrank.v1 import ranking_pb2
 from tests.integration.explore.conftest import START_MS, RankingServer
 from tests.support.kafka import CommittedReader
@@ -25,7 +28,7 @@ def rank(server: RankingServer, request: ranking_pb2.RankRequest) -> ranking_pb2
 
 
 def test_rank_returns_limit_items_and_logs_the_decision(
-    ranking_server: RankingServer, consume: CommittedReader
+    ranking_server: RankingServer, consume: CommittedReader, serving_state: ServingState
 ) -> None:
     response = rank(
         ranking_server,
@@ -56,9 +59,18 @@ def test_rank_returns_limit_items_and_logs_the_decision(
     assert decision.user_features.numeric["known"] == 1.0
     assert [item.post_id for item in decision.items] == [i.post_id for i in response.items]
     assert [item.propensity for item in decision.items] == [i.propensity for i in response.items]
-    for item in decision.items:  # impression-time features, for the shown items only
-        assert item.features.embedding
-        assert "age_hours" in item.features.numeric
+    # Compact: each shown item's catalogue version and the impression's own values; the
+    # rest re-joins from the catalogue at that version (here the ranker's own).
+    assert list(decision.item_feature_names) == list(DYNAMIC_POST_FEATURES)
+    for item in decision.items:
+        assert item.catalogue_version > 0
+        assert len(item.features.values) == len(DYNAMIC_POST_FEATURES)
+        assert not item.features.embedding
+    rejoined = PostFeatureRejoin(serving_state.catalogue).shown_items(decision)
+    assert len(rejoined) == len(decision.items)
+    for _, features in rejoined:  # impression-time features, for the shown items only
+        assert len(features.embedding) == CONTENT_DIM
+        assert "age_hours" in features.numeric
 
 
 def test_default_limit_and_cold_start_user(ranking_server: RankingServer) -> None:

@@ -37,6 +37,7 @@ from feedrank.stack.topics import standard_topics
 from feedrank.streaming.flink_environment import FlinkJobOptions, create_stream_environment
 from feedrank.streaming.join_job import build_join_job
 from feedrank.streaming.join_runner import job_config
+from feedrank.v1 import events_pb2
 from tests.integration.explore.test_serve_cli import wait_serving
 from tests.support.kafka import CommittedReader, free_port
 
@@ -207,11 +208,16 @@ def test_a_newsrooms_own_data_goes_through_the_whole_loop(
         run_join(newsroom.settings)
         examples = consume(topics.examples, 288, timeout_s=60)
         assert len(examples) >= 288
+        labelled = [
+            events_pb2.LabelledExample.FromString(record.value() or b"") for record in examples
+        ]
+        assert any(example.catalogue_version for example in labelled)  # served: compact
         trained = newsroom.feedrank(
             "train", "--from-kafka", "--max-epochs", "3", "--min-auc", "0", "--json"
         )
         metrics = json.loads(next(line for line in trained.splitlines() if line.startswith("{")))
         assert metrics["examples"] >= 288
+        assert "left out" not in trained  # served (compact) examples re-joined, none skipped
         assert metrics["auc"] > 0.5, metrics  # readers like the desks they follow: learnable
         latest = LocalModelRegistry(newsroom.settings.paths.registry).latest()
         assert latest is not None

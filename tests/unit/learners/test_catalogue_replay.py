@@ -11,6 +11,7 @@ from feedrank.catalogue import CatalogueState
 from feedrank.catalogue.replay import ReplayedCatalogue
 from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings, load_settings
+from feedrank.core.time_units import DAY_MS
 from feedrank.learners import catalogue_replay
 from feedrank.learners.catalogue_replay import replay_catalogue_if_present
 
@@ -38,8 +39,13 @@ def test_present_topics_are_replayed_while_the_reporter_shows_work(
     replayed = CatalogueState()
     monkeypatch.setattr(catalogue_replay, "missing_entity_topics", lambda _: [])
 
-    def replay(settings: Settings, clock_ms: Callable[[], int]) -> ReplayedCatalogue:
+    def replay(
+        settings: Settings, clock_ms: Callable[[], int], *, state: CatalogueState
+    ) -> ReplayedCatalogue:
         assert clock_ms() == 5
+        # A learner's catalogue keeps superseded post versions as long as decisions live.
+        assert state.superseded is not None
+        assert state.superseded.retention_ms == settings.topics.event_retention_days * DAY_MS
         return ReplayedCatalogue(replayed, {}, 0, None)  # type: ignore[arg-type]
 
     monkeypatch.setattr(catalogue_replay, "replay_catalogue", replay)

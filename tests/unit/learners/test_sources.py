@@ -46,3 +46,10 @@ def test_missing_columns_are_named(tmp_path: Path) -> None:
     path.write_text("decision_id,user_id\nd,u\n")
     with pytest.raises(ExampleSourceError, match="post_id"):
         read_examples(path)
+
+
+def test_compact_examples_are_not_exported_without_their_static_features(tmp_path: Path) -> None:
+    (example,) = simulated_examples(5)[:1]
+    example.catalogue_version = 1_764_000_000_000
+    with pytest.raises(ExampleSourceError, match="compact"):
+        write_examples([example], tmp_path / "examples.csv")

@@ -28,3 +28,15 @@ def test_catalogue_topics_keep_the_latest_state_per_key_for_good() -> None:
     graph = specs["feedrank.graph"].new_topic().config
     assert graph is not None
     assert (graph["cleanup.policy"], graph["retention.ms"]) == ("delete", "-1")
+
+
+def test_superseded_post_versions_stay_on_the_topic_as_long_as_decisions_do() -> None:
+    settings = TopicSettings(event_retention_days=20)
+    specs = {spec.name: spec for spec in standard_topics(settings)}
+    posts = specs["feedrank.posts"].new_topic().config
+    users = specs["feedrank.users"].new_topic().config
+    assert posts is not None
+    assert users is not None
+    assert posts["min.compaction.lag.ms"] == str(20 * DAY_MS)  # compact decisions re-join
+    assert posts["min.compaction.lag.ms"] == str(specs["feedrank.decisions"].retention_ms)
+    assert users["min.compaction.lag.ms"] == "0"

@@ -42,11 +42,17 @@ def entity_topics(topics: TopicSettings) -> list[TopicSpec]:
     entity's state, a delete event included (it is a record, not a null tombstone, so a
     replay sees the takedown or erasure and never serves the entity again).
 
+    A post's superseded versions stay on its topic as long as decisions do
+    (``min.compaction.lag.ms`` = ``topics.event_retention_days``, at least the reward
+    window): a compact decision names the version its ranker saw, and a learner that
+    replays the topic re-joins that version's static features from it.
+
     The graph is keyed by user_id as the contract says, which keeps each user's edges in
     order, but compaction on that key would keep one edge per user: it is kept whole
     (no time limit) instead.
     """
     compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+    versions_kept = str(int(topics.event_retention_days * DAY_MS))
     return [
         TopicSpec(
             name=name,
@@ -56,7 +62,7 @@ def entity_topics(topics: TopicSettings) -> list[TopicSpec]:
             config={"min.insync.replicas": "1", **config},
         )
         for name, config in (
-            (topics.posts, compacted),
+            (topics.posts, {**compacted, "min.compaction.lag.ms": versions_kept}),
             (topics.users, compacted),
             (topics.graph, {"cleanup.policy": "delete"}),
         )

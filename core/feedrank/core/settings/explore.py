@@ -139,6 +139,12 @@ class ExploreSettings(SettingsGroup):
         description="How long a decision waits to share a produce request with others "
         "(the broker's CPU is per request; the join waits minutes anyway).",
     )
+    decision_features: Literal["compact", "full"] = Field(
+        default="compact",
+        description="What each shown item of a logged decision carries: compact, its post's "
+        "catalogue version and the impression's own values (learners re-join the rest "
+        "from the catalogue, docs/contracts.md); full, every post feature (~5x the bytes).",
+    )
     deploy_address: str | None = Field(
         default=None,
         description="host:port of Deploy.GetServingPlan to follow; unset: use plan_file.",

@@ -138,6 +138,8 @@ def logged_run(settings: Settings, examples: LoggedExamples, reporter: Reporter)
             catalogue=state,
             now_ms=SystemClock().now_ms(),
         )
+    if run.not_rejoined:
+        reporter.warn(f"compact examples left out, post version not found: {run.not_rejoined}")
     users, posts = run.backfilled
     if users or posts:
         reporter.say(

@@ -5,8 +5,9 @@ come from a replay file (:func:`from_replay_rows`) or from labelled examples
 (:func:`from_examples`, e.g. read from ``feedrank.examples``). Context features are
 the decision's features (replay context columns, or ``user_features`` of an example);
 item features are the row's own (replay ``item_*`` and per-row columns, or
-``post_features`` of an example). Numeric ones are float columns with NaN where a row
-has no value.
+``post_features`` of an example: for a compact one, the dynamic values it logged, see
+:func:`~feedrank.learners.feature_rejoin.logged_post_numbers`). Numeric ones are float
+columns with NaN where a row has no value.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.learners.feature_rejoin import logged_post_numbers
 from feedrank.learners.replay.rows import LoggedRow
 from feedrank.v1 import events_pb2
 
@@ -133,7 +135,7 @@ def from_examples(examples: Iterable[events_pb2.LabelledExample]) -> LoggedBandi
             line=0,
             numeric=dict(example.user_features.numeric),
             categorical=dict(example.user_features.categorical),
-            item_numeric=dict(example.post_features.numeric),
+            item_numeric=logged_post_numbers(example),
         )
         for example in examples
     )

@@ -3,7 +3,8 @@
 With a decisions topic configured it also reads ``feedrank.decisions`` and learns every
 shown item as a negative at impression and the join's positives as they come (fake
 negatives, see :mod:`feedrank.learners.online.feedback`); both topics' offsets are in
-the checkpoint.
+the checkpoint. Compact decisions and examples get their post features re-joined from
+the learner's catalogue (``rejoin``); what it cannot re-join is skipped and counted.
 
 Per micro-batch: consume (read committed), decode through the codec, apply one update
 whose forward pass also scores the batch for the streaming metrics (before learning
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from feedrank.catalogue import CatalogueState
 from feedrank.core import codecs
 from feedrank.core.kafka_clients import consumer_config
 from feedrank.learners.examples import (
@@ -41,6 +43,7 @@ from feedrank.learners.examples import (
     LoggedExample,
     batch_from_examples,
 )
+from feedrank.learners.feature_rejoin import PostFeatureRejoin
 from feedrank.learners.online import metrics
 from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress
 from feedrank.learners.online.feedback import Feedback, fake_negatives, learns_from
@@ -88,10 +91,14 @@ class OnlineConsumer:
         topics: TopicLookup | None = None,
         monitor: StreamMonitor | None = None,
         initial_catalogue: PostCatalogue | None = None,
+        rejoin: PostFeatureRejoin | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.topics = topics
+        self.rejoin = rejoin or PostFeatureRejoin(
+            CatalogueState(), on_skip=metrics.count_rejoin_skip
+        )
         self.monitor = monitor or StreamMonitor()
         self.store = CheckpointStore(config.state_dir)
         checkpoint = self.store.load()
@@ -184,9 +191,10 @@ class OnlineConsumer:
     def _examples_of(self, topic: str | None, value: bytes | None) -> Sequence[LoggedExample]:
         """The training examples one record stands for (none for a skipped one)."""
         if topic is not None and topic == self.config.decisions_topic:
-            return fake_negatives(codecs.decode(events_pb2.Decision, value))
+            return fake_negatives(codecs.decode(events_pb2.Decision, value), self.rejoin)
         example = codecs.decode(events_pb2.LabelledExample, value)
-        return [example] if learns_from(example, self.feedback) else []
+        learned = learns_from(example, self.feedback) and self.rejoin.complete(example)
+        return [example] if learned else []
 
     def _batch(self, examples: list[LoggedExample]) -> ExampleBatch | None:
         if not examples:

@@ -18,6 +18,10 @@ one). A classifier of that stream estimates ``q = p / (1 + p)`` for the true eng
 probability ``p``: the same ranking, and ``q ~= p`` at feed engagement rates. Freshness
 is unchanged: an engagement is learned as soon as the join emits it.
 
+A compact decision's items (docs/contracts.md) are learned with their post features
+re-joined from the learner's catalogue (:class:`~feedrank.learners.feature_rejoin.
+PostFeatureRejoin`); an item whose post version it cannot find is not learned.
+
 ``complete`` trains on the join's examples only (each item once, its final label), which
 suits replayed or backfilled examples whose decisions are not on the decisions topic.
 """
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from feedrank.core.labelled import labelled_example
+from feedrank.learners.feature_rejoin import PostFeatureRejoin
 from feedrank.v1 import events_pb2
 
 
@@ -42,7 +47,8 @@ class Impression:
 
     Copying each decision's user features and each item's features into a
     ``LabelledExample`` cost about as much as learning from it; the view reads them
-    where the decision holds them. :meth:`to_example` builds the full message.
+    where the decision holds them (``post_features``: the item's own, or the full ones a
+    compact item's re-join gave). :meth:`to_example` builds the join's message.
     """
 
     __slots__ = (
@@ -59,7 +65,12 @@ class Impression:
     )
     engaged = False
 
-    def __init__(self, decision: events_pb2.Decision, item: events_pb2.ShownItem) -> None:
+    def __init__(
+        self,
+        decision: events_pb2.Decision,
+        item: events_pb2.ShownItem,
+        post_features: events_pb2.FeatureVector | None = None,
+    ) -> None:
         self.decision, self.item = decision, item
         self.decision_id = decision.decision_id
         self.user_id = decision.user_id
@@ -68,7 +79,7 @@ class Impression:
         self.post_id = item.post_id
         self.position = item.position
         self.propensity = item.propensity
-        self.post_features = item.features
+        self.post_features = item.features if post_features is None else post_features
 
     def to_example(self) -> events_pb2.LabelledExample:
         """The negative as the ``LabelledExample`` the join would have written."""
@@ -77,8 +88,16 @@ class Impression:
         )
 
 
-def fake_negatives(decision: events_pb2.Decision) -> list[Impression]:
-    """Every shown item of ``decision`` as a negative example, labelled at impression."""
+def fake_negatives(
+    decision: events_pb2.Decision, rejoin: PostFeatureRejoin | None = None
+) -> list[Impression]:
+    """Every shown item of ``decision`` as a negative example, labelled at impression; a
+    compact decision's items with the post features ``rejoin`` finds (without it,
+    ValueError), those it cannot left out."""
+    if rejoin is not None:
+        return [Impression(decision, item, full) for item, full in rejoin.shown_items(decision)]
+    if any(item.catalogue_version for item in decision.items):
+        raise ValueError("a compact decision's items need a re-join of their post features")
     return [Impression(decision, item) for item in decision.items]
 
 

@@ -8,6 +8,13 @@ EXAMPLES = Counter("feedrank_learner_examples", "Labelled examples applied to th
 REJECTED = Counter(
     "feedrank_learner_examples_rejected", "Examples skipped: undecodable or invalid inputs."
 )
+REJOIN_SKIPPED = Counter(
+    "feedrank_learner_rejoin_skipped",
+    "Compact shown items not learned: the catalogue lacks their post version (by reason).",
+    ["reason"],
+)
+
+
 UPDATE_SECONDS = Histogram(
     "feedrank_learner_update_seconds",
     "Time of one micro-batch update (decode, score, step).",
@@ -36,3 +43,8 @@ EVENT_LAG = Gauge(
     "feedrank_learner_event_lag_seconds",
     "Wall time now minus the label time of the newest example applied.",
 )
+
+
+def count_rejoin_skip(reason: str) -> None:
+    """``PostFeatureRejoin.on_skip`` of the online learner."""
+    REJOIN_SKIPPED.labels(reason=reason).inc()

@@ -1,8 +1,10 @@
 """The online learner service (``feedrank learn``): everything it is made of, set up from
 the settings, and run until it is stopped.
 
-The catalogue as it stands is replayed first: its live posts go into the first
-version's index, and their topics fill in for logs that do not carry them. The learner
+The catalogue as it stands is replayed first and then followed: its live posts go into
+the first version's index, their topics fill in for logs that do not carry them, and
+compact decisions and examples get their post features re-joined from it (waiting up
+to ``CATALOGUE_WAIT_S`` for a post version the feed has not applied yet). The learner
 starts from the registry's latest version (or a fresh model), resumes from its
 checkpoint, and reads ``topics.examples`` (and, learning fake negatives, the decisions)
 until SIGINT, SIGTERM or, with ``until_idle_s``, a quiet stream stops it. With
@@ -20,13 +22,14 @@ import threading
 import torch
 from prometheus_client import start_http_server
 
-from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import SystemClock
 from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
 from feedrank.learners.bootstrap import catalogue_posts, starting_model
-from feedrank.learners.catalogue_replay import replay_catalogue_if_present
+from feedrank.learners.catalogue_replay import follow_catalogue
+from feedrank.learners.feature_rejoin import PostFeatureRejoin
 from feedrank.learners.joint import StepConfig
+from feedrank.learners.online import metrics
 from feedrank.learners.online.checkpoint import StreamProgress
 from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer
 from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
@@ -35,6 +38,9 @@ from feedrank.learners.post_topics import CatalogueTopics
 from feedrank.registry import LocalModelRegistry
 
 log = logging.getLogger("feedrank.learners")
+CATALOGUE_WAIT_S = 5.0
+"""How long a compact item waits for the catalogue feed to apply the post version its
+ranker saw (a post served within moments of its upsert) before it is skipped."""
 
 
 def run_online_learner(
@@ -54,11 +60,10 @@ def run_online_learner(
     torch.set_num_threads(learner_settings.torch_threads)
     registry = LocalModelRegistry(settings.paths.registry)
     now_ms = SystemClock().now_ms()
-    catalogue = replay_catalogue_if_present(
+    followed = follow_catalogue(
         settings, without="learning without the catalogue", reporter=reporter
     )
-    if catalogue is None:
-        catalogue = CatalogueState()
+    catalogue = followed.state
     step = StepConfig(
         learning_rate=learner_settings.learning_rate, weight_decay=learner_settings.weight_decay
     )
@@ -72,6 +77,9 @@ def run_online_learner(
         model, parent = starting_model(settings, registry, step)
         return OnlineLearner(model, config), parent
 
+    rejoin = PostFeatureRejoin(
+        catalogue, wait_s=CATALOGUE_WAIT_S, on_skip=metrics.count_rejoin_skip
+    )
     retrain = DriftRetrainer(reporter) if learner_settings.retrain_on_drift else None
     monitor = StreamMonitor(
         window=learner_settings.monitor_window,
@@ -99,6 +107,7 @@ def run_online_learner(
         topics=CatalogueTopics(catalogue),
         monitor=monitor,
         initial_catalogue=catalogue_posts(catalogue, now_ms),
+        rejoin=rejoin,
     )
     if serve_metrics:
         start_http_server(settings.ports.learner_metrics, addr=settings.ports.bind_host)
@@ -109,7 +118,12 @@ def run_online_learner(
         f"state in {consumer.config.state_dir}, "
         f"{consumer.progress.examples_applied:,} examples applied so far)"
     )
-    progress = consumer.run(stop)
+    try:
+        progress = consumer.run(stop)
+    finally:
+        followed.stop()
+    if rejoin.skipped:
+        reporter.warn(f"not learned (post version not in the catalogue): {rejoin.skip_summary()}")
     reporter.say(
         f"stopped after {progress.examples_applied:,} examples; offsets {progress.offsets}; "
         f"latest version {progress.last_version or '-'}"

@@ -52,3 +52,25 @@ def test_labelled_examples_become_rows() -> None:
     np.testing.assert_allclose(logs.rewards, [1.0, 0.0, 1.0])
     np.testing.assert_allclose(logs.context_numeric["activity"], 1.0)
     assert logs.num_decisions == 2
+
+
+def test_compact_examples_bring_the_post_numbers_they_logged() -> None:
+    full = events_pb2.LabelledExample(
+        decision_id="d1",
+        post_id="p0",
+        propensity=0.5,
+        post_features=events_pb2.FeatureVector(numeric={"age_hours": 2.0, "sensitive": 0.0}),
+    )
+    compact = events_pb2.LabelledExample(
+        decision_id="d1",
+        post_id="p1",
+        position=1,
+        propensity=0.5,
+        catalogue_version=1_764_000_000_000,
+        post_feature_names=["age_hours", "impressions"],
+        post_features=events_pb2.FeatureVector(values=[3.0, 1.5]),
+    )
+    logs = from_examples([full, compact])
+    np.testing.assert_array_equal(logs.item_numeric["age_hours"], [2.0, 3.0])
+    np.testing.assert_array_equal(logs.item_numeric["impressions"], [np.nan, 1.5])
+    np.testing.assert_array_equal(logs.item_numeric["sensitive"], [0.0, np.nan])  # not guessed

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from feedrank.catalogue import CatalogueState
 from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings, load_settings
 from feedrank.learners.online import service
@@ -36,6 +37,17 @@ class FakeConsumer:
         return self.progress
 
 
+class StoppableCatalogue:
+    """Stands in for the followed catalogue (no Kafka): an empty state, a stop flag."""
+
+    def __init__(self) -> None:
+        self.state = CatalogueState()
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(learner={"torch_threads": 1}, paths={"state_dir": tmp_path})
@@ -46,7 +58,8 @@ def test_the_learner_is_set_up_from_the_settings_and_reports_where_it_stopped(
 ) -> None:
     FakeConsumer.made.clear()
     monkeypatch.setattr(service, "OnlineConsumer", FakeConsumer)
-    monkeypatch.setattr(service, "replay_catalogue_if_present", lambda *_, **__: None)
+    followed = StoppableCatalogue()
+    monkeypatch.setattr(service, "follow_catalogue", lambda *_, **__: followed)
     said: list[str] = []
     stop = threading.Event()
     stop.set()
@@ -58,6 +71,8 @@ def test_the_learner_is_set_up_from_the_settings_and_reports_where_it_stopped(
         reporter=Reporter(say=said.append),
     )
     (consumer,) = FakeConsumer.made
+    assert followed.stopped  # the catalogue feed stops with the learner
+    assert consumer.parts["rejoin"].catalogue is followed.state
     assert consumer.config.idle_exit_s == 2.5
     assert consumer.config.state_dir == settings.paths.state_dir / "learner"
     assert consumer.config.decisions_topic == settings.topics.decisions  # fake negatives
