@@ -89,13 +89,21 @@ def join_config(bootstrap: str, topics: JoinTopics, join: JoinConfig) -> JoinJob
 
 def checkpoint_bytes(job_dir: Path, after: float) -> tuple[int, int]:
     """(id, total bytes) of the job's newest complete checkpoint finished after ``after``
-    (a ``time.time()``); waits up to two minutes for one."""
+    (a ``time.time()``); waits up to two minutes for one. With RocksDB's incremental
+    checkpoints most of the bytes are the shared files the checkpoint references
+    (``shared/``, ``taskowned/``): counted too."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         done = [m for m in completed_checkpoints(job_dir) if m.stat().st_mtime > after]
         if done:
             directory = done[-1].parent
-            size = sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+            folders = (directory, job_dir / "shared", job_dir / "taskowned")
+            size = sum(
+                path.stat().st_size
+                for folder in folders
+                for path in folder.rglob("*")
+                if path.is_file()
+            )
             return int(directory.name.removeprefix("chk-")), size
         time.sleep(0.2)
     raise RuntimeError(f"no checkpoint under {job_dir} in two minutes")

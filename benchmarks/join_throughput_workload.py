@@ -40,16 +40,30 @@ FULL = Sizes(decisions=6_000, items=30, live_rate=100, live_s=15.0, pending=5_00
 SMOKE = Sizes(decisions=100, items=10, live_rate=20, live_s=2.0, pending=50)
 
 
+# The impression-time dynamic post features a compact decision logs per item (values
+# named once per decision); the static ones are referenced by catalogue version.
+DYNAMIC_POST_FEATURES = (
+    "age_hours",
+    "creator_followers",
+    "creator_engagement_rate",
+    "impressions",
+    "engagement_rate",
+)
+
+
 def decision_bytes(decision_id: str, event_time_ms: int, items: int, rng: random.Random) -> bytes:
-    """A decision as explore logs it: user features and per-item post features."""
-
-    def features(numeric: int, dim: int) -> events_pb2.FeatureVector:
-        return events_pb2.FeatureVector(
-            numeric={f"f{i}": rng.random() for i in range(numeric)},
-            categorical={"language": "en"},
-            embedding=[rng.uniform(-1, 1) for _ in range(dim)],
-        )
-
+    """A decision as explore logs it: the user's impression-time features (a dozen
+    numbers, a few topic affinities, language and country) and per shown item its
+    catalogue version and dynamic features (a compact decision, events.proto)."""
+    user = events_pb2.FeatureVector(
+        numeric={
+            **{name: rng.random() for name in ("age_bucket", "activity", "follow_count")},
+            **{name: rng.random() for name in ("engagements_7d", "affinity_engagements")},
+            **{name: rng.random() for name in ("sensitive_filter", "known", "as_of_ms")},
+            **{f"affinity_{rng.randrange(32)}": rng.random() for _ in range(6)},
+        },
+        categorical={"language": "en", "country": "US"},
+    )
     return codecs.encode(
         events_pb2.Decision(
             decision_id=decision_id,
@@ -57,14 +71,18 @@ def decision_bytes(decision_id: str, event_time_ms: int, items: int, rng: random
             user_id=f"u{decision_id}",
             model_version="bench",
             arm="stable",
-            user_features=features(8, 64),
+            user_features=user,
+            item_feature_names=DYNAMIC_POST_FEATURES,
             items=[
                 events_pb2.ShownItem(
                     post_id=f"p{i}",
                     position=i,
                     score=rng.random(),
                     propensity=1.0 / (i + 1),
-                    features=features(4, 64),
+                    catalogue_version=event_time_ms - rng.randrange(10**9),
+                    features=events_pb2.FeatureVector(
+                        values=[rng.random() for _ in DYNAMIC_POST_FEATURES]
+                    ),
                 )
                 for i in range(items)
             ],

@@ -23,9 +23,11 @@ from pyflink.util.java_utils import get_j_env_configuration
 
 from feedrank.core import codecs
 from feedrank.streaming.aggregates import join_out_table, register_aggregates
+from feedrank.streaming.decision_log import DecisionLogConfig
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.join_operator import (
     DECISION_ROW,
+    DECISION_SOURCE_COLUMNS,
     OUTPUT_ROW,
     DecisionRewardJoin,
     EventTimeOf,
@@ -62,6 +64,9 @@ class JoinJobConfig:
     bounded: bool = False  # stop at the offsets that were latest at start (tests)
     aggregate_window_minutes: int = 5
     top_posts: int = 10
+    # Bytes of recent decisions each join subtask keeps in memory, so that prompt
+    # positives need not re-read their decision from the log.
+    decision_cache_bytes: int = 64 * 1024 * 1024
 
 
 def event_time(field: str, config: JoinJobConfig) -> WatermarkStrategy:
@@ -115,10 +120,16 @@ def joined_stream(
         f"{config.group_id}-decisions",
         bounded=config.bounded,
     )
-    table_env.execute_sql(raw_table_ddl("decisions_raw", raw_source_options(source)))
+    table_env.execute_sql(
+        raw_table_ddl("decisions_raw", raw_source_options(source), positions=True)
+    )
+    raw = table_env.from_path("decisions_raw").select(
+        *(col(name) for name in DECISION_SOURCE_COLUMNS)
+    )
     decisions = (
-        table_env.to_data_stream(table_env.from_path("decisions_raw"))
+        table_env.to_data_stream(raw)
         .map(decode_decision_row, output_type=DECISION_ROW)
+        .uid("decode-decisions")
         .assign_timestamps_and_watermarks(event_time("event_time_ms", config))
     )
     # Only plain columns cross into Python: event time is re-assigned from ts_ms below,
@@ -139,10 +150,16 @@ def joined_stream(
     reward_rows = table_env.to_data_stream(plain_rewards).assign_timestamps_and_watermarks(
         event_time("ts_ms", config)
     )
+    log = DecisionLogConfig(
+        config.bootstrap, config.topics.decisions, cache_bytes=config.decision_cache_bytes
+    )
     return (
         decisions.connect(reward_rows)
         .key_by(lambda row: row["decision_id"], lambda row: row["decision_id"], Types.STRING())
-        .process(DecisionRewardJoin(config.join), output_type=OUTPUT_ROW)
+        .process(DecisionRewardJoin(config.join, log), output_type=OUTPUT_ROW)
+        # The label state's format is version 2 (label_state): a checkpoint of the
+        # version-1 join (whole decisions as JSON) does not restore into this one.
+        .uid("decision-reward-join-v2")
     )
 
 
@@ -189,9 +206,10 @@ def build_join_job(
         )
         table_env.execute_sql(raw_table_ddl(table, raw_sink_options(sink)))
     statements.add_insert_sql(
-        "INSERT INTO examples_sink SELECT `key`, payload, "
+        "INSERT INTO examples_sink SELECT `key`, example, "
         "MAP['content-type', CAST('application/x-protobuf' AS BYTES)] "
-        "FROM join_out WHERE kind = 'example'"
+        "FROM join_out CROSS JOIN UNNEST(payloads) AS batch (example) "
+        "WHERE kind = 'examples'"
     )
     statements.add_insert_sql(
         "INSERT INTO join_dlq_sink SELECT `key`, payload, MAP["

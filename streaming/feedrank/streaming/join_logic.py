@@ -23,12 +23,13 @@ Reward semantics (in the spirit of Decision Service's reward functions):
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from feedrank.core import codecs
 from feedrank.streaming.example_wire import DecisionExamples
+from feedrank.streaming.label_state import LabelState, LogPosition, post_hashes
 from feedrank.v1 import events_pb2
 
 ENGAGEMENT_TYPES = frozenset({"like", "comment", "share", "save"})
@@ -43,7 +44,9 @@ BREAKDOWN_FIELDS = {
     "block": "blocks",
 }
 
-OutputKind = Literal["example", "late", "dangling", "malformed", "impressions", "reward"]
+OutputKind = Literal[
+    "example", "examples", "late", "dangling", "malformed", "impressions", "reward"
+]
 
 
 @dataclass(frozen=True)
@@ -92,38 +95,26 @@ class JoinOutput:
     prompt: int = 0
     detail: str = ""  # why, for late, dangling and malformed records
     post_id: str = ""  # examples and attributed rewards
+    # "examples": the payloads of several examples of one decision, in one record
+    # (join_operator.output_rows); the sink writes one Kafka record per payload.
+    payloads: tuple[bytes, ...] = ()
 
 
-@dataclass
-class DecisionState:
-    """All the join keeps for one decision (JSON-serialisable, no pickle)."""
+DecisionFetch = Callable[[LabelState], DecisionExamples]
+"""The decision of a label state, ready to write examples: re-read from the decision log
+by its position (``decision_log.DecisionLog``), or from the bytes a state carries."""
 
-    decision: str | None = None  # base64 of the Decision protobuf
-    decision_time_ms: int = 0
-    breakdowns: dict[str, dict[str, float]] = field(default_factory=dict)
-    labelled: list[str] = field(default_factory=list)
-    early_rewards: list[dict[str, Any]] = field(default_factory=list)
-    closed: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "decision": self.decision,
-            "decision_time_ms": self.decision_time_ms,
-            "breakdowns": self.breakdowns,
-            "labelled": self.labelled,
-            "early_rewards": self.early_rewards,
-            "closed": self.closed,
-        }
+class DecisionUnavailable(Exception):
+    """The decision of a pending state can no longer be read (e.g. the decisions topic's
+    retention is shorter than the reward window): its examples cannot be written."""
 
-    @classmethod
-    def from_json(cls, document: dict[str, Any]) -> DecisionState:
-        return cls(**document)
 
-    def decision_examples(self) -> DecisionExamples | None:
-        """The decision's bytes, ready to label its items (no protobuf parse)."""
-        if self.decision is None:
-            return None
-        return DecisionExamples.from_decision_bytes(base64.b64decode(self.decision))
+def inline_decision(state: LabelState) -> DecisionExamples:
+    """A :data:`DecisionFetch` for states that carry their decision's bytes."""
+    if state.inline is None:
+        raise DecisionUnavailable("the state holds no decision bytes and no log to read")
+    return DecisionExamples.from_decision_bytes(state.inline)
 
 
 @dataclass(frozen=True)
@@ -134,21 +125,33 @@ class Timers:
 
 
 def on_decision(
-    state: DecisionState,
+    state: LabelState,
     decision: events_pb2.Decision,
     config: JoinConfig,
+    *,
+    position: LogPosition | None = None,
     payload: bytes | None = None,
 ) -> tuple[list[JoinOutput], Timers]:
-    """A decision arrives: remember it, replay early rewards, schedule the window close.
+    """A decision arrives: keep its labels' state, replay early rewards, schedule the
+    window close.
 
-    ``payload`` is the decision's bytes as they came (kept as they are, not serialised
-    again); without it the decision is encoded."""
-    if state.decision is not None:  # a duplicate delivery of the same decision
+    ``position`` is where the decision is on the decisions topic: the state keeps it
+    and the examples re-read the decision from there. Without one (tests, a decision
+    read from elsewhere) the state keeps the decision's bytes, ``payload`` or encoded.
+    """
+    if state.has_decision:  # a duplicate delivery of the same decision
         return [], Timers()
-    payload = codecs.encode(decision) if payload is None else payload
-    state.decision = base64.b64encode(payload).decode()
+    state.has_decision = True
     state.decision_time_ms = decision.event_time_ms
-    state.breakdowns = {item.post_id: {} for item in decision.items}
+    state.user_id, state.model_version, state.arm = (
+        decision.user_id,
+        decision.model_version,
+        decision.arm,
+    )
+    state.hash_width, state.hashes = post_hashes([item.post_id for item in decision.items])
+    state.position = position
+    if position is None:
+        state.inline = codecs.encode(decision) if payload is None else payload
     outputs = [
         JoinOutput(
             "impressions",
@@ -160,71 +163,93 @@ def on_decision(
             impressions=len(decision.items),
         )
     ]
-    early, state.early_rewards = state.early_rewards, []
+    early, state.early = state.early, []
     if early:
-        examples = DecisionExamples.from_decision_bytes(payload)
-        for document in early:
-            outputs += _apply_reward(state, examples, RewardRecord(**document), config)
+        encoded = codecs.encode(decision) if payload is None else payload
+        examples = DecisionExamples.from_decision_bytes(encoded)
+        for reward in early:
+            outputs += _apply_reward(state, lambda _: examples, _record(reward), config)
     close_at = decision.event_time_ms + config.reward_window_ms
-    return outputs, Timers((close_at, close_at + config.tombstone_ms))
+    return outputs, Timers((close_at,))
 
 
 def on_reward(
-    state: DecisionState, reward: RewardRecord, config: JoinConfig
+    state: LabelState, reward: RewardRecord, config: JoinConfig, fetch: DecisionFetch
 ) -> tuple[list[JoinOutput], Timers]:
     """A reward arrives: join it, hold it for its decision, or route it as late."""
-    examples = state.decision_examples()
-    if examples is None:
-        state.early_rewards.append(reward.__dict__)
+    if not state.has_decision:
+        state.early.append(_reward_proto(reward))
         return [], Timers((reward.ts_ms + config.dangling_wait_ms,))
-    return _apply_reward(state, examples, reward, config), Timers()
+    return _apply_reward(state, fetch, reward, config), Timers()
 
 
 def on_timer(
-    state: DecisionState, timestamp_ms: int, config: JoinConfig
-) -> tuple[list[JoinOutput], bool]:
-    """Fire due work; returns the outputs and whether the state can be cleared."""
-    if state.decision is None:
-        due = [
-            r for r in state.early_rewards if r["ts_ms"] + config.dangling_wait_ms <= timestamp_ms
-        ]
-        state.early_rewards = [r for r in state.early_rewards if r not in due]
-        outputs = [_dead_letter("dangling", RewardRecord(**r), "no decision arrived") for r in due]
-        return outputs, not state.early_rewards
+    state: LabelState, timestamp_ms: int, config: JoinConfig, fetch: DecisionFetch
+) -> tuple[list[JoinOutput], bool, Timers]:
+    """Fire due work; returns the outputs, whether the state can be cleared and the
+    timers to register (the tombstone's end, once the window closed)."""
+    if not state.has_decision:
+        due = [r for r in state.early if r.ts_ms + config.dangling_wait_ms <= timestamp_ms]
+        state.early = [r for r in state.early if r.ts_ms + config.dangling_wait_ms > timestamp_ms]
+        outputs = [_dead_letter("dangling", _record(r), "no decision arrived") for r in due]
+        return outputs, not state.early, Timers()
     close_at = state.decision_time_ms + config.reward_window_ms
     if not state.closed and timestamp_ms >= close_at:
-        state.closed = True
-        examples = state.decision_examples()
-        assert examples is not None
-        return _negatives(state, examples, close_at), False
-    return [], timestamp_ms >= close_at + config.tombstone_ms
+        outputs = _negatives(state, fetch, close_at)
+        state.close()
+        return outputs, False, Timers((close_at + config.tombstone_ms,))
+    return [], state.closed and timestamp_ms >= close_at + config.tombstone_ms, Timers()
 
 
 def _apply_reward(
-    state: DecisionState, examples: DecisionExamples, reward: RewardRecord, config: JoinConfig
+    state: LabelState, fetch: DecisionFetch, reward: RewardRecord, config: JoinConfig
 ) -> list[JoinOutput]:
     window_end = state.decision_time_ms + config.reward_window_ms
     if state.closed or reward.ts_ms > window_end:
         return [_dead_letter("late", reward, f"after the reward window closed at {window_end}")]
     if reward.ts_ms < state.decision_time_ms - config.max_skew_ms:
         return [_dead_letter("dangling", reward, "too long before its decision")]
-    breakdown = state.breakdowns.get(reward.post_id)
-    if breakdown is None:
+    index = state.item_index(reward.post_id)
+    if index is None:
         return [_dead_letter("dangling", reward, "the decision did not show this post")]
+    breakdown = state.breakdowns.setdefault(index, {})
     _add(breakdown, reward)
     prompt = reward.ts_ms - state.decision_time_ms <= config.prompt_horizon_ms
-    outputs = [_attributed(examples, reward, prompt=prompt)]
-    if reward.reward_type in ENGAGEMENT_TYPES and reward.post_id not in state.labelled:
-        state.labelled.append(reward.post_id)
-        outputs.append(_example(examples, reward.post_id, breakdown, max(reward.ts_ms, 0), 1.0))
+    outputs = [_attributed(state, reward, prompt=prompt)]
+    if reward.reward_type in ENGAGEMENT_TYPES and not state.labelled >> index & 1:
+        state.labelled |= 1 << index
+        label_ms = max(reward.ts_ms, 0)
+        try:
+            examples = fetch(state)
+        except DecisionUnavailable as gone:
+            return [*outputs, _unavailable(state, str(gone), label_ms)]
+        post_id = examples.shown[index]
+        outputs.append(_example(state, examples, post_id, breakdown, label_ms=label_ms, reward=1.0))
     return outputs
 
 
-def _negatives(state: DecisionState, examples: DecisionExamples, close_at: int) -> list[JoinOutput]:
+def _negatives(state: LabelState, fetch: DecisionFetch, close_at: int) -> list[JoinOutput]:
+    unlabelled = [
+        index
+        for index in range(state.shown)
+        if not state.labelled >> state.first_showing(index) & 1
+    ]
+    if not unlabelled:
+        return []
+    try:
+        examples = fetch(state)
+    except DecisionUnavailable as gone:
+        return [_unavailable(state, str(gone), close_at)]
     return [
-        _example(examples, post_id, state.breakdowns.get(post_id, {}), close_at, 0.0)
-        for post_id in examples.shown
-        if post_id not in state.labelled
+        _example(
+            state,
+            examples,
+            examples.shown[index],
+            state.breakdowns.get(state.first_showing(index), {}),
+            label_ms=close_at,
+            reward=0.0,
+        )
+        for index in unlabelled
     ]
 
 
@@ -237,9 +262,11 @@ def _add(breakdown: dict[str, float], reward: RewardRecord) -> None:
 
 
 def _example(
+    state: LabelState,
     examples: DecisionExamples,
     post_id: str,
     breakdown: dict[str, float],
+    *,
     label_ms: int,
     reward: float,
 ) -> JoinOutput:
@@ -247,25 +274,42 @@ def _example(
     it parses to what :func:`feedrank.core.labelled.labelled_example` builds."""
     return JoinOutput(
         "example",
-        examples.user_id.encode(),
+        state.user_id.encode(),
         examples.example(post_id, label_time_ms=label_ms, reward=reward, breakdown=breakdown),
-        examples.model_version,
-        examples.arm,
+        state.model_version,
+        state.arm,
         label_ms,
         post_id=post_id,
     )
 
 
-def _attributed(examples: DecisionExamples, reward: RewardRecord, *, prompt: bool) -> JoinOutput:
+def _unavailable(state: LabelState, why: str, at_ms: int) -> JoinOutput:
+    """A dead letter for examples that could not be written: their decision is gone."""
+    position = state.position
+    where = f" at partition {position.partition} offset {position.offset}" if position else ""
+    error = f"decision{where} unavailable, its examples are lost: {why}"
+    letter = events_pb2.DeadLetter(error=error, failed_at_ms=at_ms, stage="join")
+    return JoinOutput(
+        "malformed",
+        state.user_id.encode(),
+        codecs.encode(letter),
+        state.model_version,
+        state.arm,
+        at_ms,
+        detail=error,
+    )
+
+
+def _attributed(state: LabelState, reward: RewardRecord, *, prompt: bool) -> JoinOutput:
     """A joined reward, for the 5-minute aggregates of its model version and arm;
     ``prompt``: it came within the prompt horizon of its impression."""
     kind = reward.reward_type
     return JoinOutput(
         "reward",
-        examples.user_id.encode(),
+        state.user_id.encode(),
         b"",
-        examples.model_version,
-        examples.arm,
+        state.model_version,
+        state.arm,
         reward.ts_ms,
         engagements=int(kind in ENGAGEMENT_TYPES),
         dwell_seconds=reward.value if kind == "dwell" else 0.0,
@@ -294,6 +338,17 @@ def _dead_letter(kind: Literal["late", "dangling"], reward: RewardRecord, why: s
         "",
         reward.ts_ms,
         detail=letter.error,
+    )
+
+
+def _record(reward: events_pb2.Reward) -> RewardRecord:
+    return RewardRecord(
+        decision_id=reward.decision_id,
+        post_id=reward.post_id,
+        user_id=reward.user_id,
+        reward_type=codecs.REWARD_TYPE_NAMES[reward.type],
+        value=reward.value,
+        ts_ms=reward.ts_ms,
     )
 
 

@@ -1,14 +1,14 @@
 """The join as a Flink keyed operator: decisions and rewards keyed by decision id.
 
-State per decision is one Flink ``ValueState`` holding ``join_logic.DecisionState``
-as JSON, so it is checkpointed with the job (exactly once, restored after a crash)
-and needs no pickle. Timers are event-time timers, so two simulated weeks pass as
-fast as the watermark moves.
+State per decision is one Flink ``ValueState`` holding a ``label_state.LabelState``
+(labels only, a few hundred bytes, no pickle), checkpointed with the job: exactly once,
+restored after a crash. The examples' features are re-read from the decisions topic
+by the decision's position (``decision_log``). Timers are event-time timers, so two
+simulated weeks pass as fast as the watermark moves.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,24 +20,30 @@ from pyflink.datastream.state import ValueState, ValueStateDescriptor
 
 from feedrank.core import codecs
 from feedrank.core.codecs import EventDecodeError
+from feedrank.streaming.decision_log import DecisionLog, DecisionLogConfig
+from feedrank.streaming.example_wire import DecisionExamples
 from feedrank.streaming.join_logic import (
-    DecisionState,
     JoinConfig,
     JoinOutput,
     RewardRecord,
+    inline_decision,
     on_decision,
     on_reward,
     on_timer,
 )
+from feedrank.streaming.label_state import LabelState, LogPosition
 from feedrank.v1 import events_pb2
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-# A decoded decision on its way to the join: id ("" when malformed), bytes, time, error.
-DECISION_FIELDS = ["decision_id", "payload", "event_time_ms", "error"]
+# A decoded decision on its way to the join: id ("" when malformed), bytes, time, error,
+# and where it is on the decisions topic.
+DECISION_FIELDS = ["decision_id", "payload", "event_time_ms", "error", "partition", "offset"]
 DECISION_ROW = Types.ROW_NAMED(
     DECISION_FIELDS,
-    [Types.STRING(), BYTES, Types.LONG(), Types.STRING()],
+    [Types.STRING(), BYTES, Types.LONG(), Types.STRING(), Types.INT(), Types.LONG()],
 )
+# The Kafka record columns of the decisions' source table the decoder reads.
+DECISION_SOURCE_COLUMNS = ("value", "partition", "offset")
 OUTPUT_FIELDS = [
     ("kind", Types.STRING()),
     ("key", BYTES),
@@ -54,20 +60,23 @@ OUTPUT_FIELDS = [
     ("prompt", Types.INT()),
     ("detail", Types.STRING()),
     ("post_id", Types.STRING()),
+    ("payloads", Types.OBJECT_ARRAY(BYTES)),
 ]
 OUTPUT_NAMES = tuple(name for name, _ in OUTPUT_FIELDS)
 OUTPUT_ROW = Types.ROW_NAMED([n for n, _ in OUTPUT_FIELDS], [t for _, t in OUTPUT_FIELDS])
 
 
 def decode_decision_row(record: Row) -> Row:
-    """Raw Kafka record (key, value, ...) → DECISION_ROW; malformed ones keep their bytes."""
-    value = bytes(record[1]) if record[1] is not None else b""
+    """Raw Kafka record (DECISION_SOURCE_COLUMNS) → DECISION_ROW; malformed ones keep
+    their bytes."""
+    value = bytes(record[0]) if record[0] is not None else b""
+    partition, offset = int(record[1]), int(record[2])
     try:
         decision = codecs.decode_decision(value)
     except EventDecodeError as error:
-        row = Row("", value, 0, str(error))
+        row = Row("", value, 0, str(error), partition, offset)
     else:
-        row = Row(decision.decision_id, value, decision.event_time_ms, "")
+        row = Row(decision.decision_id, value, decision.event_time_ms, "", partition, offset)
     # Named, because the timestamp assigner chained after it reads event_time_ms by name.
     row.set_field_names(DECISION_FIELDS)
     return row
@@ -86,12 +95,23 @@ class EventTimeOf(TimestampAssigner):  # type: ignore[misc]
 class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
     """Input 1: DECISION_ROW; input 2: valid reward rows. Output: OUTPUT_ROW."""
 
-    def __init__(self, config: JoinConfig) -> None:
+    def __init__(self, config: JoinConfig, log: DecisionLogConfig) -> None:
         self.config = config
+        self.log_config = log
         self.state: ValueState | None = None
+        self.log: DecisionLog | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.state = runtime_context.get_state(ValueStateDescriptor("decision", Types.STRING()))
+        # PyFlink hands a byte-array state to Python as a tuple of ints, one per byte;
+        # "pickled bytes" holding a bytes object is the bytes plus a 15-byte frame.
+        self.state = runtime_context.get_state(
+            ValueStateDescriptor("labels", Types.PICKLED_BYTE_ARRAY())
+        )
+        self.log = DecisionLog(self.log_config)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
 
     def process_element1(self, value: Row, ctx: Any) -> Iterator[Row]:
         if value["error"]:
@@ -99,8 +119,13 @@ class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
             return
         state = self._load()
         payload = bytes(value["payload"])
+        position = LogPosition(int(value["partition"]), int(value["offset"]))
+        assert self.log is not None
+        self.log.remember(position, payload)
         decision = codecs.decode(events_pb2.Decision, payload)
-        outputs, timers = on_decision(state, decision, self.config, payload)
+        outputs, timers = on_decision(
+            state, decision, self.config, position=position, payload=payload
+        )
         yield from self._emit(state, outputs, timers.at_ms, ctx)
 
     def process_element2(self, value: Row, ctx: Any) -> Iterator[Row]:
@@ -113,32 +138,66 @@ class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
             ts_ms=int(value["ts_ms"]),
         )
         state = self._load()
-        outputs, timers = on_reward(state, reward, self.config)
+        outputs, timers = on_reward(state, reward, self.config, self._decision)
         yield from self._emit(state, outputs, timers.at_ms, ctx)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Row]:
         state = self._load()
-        outputs, clear = on_timer(state, timestamp, self.config)
+        outputs, clear, timers = on_timer(state, timestamp, self.config, self._decision)
         assert self.state is not None
         if clear:
             self.state.clear()
+            yield from output_rows(outputs)
         else:
-            self.state.update(json.dumps(state.to_json()))
-        yield from (output_row(output) for output in outputs)
+            yield from self._emit(state, outputs, timers.at_ms, ctx)
 
-    def _load(self) -> DecisionState:
+    def _decision(self, state: LabelState) -> DecisionExamples:
+        """The state's decision, from the bytes it carries or re-read from the log."""
+        if state.inline is not None or state.position is None:
+            return inline_decision(state)
+        assert self.log is not None
+        return DecisionExamples.from_decision_bytes(self.log.payload(state.position))
+
+    def _load(self) -> LabelState:
         assert self.state is not None
         stored = self.state.value()
-        return DecisionState.from_json(json.loads(stored)) if stored else DecisionState()
+        return LabelState.from_bytes(stored) if stored else LabelState()
 
     def _emit(
-        self, state: DecisionState, outputs: list[JoinOutput], timers: tuple[int, ...], ctx: Any
+        self, state: LabelState, outputs: list[JoinOutput], timers: tuple[int, ...], ctx: Any
     ) -> Iterator[Row]:
         assert self.state is not None
-        self.state.update(json.dumps(state.to_json()))
+        self.state.update(state.to_bytes())
         for at_ms in timers:
             ctx.timer_service().register_event_time_timer(at_ms)
-        yield from (output_row(output) for output in outputs)
+        yield from output_rows(outputs)
+
+
+def output_rows(outputs: list[JoinOutput]) -> Iterator[Row]:
+    """The rows of ``outputs``, a decision's examples batched into one "examples" row.
+
+    Each row crosses from the embedded Python into the JVM field by field; a window
+    close of 30 shown items as 30 rows of 16 fields cost more than labelling them. The
+    examples of one call (one decision, one user key) go as one row whose ``payloads``
+    the SQL sink unnests into one Kafka record each.
+    """
+    examples = [output for output in outputs if output.kind == "example"]
+    for output in outputs:
+        if output.kind != "example":
+            yield output_row(output)
+    if examples:
+        last = examples[-1]
+        yield output_row(
+            JoinOutput(
+                "examples",
+                last.key,
+                b"",
+                last.model_version,
+                last.arm,
+                last.event_time_ms,
+                payloads=tuple(example.payload for example in examples),
+            )
+        )
 
 
 def output_row(output: JoinOutput) -> Row:

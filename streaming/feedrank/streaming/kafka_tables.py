@@ -79,9 +79,15 @@ def raw_sink_options(sink: KafkaSink) -> dict[str, str]:
     return options
 
 
-def raw_table_ddl(table: str, options: dict[str, str]) -> str:
-    """A table of raw Kafka records (key, value, headers), byte for byte."""
-    return (
-        f"CREATE TEMPORARY TABLE `{table}` ({RAW_RECORD_COLUMNS}) "
-        f"WITH (\n  {_with_clause(options)}\n)"
-    )
+# Where each record is on its topic: read-only metadata of a source table.
+POSITION_COLUMNS = """,
+  `partition` INT METADATA VIRTUAL,
+  `offset` BIGINT METADATA VIRTUAL
+"""
+
+
+def raw_table_ddl(table: str, options: dict[str, str], *, positions: bool = False) -> str:
+    """A table of raw Kafka records (key, value, headers), byte for byte; with
+    ``positions`` (sources only) also each record's partition and offset."""
+    columns = RAW_RECORD_COLUMNS + (POSITION_COLUMNS if positions else "")
+    return f"CREATE TEMPORARY TABLE `{table}` ({columns}) WITH (\n  {_with_clause(options)}\n)"

@@ -91,6 +91,7 @@ def _row(
         int(counts.get("prompt", 0)),
         "",
         post,
+        (),
     )
 
 

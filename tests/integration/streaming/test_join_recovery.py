@@ -166,8 +166,32 @@ def test_exactly_once_when_the_join_is_killed_mid_stream(
     assert not duplicates, f"{len(duplicates)} examples twice, e.g. {list(duplicates)[:3]}"
     expected = {(f"d{i}", f"p{p}") for i in range(decisions) for p in range(items)}
     missing = expected - set(seen)
-    assert not missing, f"{len(missing)} examples missing, e.g. {sorted(missing)[:3]}"
+    assert not missing, (
+        f"{len(missing)} examples missing, e.g. {sorted(missing)[:3]}; dead letters: "
+        f"{dead_letters(kafka.bootstrap, topics['dlq'])[:5]}\n{second.log()[-3000:]}"
+    )
     assert set(seen) == expected
+
+
+def dead_letters(bootstrap: str, topic: str) -> list[str]:
+    """The errors of the records on the dead-letter topic (for failure messages)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    errors: list[str] = []
+    try:
+        for record in consumer.consume(1000, timeout=5):
+            if record.error() is None:
+                errors.append(codecs.header_value(record.headers(), codecs.DLQ_HEADER_ERROR) or "")
+    finally:
+        consumer.close()
+    return errors
 
 
 def test_an_idle_partition_does_not_stall_the_output(

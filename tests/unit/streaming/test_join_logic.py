@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from feedrank.core import codecs
 from feedrank.streaming.join_logic import (
-    DecisionState,
     JoinConfig,
     JoinOutput,
     RewardRecord,
+    inline_decision,
     on_decision,
     on_reward,
     on_timer,
 )
+from feedrank.streaming.label_state import LabelState
 from feedrank.v1 import events_pb2
 
 T0 = 1_764_000_000_000
@@ -49,23 +50,23 @@ def examples(outputs: list[JoinOutput]) -> list[events_pb2.LabelledExample]:
 
 
 def test_engagement_inside_the_window_makes_one_positive_at_once() -> None:
-    state = DecisionState()
+    state = LabelState()
     outputs, timers = on_decision(state, decision(), CONFIG)
     assert [o.kind for o in outputs] == ["impressions"]
     assert outputs[0].impressions == 3
-    assert timers.at_ms == (T0 + 10_000, T0 + 30_000)
-    outputs, _ = on_reward(state, reward("p1", "like", T0 + 500), CONFIG)
+    assert timers.at_ms == (T0 + 10_000,)  # the close; the tombstone's timer comes then
+    outputs, _ = on_reward(state, reward("p1", "like", T0 + 500), CONFIG, inline_decision)
     [positive] = examples(outputs)
     assert (positive.post_id, positive.reward, positive.engaged) == ("p1", 1.0, True)
     assert positive.label_time_ms == T0 + 500
     assert positive.position == 1
     # A second engagement for the same item never makes a second example.
-    outputs, _ = on_reward(state, reward("p1", "share", T0 + 700), CONFIG)
+    outputs, _ = on_reward(state, reward("p1", "share", T0 + 700), CONFIG, inline_decision)
     assert examples(outputs) == []
 
 
 def test_rewards_within_the_prompt_horizon_are_marked_prompt() -> None:
-    state = DecisionState()
+    state = LabelState()
     on_decision(state, decision(), CONFIG)
     rewards = {
         "early like": reward("p0", "like", T0 + 2_000),  # at the horizon: prompt
@@ -73,7 +74,9 @@ def test_rewards_within_the_prompt_horizon_are_marked_prompt() -> None:
         "early report": reward("p2", "report", T0 + 100),
     }
     attributed = {
-        name: next(o for o in on_reward(state, record, CONFIG)[0] if o.kind == "reward")
+        name: next(
+            o for o in on_reward(state, record, CONFIG, inline_decision)[0] if o.kind == "reward"
+        )
         for name, record in rewards.items()
     }
     assert [attributed[name].engagements for name in rewards] == [1, 1, 0]
@@ -82,35 +85,36 @@ def test_rewards_within_the_prompt_horizon_are_marked_prompt() -> None:
 
 
 def test_window_close_makes_negatives_for_the_rest() -> None:
-    state = DecisionState()
+    state = LabelState()
     on_decision(state, decision(), CONFIG)
-    on_reward(state, reward("p0", "comment", T0 + 100), CONFIG)
-    on_reward(state, reward("p2", "report", T0 + 200), CONFIG)
-    outputs, clear = on_timer(state, T0 + 10_000, CONFIG)
+    on_reward(state, reward("p0", "comment", T0 + 100), CONFIG, inline_decision)
+    on_reward(state, reward("p2", "report", T0 + 200), CONFIG, inline_decision)
+    outputs, clear, timers = on_timer(state, T0 + 10_000, CONFIG, inline_decision)
+    assert timers.at_ms == (T0 + 30_000,)
     negatives = examples(outputs)
     assert sorted(n.post_id for n in negatives) == ["p1", "p2"]
     assert all(n.reward == 0.0 and not n.engaged for n in negatives)
     assert next(n for n in negatives if n.post_id == "p2").breakdown.reports == 1
     assert not clear
-    assert on_timer(state, T0 + 30_000, CONFIG)[1]
+    assert on_timer(state, T0 + 30_000, CONFIG, inline_decision)[1]
 
 
 def test_two_rewards_combine_in_one_example() -> None:
-    state = DecisionState()
+    state = LabelState()
     on_decision(state, decision(), CONFIG)
-    on_reward(state, reward("p0", "view", T0 + 10), CONFIG)
-    on_reward(state, reward("p0", "dwell", T0 + 20, value=12.5), CONFIG)
-    outputs, _ = on_reward(state, reward("p0", "like", T0 + 30), CONFIG)
+    on_reward(state, reward("p0", "view", T0 + 10), CONFIG, inline_decision)
+    on_reward(state, reward("p0", "dwell", T0 + 20, value=12.5), CONFIG, inline_decision)
+    outputs, _ = on_reward(state, reward("p0", "like", T0 + 30), CONFIG, inline_decision)
     [positive] = examples(outputs)
     assert (positive.breakdown.views, positive.breakdown.likes) == (1, 1)
     assert positive.breakdown.dwell_seconds == 12.5
 
 
 def test_reward_after_the_window_is_late_and_never_labelled() -> None:
-    state = DecisionState()
+    state = LabelState()
     on_decision(state, decision(), CONFIG)
-    on_timer(state, T0 + 10_000, CONFIG)
-    outputs, _ = on_reward(state, reward("p0", "like", T0 + 10_500), CONFIG)
+    on_timer(state, T0 + 10_000, CONFIG, inline_decision)
+    outputs, _ = on_reward(state, reward("p0", "like", T0 + 10_500), CONFIG, inline_decision)
     assert [o.kind for o in outputs] == ["late"]
     letter = codecs.decode(events_pb2.DeadLetter, outputs[0].payload)
     assert "late reward" in letter.error
@@ -118,8 +122,8 @@ def test_reward_after_the_window_is_late_and_never_labelled() -> None:
 
 
 def test_reward_slightly_before_its_decision_still_joins() -> None:
-    state = DecisionState()
-    outputs, timers = on_reward(state, reward("p2", "save", T0 - 500), CONFIG)
+    state = LabelState()
+    outputs, timers = on_reward(state, reward("p2", "save", T0 - 500), CONFIG, inline_decision)
     assert outputs == []
     assert timers.at_ms == (T0 - 500 + 5_000,)
     outputs, _ = on_decision(state, decision(), CONFIG)
@@ -128,27 +132,28 @@ def test_reward_slightly_before_its_decision_still_joins() -> None:
 
 
 def test_reward_for_an_unknown_decision_is_dangling() -> None:
-    state = DecisionState()
-    on_reward(state, reward("p0", "like", T0), CONFIG)
-    outputs, clear = on_timer(state, T0 + 5_000, CONFIG)
+    state = LabelState()
+    on_reward(state, reward("p0", "like", T0), CONFIG, inline_decision)
+    outputs, clear, _ = on_timer(state, T0 + 5_000, CONFIG, inline_decision)
     assert [o.kind for o in outputs] == ["dangling"]
     assert clear
 
 
 def test_reward_for_a_post_the_decision_did_not_show_is_dangling() -> None:
-    state = DecisionState()
+    state = LabelState()
     on_decision(state, decision(), CONFIG)
-    outputs, _ = on_reward(state, reward("p99", "like", T0 + 1), CONFIG)
+    outputs, _ = on_reward(state, reward("p99", "like", T0 + 1), CONFIG, inline_decision)
     assert [o.kind for o in outputs] == ["dangling"]
 
 
-def test_state_survives_a_json_round_trip() -> None:
-    state = DecisionState()
+def test_state_survives_a_bytes_round_trip() -> None:
+    state = LabelState()
     on_decision(state, decision(), CONFIG)
-    on_reward(state, reward("p0", "like", T0 + 1), CONFIG)
-    restored = DecisionState.from_json(state.to_json())
+    on_reward(state, reward("p0", "like", T0 + 1), CONFIG, inline_decision)
+    on_reward(state, reward("p1", "dwell", T0 + 1, value=3.5), CONFIG, inline_decision)
+    restored = LabelState.from_bytes(state.to_bytes())
     assert restored == state
-    outputs, _ = on_reward(restored, reward("p0", "like", T0 + 2), CONFIG)
+    outputs, _ = on_reward(restored, reward("p0", "like", T0 + 2), CONFIG, inline_decision)
     assert examples(outputs) == []
 
 
@@ -157,6 +162,21 @@ def test_every_output_row_has_a_value_per_declared_field() -> None:
     from feedrank.streaming.join_logic import JoinOutput  # noqa: PLC0415
     from feedrank.streaming.join_operator import OUTPUT_FIELDS, output_row  # noqa: PLC0415
 
-    row = output_row(JoinOutput("example", b"u", b"x", "v1", "a", 1, post_id="p7"))
+    row = output_row(JoinOutput("examples", b"u", b"", "v1", "a", 1, payloads=(b"x", b"y")))
     assert len(row) == len(OUTPUT_FIELDS)
-    assert row[len(OUTPUT_FIELDS) - 1] == "p7"
+    assert row[len(OUTPUT_FIELDS) - 1] == (b"x", b"y")
+
+
+def test_a_calls_examples_leave_the_operator_as_one_row() -> None:
+    from feedrank.streaming.join_operator import OUTPUT_NAMES, output_rows  # noqa: PLC0415
+
+    state = LabelState()
+    on_decision(state, decision(items=4), CONFIG)
+    on_reward(state, reward("p1", "like", T0 + 1), CONFIG, inline_decision)
+    outputs, _, _ = on_timer(state, T0 + 10_000, CONFIG, inline_decision)
+    rows = list(output_rows(outputs))
+    [batch] = rows
+    assert batch[OUTPUT_NAMES.index("kind")] == "examples"
+    payloads = batch[OUTPUT_NAMES.index("payloads")]
+    assert payloads == tuple(output.payload for output in outputs)
+    assert sorted(e.post_id for e in examples(outputs)) == ["p0", "p2", "p3"]

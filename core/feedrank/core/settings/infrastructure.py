@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -140,3 +141,8 @@ class FlinkSettings(SettingsGroup):
     )
     parallelism: int = Field(default=2, ge=1, description="Default job parallelism.")
     checkpoint_interval_s: float = Field(default=5.0, gt=0, description="Checkpoint interval.")
+    state_backend: Literal["rocksdb", "hashmap"] = Field(
+        default="rocksdb",
+        description="Keyed state and timers: 'rocksdb' (on disk, incremental checkpoints: "
+        "a two-week join window) or 'hashmap' (on the JVM heap).",
+    )
