@@ -75,7 +75,9 @@ def decision_bytes(decision_id: str, event_time_ms: int, items: int, rng: random
             item_feature_names=DYNAMIC_POST_FEATURES,
             items=[
                 events_pb2.ShownItem(
-                    post_id=f"p{i}",
+                    # Posts of a million-post catalogue, each decision its own, after
+                    # "p0" (the post the benchmark's likes are for).
+                    post_id=f"p{rng.randrange(1, 1_000_000)}" if i else "p0",
                     position=i,
                     score=rng.random(),
                     propensity=1.0 / (i + 1),

@@ -1,15 +1,16 @@
-"""Labelled examples written straight from a decision's bytes, without protobuf objects.
+"""Labelled examples spliced from a decision's bytes, each part encoded once.
 
-The join writes one ``LabelledExample`` per shown item. Built through the protobuf
-runtime, each example copies the decision's user features and the item's features (a
-content embedding and a dozen map entries) into a new message, then serialises it again:
-most of the join's time per item (``benchmarks/join_throughput.py``). Here the bytes of
-the example are spliced from the decision's own bytes instead:
+The join writes one ``LabelledExample`` per shown item. Built whole through the
+protobuf runtime, each example would copy the decision's user features into a new
+message and serialise them again, once per item. Here an example is the concatenation
+of parts encoded once:
 
 * the decision's header fields (decision id, user, event time, model version, arm,
-  exploration policy, user features) are re-tagged once per decision;
-* each shown item's fields (post id, position, score, propensity, features) are
-  re-tagged once per item, their values copied verbatim;
+  exploration policy, user features, feature names) are re-tagged once per decision,
+  their values copied verbatim;
+* each shown item's fields (post id, position, score, propensity, features, catalogue
+  version) are encoded once per item as a ``LabelledExample``'s, by the protobuf
+  runtime's C code (about three times faster than walking the item's fields here);
 * only the label (label time, reward, engaged, breakdown) is written per example.
 
 A message's encoding followed by more fields of the same message parses as their merge,
@@ -25,28 +26,27 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+
 from feedrank.core.protobuf_wire import (
     DOUBLE,
     I64,
     LEN,
     VARINT,
+    WireFormatError,
     fields,
     tag,
     varint,
 )
+from feedrank.v1 import events_pb2
 
 # Decision field -> LabelledExample field (events.proto): the header every example shares.
 _HEADER_FIELDS = {1: 1, 2: 4, 3: 2, 4: 9, 5: 10, 6: 11, 8: 12, 11: 18}
-_DECISION_ITEMS = 9
 _DECISION_USER_ID, _DECISION_MODEL_VERSION, _DECISION_ARM = 3, 4, 5
 _DECISION_TEXT = (_DECISION_USER_ID, _DECISION_MODEL_VERSION, _DECISION_ARM)
 _DECISION_USER_FEATURES = 8
-# ShownItem field -> LabelledExample field.
-_ITEM_FIELDS = {1: 3, 2: 6, 3: 7, 4: 8, 5: 13, 6: 17}
-_ITEM_POST_ID, _ITEM_FEATURES = 1, 5
-# labelled_example always sets both feature messages: present, if empty.
+# labelled_example always sets the user's feature message: present, if empty.
 _EMPTY_USER_FEATURES = bytes([12 << 3 | LEN, 0])
-_EMPTY_POST_FEATURES = bytes([13 << 3 | LEN, 0])
 # LabelledExample's label fields.
 _LABEL_TIME, _REWARD, _ENGAGED, _BREAKDOWN = 5, 14, 15, 16
 # RewardBreakdown's fields, by the join's breakdown names.
@@ -100,11 +100,15 @@ class DecisionExamples:
             header += _EMPTY_USER_FEATURES
         items: dict[str, bytes] = {}
         shown: list[str] = []
-        for field, wire_type, start, end in fields(payload):
-            if field == _DECISION_ITEMS and wire_type == LEN:
-                post_id, item = _item(payload[start:end])
-                items.setdefault(post_id, item)
-                shown.append(post_id)
+        try:  # the items through the protobuf runtime's C parser: ~3x the field walk
+            decision = events_pb2.Decision.FromString(payload)
+        except DecodeError as error:
+            raise WireFormatError(f"not a Decision: {error}") from error
+        for item in decision.items:
+            post_id = item.post_id
+            shown.append(post_id)
+            if post_id not in items:
+                items[post_id] = _item_fields(item)
         return cls(
             bytes(header),
             items,
@@ -150,14 +154,14 @@ def breakdown_bytes(counts: Mapping[str, float]) -> bytes:
     return bytes(out)
 
 
-def _item(item: bytes) -> tuple[str, bytes]:
-    """A ShownItem's post id, and its fields re-tagged as a LabelledExample's."""
-    post_id, parts, has_features = "", bytearray(), False
-    for field, value, retagged in _retagged(item, _ITEM_FIELDS):
-        parts += retagged
-        if field == _ITEM_POST_ID:
-            post_id = value.decode("utf-8")
-        has_features = has_features or field == _ITEM_FEATURES
-    if not has_features:
-        parts += _EMPTY_POST_FEATURES
-    return post_id, bytes(parts)
+def _item_fields(item: events_pb2.ShownItem) -> bytes:
+    """A shown item's fields as a ``LabelledExample``'s (its post features always
+    present, as :func:`feedrank.core.labelled.labelled_example` sets them)."""
+    return events_pb2.LabelledExample(
+        post_id=item.post_id,
+        position=item.position,
+        score=item.score,
+        propensity=item.propensity,
+        post_features=item.features,
+        catalogue_version=item.catalogue_version,
+    ).SerializeToString()

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyflink.common import Duration, WatermarkStrategy
-from pyflink.common.typeinfo import Types
+from pyflink.common.typeinfo import TypeInformation, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.data_stream import ConnectedStreams, KeyedStream
+from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment, Table
-from pyflink.table.expressions import col
+from pyflink.table.expressions import col, row
 from pyflink.util.java_utils import get_j_env_configuration
 
 from feedrank.core import codecs
@@ -28,6 +30,7 @@ from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.join_operator import (
     DECISION_ROW,
     DECISION_SOURCE_COLUMNS,
+    KEYED_DECISION_ROW,
     OUTPUT_ROW,
     DecisionRewardJoin,
     EventTimeOf,
@@ -69,7 +72,7 @@ class JoinJobConfig:
     decision_cache_bytes: int = 64 * 1024 * 1024
 
 
-def event_time(field: str, config: JoinJobConfig) -> WatermarkStrategy:
+def event_time(field: str | int, config: JoinJobConfig) -> WatermarkStrategy:
     """Bounded out-of-orderness on ``field``, idle inputs excluded after ``idleness_ms``.
 
     The timestamp assigner must come last: PyFlink's ``with_idleness`` returns a new
@@ -110,6 +113,28 @@ def run_python_operators_in_threads(stream_env: StreamExecutionEnvironment) -> N
         configuration.setString("python.pythonpath", os.pathsep.join(paths))
 
 
+REWARD_FIELDS = ["decision_id", "post_id", "user_id", "reward_type", "reward_value", "ts_ms"]
+# The valid rewards out of the intake (reward_intake), as the join operator reads them.
+REWARD_ROW = Types.ROW_NAMED(
+    REWARD_FIELDS,
+    [Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE(), Types.LONG()],
+)
+
+
+def keyed_in_the_jvm(stream: DataStream, value_type: TypeInformation) -> KeyedStream:
+    """``stream`` of ``Row(key, value)`` keyed by its key, without Python per record.
+
+    PyFlink's ``key_by`` runs the key selector as one more Python operator per record
+    (its output is this same ``Row(key, value)``); here the rows already carry their
+    key (the decoder wrote it, or SQL did), so the JVM's ``KeyByKeySelector`` (the one
+    ``key_by`` itself uses after its Python operator) keys them. Every record crossing
+    from the JVM into the embedded Python costs more than the join's own logic.
+    """
+    key_type = Types.ROW([Types.STRING()]).get_java_type_info()
+    selector = get_gateway().jvm.KeyByKeySelector()
+    return KeyedStream(stream._j_data_stream.keyBy(selector, key_type), value_type, stream)
+
+
 def joined_stream(
     table_env: StreamTableEnvironment, rewards: Table, config: JoinJobConfig
 ) -> DataStream:
@@ -128,34 +153,27 @@ def joined_stream(
     )
     decisions = (
         table_env.to_data_stream(raw)
-        .map(decode_decision_row, output_type=DECISION_ROW)
+        .map(decode_decision_row, output_type=KEYED_DECISION_ROW)
         .uid("decode-decisions")
         .assign_timestamps_and_watermarks(event_time("event_time_ms", config))
     )
-    # Only plain columns cross into Python: event time is re-assigned from ts_ms below,
-    # and the TIMESTAMP_LTZ rowtime column is left on the SQL side.
-    plain_rewards = rewards.select(
-        *(
-            col(name)
-            for name in (
-                "decision_id",
-                "post_id",
-                "user_id",
-                "reward_type",
-                "reward_value",
-                "ts_ms",
-            )
-        )
+    # Only plain columns cross into Python, keyed by decision in SQL: event time is
+    # re-assigned from ts_ms below, and the TIMESTAMP_LTZ rowtime stays on the SQL side.
+    keyed_rewards = rewards.select(
+        col("decision_id"), row(*(col(name) for name in REWARD_FIELDS)).alias("reward")
     )
-    reward_rows = table_env.to_data_stream(plain_rewards).assign_timestamps_and_watermarks(
-        event_time("ts_ms", config)
+    # The nested row SQL hands over has no field names in Python: ts_ms by position.
+    reward_rows = table_env.to_data_stream(keyed_rewards).assign_timestamps_and_watermarks(
+        event_time(REWARD_FIELDS.index("ts_ms"), config)
     )
     log = DecisionLogConfig(
         config.bootstrap, config.topics.decisions, cache_bytes=config.decision_cache_bytes
     )
     return (
-        decisions.connect(reward_rows)
-        .key_by(lambda row: row["decision_id"], lambda row: row["decision_id"], Types.STRING())
+        ConnectedStreams(
+            keyed_in_the_jvm(decisions, DECISION_ROW),
+            keyed_in_the_jvm(reward_rows, REWARD_ROW),
+        )
         .process(DecisionRewardJoin(config.join, log), output_type=OUTPUT_ROW)
         # The label state's format is version 2 (label_state): a checkpoint of the
         # version-1 join (whole decisions as JSON) does not restore into this one.

@@ -42,6 +42,8 @@ DECISION_ROW = Types.ROW_NAMED(
     DECISION_FIELDS,
     [Types.STRING(), BYTES, Types.LONG(), Types.STRING(), Types.INT(), Types.LONG()],
 )
+# What the decoder emits: Row(decision_id, DECISION_ROW), keyed in the JVM by the first.
+KEYED_DECISION_ROW = Types.ROW([Types.STRING(), DECISION_ROW])
 # The Kafka record columns of the decisions' source table the decoder reads.
 DECISION_SOURCE_COLUMNS = ("value", "partition", "offset")
 OUTPUT_FIELDS = [
@@ -63,12 +65,13 @@ OUTPUT_FIELDS = [
     ("payloads", Types.OBJECT_ARRAY(BYTES)),
 ]
 OUTPUT_NAMES = tuple(name for name, _ in OUTPUT_FIELDS)
+assert OUTPUT_NAMES[-1] == "payloads"
 OUTPUT_ROW = Types.ROW_NAMED([n for n, _ in OUTPUT_FIELDS], [t for _, t in OUTPUT_FIELDS])
 
 
 def decode_decision_row(record: Row) -> Row:
-    """Raw Kafka record (DECISION_SOURCE_COLUMNS) → DECISION_ROW; malformed ones keep
-    their bytes."""
+    """Raw Kafka record (DECISION_SOURCE_COLUMNS) → KEYED_DECISION_ROW; malformed ones
+    keep their bytes (and all go to the one key "")."""
     value = bytes(record[0]) if record[0] is not None else b""
     partition, offset = int(record[1]), int(record[2])
     try:
@@ -79,17 +82,19 @@ def decode_decision_row(record: Row) -> Row:
         row = Row(decision.decision_id, value, decision.event_time_ms, "", partition, offset)
     # Named, because the timestamp assigner chained after it reads event_time_ms by name.
     row.set_field_names(DECISION_FIELDS)
-    return row
+    return Row(row[0], row)
 
 
 class EventTimeOf(TimestampAssigner):  # type: ignore[misc]
-    """Event time of decision rows (``event_time_ms``) and reward rows (``ts_ms``)."""
+    """Event time of keyed decision rows (``event_time_ms``) and reward rows (``ts_ms``):
+    ``Row(key, value)``, the time a field of the value."""
 
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str | int) -> None:
         self.field = field
 
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-        return int(value[self.field]) if value[self.field] else record_timestamp
+        time_ms = value[1][self.field]
+        return int(time_ms) if time_ms else record_timestamp
 
 
 class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
@@ -129,13 +134,15 @@ class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
         yield from self._emit(state, outputs, timers.at_ms, ctx)
 
     def process_element2(self, value: Row, ctx: Any) -> Iterator[Row]:
+        # join_job.REWARD_FIELDS, by position: SQL's nested row carries no names.
+        decision_id, post_id, user_id, reward_type, reward_value, ts_ms = value
         reward = RewardRecord(
-            decision_id=value["decision_id"],
-            post_id=value["post_id"],
-            user_id=value["user_id"],
-            reward_type=value["reward_type"],
-            value=float(value["reward_value"]),
-            ts_ms=int(value["ts_ms"]),
+            decision_id=decision_id,
+            post_id=post_id,
+            user_id=user_id,
+            reward_type=reward_type,
+            value=float(reward_value),
+            ts_ms=int(ts_ms),
         )
         state = self._load()
         outputs, timers = on_reward(state, reward, self.config, self._decision)
@@ -207,7 +214,9 @@ def output_row(output: JoinOutput) -> Row:
     without bounds checks: a Row one value short once read past its list and crashed
     the Python worker (SIGSEGV) as soon as records flowed.
     """
-    return Row(*(getattr(output, name) for name in OUTPUT_NAMES))
+    values = [getattr(output, name) for name in OUTPUT_NAMES]
+    values[-1] = list(output.payloads)  # PyFlink's Beam coder takes arrays as lists only
+    return Row(*values)
 
 
 def _malformed_decision(payload: bytes, error: str) -> Row:

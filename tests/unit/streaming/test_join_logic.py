@@ -164,7 +164,7 @@ def test_every_output_row_has_a_value_per_declared_field() -> None:
 
     row = output_row(JoinOutput("examples", b"u", b"", "v1", "a", 1, payloads=(b"x", b"y")))
     assert len(row) == len(OUTPUT_FIELDS)
-    assert row[len(OUTPUT_FIELDS) - 1] == (b"x", b"y")
+    assert row[len(OUTPUT_FIELDS) - 1] == [b"x", b"y"]
 
 
 def test_a_calls_examples_leave_the_operator_as_one_row() -> None:
@@ -178,5 +178,5 @@ def test_a_calls_examples_leave_the_operator_as_one_row() -> None:
     [batch] = rows
     assert batch[OUTPUT_NAMES.index("kind")] == "examples"
     payloads = batch[OUTPUT_NAMES.index("payloads")]
-    assert payloads == tuple(output.payload for output in outputs)
+    assert payloads == [output.payload for output in outputs]
     assert sorted(e.post_id for e in examples(outputs)) == ["p0", "p2", "p3"]
