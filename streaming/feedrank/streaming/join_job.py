@@ -73,7 +73,8 @@ class JoinJobConfig:
 
 
 def event_time(field: str | int, config: JoinJobConfig) -> WatermarkStrategy:
-    """Bounded out-of-orderness on ``field``, idle inputs excluded after ``idleness_ms``.
+    """Bounded out-of-orderness on ``field`` of the join's keyed rows (``Row(key,
+    value)``: a field of the value), idle inputs excluded after ``idleness_ms``.
 
     The timestamp assigner must come last: PyFlink's ``with_idleness`` returns a new
     strategy without the Python assigner, and records would keep no timestamp at all
@@ -85,7 +86,7 @@ def event_time(field: str | int, config: JoinJobConfig) -> WatermarkStrategy:
             Duration.of_millis(config.out_of_orderness_ms)
         )
         .with_idleness(Duration.of_millis(config.idleness_ms))
-        .with_timestamp_assigner(EventTimeOf(field))
+        .with_timestamp_assigner(EventTimeOf(field, keyed=True))
     )
 
 

@@ -86,14 +86,15 @@ def decode_decision_row(record: Row) -> Row:
 
 
 class EventTimeOf(TimestampAssigner):  # type: ignore[misc]
-    """Event time of keyed decision rows (``event_time_ms``) and reward rows (``ts_ms``):
-    ``Row(key, value)``, the time a field of the value."""
+    """Event time of a row's field (decisions' ``event_time_ms``, rewards' ``ts_ms``);
+    ``keyed``: of ``Row(key, value)`` rows, the field of the value."""
 
-    def __init__(self, field: str | int) -> None:
+    def __init__(self, field: str | int, *, keyed: bool = False) -> None:
         self.field = field
+        self.keyed = keyed
 
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-        time_ms = value[1][self.field]
+        time_ms = (value[1] if self.keyed else value)[self.field]
         return int(time_ms) if time_ms else record_timestamp
 
 
