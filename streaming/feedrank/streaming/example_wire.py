@@ -128,16 +128,26 @@ class DecisionExamples:
     ) -> bytes:
         """The ``LabelledExample`` of ``post_id`` labelled ``reward`` at ``label_time_ms``,
         with ``breakdown`` (the join's counts by name) as its ``RewardBreakdown``."""
-        label = bytearray()
-        if label_time_ms:
-            label += tag(_LABEL_TIME, VARINT) + varint(label_time_ms)
-        if reward:
-            label += tag(_REWARD, I64) + DOUBLE.pack(reward)
-        if reward > 0:
-            label += tag(_ENGAGED, VARINT) + b"\x01"
-        encoded = breakdown_bytes(breakdown)
-        label += tag(_BREAKDOWN, LEN) + varint(len(encoded)) + encoded
-        return self.header + self.items[post_id] + bytes(label)
+        return self.labelled(post_id, label_bytes(label_time_ms, reward, breakdown))
+
+    def labelled(self, post_id: str, label: bytes) -> bytes:
+        """The ``LabelledExample`` of ``post_id`` with ``label`` (:func:`label_bytes`):
+        a window close labels most items alike, and encodes that label once."""
+        return self.header + self.items[post_id] + label
+
+
+def label_bytes(label_time_ms: int, reward: float, breakdown: Mapping[str, float]) -> bytes:
+    """An example's label fields: label time, reward, engaged and the breakdown."""
+    label = bytearray()
+    if label_time_ms:
+        label += tag(_LABEL_TIME, VARINT) + varint(label_time_ms)
+    if reward:
+        label += tag(_REWARD, I64) + DOUBLE.pack(reward)
+    if reward > 0:
+        label += tag(_ENGAGED, VARINT) + b"\x01"
+    encoded = breakdown_bytes(breakdown)
+    label += tag(_BREAKDOWN, LEN) + varint(len(encoded)) + encoded
+    return bytes(label)
 
 
 def breakdown_bytes(counts: Mapping[str, float]) -> bytes:

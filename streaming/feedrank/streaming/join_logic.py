@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from feedrank.core import codecs
-from feedrank.streaming.example_wire import DecisionExamples
+from feedrank.streaming.example_wire import DecisionExamples, label_bytes
 from feedrank.streaming.label_state import LabelState, LogPosition, post_hashes
 from feedrank.v1 import events_pb2
 
@@ -229,28 +229,34 @@ def _apply_reward(
 
 
 def _negatives(state: LabelState, fetch: DecisionFetch, close_at: int) -> list[JoinOutput]:
-    unlabelled = [
-        index
-        for index in range(state.shown)
-        if not state.labelled >> state.first_showing(index) & 1
-    ]
+    firsts = state.first_showings()
+    unlabelled = [index for index, first in enumerate(firsts) if not state.labelled >> first & 1]
     if not unlabelled:
         return []
     try:
         examples = fetch(state)
     except DecisionUnavailable as gone:
         return [_unavailable(state, str(gone), close_at)]
-    return [
-        _example(
-            state,
-            examples,
-            examples.shown[index],
-            state.breakdowns.get(state.first_showing(index), {}),
-            label_ms=close_at,
-            reward=0.0,
+    quiet = label_bytes(close_at, 0.0, {})  # the label of every item nothing happened to
+    key = state.user_id.encode()
+    outputs = []
+    for index in unlabelled:
+        post_id = examples.shown[index]
+        breakdown = state.breakdowns.get(firsts[index])
+        label = label_bytes(close_at, 0.0, breakdown) if breakdown else quiet
+        payload = examples.labelled(post_id, label)
+        outputs.append(
+            JoinOutput(
+                "example",
+                key,
+                payload,
+                state.model_version,
+                state.arm,
+                close_at,
+                post_id=post_id,
+            )
         )
-        for index in unlabelled
-    ]
+    return outputs
 
 
 def _add(breakdown: dict[str, float], reward: RewardRecord) -> None:

@@ -97,13 +97,14 @@ class LabelState:
             at = hashes.find(wanted, at + 1)
         return None if at < 0 else at // width
 
-    def first_showing(self, index: int) -> int:
-        """The index of the first item with the same post as item ``index``."""
-        wanted = self.hashes[index * self.hash_width : (index + 1) * self.hash_width]
-        first = self.hashes.find(wanted)
-        while first % self.hash_width:
-            first = self.hashes.find(wanted, first + 1)
-        return first // self.hash_width
+    def first_showings(self) -> list[int]:
+        """For each item, the index of the first item with the same post (one pass)."""
+        width, hashes = self.hash_width, self.hashes
+        first: dict[bytes, int] = {}
+        return [
+            first.setdefault(hashes[index * width : (index + 1) * width], index)
+            for index in range(self.shown)
+        ]
 
     def close(self) -> None:
         """Keep only what a tombstone needs: the window's time and the closed flag."""

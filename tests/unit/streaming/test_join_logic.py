@@ -180,3 +180,18 @@ def test_a_calls_examples_leave_the_operator_as_one_row() -> None:
     payloads = batch[OUTPUT_NAMES.index("payloads")]
     assert payloads == [output.payload for output in outputs]
     assert sorted(e.post_id for e in examples(outputs)) == ["p0", "p2", "p3"]
+
+
+def test_a_repeated_post_is_labelled_once_for_all_its_showings() -> None:
+    repeated = decision(items=3)
+    repeated.items.add(post_id="p1", position=3, score=0.1, propensity=0.5)
+    state = LabelState()
+    on_decision(state, repeated, CONFIG)
+    assert state.first_showings() == [0, 1, 2, 1]
+    on_reward(state, reward("p1", "view", T0 + 5), CONFIG, inline_decision)
+    outputs, _, _ = on_timer(state, T0 + 10_000, CONFIG, inline_decision)
+    negatives = examples(outputs)
+    # Both showings of p1 are labelled as its first, with the view both carry.
+    assert [n.post_id for n in negatives] == ["p0", "p1", "p2", "p1"]
+    assert [n.position for n in negatives] == [0, 1, 2, 1]
+    assert [n.breakdown.views for n in negatives] == [0, 1, 0, 1]
