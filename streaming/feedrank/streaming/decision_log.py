@@ -40,8 +40,6 @@ class DecisionLogConfig:
     cache_bytes: int = 64 * 1024 * 1024
     # How long one read may wait for the broker before it gives up.
     read_timeout_s: float = 60.0
-    # librdkafka keys for the consumer (security settings).
-    kafka_overrides: tuple[tuple[str, str], ...] = ()
 
 
 class DecisionLog:
@@ -133,15 +131,15 @@ class DecisionLog:
         if self._consumer is None or partition in self._ever_assigned:
             self.close()
             self._next, self._ever_assigned = {}, set()
-            overrides: dict[str, Any] = dict(self.config.kafka_overrides)
+            # A fetch parked at one partition's end (the broker waits for new records
+            # up to this long) must not hold up a read elsewhere.
+            parked: dict[str, Any] = {"fetch.wait.max.ms": 10}
             self._consumer = Consumer(
                 consumer_config(
                     self.config.bootstrap,
                     "feedrank-join-decision-log",  # never commits: only assigns and reads
                     offset_reset="error",
-                    # A fetch parked at one partition's end (the broker waits for new
-                    # records up to this long) must not hold up a read elsewhere.
-                    **{"fetch.wait.max.ms": 10, **overrides},
+                    **parked,
                 )
             )
         self._consumer.incremental_assign([TopicPartition(self.config.topic, partition, offset)])

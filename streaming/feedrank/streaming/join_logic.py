@@ -150,8 +150,9 @@ def on_decision(
     )
     state.hash_width, state.hashes = post_hashes([item.post_id for item in decision.items])
     state.position = position
+    payload = codecs.encode(decision) if payload is None else payload
     if position is None:
-        state.inline = codecs.encode(decision) if payload is None else payload
+        state.inline = payload
     outputs = [
         JoinOutput(
             "impressions",
@@ -165,8 +166,7 @@ def on_decision(
     ]
     early, state.early = state.early, []
     if early:
-        encoded = codecs.encode(decision) if payload is None else payload
-        examples = DecisionExamples.from_decision_bytes(encoded)
+        examples = DecisionExamples.from_decision_bytes(payload)
         for reward in early:
             outputs += _apply_reward(state, lambda _: examples, _record(reward), config)
     close_at = decision.event_time_ms + config.reward_window_ms
@@ -224,7 +224,8 @@ def _apply_reward(
         except DecisionUnavailable as gone:
             return [*outputs, _unavailable(state, str(gone), label_ms)]
         post_id = examples.shown[index]
-        outputs.append(_example(state, examples, post_id, breakdown, label_ms=label_ms, reward=1.0))
+        payload = examples.example(post_id, label_time_ms=label_ms, reward=1.0, breakdown=breakdown)
+        outputs.append(_example(state, post_id, payload, label_ms))
     return outputs
 
 
@@ -238,24 +239,12 @@ def _negatives(state: LabelState, fetch: DecisionFetch, close_at: int) -> list[J
     except DecisionUnavailable as gone:
         return [_unavailable(state, str(gone), close_at)]
     quiet = label_bytes(close_at, 0.0, {})  # the label of every item nothing happened to
-    key = state.user_id.encode()
     outputs = []
     for index in unlabelled:
         post_id = examples.shown[index]
         breakdown = state.breakdowns.get(firsts[index])
         label = label_bytes(close_at, 0.0, breakdown) if breakdown else quiet
-        payload = examples.labelled(post_id, label)
-        outputs.append(
-            JoinOutput(
-                "example",
-                key,
-                payload,
-                state.model_version,
-                state.arm,
-                close_at,
-                post_id=post_id,
-            )
-        )
+        outputs.append(_example(state, post_id, examples.labelled(post_id, label), close_at))
     return outputs
 
 
@@ -267,21 +256,14 @@ def _add(breakdown: dict[str, float], reward: RewardRecord) -> None:
         breakdown[name] = breakdown.get(name, 0.0) + 1
 
 
-def _example(
-    state: LabelState,
-    examples: DecisionExamples,
-    post_id: str,
-    breakdown: dict[str, float],
-    *,
-    label_ms: int,
-    reward: float,
-) -> JoinOutput:
-    """The item's labelled example, spliced from the decision's bytes (example_wire);
-    it parses to what :func:`feedrank.core.labelled.labelled_example` builds."""
+def _example(state: LabelState, post_id: str, payload: bytes, label_ms: int) -> JoinOutput:
+    """The item's labelled example, its ``payload`` spliced from the decision's bytes
+    (example_wire): it parses to what :func:`feedrank.core.labelled.labelled_example`
+    builds."""
     return JoinOutput(
         "example",
         state.user_id.encode(),
-        examples.example(post_id, label_time_ms=label_ms, reward=reward, breakdown=breakdown),
+        payload,
         state.model_version,
         state.arm,
         label_ms,

@@ -45,13 +45,14 @@ def post_hashes(post_ids: Sequence[str]) -> tuple[int, bytes]:
     of one decision collide (about once in ten million decisions of 30 posts) the whole
     decision uses 8-byte BLAKE2b hashes instead.
     """
-    short = [zlib.crc32(post_id.encode()).to_bytes(4, "little") for post_id in post_ids]
+    short = [post_hash(post_id, 4) for post_id in post_ids]
     if len(set(short)) == len(set(post_ids)):
         return 4, b"".join(short)
-    return 8, b"".join(blake2b(p.encode(), digest_size=8).digest() for p in post_ids)
+    return 8, b"".join(post_hash(post_id, 8) for post_id in post_ids)
 
 
 def post_hash(post_id: str, width: int) -> bytes:
+    """``post_id``'s hash of ``width`` bytes: CRC-32 (4) or BLAKE2b (8)."""
     if width == 4:
         return zlib.crc32(post_id.encode()).to_bytes(4, "little")
     return blake2b(post_id.encode(), digest_size=8).digest()
