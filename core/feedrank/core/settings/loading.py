@@ -30,6 +30,7 @@ from feedrank.core.settings.infrastructure import (
     TopicSettings,
 )
 from feedrank.core.settings.learner import LearnerSettings
+from feedrank.core.settings.topology import ClusterSettings
 from feedrank.core.settings.world import WorldSettings
 
 CONFIG_FILE_ENV = "FEEDRANK_CONFIG"
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     time: TimeSettings = TimeSettings()
     deploy: DeploySettings = DeploySettings()
     learner: LearnerSettings = LearnerSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @classmethod
     def settings_customise_sources(
