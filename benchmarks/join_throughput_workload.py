@@ -17,6 +17,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from feedrank.core import codecs
+from feedrank.core.compact_features import ITEM_LAYOUTS, POST_VALUES_LAYOUT, logged_user_features
+from feedrank.core.feature_schema import NUM_TOPICS, UserFeatures
 from feedrank.core.kafka_topics import TopicSpec, ensure_topics
 from feedrank.core.time_units import DAY_MS, HOUR_MS
 from feedrank.v1 import events_pb2
@@ -40,29 +42,32 @@ FULL = Sizes(decisions=6_000, items=30, live_rate=100, live_s=15.0, pending=5_00
 SMOKE = Sizes(decisions=100, items=10, live_rate=20, live_s=2.0, pending=50)
 
 
-# The impression-time dynamic post features a compact decision logs per item (values
-# named once per decision); the static ones are referenced by catalogue version.
-DYNAMIC_POST_FEATURES = (
-    "age_hours",
-    "creator_followers",
-    "creator_engagement_rate",
-    "impressions",
-    "engagement_rate",
-)
+# The layout of a compact decision's per-item values (named once per decision): the
+# impression-time dynamic post features; the static ones are referenced by catalogue
+# version, and age_hours is recomputed from the version's created_ms.
+LOGGED_POST_VALUES = ITEM_LAYOUTS[POST_VALUES_LAYOUT].values
 
 
 def decision_bytes(decision_id: str, event_time_ms: int, items: int, rng: random.Random) -> bytes:
-    """A decision as explore logs it: the user's impression-time features (a dozen
-    numbers, a few topic affinities, language and country) and per shown item its
-    catalogue version and dynamic features (a compact decision, events.proto)."""
-    user = events_pb2.FeatureVector(
-        numeric={
-            **{name: rng.random() for name in ("age_bucket", "activity", "follow_count")},
-            **{name: rng.random() for name in ("engagements_7d", "affinity_engagements")},
-            **{name: rng.random() for name in ("sensitive_filter", "known", "as_of_ms")},
-            **{f"affinity_{rng.randrange(32)}": rng.random() for _ in range(6)},
-        },
-        categorical={"language": "en", "country": "US"},
+    """A decision as explore logs it: the user's impression-time features, typed (a few
+    numbers, six topic affinities, language and country), and per shown item its
+    catalogue version, dynamic values and country code (a compact decision, events.proto)."""
+    affinity = [0.0] * NUM_TOPICS
+    for topic in rng.sample(range(NUM_TOPICS), 6):
+        affinity[topic] = rng.random()
+    user = UserFeatures(
+        user_id=f"u{decision_id}",
+        language=0,
+        country=0,
+        age_bucket=rng.randrange(6),
+        activity=rng.random(),
+        follow_count=rng.random(),
+        engagements_7d=rng.random(),
+        sensitive_filter=False,
+        known=True,
+        as_of_ms=event_time_ms,
+        topic_affinity=tuple(affinity),
+        affinity_engagements=rng.random(),
     )
     return codecs.encode(
         events_pb2.Decision(
@@ -71,8 +76,8 @@ def decision_bytes(decision_id: str, event_time_ms: int, items: int, rng: random
             user_id=f"u{decision_id}",
             model_version="bench",
             arm="stable",
-            user_features=user,
-            item_feature_names=DYNAMIC_POST_FEATURES,
+            user_features=logged_user_features(user, event_time_ms),
+            item_feature_names=[POST_VALUES_LAYOUT],
             items=[
                 events_pb2.ShownItem(
                     # Posts of a million-post catalogue, each decision its own, after
@@ -83,7 +88,8 @@ def decision_bytes(decision_id: str, event_time_ms: int, items: int, rng: random
                     propensity=1.0 / (i + 1),
                     catalogue_version=event_time_ms - rng.randrange(10**9),
                     features=events_pb2.FeatureVector(
-                        values=[rng.random() for _ in DYNAMIC_POST_FEATURES]
+                        values=[rng.random() for _ in LOGGED_POST_VALUES],
+                        country_code=rng.randrange(11),
                     ),
                 )
                 for i in range(items)

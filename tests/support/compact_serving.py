@@ -20,6 +20,7 @@ from feedrank.core.feature_schema import (
     CONTENT_DIM,
     IntArray,
     PostFeatureBatch,
+    UserFeatures,
     post_id,
 )
 from feedrank.core.settings import ExploreSettings
@@ -42,11 +43,27 @@ FEED_LENGTH = 30
 
 
 class RecordingStore(InMemoryFeatureStore):
-    """The in-memory store; remembers every batch of post features (and versions) it served."""
+    """The in-memory store; remembers every batch of post features (and versions) and every
+    user's features it served."""
 
     def __init__(self, catalogue: CatalogueState) -> None:
         super().__init__(catalogue)
         self.served: list[tuple[PostFeatureBatch, IntArray]] = []
+        self.users: dict[tuple[str, int], UserFeatures] = {}  # by (user id, as of)
+
+    def user_features(
+        self,
+        user_id: str,
+        at_ms: int,
+        *,
+        fallback_language: int | None = None,
+        fallback_country: int | None = None,
+    ) -> UserFeatures:
+        user = super().user_features(
+            user_id, at_ms, fallback_language=fallback_language, fallback_country=fallback_country
+        )
+        self.users.setdefault((user_id, at_ms), user)
+        return user
 
     def versioned_post_features(
         self, post_indices: IntArray, at_ms: int
@@ -100,9 +117,14 @@ class ServedWorld:
                     catalogue.apply_user(event)
 
     def serve(
-        self, users: int, *, decision_features: Literal["compact", "full"] = "compact"
+        self,
+        users: int,
+        *,
+        decision_features: Literal["compact", "full"] = "compact",
+        policy: str = "greedy",
     ) -> list[bytes]:
-        """One Rank call for each of the first ``users`` users at SERVE_MS; the decisions."""
+        """One Rank call for each of the first ``users`` users at SERVE_MS (``policy``: the
+        exploration policy's name, epsilon 0.1); the decisions."""
         posts = all_posts(self.store, SERVE_MS)
         bundle = small_bundle(posts, seed=3)
         created = np.asarray(self.ranker.post_column("created_ms"), dtype=np.int64)
@@ -110,7 +132,7 @@ class ServedWorld:
         service = ExploreService(
             store=self.store,
             settings=ExploreSettings(candidates=300, decision_features=decision_features),
-            policy=policy_from_name("greedy", epsilon=0.0, temperature=1.0),
+            policy=policy_from_name(policy, epsilon=0.1, temperature=1.0),
             clock=ManualClock(SERVE_MS),
             decision_log=cast(DecisionLogger, self.log),
         )

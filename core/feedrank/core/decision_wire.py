@@ -17,11 +17,15 @@ message parses as their merge, so the decision is its header (every field but
 With ``catalogue_versions`` (each post's catalogue version, read with its features:
 ``FeatureStore.versioned_post_features``) the decision is **compact**, what explore
 logs by default: each item carries its post's version and only the impression's
-:data:`~feedrank.core.feature_schema.DYNAMIC_POST_FEATURES` as ``features.values``,
-named once by ``item_feature_names``; the learners re-join the static ones from the
-catalogue (docs/contracts.md). About 60 bytes an item instead of 440. Without them (or
-for a post whose version is not positive) an item carries all its features, as
-:meth:`PostFeatureBatch.to_protos` builds them.
+dynamic features as ``features.values``, named once by ``item_feature_names``
+(:mod:`feedrank.core.compact_features`: the layout ``@post_values_1`` when the posts
+are as of the decision time, whose ``age_hours`` the re-join derives; else every
+:data:`~feedrank.core.feature_schema.DYNAMIC_POST_FEATURES`, named); the learners
+re-join the static ones from the catalogue (docs/contracts.md). About 58 bytes an item
+instead of 440. Without them (or for a post whose version is not positive) an item
+carries all its features, as :meth:`PostFeatureBatch.to_protos` builds them. The
+header's user features are the caller's (explore logs them compact too:
+:func:`~feedrank.core.compact_features.logged_user_features`).
 
 The bytes parse to exactly the message the protobuf runtime would build
 (``tests/unit/core/test_decision_wire.py`` checks it field by field); only the order
@@ -32,10 +36,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from feedrank.core.compact_features import POST_VALUES_LAYOUT, ItemLayout, item_layout
 from feedrank.core.feature_schema import (
     CONTENT_DIM,
     COUNTRIES,
@@ -47,6 +53,7 @@ from feedrank.core.feature_schema import (
     TOPIC_FEATURES,
     IntArray,
     PostFeatureBatch,
+    country_codes,
 )
 from feedrank.core.protobuf_wire import DOUBLE, I64, LEN, VARINT, length_delimited, tag, varint
 from feedrank.v1 import events_pb2
@@ -115,17 +122,55 @@ _POST_ID_TAG, _POSITION_TAG, _FEATURES_TAG = tag(1, LEN), tag(2, VARINT), tag(5,
 _VERSION_TAG = tag(6, VARINT)
 _SCORE_AND_PROPENSITY = struct.Struct("<BdBd")  # each tag is one byte, then a double
 _SCORE_TAG, _PROPENSITY_TAG = 3 << 3 | I64, 4 << 3 | I64
-_ITEM_FEATURE_NAMES = b"".join(
-    length_delimited(11, name.encode()) for name in DYNAMIC_POST_FEATURES
-)
-_VALUES_PREFIX = tag(4, LEN) + varint(4 * len(DYNAMIC_POST_FEATURES))  # packed repeated float
-# A compact item's whole ``features`` field: its tag and length, then FeatureVector.values.
-_COMPACT_PREFIX = (
-    _FEATURES_TAG + varint(len(_VALUES_PREFIX) + 4 * len(DYNAMIC_POST_FEATURES)) + _VALUES_PREFIX
-)
-_COMPACT = np.dtype(
-    [("prefix", f"S{len(_COMPACT_PREFIX)}"), ("values", "<f4", (len(DYNAMIC_POST_FEATURES),))]
-)
+
+
+_COUNTRY_CODE_TAG = tag(6, VARINT)  # FeatureVector.country_code
+assert len(COUNTRIES) < 0x80, "a country code is a one-byte varint"  # country_codes' range
+
+
+@dataclass(frozen=True)
+class _CompactItems:
+    """How compact items log their dynamic features: ``names``, the encoded
+    ``item_feature_names``, and ``layout``, what they name. Each item's ``features`` field
+    is a fixed-width numpy row: its tag and length and FeatureVector.values' (``prefix``),
+    the values, and with the layout's country code field its tag and one-byte value."""
+
+    names: bytes
+    layout: ItemLayout
+    prefix: bytes
+
+    @classmethod
+    def naming(cls, names: Sequence[str]) -> _CompactItems:
+        layout = item_layout(names)
+        count = len(layout.values)
+        packed = tag(4, LEN) + varint(4 * count)  # packed repeated float
+        length = len(packed) + 4 * count + (2 if layout.country_code_field else 0)
+        return cls(
+            names=b"".join(length_delimited(11, name.encode()) for name in names),
+            layout=layout,
+            prefix=_FEATURES_TAG + varint(length) + packed,
+        )
+
+    def features(self, posts: PostFeatureBatch) -> list[bytes]:
+        """Each post's encoded ``features`` field."""
+        layout = self.layout
+        columns = [("prefix", f"S{len(self.prefix)}"), ("values", "<f4", (len(layout.values),))]
+        if layout.country_code_field:
+            columns += [("country_tag", "S1"), ("country_code", "u1")]
+        compact = np.empty(len(posts), dtype=np.dtype(columns))
+        compact["prefix"] = self.prefix
+        compact["values"] = posts.dynamic_values(layout.values)
+        if layout.country_code_field:
+            compact["country_tag"] = _COUNTRY_CODE_TAG
+            compact["country_code"] = country_codes(posts.country)
+        width, block = compact.dtype.itemsize, compact.tobytes()
+        return [block[at * width : (at + 1) * width] for at in range(len(posts))]
+
+
+# Posts as of the decision time: the schema's layout, whose age_hours the re-join derives.
+# Posts of another time (not what explore logs): every dynamic feature, named.
+_LAYOUT_ITEMS = _CompactItems.naming([POST_VALUES_LAYOUT])
+_NAMED_ITEMS = _CompactItems.naming(DYNAMIC_POST_FEATURES)
 
 
 def encode_decision(
@@ -150,8 +195,10 @@ def encode_decision(
             raise ValueError(
                 f"want {len(posts)} catalogue versions, got {catalogue_versions.shape}"
             )
-        features, versions = _compact_features(posts, catalogue_versions)
-        encoded.append(_ITEM_FEATURE_NAMES)
+        at_decision_time = posts.as_of_ms == header.event_time_ms
+        layout = _LAYOUT_ITEMS if at_decision_time else _NAMED_ITEMS
+        features, versions = _compact_features(posts, catalogue_versions, layout)
+        encoded.append(layout.names)
     pack_scores = _SCORE_AND_PROPENSITY.pack
     for item, item_features, version in zip(items, features, versions, strict=True):
         post = item.post_id.encode()
@@ -171,14 +218,13 @@ def encode_decision(
     return b"".join(encoded)
 
 
-def _compact_features(posts: PostFeatureBatch, versions: IntArray) -> tuple[list[bytes], list[int]]:
-    """Each item's encoded ``features`` field (tag included): the dynamic values where its
-    post has a version, all features (``catalogue_version`` left 0) where it has none."""
-    compact = np.empty(len(posts), dtype=_COMPACT)
-    compact["prefix"] = _COMPACT_PREFIX
-    compact["values"] = posts.dynamic_values()
-    width, block = _COMPACT.itemsize, compact.tobytes()
-    features = [block[row * width : (row + 1) * width] for row in range(len(posts))]
+def _compact_features(
+    posts: PostFeatureBatch, versions: IntArray, layout: _CompactItems
+) -> tuple[list[bytes], list[int]]:
+    """Each item's encoded ``features`` field (tag included): the dynamic values of
+    ``layout`` where its post has a version, all features (``catalogue_version`` left 0)
+    where it has none."""
+    features = layout.features(posts)
     listed: list[int] = versions.tolist()
     unversioned = [row for row, version in enumerate(listed) if version <= 0]
     if unversioned:

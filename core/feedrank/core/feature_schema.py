@@ -14,7 +14,8 @@ key of its string id (:func:`post_key`), the same in every process and on every 
 A decision logs each shown post's features split in two (docs/contracts.md):
 :data:`STATIC_POST_FEATURES` belong to the post's catalogue version (what its latest
 upsert said) and are re-joined by the learners from the catalogue by (post id, version);
-:data:`DYNAMIC_POST_FEATURES` are the impression's own values and stay logged.
+:data:`DYNAMIC_POST_FEATURES` are the impression's own values and stay logged (but
+``age_hours``, derived from the version's ``created_ms`` and the decision time).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import functools
 import hashlib
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core.time_units import HOUR_MS
 from feedrank.v1 import events_pb2
 
 LANGUAGES: tuple[str, ...] = ("en", "es", "pt", "fr", "de", "hi", "ja", "ar")
@@ -161,9 +163,23 @@ def user_id(index: int) -> str:
     return f"u{index}"
 
 
+_USER_NUMBERS = ("activity", "follow_count", "engagements_7d", "affinity_engagements")
+
+
+def float32_values(values: Iterable[float]) -> tuple[float, ...]:
+    """``values`` rounded to float32 (the precision of every feature the models read)."""
+    return tuple(np.asarray(tuple(values), dtype=np.float32).tolist())
+
+
 @dataclass(frozen=True)
 class UserFeatures:
-    """One user as of ``as_of_ms`` (impression time when logged with a decision)."""
+    """One user as of ``as_of_ms`` (impression time when logged with a decision).
+
+    The numbers are float32 values, like the post columns: construction rounds them once
+    (the models read float32 anyway, so their inputs are the same), which is what lets a
+    compact decision log them as float32 and a learner read back exactly what the ranker
+    used (:mod:`feedrank.core.compact_features`).
+    """
 
     user_id: str
     language: int  # index into LANGUAGES
@@ -186,6 +202,11 @@ class UserFeatures:
             raise ValueError(
                 f"topic_affinity needs {NUM_TOPICS} values or none, got {len(self.topic_affinity)}"
             )
+        rounded = float32_values([getattr(self, name) for name in _USER_NUMBERS])
+        for name, value in zip(_USER_NUMBERS, rounded, strict=True):
+            object.__setattr__(self, name, value)  # frozen: set once, here
+        if self.topic_affinity:
+            object.__setattr__(self, "topic_affinity", float32_values(self.topic_affinity))
 
     def to_proto(self) -> events_pb2.FeatureVector:
         affinity = {
@@ -246,11 +267,22 @@ DYNAMIC_POST_FEATURES: tuple[str, ...] = (
     "engagement_rate",
     "country_code",
 )
-"""What a compact decision logs per shown item (``FeatureVector.values``, named once by
-``Decision.item_feature_names``): values of the impression, not of the post's version.
-Counts and the creator's audience move between upserts; ``country_code`` is the post
-country's model code (:func:`country_codes`) because a post without its own country
-takes its creator's profile country, which arrives on another topic in no set order."""
+"""Values of the impression, not of the post's version: what a compact decision logs per
+shown item (``FeatureVector.values``, named once by ``Decision.item_feature_names``; by
+the layout of :mod:`feedrank.core.compact_features`, ``age_hours`` is derived instead:
+:func:`post_age_hours`). Counts and the creator's audience move between upserts;
+``country_code`` is the post country's model code (:func:`country_codes`) because a post
+without its own country takes its creator's profile country, which arrives on another
+topic in no set order."""
+
+
+def post_age_hours(at_ms: int, created_ms: IntArray | int) -> FloatArray:
+    """Hours from each post's creation to ``at_ms`` (0 for one created later), float32: the
+    feature store's ``age_hours``, which a compact decision does not log (the re-join
+    derives it from the post version's ``created_ms`` and the decision time, with this)."""
+    elapsed = np.maximum(np.int64(at_ms) - np.asarray(created_ms, dtype=np.int64), 0)
+    hours: FloatArray = (elapsed / HOUR_MS).astype(np.float32)
+    return hours
 
 
 def country_codes(countries: IntArray) -> IntArray:
@@ -318,10 +350,11 @@ class PostFeatureBatch:
             for row in range(len(self))
         ]
 
-    def dynamic_values(self) -> FloatArray:
-        """(n, len(DYNAMIC_POST_FEATURES)) float32: what a compact decision logs per item."""
-        values = np.empty((len(self), len(DYNAMIC_POST_FEATURES)), dtype=np.float32)
-        for column, name in enumerate(DYNAMIC_POST_FEATURES):
+    def dynamic_values(self, names: Sequence[str] = DYNAMIC_POST_FEATURES) -> FloatArray:
+        """(n, len(names)) float32 of the :data:`DYNAMIC_POST_FEATURES` ``names``: what a
+        compact decision logs per item."""
+        values = np.empty((len(self), len(names)), dtype=np.float32)
+        for column, name in enumerate(names):
             own = country_codes(self.country) if name == "country_code" else getattr(self, name)
             values[:, column] = own
         return values

@@ -32,8 +32,9 @@ from feedrank.core.feature_schema import (
     PostFeatureBatch,
     UserFeatures,
     log1p,
+    post_age_hours,
 )
-from feedrank.core.time_units import DAY_MS, HOUR_MS
+from feedrank.core.time_units import DAY_MS
 from feedrank.features.point_in_time import PointInTimeCounts
 from feedrank.features.protocol import UserState
 from feedrank.features.user_records import TimedSet, UserRecord
@@ -185,13 +186,13 @@ class InMemoryFeatureStore:
         followers, creator_rate = catalogue.creator_stats(creator)
         prior = self.config.prior_impressions
         rate = (engagements + prior * creator_rate.astype(np.float64)) / (impressions + prior)
-        age_hours = np.maximum(at_ms - created_ms, 0) / HOUR_MS
+        age_hours = post_age_hours(at_ms, created_ms)  # derived again by the re-join
         posts = PostFeatureBatch(
             post_index=rows,
             post_key=key,
             **static,
             creator_index=creator,
-            age_hours=age_hours.astype(np.float32),
+            age_hours=age_hours,
             creator_followers=np.log1p(followers).astype(np.float32),
             creator_engagement_rate=creator_rate,
             impressions=np.log1p(impressions).astype(np.float32),

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core.compact_features import full_user_features
 from feedrank.core.entity_codecs import COUNTRY_TAG, LANGUAGE_TAG
 from feedrank.core.feature_schema import (
     AFFINITY_FEATURES,
@@ -273,8 +274,12 @@ def batch_from_examples(
 
 
 def user_from_example(example: LoggedExample) -> UserFeatures:
-    """The user as the decision logged them (``UserFeatures.to_proto`` inverted)."""
-    features = example.user_features
+    """The user as the decision logged them (``UserFeatures.to_proto`` inverted; a compact
+    decision's typed user read back whole first, ``full_user_features``)."""
+    try:
+        features = full_user_features(example.user_features, example.decision_time_ms)
+    except ValueError as error:
+        raise InvalidExampleError(str(error), field="user_features") from None
     values = features.numeric
     if not example.user_id:
         raise InvalidExampleError("example has no user_id", field="user_id")

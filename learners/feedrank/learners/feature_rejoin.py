@@ -3,7 +3,8 @@
 Explore logs compact decisions (docs/contracts.md): each shown item carries its post's
 catalogue version (``catalogue_version``: the ts of the post's latest upsert in the
 ranker's catalogue) and only the impression's dynamic values (``features.values``, named
-once per decision by ``item_feature_names``; the join copies both onto each
+once per decision by ``item_feature_names``, a list of names or a layout of
+:mod:`feedrank.core.compact_features`; the join copies both onto each
 ``LabelledExample`` as ``catalogue_version`` and ``post_feature_names``).
 :class:`PostFeatureRejoin` rebuilds the full post ``FeatureVector`` from them, exactly
 as :meth:`PostFeatureBatch.to_protos` logged it in a full decision:
@@ -11,8 +12,10 @@ as :meth:`PostFeatureBatch.to_protos` logged it in a full decision:
 * the static part (language, topics, content embedding, sensitive, region_locked) from
   the learner's catalogue **at that version** (:func:`find_post_version`: the live row,
   or a superseded version the catalogue keeps), never from another version;
-* the dynamic numbers from the logged values; the country from the logged
-  ``country_code`` (the catalogue's own code when it is the same model code);
+* the dynamic numbers from the logged values; ``age_hours``, when not logged, from the
+  version's ``created_ms`` and the decision time (``post_age_hours``, the store's own
+  formula); the country from the logged ``country_code`` (the catalogue's own code when
+  it is the same model code);
 * ``creator_index``: the row of the version's creator in the learner's catalogue (a
   process-local row, like a full log's, which no model reads).
 
@@ -21,8 +24,10 @@ ranker, version superseded longer ago than kept or compacted away) is **skipped 
 counted** (``skipped``, by :class:`VersionMiss` reason or "malformed", ``on_skip`` and a
 log line), not filled in. Full items (``catalogue_version`` 0: imported logs, the
 simulator's history, decisions logged with ``explore.decision_features = "full"``) pass
-through unchanged. With ``wait_s``, a version the catalogue has not reached yet (a feed
-tails it on another thread) is waited for that long before it counts as a skip.
+through unchanged. A completed example also has its user's features whole
+(:func:`~feedrank.core.compact_features.full_user_features`). With ``wait_s``, a version
+the catalogue has not reached yet (a feed tails it on another thread) is waited for that
+long before it counts as a skip.
 """
 
 from __future__ import annotations
@@ -36,17 +41,23 @@ from dataclasses import dataclass
 from feedrank.catalogue import CatalogueState
 from feedrank.catalogue.post_versions import PostVersion, VersionMiss, find_post_version
 from feedrank.catalogue.state import UNKNOWN_COUNTRY
+from feedrank.core.compact_features import (
+    full_user_features,
+    is_compact_user,
+    logged_item_values,
+)
 from feedrank.core.feature_schema import (
     COUNTRIES,
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
     TOPIC_FEATURES,
+    post_age_hours,
 )
 from feedrank.v1 import events_pb2
 
 log = logging.getLogger("feedrank.learners")
 
-MALFORMED = "malformed"  # skip reason: values and names of different lengths
+MALFORMED = "malformed"  # skip reason: values and names of different lengths, unknown layout
 _WAIT_STEP_S = 0.02
 _NO_WAIT_AFTER_TIMEOUT_S = 60.0  # a feed that did not catch up once is not waited on again
 _LOG_EVERY = 1_000  # skips of a reason between two log lines (the first one is logged)
@@ -72,11 +83,19 @@ class PostFeatureRejoin:
         self._found: dict[tuple[str, int], _StaticPart] = {}  # recently re-joined versions
 
     def post_features(
-        self, post_id: str, version_ms: int, names: Sequence[str], values: Sequence[float]
+        self,
+        post_id: str,
+        version_ms: int,
+        names: Sequence[str],
+        logged: events_pb2.FeatureVector,
+        decision_time_ms: int,
     ) -> events_pb2.FeatureVector | str:
-        """The full features of ``post_id`` at ``version_ms`` with the logged dynamic
-        ``values`` (named by ``names``), or the reason there are none (not counted)."""
-        if len(names) != len(values):
+        """The full features of ``post_id`` at ``version_ms`` with the dynamic ones an
+        impression at ``decision_time_ms`` logged (``logged``, named by ``names``: the
+        decision's ``item_feature_names``), or the reason there are none (not counted)."""
+        try:
+            dynamic = logged_item_values(names, logged)
+        except ValueError:  # an unknown layout, or values the names do not match
             return MALFORMED
         static = self._found.get((post_id, version_ms))
         if static is None:
@@ -84,18 +103,26 @@ class PostFeatureRejoin:
             if isinstance(found, VersionMiss):
                 return found.value
             static = self._remember((post_id, version_ms), _StaticPart.of(found))
-        return static.with_values(names, values)
+        return static.with_values(dynamic, decision_time_ms)
 
     def complete(self, example: events_pb2.LabelledExample) -> bool:
-        """Complete a compact ``example`` in place (its post features whole, its
-        ``catalogue_version`` and ``post_feature_names`` cleared, as a full example has
+        """Complete a compact ``example`` in place (its user's and post's features whole,
+        its ``catalogue_version`` and ``post_feature_names`` cleared, as a full example has
         them); False, counted and logged, when its version cannot be found. True for a
         full example, left as it is."""
+        if is_compact_user(example.user_features):
+            example.user_features.CopyFrom(
+                full_user_features(example.user_features, example.decision_time_ms)
+            )
         version = example.catalogue_version
         if version == 0:
             return True
         features = self.post_features(
-            example.post_id, version, example.post_feature_names, example.post_features.values
+            example.post_id,
+            version,
+            example.post_feature_names,
+            example.post_features,
+            example.decision_time_ms,
         )
         if isinstance(features, str):
             self._skip(features, example.decision_id, example.post_id, version)
@@ -117,14 +144,14 @@ class PostFeatureRejoin:
     ) -> list[tuple[events_pb2.ShownItem, events_pb2.FeatureVector]]:
         """Each shown item of ``decision`` with its full post features (a full item's own);
         items whose version cannot be found are left out, counted and logged."""
-        names = decision.item_feature_names
+        names, at_ms = decision.item_feature_names, decision.event_time_ms
         shown = []
         for item in decision.items:
             version = item.catalogue_version
             if version == 0:
                 shown.append((item, item.features))
                 continue
-            features = self.post_features(item.post_id, version, names, item.features.values)
+            features = self.post_features(item.post_id, version, names, item.features, at_ms)
             if isinstance(features, str):
                 self._skip(features, decision.decision_id, item.post_id, version)
                 continue
@@ -181,13 +208,15 @@ class PostFeatureRejoin:
 def logged_post_numbers(example: events_pb2.LabelledExample) -> dict[str, float]:
     """The post numbers ``example`` logged itself: a full example's numeric features, a
     compact one's dynamic values by name (what needs no catalogue, e.g. for off-policy
-    evaluation, whose estimators read no post feature)."""
+    evaluation, whose estimators read no post feature; a derived ``age_hours`` is not
+    among them)."""
     features = example.post_features
     if example.catalogue_version == 0:
         return dict(features.numeric)
-    if len(example.post_feature_names) != len(features.values):
+    try:
+        return logged_item_values(example.post_feature_names, features)
+    except ValueError:  # an unknown layout, or values the names do not match
         return {}
-    return dict(zip(example.post_feature_names, features.values, strict=True))
 
 
 @dataclass(frozen=True)
@@ -200,6 +229,7 @@ class _StaticPart:
     country: str  # as the catalogue has it now: its model code may not be the logged one
     country_code: int
     embedding: list[float]
+    created_ms: int
 
     @classmethod
     def of(cls, version: PostVersion) -> _StaticPart:
@@ -218,17 +248,22 @@ class _StaticPart:
             country=COUNTRY_VOCABULARY.code(version.country),
             country_code=COUNTRY_VOCABULARY.model_code(version.country),
             embedding=version.content.tolist(),
+            created_ms=version.created_ms,
         )
 
     def with_values(
-        self, names: Sequence[str], values: Sequence[float]
+        self, dynamic: dict[str, float], decision_time_ms: int
     ) -> events_pb2.FeatureVector:
-        """The full features with an impression's dynamic ``values`` (named by ``names``).
+        """The full features with the ``dynamic`` ones an impression at ``decision_time_ms``
+        logged (by name).
 
-        The country is the ranker's: the catalogue's own when it has the logged model code
-        (``country_code``), else the code of the logged model index (for "other", a country
-        past the schema's, the unknown country: the models' same input)."""
-        numeric = dict(zip(names, values, strict=True))
+        ``age_hours``, when not logged, is the store's: from the version's creation to the
+        decision time. The country is the ranker's: the catalogue's own when it has the
+        logged model code (``country_code``), else the code of the logged model index (for
+        "other", a country past the schema's, the unknown country: the models' same input)."""
+        numeric = dict(dynamic)
+        if "age_hours" not in numeric:
+            numeric["age_hours"] = float(post_age_hours(decision_time_ms, self.created_ms))
         logged = numeric.pop("country_code", None)
         numeric.update(self.numeric)
         country = self.country

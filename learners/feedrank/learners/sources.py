@@ -29,6 +29,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from confluent_kafka import Consumer, TopicPartition
 
 from feedrank.core import codecs
+from feedrank.core.compact_features import is_compact_user
 from feedrank.core.kafka_clients import consumer_config
 from feedrank.v1 import events_pb2
 
@@ -107,13 +108,14 @@ def read_kafka_range(
 
 def write_examples(examples: Sequence[events_pb2.LabelledExample], path: Path) -> None:
     """Export examples as Parquet or CSV (by suffix), in the documented format. A compact
-    example (``catalogue_version`` set) lacks its post's static features, which the
-    format has no place to name: complete it first (``PostFeatureRejoin``)."""
+    example (``catalogue_version`` set, or a typed user) lacks features the format has
+    no place for (its post's static features, its user's names): complete it first
+    (``PostFeatureRejoin``)."""
     for example in examples:
-        if example.catalogue_version:
+        if example.catalogue_version or is_compact_user(example.user_features):
             raise ExampleSourceError(
-                f"example {example.decision_id}/{example.post_id} is compact: re-join its "
-                "post features from the catalogue before exporting it"
+                f"example {example.decision_id}/{example.post_id} is compact: complete its "
+                "features (PostFeatureRejoin.complete) before exporting it"
             )
     rows = [_row(example) for example in examples]
     columns = list(dict.fromkeys(name for row in rows for name in row))

@@ -124,6 +124,12 @@ class FeatureVector(google.protobuf.message.Message):
     CATEGORICAL_FIELD_NUMBER: builtins.int
     EMBEDDING_FIELD_NUMBER: builtins.int
     VALUES_FIELD_NUMBER: builtins.int
+    USER_FIELD_NUMBER: builtins.int
+    COUNTRY_CODE_FIELD_NUMBER: builtins.int
+    country_code: builtins.int
+    """A compact item's country_code (the model index of the post's country) when its
+    values are named by a layout that says so (docs/contracts.md), not among values.
+    """
     @property
     def numeric(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.float]: ...
     @property
@@ -139,6 +145,12 @@ class FeatureVector(google.protobuf.message.Message):
         impression-time dynamic post features, without a name per item.
         """
 
+    @property
+    def user(self) -> global___CompactUserFeatures:
+        """A compact decision's user (Decision.user_features, LabelledExample.user_features):
+        the user's features typed, in place of numeric and categorical.
+        """
+
     def __init__(
         self,
         *,
@@ -146,10 +158,68 @@ class FeatureVector(google.protobuf.message.Message):
         categorical: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
         embedding: collections.abc.Iterable[builtins.float] | None = ...,
         values: collections.abc.Iterable[builtins.float] | None = ...,
+        user: global___CompactUserFeatures | None = ...,
+        country_code: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["categorical", b"categorical", "embedding", b"embedding", "numeric", b"numeric", "values", b"values"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["user", b"user"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["categorical", b"categorical", "country_code", b"country_code", "embedding", b"embedding", "numeric", b"numeric", "user", b"user", "values", b"values"]) -> None: ...
 
 global___FeatureVector = FeatureVector
+
+@typing.final
+class CompactUserFeatures(google.protobuf.message.Message):
+    """The user's impression-time features in a compact decision: what a full decision logs
+    in FeatureVector.numeric and categorical (UserFeatures.to_proto), without a name per
+    value. Numbers are float32, as the feature schema holds them (what the models read).
+    The user's as_of_ms is the decision's event time.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LANGUAGE_FIELD_NUMBER: builtins.int
+    COUNTRY_FIELD_NUMBER: builtins.int
+    AGE_BUCKET_FIELD_NUMBER: builtins.int
+    ACTIVITY_FIELD_NUMBER: builtins.int
+    FOLLOW_COUNT_FIELD_NUMBER: builtins.int
+    ENGAGEMENTS_7D_FIELD_NUMBER: builtins.int
+    AFFINITY_ENGAGEMENTS_FIELD_NUMBER: builtins.int
+    SENSITIVE_FILTER_FIELD_NUMBER: builtins.int
+    KNOWN_FIELD_NUMBER: builtins.int
+    AFFINITY_TOPIC_MASK_FIELD_NUMBER: builtins.int
+    AFFINITY_SHARES_FIELD_NUMBER: builtins.int
+    language: builtins.str
+    country: builtins.str
+    age_bucket: builtins.int
+    activity: builtins.float
+    follow_count: builtins.float
+    engagements_7d: builtins.float
+    affinity_engagements: builtins.float
+    sensitive_filter: builtins.bool
+    known: builtins.bool
+    affinity_topic_mask: builtins.int
+    """The topics of the affinity's non-zero shares, bit i for topic i, and their shares in
+    topic order. Both 0 and empty: no affinity (a user without engagement history).
+    """
+    @property
+    def affinity_shares(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        language: builtins.str = ...,
+        country: builtins.str = ...,
+        age_bucket: builtins.int = ...,
+        activity: builtins.float = ...,
+        follow_count: builtins.float = ...,
+        engagements_7d: builtins.float = ...,
+        affinity_engagements: builtins.float = ...,
+        sensitive_filter: builtins.bool = ...,
+        known: builtins.bool = ...,
+        affinity_topic_mask: builtins.int = ...,
+        affinity_shares: collections.abc.Iterable[builtins.float] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["activity", b"activity", "affinity_engagements", b"affinity_engagements", "affinity_shares", b"affinity_shares", "affinity_topic_mask", b"affinity_topic_mask", "age_bucket", b"age_bucket", "country", b"country", "engagements_7d", b"engagements_7d", "follow_count", b"follow_count", "known", b"known", "language", b"language", "sensitive_filter", b"sensitive_filter"]) -> None: ...
+
+global___CompactUserFeatures = CompactUserFeatures
 
 @typing.final
 class ShownItem(google.protobuf.message.Message):
@@ -251,7 +321,10 @@ class Decision(google.protobuf.message.Message):
 
     @property
     def item_feature_names(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
-        """Names of every item's features.values, once per decision (compact decisions)."""
+        """Names of every item's features.values, once per decision (compact decisions): the
+        names themselves, or one entry "@<layout>" naming a layout of the feature schema
+        (docs/contracts.md), which stands for its names in order.
+        """
 
     def __init__(
         self,
@@ -401,7 +474,7 @@ class LabelledExample(google.protobuf.message.Message):
     def breakdown(self) -> global___RewardBreakdown: ...
     @property
     def post_feature_names(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
-        """Names of post_features.values (Decision.item_feature_names)."""
+        """Names of post_features.values (Decision.item_feature_names: names, or "@<layout>")."""
 
     def __init__(
         self,

@@ -13,7 +13,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from feedrank.core import codecs
-from feedrank.core.feature_schema import CONTENT_DIM, DYNAMIC_POST_FEATURES
+from feedrank.core.compact_features import (
+    ITEM_LAYOUTS,
+    POST_VALUES_LAYOUT,
+    full_user_features,
+    is_compact_user,
+)
+from feedrank.core.feature_schema import CONTENT_DIM
 from feedrank.explore.app import ServingState
 from feedrank.explore.grpc_service import set_serving
 from feedrank.learners.feature_rejoin import PostFeatureRejoin
@@ -55,16 +61,20 @@ def test_rank_returns_limit_items_and_logs_the_decision(
     assert decision.decision_id == response.decision_id
     assert decision.event_time_ms == START_MS
     assert decision.model_version == "v0-init"
-    assert decision.user_features.categorical["language"]
-    assert decision.user_features.numeric["known"] == 1.0
+    assert is_compact_user(decision.user_features)  # typed; read back whole
+    user = full_user_features(decision.user_features, decision.event_time_ms)
+    assert user.categorical["language"]
+    assert user.numeric["known"] == 1.0
+    assert user.numeric["as_of_ms"] == START_MS
     assert [item.post_id for item in decision.items] == [i.post_id for i in response.items]
     assert [item.propensity for item in decision.items] == [i.propensity for i in response.items]
-    # Compact: each shown item's catalogue version and the impression's own values; the
-    # rest re-joins from the catalogue at that version (here the ranker's own).
-    assert list(decision.item_feature_names) == list(DYNAMIC_POST_FEATURES)
+    # Compact: each shown item's catalogue version and the impression's own values (by
+    # the layout: age_hours derived); the rest re-joins from the catalogue at that
+    # version (here the ranker's own).
+    assert list(decision.item_feature_names) == [POST_VALUES_LAYOUT]
     for item in decision.items:
         assert item.catalogue_version > 0
-        assert len(item.features.values) == len(DYNAMIC_POST_FEATURES)
+        assert len(item.features.values) == len(ITEM_LAYOUTS[POST_VALUES_LAYOUT].values)
         assert not item.features.embedding
     rejoined = PostFeatureRejoin(serving_state.catalogue).shown_items(decision)
     assert len(rejoined) == len(decision.items)

@@ -1,7 +1,8 @@
 """No leakage through the real topics: explore serves from a catalogue replayed from
 ``feedrank.posts`` and logs compact decisions; the posts are then updated on the topic;
 a learner replaying (and following) the topic re-joins exactly the post features the
-ranker used, and ``feedrank learn`` learns every shown item of the decisions."""
+ranker used (and reads back the typed user it used), and ``feedrank learn`` learns every
+shown item of the decisions."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from confluent_kafka import Producer
 from feedrank.catalogue import CatalogueState
 from feedrank.catalogue.replay import replay_catalogue
 from feedrank.core.clock import ManualClock
+from feedrank.core.compact_features import full_user_features
 from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings, load_settings
 from feedrank.core.time_units import HOUR_MS
@@ -85,10 +87,18 @@ def test_a_learner_following_the_posts_topic_rejoins_what_the_ranker_used(
     rejoin = PostFeatureRejoin(learner)
     items = 0
     for decision in decisions:
+        user = served.store.users[(decision.user_id, SERVE_MS)]  # logged typed, read whole
+        logged_user = full_user_features(decision.user_features, decision.event_time_ms)
+        assert dict(logged_user.numeric) == dict(user.to_proto().numeric)
+        assert dict(logged_user.categorical) == dict(user.to_proto().categorical)
         for item, features in rejoin.shown_items(decision):
             used, version = served.store.used(item.post_id, SERVE_MS)
             assert item.catalogue_version == version
             want = used.to_protos()[0]
+            # creator_index is a process-local row (interned in arrival order, which
+            # differs between two replays of a partitioned topic): the same creator.
+            rows = (features.numeric.pop("creator_index"), want.numeric.pop("creator_index"))
+            assert learner.creator_id(int(rows[0])) == ranker.creator_id(int(rows[1]))
             assert dict(features.numeric) == dict(want.numeric)
             assert dict(features.categorical) == dict(want.categorical)
             assert list(features.embedding) == list(want.embedding)

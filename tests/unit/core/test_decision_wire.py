@@ -1,5 +1,5 @@
 """The decision log's hand-written wire bytes parse to exactly the protobuf-built Decision,
-full or compact; a realistic compact decision is a fifth of a full one."""
+full or compact; a realistic compact decision is at most 2 KB, a seventh of a full one."""
 
 from __future__ import annotations
 
@@ -9,8 +9,20 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from feedrank.core.compact_features import (
+    POST_VALUES_LAYOUT,
+    is_compact_user,
+    item_layout,
+    logged_item_values,
+    logged_user_features,
+)
 from feedrank.core.decision_wire import encode_decision
-from feedrank.core.feature_schema import DYNAMIC_POST_FEATURES, NUM_TOPICS, PostFeatureBatch
+from feedrank.core.feature_schema import (
+    DYNAMIC_POST_FEATURES,
+    NUM_TOPICS,
+    PostFeatureBatch,
+    country_codes,
+)
 from feedrank.explore.queries import RankedPost
 from feedrank.features.store import InMemoryFeatureStore
 from feedrank.simulate.world.catalogue import catalogue_from_world
@@ -108,31 +120,54 @@ def built_compact(
     versions: npt.NDArray[np.int64],
 ) -> events_pb2.Decision:
     """The compact decision, built by the protobuf runtime: dynamic values and a version per
-    item (all features where the post has no version), their names once."""
+    item (all features where the post has no version), named once: by the layout, without
+    age_hours, for posts as of the decision time; else every dynamic feature by name."""
     expected = built_with_protobuf(decision, posts, items)
-    expected.item_feature_names.extend(DYNAMIC_POST_FEATURES)
-    rows = zip(expected.items, posts.dynamic_values(), versions.tolist(), strict=True)
-    for item, values, version in rows:
+    at_posts_time_ = posts.as_of_ms == decision.event_time_ms
+    names = (POST_VALUES_LAYOUT,) if at_posts_time_ else DYNAMIC_POST_FEATURES
+    layout = item_layout(names)
+    expected.item_feature_names.extend(names)
+    country = country_codes(posts.country).tolist()
+    logged = zip(posts.dynamic_values(layout.values), country, versions.tolist(), strict=True)
+    for item, (values, country_code, version) in zip(expected.items, logged, strict=True):
         if version > 0:
             item.features.CopyFrom(events_pb2.FeatureVector(values=values.tolist()))
+            if layout.country_code_field:
+                item.features.country_code = country_code
             item.catalogue_version = version
     return expected
 
 
+def at_posts_time(decision: events_pb2.Decision) -> events_pb2.Decision:
+    """``decision`` at its posts' time (``make_posts``), as explore logs them."""
+    decision.event_time_ms = AS_OF_MS
+    return decision
+
+
 @pytest.mark.parametrize("count", [0, 1, 50, 200])
-def test_compact_bytes_parse_to_the_protobuf_built_compact_decision(count: int) -> None:
+@pytest.mark.parametrize("at_posts_time_", [True, False], ids=["layout", "named"])
+def test_compact_bytes_parse_to_the_protobuf_built_compact_decision(
+    count: int, at_posts_time_: bool
+) -> None:
     rng = np.random.default_rng(count)
     posts = make_posts(rng, count)
     items = items_for(count, rng)
     versions = rng.integers(1, 2**41, size=count, dtype=np.int64)
-    encoded = encode_decision(header(), posts, items, versions)
+    decision_header = at_posts_time(header()) if at_posts_time_ else header()
+    encoded = encode_decision(decision_header, posts, items, versions)
     decision = events_pb2.Decision.FromString(encoded)
-    assert decision == built_compact(header(), posts, items, versions)
-    assert list(decision.item_feature_names) == list(DYNAMIC_POST_FEATURES)
-    for item, row in zip(decision.items, posts.dynamic_values(), strict=True):
+    assert decision == built_compact(decision_header, posts, items, versions)
+    if at_posts_time_:  # age_hours is derived from the version and the decision time
+        assert list(decision.item_feature_names) == [POST_VALUES_LAYOUT]
+        logged = [name for name in DYNAMIC_POST_FEATURES if name != "age_hours"]
+    else:  # posts of another time: their age_hours is logged, every value named
+        assert list(decision.item_feature_names) == list(DYNAMIC_POST_FEATURES)
+        logged = list(DYNAMIC_POST_FEATURES)
+    for item, row in zip(decision.items, posts.dynamic_values(logged), strict=True):
         assert not item.features.numeric
         assert not item.features.embedding
-        assert list(item.features.values) == row.tolist()  # float32: nothing is rounded
+        by_name = logged_item_values(decision.item_feature_names, item.features)
+        assert by_name == dict(zip(logged, row.tolist(), strict=True))  # float32: exact
 
 
 def test_a_post_without_a_version_is_logged_whole_beside_compact_ones() -> None:
@@ -157,22 +192,39 @@ def test_a_header_with_item_names_or_mismatched_versions_is_refused() -> None:
         encode_decision(header(), posts, items_for(2, rng), np.ones(3, dtype=np.int64))
 
 
-def test_a_realistic_30_item_compact_decision_is_a_fifth_of_a_full_one() -> None:
+def test_a_realistic_30_item_compact_decision_is_at_most_2_kb() -> None:
     """Posts, versions and the user as the feature store of a simulated world serves them
-    (a user with eight topic affinities, posts with one or two topics)."""
+    (a user with eight topic affinities, posts with one or two topics), the header as
+    explore writes it (a request with a language, the canary arm)."""
     world = small_world(3_000, 300, AS_OF_MS)
     store = InMemoryFeatureStore(catalogue_from_world(world))
     posts, versions = store.versioned_post_features(np.arange(1_000, 1_030), AS_OF_MS)
     user = store.user_features("u5", AS_OF_MS)
-    decision = header()
-    decision.user_features.CopyFrom(user.to_proto())
+    assert sum(share > 0 for share in user.topic_affinity) == 8
+    rng = np.random.default_rng(30)
     items = [
-        RankedPost(post_id=identifier, position=position, score=0.5, propensity=0.9)
+        RankedPost(
+            post_id=identifier,
+            position=position,
+            score=float(np.float32(rng.random())),  # the ranker's scores are float32
+            propensity=float(rng.uniform(0.002, 1.0)),
+        )
         for position, identifier in enumerate(store.post_ids(posts.post_index))
     ]
-    full = encode_decision(decision, posts, items)
+    full_header = at_posts_time(header())
+    full_header.user_features.CopyFrom(user.to_proto())
+    full = encode_decision(full_header, posts, items)
+    decision = at_posts_time(header())
+    decision.user_features.CopyFrom(logged_user_features(user, AS_OF_MS))
+    assert is_compact_user(decision.user_features)
     compact = encode_decision(decision, posts, items, versions)
-    header_bytes = len(decision.SerializeToString())
-    print(f"30 items: full {len(full):,} B, compact {len(compact):,} B (header {header_bytes} B)")
-    assert len(compact) - header_bytes <= 2_048  # the shown items and their names
-    assert len(compact) * 5 <= len(full)
+    header_bytes, user_bytes = decision.ByteSize(), decision.user_features.ByteSize()
+    parsed = events_pb2.Decision.FromString(compact)
+    item_bytes = [item.ByteSize() for item in parsed.items]
+    print(
+        f"30 items: full {len(full):,} B, compact {len(compact):,} B: header {header_bytes} B "
+        f"(user features {user_bytes} B), items and their names {len(compact) - header_bytes} B "
+        f"({min(item_bytes)}-{max(item_bytes)} B an item, its tag and length aside)"
+    )
+    assert len(compact) <= 2_048
+    assert len(compact) * 6 <= len(full)

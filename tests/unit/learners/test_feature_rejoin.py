@@ -1,10 +1,12 @@
-"""No leakage: a learner re-joins exactly the post features the ranker used.
+"""No leakage: a learner re-joins exactly the user and post features the ranker used.
 
-The real explore pipeline ranks with the real feature store and logs compact decisions;
-then posts are updated (new topics, content, language, sensitivity), taken down, and a
+The real explore pipeline ranks with the real feature store and logs compact decisions
+(the user typed, each item's dynamic values by layout, ``age_hours`` not logged); then
+posts are updated (new topics, content, language, sensitivity), taken down, and a
 creator's profile fills in the country of its posts. Re-joined from a learner's twin of
-the catalogue, every shown item's post features equal the ranker's, field by field and
-as model inputs; a version the learner's catalogue lacks is skipped and counted.
+the catalogue, every shown item's post features and every user's features equal the
+ranker's, field by field and as model inputs; a version the learner's catalogue lacks is
+skipped and counted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from confluent_kafka import Message
 
 from feedrank.catalogue import CatalogueState
 from feedrank.catalogue.state import UNKNOWN_COUNTRY
+from feedrank.core.compact_features import (
+    POST_VALUES_LAYOUT,
+    full_user_features,
+    is_compact_user,
+    item_layout,
+)
 from feedrank.core.feature_schema import (
     COUNTRIES,
     COUNTRY_VOCABULARY,
@@ -35,7 +43,7 @@ from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer
 from feedrank.learners.online.feedback import fake_negatives
 from feedrank.learners.online.learner import OnlineLearner
 from feedrank.learners.post_topics import CatalogueTopics
-from feedrank.models.encoding import post_tensors
+from feedrank.models.encoding import post_tensors, user_tensors
 from feedrank.simulate.world.catalogue import START_TS_MS, catalogue_from_world, creator_id
 from feedrank.v1 import catalogue_pb2, events_pb2
 from tests.support.compact_serving import SERVE_MS, START_MS, ServedWorld, served_world
@@ -71,9 +79,12 @@ def served() -> tuple[ServedWorld, list[events_pb2.Decision]]:
     takedown = catalogue_pb2.PostEvent(
         op=catalogue_pb2.ENTITY_OP_DELETE, post_id=shown[0], ts_ms=UPDATED_MS
     )
-    later = [  # every other one; the rest keep the version served (and their creator's
+    later = [  # every other one, created at another time too (age_hours is derived from
+        # the served version's); the rest keep the version served (and their creator's
         # profile gives those without a country one, in place)
-        world.restyled(int(post[1:]), UPDATED_MS, seed=7, language="ja", sensitive=True)
+        world.restyled(
+            int(post[1:]), UPDATED_MS, seed=7, language="ja", sensitive=True, created_ms=START_MS
+        )
         for post in shown[1::2]
     ]
     creators = {creator_id(int(world.world.posts.creator_index[int(p[1:])])) for p in shown}
@@ -107,7 +118,14 @@ def test_the_decisions_are_compact_and_cover_every_kind_of_version(
     items = [item for decision in decisions for item in decision.items]
     assert len(decisions) == USERS
     assert len(items) > USERS * 20  # feeds of up to 30, fewer when the rules filter many
-    assert all(len(item.features.values) == 6 and not item.features.numeric for item in items)
+    assert all(len(item.features.values) == 4 and not item.features.numeric for item in items)
+    assert {item.features.country_code for item in items} >= {0, 2}  # US and India, say
+    for decision in decisions:  # the layout (age_hours derived), the user typed
+        assert list(decision.item_feature_names) == [POST_VALUES_LAYOUT]
+        assert "age_hours" not in item_layout(decision.item_feature_names).values
+        assert is_compact_user(decision.user_features)
+        assert not decision.user_features.numeric
+        assert not decision.user_features.categorical
     versions = {item.catalogue_version for item in items}
     assert {START_TS_MS, RESTYLED_MS} <= versions
     learner = world.learner
@@ -136,7 +154,9 @@ def test_rejoined_post_features_equal_what_the_ranker_used(
         shown = rejoin.shown_items(decision)
         assert [item for item, _ in shown] == list(decision.items)
         for item, features in shown:
-            assert_same_vector(features, ranker_used(world, item).to_protos()[0])
+            used = ranker_used(world, item)
+            assert_same_vector(features, used.to_protos()[0])  # age_hours derived, equal
+            assert features.numeric["age_hours"] == float(used.age_hours[0])
     assert rejoin.rejoined == sum(len(decision.items) for decision in decisions)
     assert not rejoin.skipped
 
@@ -154,6 +174,29 @@ def test_the_model_inputs_of_rejoined_impressions_equal_the_rankers(
     ranker = concat_posts(used)
     learned = post_tensors(batch.posts, id_buckets=1024, at_ms=SERVE_MS)
     served_inputs = post_tensors(ranker, id_buckets=1024, at_ms=SERVE_MS)
+    for name in vars(learned):
+        assert torch.equal(getattr(learned, name), getattr(served_inputs, name)), name
+
+
+def test_the_users_the_learner_reads_equal_the_rankers_field_by_field_and_as_model_inputs(
+    served: tuple[ServedWorld, list[events_pb2.Decision]],
+) -> None:
+    world, decisions = served
+    for decision in decisions:  # the logged user, whole: what a full decision logs
+        used = world.store.users[(decision.user_id, SERVE_MS)]
+        full = full_user_features(decision.user_features, decision.event_time_ms)
+        assert dict(full.numeric) == dict(used.to_proto().numeric)
+        assert dict(full.categorical) == dict(used.to_proto().categorical)
+    rejoin = PostFeatureRejoin(world.learner)
+    impressions = [
+        negative for decision in decisions for negative in fake_negatives(decision, rejoin)
+    ]
+    batch = batch_from_examples(impressions, topics=CatalogueTopics(world.learner))
+    used_users = [world.store.users[(impression.user_id, SERVE_MS)] for impression in impressions]
+    assert list(batch.users) == used_users  # every field, as_of_ms and affinities included
+    assert sum(bool(user.topic_affinity) for user in used_users) > len(used_users) / 2
+    learned = user_tensors(batch.users, id_buckets=1024)
+    served_inputs = user_tensors(used_users, id_buckets=1024)
     for name in vars(learned):
         assert torch.equal(getattr(learned, name), getattr(served_inputs, name)), name
 
@@ -177,11 +220,17 @@ def test_a_compact_example_is_completed_as_the_full_example_of_the_same_impressi
         for index, item in enumerate(decision.items)
     ]
     assert all(example.catalogue_version and example.post_feature_names for example in examples)
-    assert logged_post_numbers(examples[0])["age_hours"] == examples[0].post_features.values[0]
-    completed = list(FeatureBackfill(world.learner).examples(examples))  # training's path
+    logged = logged_post_numbers(examples[0])  # by the layout's names; age_hours derived
+    assert logged["creator_followers"] == examples[0].post_features.values[0]
+    assert logged["country_code"] == examples[0].post_features.country_code
+    assert "age_hours" not in logged
+    backfill = FeatureBackfill(world.learner)
+    completed = list(backfill.examples(examples))  # training's path
     assert len(completed) == len(examples)
+    assert backfill.filled_users == backfill.filled_posts == 0  # none taken from "now"
     for example, item in zip(completed, decision.items, strict=True):
         full = labelled_example(decision, item, label_time_ms=SERVE_MS + 1, reward=example.reward)
+        full.user_features.CopyFrom(world.store.users[(decision.user_id, SERVE_MS)].to_proto())
         full.post_features.CopyFrom(ranker_used(world, item).to_protos()[0])
         full.catalogue_version = 0
         del full.post_feature_names[:]
@@ -317,3 +366,15 @@ def test_a_compact_decision_is_not_learned_without_its_features(
     _, decisions = served
     with pytest.raises(ValueError, match="re-join"):
         fake_negatives(decisions[0])
+
+
+def test_items_named_by_an_unknown_layout_are_skipped_as_malformed(
+    served: tuple[ServedWorld, list[events_pb2.Decision]],
+) -> None:
+    world, decisions = served
+    decision = events_pb2.Decision()
+    decision.CopyFrom(decisions[0])
+    decision.item_feature_names[:] = ["@post_values_9"]  # a layout of a later version
+    rejoin = PostFeatureRejoin(world.learner)
+    assert rejoin.shown_items(decision) == []
+    assert rejoin.skipped == {"malformed": len(decision.items)}

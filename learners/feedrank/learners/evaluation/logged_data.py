@@ -3,7 +3,8 @@
 One row per shown item, sorted by decision and, within a decision, by position. Rows
 come from a replay file (:func:`from_replay_rows`) or from labelled examples
 (:func:`from_examples`, e.g. read from ``feedrank.examples``). Context features are
-the decision's features (replay context columns, or ``user_features`` of an example);
+the decision's features (replay context columns, or ``user_features`` of an example,
+a compact one's read back whole);
 item features are the row's own (replay ``item_*`` and per-row columns, or
 ``post_features`` of an example: for a compact one, the dynamic values it logged, see
 :func:`~feedrank.learners.feature_rejoin.logged_post_numbers`). Numeric ones are float
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core.compact_features import full_user_features
 from feedrank.learners.feature_rejoin import logged_post_numbers
 from feedrank.learners.replay.rows import LoggedRow
 from feedrank.v1 import events_pb2
@@ -124,20 +126,23 @@ def from_replay_rows(rows: Iterable[LoggedRow], decision_ids: Sequence[str]) -> 
 
 def from_examples(examples: Iterable[events_pb2.LabelledExample]) -> LoggedBandit:
     """Logged data from labelled examples (one per shown item, reward as joined)."""
-    return _build(
-        _Row(
-            decision_id=example.decision_id,
-            position=example.position,
-            post_id=example.post_id,
-            user_id=example.user_id,
-            propensity=example.propensity,
-            reward=example.reward,
-            line=0,
-            numeric=dict(example.user_features.numeric),
-            categorical=dict(example.user_features.categorical),
-            item_numeric=logged_post_numbers(example),
-        )
-        for example in examples
+    return _build(_example_row(example) for example in examples)
+
+
+def _example_row(example: events_pb2.LabelledExample) -> _Row:
+    """``example`` as a row: its user's features whole (a compact one's read back)."""
+    user = full_user_features(example.user_features, example.decision_time_ms)
+    return _Row(
+        decision_id=example.decision_id,
+        position=example.position,
+        post_id=example.post_id,
+        user_id=example.user_id,
+        propensity=example.propensity,
+        reward=example.reward,
+        line=0,
+        numeric=dict(user.numeric),
+        categorical=dict(user.categorical),
+        item_numeric=logged_post_numbers(example),
     )
 
 
