@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedrank.core.clock import Clock
+from feedrank.core.compact_features import logged_user_features
 from feedrank.core.decision_wire import encode_decision
 from feedrank.core.feature_schema import (
     COUNTRY_VOCABULARY,
@@ -251,6 +252,7 @@ class ExploreService:
     ) -> None:
         if self.decision_log is None:
             return
+        compact = self.settings.decision_features == "compact"
         header = events_pb2.Decision(  # every field but the items
             decision_id=decision_id,
             event_time_ms=query.request_time_ms,
@@ -259,10 +261,11 @@ class ExploreService:
             arm=arm,
             exploration_policy=self.policy.kind,
             exploration_seed=seed,
-            user_features=user.to_proto(),
+            user_features=(
+                logged_user_features(user, query.request_time_ms) if compact else user.to_proto()
+            ),
             context={"surface": query.surface, **_context_codes(query)},
         )
-        compact = self.settings.decision_features == "compact"
         encoded = encode_decision(header, shown_posts, items, shown_versions if compact else None)
         self.decision_log.log_encoded(query.user_id, encoded)
 
