@@ -10,17 +10,36 @@ from feedrank.registry.manifest import (
     VersionNotFoundError,
     VersionRefusedError,
 )
+from feedrank.registry.replica import ReplicaRegistry, VersionFetch
+from feedrank.registry.transfer import (
+    CHUNK_BYTES,
+    FileChunk,
+    TransferRefusedError,
+    VersionHeader,
+    VersionPart,
+    VersionUnavailableError,
+    version_parts,
+)
 
 __all__ = [
+    "CHUNK_BYTES",
+    "FileChunk",
     "FileDigest",
     "LocalModelRegistry",
     "ModelBundle",
     "ModelRegistry",
     "RegistryError",
+    "ReplicaRegistry",
     "TrainingData",
+    "TransferRefusedError",
+    "VersionFetch",
+    "VersionHeader",
     "VersionManifest",
     "VersionNotFoundError",
+    "VersionPart",
     "VersionRefusedError",
+    "VersionUnavailableError",
     "read_bundle",
+    "version_parts",
     "write_bundle",
 ]

@@ -14,7 +14,9 @@ only by :meth:`ModelRegistry.prune` (the deploy service keeps the newest few and
 version a rollout may still need).
 
 :class:`ModelRegistry` is the small interface the learners, the deploy service and the
-explore workers use, so object storage can replace the filesystem later.
+explore workers use, so object storage can replace the filesystem later. A replica with
+no shared disk keeps its own copy: :meth:`LocalModelRegistry.receive` stores a version
+streamed from elsewhere (``transfer``) under its own name, checked byte for byte.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from __future__ import annotations
 import abc
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 from feedrank.core.clock import Clock, SystemClock
 from feedrank.core.durable_files import fsync_directory, fsync_path
@@ -38,9 +41,11 @@ from feedrank.registry.manifest import (
     VersionManifest,
     VersionNotFoundError,
     VersionRefusedError,
+    check_version_name,
     digest_tree,
     file_digest,
 )
+from feedrank.registry.transfer import StagedVersion, VersionPart
 
 StagingWriter = Callable[[Path], None]
 _PUBLISH_ATTEMPTS = 100
@@ -71,6 +76,12 @@ class ModelRegistry(abc.ABC):
     @abc.abstractmethod
     def open_verified(self, version: str) -> Path:
         """The directory of ``version`` after checking every file against its manifest."""
+
+    @abc.abstractmethod
+    def open_file(self, version: str, name: str) -> BinaryIO:
+        """One file of ``version`` as stored, ``manifest.json`` or one its manifest lists,
+        open for reading and NOT verified: for streaming it to a replica, which checks
+        every byte against the manifest. VersionNotFoundError when it is not there."""
 
     @abc.abstractmethod
     def prune(self, *, keep_newest: int, protected: Collection[str]) -> list[str]:
@@ -146,8 +157,7 @@ class LocalModelRegistry(ModelRegistry):
         return manifests
 
     def manifest(self, version: str) -> VersionManifest:
-        if not VERSION_PATTERN.match(version):
-            raise VersionNotFoundError(f"{version!r} is not a version name (v0001, v0002, …)")
+        check_version_name(version)
         path = self._versions_dir / version / MANIFEST_FILE
         try:
             text = path.read_text()
@@ -191,6 +201,50 @@ class LocalModelRegistry(ModelRegistry):
                     f"manifest: {expected.size_bytes} bytes, {expected.sha256[:12]}…)"
                 )
         return directory
+
+    def directory(self, version: str) -> Path:
+        """Where ``version``'s files are (or would be); nothing is checked."""
+        return self._versions_dir / version
+
+    def open_file(self, version: str, name: str) -> BinaryIO:
+        listed = self.manifest(version).files  # the version exists, its name is sound
+        if name != MANIFEST_FILE and name not in listed:
+            raise VersionNotFoundError(f"{version} has no file {name!r} in its manifest")
+        path = self.directory(version) / name
+        try:
+            return path.open("rb")
+        except FileNotFoundError as error:
+            raise VersionNotFoundError(f"{version}: {name} is gone from {self.root}") from error
+
+    def receive(self, version: str, parts: Iterable[VersionPart]) -> VersionManifest:
+        """Store ``version`` from the parts another registry streamed (``transfer``) under
+        its own name: written into a private staging directory, every file checked against
+        the manifest that came first, then renamed into ``versions/`` in one step, so a
+        reader sees the whole version or none. TransferRefusedError when the bytes
+        disagree with the manifest; whatever ``parts`` raises (the source broke off)
+        passes through. Either way nothing of the attempt stays behind."""
+        check_version_name(version)
+        self._versions_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".incoming-{version}-", dir=self.root))
+        staged = StagedVersion(staging, version)
+        try:
+            for part in parts:
+                staged.accept(part)
+            manifest = staged.finish()
+            for path in [staging, *staging.rglob("*")]:
+                if path.is_dir():
+                    fsync_path(path)  # the files' entries (their data is synced already)
+            target = self.directory(version)
+            try:
+                staging.rename(target)
+            except OSError as error:
+                raise RegistryError(f"{version} is already in {self.root}") from error
+            fsync_directory(self._versions_dir)
+            _make_read_only(target)
+            return manifest
+        finally:
+            staged.discard()
+            shutil.rmtree(staging, ignore_errors=True)
 
     def prune(self, *, keep_newest: int, protected: Collection[str]) -> list[str]:
         if keep_newest < 1:

@@ -98,6 +98,12 @@ class VersionManifest:
         return manifest
 
 
+def check_version_name(version: str) -> None:
+    """VersionNotFoundError unless ``version`` is a version name (never a path)."""
+    if not VERSION_PATTERN.match(version):
+        raise VersionNotFoundError(f"{version!r} is not a version name (v0001, v0002, …)")
+
+
 def file_digest(path: Path) -> FileDigest:
     digest = hashlib.sha256()
     size = 0

@@ -8,15 +8,17 @@ is appended to the history; a crash between the two leaves the old state on disk
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from feedrank.core.clock import Clock
 from feedrank.deploy import metrics, state
 from feedrank.deploy.counterfactual import CounterfactualGate, OpenGate
 from feedrank.deploy.errors import (
+    FieldViolation,
     InvalidRolloutArgument,
     ModelVersionNotFound,
+    RegistryUnreadable,
     RolloutPreconditionFailed,
 )
 from feedrank.deploy.state import Arm, Phase, Rollout
@@ -25,7 +27,9 @@ from feedrank.registry import (
     ModelRegistry,
     VersionManifest,
     VersionNotFoundError,
+    VersionPart,
     VersionRefusedError,
+    version_parts,
 )
 
 Transition = Callable[[Rollout], Rollout]
@@ -77,6 +81,25 @@ class DeployControl:
 
     def serving_plan(self) -> tuple[list[Arm], str]:
         return state.serving_arms(self.rollout(), self.config.holdout_share), self.config.salt
+
+    def model_parts(self, version: str) -> Iterator[VersionPart]:
+        """``version``'s manifest, then its files in chunks, for a replica to store
+        (``feedrank.registry.transfer``; the replica checks every byte)."""
+        if not version:
+            raise InvalidRolloutArgument("version", "empty; name a registry version, e.g. v0002")
+        try:
+            yield from version_parts(self.registry, version)
+        except VersionNotFoundError as error:
+            raise ModelVersionNotFound(
+                f"{error}; `feedrank rollout models` lists the versions",
+                (FieldViolation("version", f"{version!r} is not in the registry"),),
+            ) from error
+        except VersionRefusedError as error:
+            raise RolloutPreconditionFailed(f"{version} cannot be sent: {error}") from error
+        except OSError as error:
+            raise RegistryUnreadable(
+                f"reading {version} from the registry failed: {error}"
+            ) from error
 
     # Changes asked for by people (the CLI).
     def start(self, version: str, steps: Sequence[float] = ()) -> Rollout:

@@ -38,6 +38,18 @@ class RolloutPreconditionFailed(DeployError):
     status_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class ModelStreamsBusy(DeployError):
+    """Every FetchModel stream the service allows is in use: try again shortly."""
+
+    status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class RegistryUnreadable(DeployError):
+    """A registry file could not be read (an I/O error): try again shortly."""
+
+    status_code = grpc.StatusCode.UNAVAILABLE
+
+
 class StateFileCorrupt(DeployError):
     """The durable rollout state cannot be read; the service refuses to guess."""
 

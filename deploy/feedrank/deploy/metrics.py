@@ -31,8 +31,16 @@ AGGREGATES_READ = Counter(
 AGGREGATES_REJECTED = Counter(
     "feedrank_deploy_aggregates_rejected", "Records on feedrank.metrics that did not decode."
 )
+KAFKA_UP = Gauge(
+    "feedrank_deploy_kafka_up",
+    "1 while the aggregate feed reaches Kafka, 0 during an outage (analysis then waits).",
+)
 REQUESTS = Counter(
     "feedrank_deploy_requests", "Deploy gRPC calls by method and status code.", ["method", "code"]
+)
+MODEL_BYTES_SENT = Counter(
+    "feedrank_deploy_model_bytes_sent",
+    "Registry file bytes streamed to explore replicas by FetchModel.",
 )
 VERSIONS_PRUNED = Counter(
     "feedrank_deploy_registry_versions_pruned",

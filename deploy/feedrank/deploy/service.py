@@ -6,9 +6,10 @@ errors (through ``grpc_status``) and count every call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 from grpc_health.v1 import health
@@ -18,9 +19,9 @@ from feedrank.core.grpc_server import build_grpc_server
 from feedrank.core.service_errors import abort, code_name
 from feedrank.deploy import metrics
 from feedrank.deploy.control import DeployControl
-from feedrank.deploy.errors import DeployError
+from feedrank.deploy.errors import DeployError, ModelStreamsBusy
 from feedrank.deploy.state import Phase, Rollout
-from feedrank.registry import VersionManifest
+from feedrank.registry import FileChunk, VersionManifest, VersionPart
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
 
 DEPLOY_SERVICE = deploy_pb2.DESCRIPTOR.services_by_name["Deploy"].full_name
@@ -64,9 +65,31 @@ def model_message(manifest: VersionManifest) -> deploy_pb2.ModelVersion:
     )
 
 
+def chunk_message(part: VersionPart) -> deploy_pb2.ModelChunk:
+    """One part of a registry version (``registry.transfer``) as a FetchModel message."""
+    if isinstance(part, FileChunk):
+        return deploy_pb2.ModelChunk(
+            file_chunk=deploy_pb2.ModelFileChunk(path=part.path, offset=part.offset, data=part.data)
+        )
+    return deploy_pb2.ModelChunk(
+        manifest=deploy_pb2.ModelManifest(
+            version=part.version,
+            manifest_json=part.manifest_json,
+            files=[
+                deploy_pb2.ModelFile(path=path, sha256=digest.sha256, size_bytes=digest.size_bytes)
+                for path, digest in sorted(part.files.items())
+            ],
+        )
+    )
+
+
 class DeployServicer(deploy_pb2_grpc.DeployServicer):
-    def __init__(self, control: DeployControl) -> None:
+    def __init__(self, control: DeployControl, *, max_model_streams: int = 2) -> None:
+        """``max_model_streams``: FetchModel streams at once (each holds a handler thread
+        for its whole download; keep it below the thread count so plans are answered)."""
         self.control = control
+        self.max_model_streams = max_model_streams
+        self._model_streams = threading.BoundedSemaphore(max_model_streams)
 
     def ListModels(
         self, request: deploy_pb2.ListModelsRequest, context: grpc.ServicerContext
@@ -157,6 +180,28 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
 
         return self._call("GetServingPlan", context, plan)
 
+    def FetchModel(
+        self, request: deploy_pb2.FetchModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[deploy_pb2.ModelChunk]:
+        if not self._model_streams.acquire(blocking=False):
+            self._fail(
+                "FetchModel",
+                context,
+                ModelStreamsBusy(
+                    f"{self.max_model_streams} model downloads are in flight; try again shortly"
+                ),
+            )
+        try:
+            for part in self.control.model_parts(request.version):
+                if isinstance(part, FileChunk):
+                    metrics.MODEL_BYTES_SENT.inc(len(part.data))
+                yield chunk_message(part)
+        except DeployError as error:
+            self._fail("FetchModel", context, error)
+        finally:
+            self._model_streams.release()
+        metrics.REQUESTS.labels(method="FetchModel", code="OK").inc()
+
     def _rollout(
         self, method: str, context: grpc.ServicerContext, action: Callable[[], Rollout]
     ) -> deploy_pb2.Rollout:
@@ -174,10 +219,14 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
         try:
             result = action()
         except DeployError as error:
-            metrics.REQUESTS.labels(method=method, code=code_name(error.status_code)).inc()
-            abort(context, error)
+            self._fail(method, context, error)
         metrics.REQUESTS.labels(method=method, code="OK").inc()
         return result
+
+    @staticmethod
+    def _fail(method: str, context: grpc.ServicerContext, error: DeployError) -> NoReturn:
+        metrics.REQUESTS.labels(method=method, code=code_name(error.status_code)).inc()
+        abort(context, error)
 
 
 def build_server(
@@ -185,10 +234,11 @@ def build_server(
     health_servicer: health.HealthServicer,
     *,
     address: str,
-    threads: int = 4,
+    threads: int = 6,
 ) -> tuple[grpc.Server, int]:
-    """A gRPC server with Deploy, health and reflection; returns it and its bound port."""
-    servicer = DeployServicer(control)
+    """A gRPC server with Deploy, health and reflection; returns it and its bound port.
+    At most a third of the ``threads`` stream models at once (``FetchModel``)."""
+    servicer = DeployServicer(control, max_model_streams=max(1, threads // 3))
     return build_grpc_server(
         {DEPLOY_SERVICE: partial(deploy_pb2_grpc.add_DeployServicer_to_server, servicer)},
         health_servicer,

@@ -360,3 +360,116 @@ class ServingPlan(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["arms", b"arms", "salt", b"salt"]) -> None: ...
 
 global___ServingPlan = ServingPlan
+
+@typing.final
+class FetchModelRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: builtins.int
+    version: builtins.str
+    """A registry version name, e.g. "v0002"."""
+    def __init__(
+        self,
+        *,
+        version: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["version", b"version"]) -> None: ...
+
+global___FetchModelRequest = FetchModelRequest
+
+@typing.final
+class ModelFile(google.protobuf.message.Message):
+    """One file of a version as its manifest records it."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: builtins.int
+    SHA256_FIELD_NUMBER: builtins.int
+    SIZE_BYTES_FIELD_NUMBER: builtins.int
+    path: builtins.str
+    """Relative to the version directory, "/"-separated, e.g. "ann/index.bin"."""
+    sha256: builtins.str
+    size_bytes: builtins.int
+    def __init__(
+        self,
+        *,
+        path: builtins.str = ...,
+        sha256: builtins.str = ...,
+        size_bytes: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["path", b"path", "sha256", b"sha256", "size_bytes", b"size_bytes"]) -> None: ...
+
+global___ModelFile = ModelFile
+
+@typing.final
+class ModelManifest(google.protobuf.message.Message):
+    """The first message of a FetchModel stream."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: builtins.int
+    MANIFEST_JSON_FIELD_NUMBER: builtins.int
+    FILES_FIELD_NUMBER: builtins.int
+    version: builtins.str
+    manifest_json: builtins.bytes
+    """The version's manifest.json, byte for byte (the registry's own record)."""
+    @property
+    def files(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ModelFile]:
+        """The files that follow, as manifest_json lists them."""
+
+    def __init__(
+        self,
+        *,
+        version: builtins.str = ...,
+        manifest_json: builtins.bytes = ...,
+        files: collections.abc.Iterable[global___ModelFile] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["files", b"files", "manifest_json", b"manifest_json", "version", b"version"]) -> None: ...
+
+global___ModelManifest = ModelManifest
+
+@typing.final
+class ModelFileChunk(google.protobuf.message.Message):
+    """A piece of one file; a file's chunks come in order, one file after another."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: builtins.int
+    OFFSET_FIELD_NUMBER: builtins.int
+    DATA_FIELD_NUMBER: builtins.int
+    path: builtins.str
+    offset: builtins.int
+    """Where data starts in the file; an empty file is one chunk with no data."""
+    data: builtins.bytes
+    def __init__(
+        self,
+        *,
+        path: builtins.str = ...,
+        offset: builtins.int = ...,
+        data: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["data", b"data", "offset", b"offset", "path", b"path"]) -> None: ...
+
+global___ModelFileChunk = ModelFileChunk
+
+@typing.final
+class ModelChunk(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MANIFEST_FIELD_NUMBER: builtins.int
+    FILE_CHUNK_FIELD_NUMBER: builtins.int
+    @property
+    def manifest(self) -> global___ModelManifest: ...
+    @property
+    def file_chunk(self) -> global___ModelFileChunk: ...
+    def __init__(
+        self,
+        *,
+        manifest: global___ModelManifest | None = ...,
+        file_chunk: global___ModelFileChunk | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["file_chunk", b"file_chunk", "manifest", b"manifest", "part", b"part"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["file_chunk", b"file_chunk", "manifest", b"manifest", "part", b"part"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["part", b"part"]) -> typing.Literal["manifest", "file_chunk"] | None: ...
+
+global___ModelChunk = ModelChunk

@@ -94,6 +94,11 @@ class DeployStub(object):
                 request_serializer=feedrank_dot_v1_dot_deploy__pb2.GetServingPlanRequest.SerializeToString,
                 response_deserializer=feedrank_dot_v1_dot_deploy__pb2.ServingPlan.FromString,
                 _registered_method=True)
+        self.FetchModel = channel.unary_stream(
+                '/feedrank.v1.Deploy/FetchModel',
+                request_serializer=feedrank_dot_v1_dot_deploy__pb2.FetchModelRequest.SerializeToString,
+                response_deserializer=feedrank_dot_v1_dot_deploy__pb2.ModelChunk.FromString,
+                _registered_method=True)
 
 
 class DeployServicer(object):
@@ -166,6 +171,15 @@ class DeployServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchModel(self, request, context):
+        """The files of one registry version, so a replica needs no shared disk: the
+        manifest first, then every file in chunks of at most 1 MiB. NOT_FOUND for an
+        unknown version; the receiver checks every byte against the manifest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeployServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +237,11 @@ def add_DeployServicer_to_server(servicer, server):
                     servicer.GetServingPlan,
                     request_deserializer=feedrank_dot_v1_dot_deploy__pb2.GetServingPlanRequest.FromString,
                     response_serializer=feedrank_dot_v1_dot_deploy__pb2.ServingPlan.SerializeToString,
+            ),
+            'FetchModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchModel,
+                    request_deserializer=feedrank_dot_v1_dot_deploy__pb2.FetchModelRequest.FromString,
+                    response_serializer=feedrank_dot_v1_dot_deploy__pb2.ModelChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -522,6 +541,33 @@ class Deploy(object):
             '/feedrank.v1.Deploy/GetServingPlan',
             feedrank_dot_v1_dot_deploy__pb2.GetServingPlanRequest.SerializeToString,
             feedrank_dot_v1_dot_deploy__pb2.ServingPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/feedrank.v1.Deploy/FetchModel',
+            feedrank_dot_v1_dot_deploy__pb2.FetchModelRequest.SerializeToString,
+            feedrank_dot_v1_dot_deploy__pb2.ModelChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,15 @@ class DeployStub:
     ]
     """What explore workers should serve now: versions and traffic weights."""
 
+    FetchModel: grpc.UnaryStreamMultiCallable[
+        feedrank.v1.deploy_pb2.FetchModelRequest,
+        feedrank.v1.deploy_pb2.ModelChunk,
+    ]
+    """The files of one registry version, so a replica needs no shared disk: the
+    manifest first, then every file in chunks of at most 1 MiB. NOT_FOUND for an
+    unknown version; the receiver checks every byte against the manifest.
+    """
+
 class DeployAsyncStub:
     ListModels: grpc.aio.UnaryUnaryMultiCallable[
         feedrank.v1.deploy_pb2.ListModelsRequest,
@@ -133,6 +142,15 @@ class DeployAsyncStub:
         feedrank.v1.deploy_pb2.ServingPlan,
     ]
     """What explore workers should serve now: versions and traffic weights."""
+
+    FetchModel: grpc.aio.UnaryStreamMultiCallable[
+        feedrank.v1.deploy_pb2.FetchModelRequest,
+        feedrank.v1.deploy_pb2.ModelChunk,
+    ]
+    """The files of one registry version, so a replica needs no shared disk: the
+    manifest first, then every file in chunks of at most 1 MiB. NOT_FOUND for an
+    unknown version; the receiver checks every byte against the manifest.
+    """
 
 class DeployServicer(metaclass=abc.ABCMeta):
     @abc.abstractmethod
@@ -212,5 +230,16 @@ class DeployServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[feedrank.v1.deploy_pb2.ServingPlan, collections.abc.Awaitable[feedrank.v1.deploy_pb2.ServingPlan]]:
         """What explore workers should serve now: versions and traffic weights."""
+
+    @abc.abstractmethod
+    def FetchModel(
+        self,
+        request: feedrank.v1.deploy_pb2.FetchModelRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[feedrank.v1.deploy_pb2.ModelChunk], collections.abc.AsyncIterator[feedrank.v1.deploy_pb2.ModelChunk]]:
+        """The files of one registry version, so a replica needs no shared disk: the
+        manifest first, then every file in chunks of at most 1 MiB. NOT_FOUND for an
+        unknown version; the receiver checks every byte against the manifest.
+        """
 
 def add_DeployServicer_to_server(servicer: DeployServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

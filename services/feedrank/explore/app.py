@@ -8,7 +8,8 @@ parent's replay stopped and indexes new posts as they arrive (``catalogue_source
 With a serving plan configured (``explore.deploy_address`` or ``explore.plan_file``),
 every worker also runs a :class:`PlanFollower` that loads the plan's registry versions
 and switches them in (see ``plan_follower``); without one it serves the initial model,
-the cold-start policy (``cold_start``).
+the cold-start policy (``cold_start``). Versions are opened from the registry directory
+or fetched from the deploy service, per ``explore.model_source`` (``model_sources``).
 With ``explore.feature_updates`` (the default) every worker also keeps its feature
 store fresh from the rewards and decisions topics (see ``feature_updates``).
 """
@@ -39,6 +40,7 @@ from feedrank.explore.feature_updates import (
 )
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.explore.model_slots import ModelSlots
+from feedrank.explore.model_sources import parent_versions, prefetch, worker_versions
 from feedrank.explore.plan_follower import FollowerTiming, PlanFollower
 from feedrank.explore.plan_sources import plan_source
 from feedrank.explore.queries import RankQuery, RankResult
@@ -47,7 +49,7 @@ from feedrank.explore.serving_model import ServingModel, initial_serving_model
 from feedrank.explore.serving_plan import ServingPlan
 from feedrank.explore.workers import BackendFactory, WorkerBackend
 from feedrank.features.store import InMemoryFeatureStore
-from feedrank.registry import LocalModelRegistry
+from feedrank.registry import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ def _load_version(
 ) -> ServingModel | None:
     explore = settings.explore
     loader = ModelLoader(
-        LocalModelRegistry(settings.paths.registry),
+        parent_versions(settings),
         store,
         catalogue,
         check_user_ids=check_user_ids(catalogue, explore.check_users),
@@ -110,7 +112,12 @@ def _load_version(
         clock=clock,
     )
     try:
+        prefetch(settings, version)
         return loader.load(version)
+    except RegistryError as error:
+        log.warning(
+            "the plan's %s is unavailable (%s): starting on the cold-start policy", version, error
+        )
     except ModelRefused as refused:
         log.warning(
             "the plan's %s is refused (%s): starting on the cold-start policy", version, refused
@@ -166,7 +173,7 @@ def plan_follower(
     if source is None:
         return None
     loader = ModelLoader(
-        LocalModelRegistry(settings.paths.registry),
+        worker_versions(settings),
         state.store,
         state.catalogue,
         check_user_ids=check_user_ids(state.catalogue, explore.check_users),

@@ -39,6 +39,19 @@ class DeadlineExpired(ExploreError):
     status_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class ModelUnavailable(ExploreError):
+    """A model version could not be fetched now (the deploy service is unreachable, busy
+    or broke off the download); the plan is tried again at the next poll while the
+    current version keeps serving. Never sent to a Rank caller."""
+
+    status_code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, version: str, reason: str) -> None:
+        super().__init__(f"model version {version} unavailable: {reason}")
+        self.version = version
+        self.reason = reason
+
+
 class ModelRefused(ExploreError):
     """A model version failed a check before serving; the current version keeps serving.
 

@@ -73,7 +73,8 @@ MODEL_SWAPS = Counter(
     "feedrank_explore_model_swaps",
     "Serving plans a worker acted on, by outcome: swapped (new versions loaded and "
     "switched in), reweighted (weights or salt only), refused (a version failed its "
-    "checks; the current one keeps serving), failed (an unexpected error while loading).",
+    "checks; the current one keeps serving), failed (an unexpected error while loading), "
+    "unavailable (a version could not be fetched yet; tried again at the next poll).",
     ["outcome"],
 )
 MODEL_LOAD_SECONDS = Histogram(
@@ -98,6 +99,22 @@ MODEL_REFUSED = Gauge(
     "1 for each version a worker refused, with the check it failed (the reason is logged).",
     ["version", "check"],
     multiprocess_mode="livemax",
+)
+MODEL_FETCHES = Counter(
+    "feedrank_explore_model_fetches",
+    "Versions a worker opened with explore.model_source 'deploy', by outcome: fetched "
+    "(downloaded from Deploy.FetchModel and verified), cached (already in the replica's "
+    "cache), refused (the bytes disagreed with their manifest: nothing kept, the current "
+    "version keeps serving), not_found, unavailable (deploy unreachable or busy: retried).",
+    ["outcome"],
+)
+MODEL_FETCH_BYTES = Counter(
+    "feedrank_explore_model_fetch_bytes", "Model file bytes downloaded and verified."
+)
+MODEL_FETCH_SECONDS = Histogram(
+    "feedrank_explore_model_fetch_seconds",
+    "Time to download and verify one model version (successful fetches).",
+    buckets=LOAD_BUCKETS,
 )
 PLAN_FETCH_ERRORS = Counter(
     "feedrank_explore_plan_fetch_errors",

@@ -12,7 +12,8 @@ arrived in here.
 In order, each failure refusing the version (the current one keeps serving):
 
 1. ``registry``: every file's SHA-256 and size against the manifest, the feature schema
-   hash and encoding version (``ModelRegistry.open_verified``);
+   hash and encoding version (``ModelRegistry.open_verified``; with
+   ``explore.model_source`` 'deploy', after fetching it, see ``model_sources``);
 2. ``format``: the bundle loads (safetensors and numpy only; nothing is unpickled, so a
    pickle planted as weights is rejected unread);
 3. ``index``: the shipped ANN index (``<version>/ann/``) loads and matches the
@@ -29,6 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -39,7 +41,7 @@ from feedrank.core.settings import ExploreSettings
 from feedrank.core.time_units import DAY_MS
 from feedrank.explore import metrics
 from feedrank.explore.catalogue import Catalogue
-from feedrank.explore.errors import ModelRefused
+from feedrank.explore.errors import ModelRefused, ModelUnavailable
 from feedrank.explore.model_checks import CheckWindow, ann_recall, smoke_score
 from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.serving_model import ServingModel
@@ -47,11 +49,19 @@ from feedrank.features import FeatureStore
 from feedrank.models.ann_index import CandidateIndex, IndexFormatError, RetrievalConfig
 from feedrank.models.serialization import ModelFormatError
 from feedrank.models.two_tower import TwoTowerModel
-from feedrank.registry import ModelBundle, ModelRegistry, RegistryError, read_bundle
+from feedrank.registry import ModelBundle, RegistryError, VersionUnavailableError, read_bundle
 from feedrank.registry.bundle import INDEX_DIR
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 20_000  # posts per post-tower call when a loader embeds new posts
+
+
+class VersionOpener(Protocol):
+    """Where versions are opened: a ``ModelRegistry``, or a replica's cache
+    (``model_sources``)."""
+
+    def open_verified(self, version: str) -> Path:
+        """The directory of ``version`` after checking every file against its manifest."""
 
 
 class ModelLoader:
@@ -59,7 +69,7 @@ class ModelLoader:
 
     def __init__(
         self,
-        registry: ModelRegistry,
+        registry: VersionOpener,
         store: FeatureStore,
         catalogue: CatalogueState,
         *,
@@ -85,6 +95,8 @@ class ModelLoader:
         started = time.perf_counter()
         try:
             directory = self.registry.open_verified(version)
+        except VersionUnavailableError as error:
+            raise ModelUnavailable(version, str(error)) from error
         except RegistryError as error:
             raise ModelRefused(version, "registry", str(error)) from error
         try:

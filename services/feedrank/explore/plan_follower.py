@@ -10,8 +10,10 @@ Nothing here stops serving: a plan that cannot be read, a version that is refuse
 any unexpected error are logged and counted (``feedrank_explore_model_swaps_total``,
 ``feedrank_explore_plan_fetch_errors_total``, ``feedrank_explore_model_refused``) while
 the current set keeps serving. A refused plan is not retried until it changes or
-``explore.refused_retry_s`` has passed. The thread runs at a lower CPU priority
-(``explore.loader_nice``) so loading yields to requests.
+``explore.refused_retry_s`` has passed; one whose version could not be fetched yet
+(``ModelUnavailable``: the deploy service unreachable) is retried at the next poll.
+The thread runs at a lower CPU priority (``explore.loader_nice``) so loading yields to
+requests.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from feedrank.explore import metrics
-from feedrank.explore.errors import ModelRefused
+from feedrank.explore.errors import ModelRefused, ModelUnavailable
 from feedrank.explore.model_slots import ModelSlots, VersionLoader, free_when_unused
 from feedrank.explore.plan_sources import PlanSource, PlanSourceError
 from feedrank.explore.serving_plan import ServingPlan
@@ -111,6 +113,8 @@ class PlanFollower:
             serving, loaded = self.slots.build(plan, self.load)
         except ModelRefused as error:
             return self._refuse(plan, error.version, error.check, error.message, outcome="refused")
+        except ModelUnavailable as error:
+            return self._postpone(error)
         except Exception as error:  # whatever a load raises, the current set keeps serving
             log.exception("loading the plan %s failed", plan.describe())
             reason = f"{type(error).__name__}: {error}"
@@ -140,6 +144,14 @@ class PlanFollower:
             "plan %s not applied, still serving %s: %s", plan.describe(), self._serving(), reason
         )
         return outcome
+
+    def _postpone(self, error: ModelUnavailable) -> str:
+        """Not applied yet, not refused either: the next poll tries again."""
+        metrics.MODEL_SWAPS.labels(outcome="unavailable").inc()
+        if error.message != self.status.last_error:
+            log.warning("plan not applied yet, still serving %s: %s", self._serving(), error)
+        self.status.last_error = error.message
+        return "unavailable"
 
     def _serving(self) -> str:
         serving = self.slots.current()

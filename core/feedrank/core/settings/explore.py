@@ -141,9 +141,10 @@ class ExploreSettings(SettingsGroup):
     )
     decision_features: Literal["compact", "full"] = Field(
         default="compact",
-        description="What each shown item of a logged decision carries: compact, its post's "
-        "catalogue version and the impression's own values (learners re-join the rest "
-        "from the catalogue, docs/contracts.md); full, every post feature (~5x the bytes).",
+        description="What a logged decision carries: compact, each shown post's catalogue "
+        "version and the impression's own values, and the user's features typed (learners "
+        "re-join the rest from the catalogue, docs/contracts.md); full, every post feature "
+        "and the user's by name (~7x the bytes).",
     )
     deploy_address: str | None = Field(
         default=None,
@@ -153,6 +154,26 @@ class ExploreSettings(SettingsGroup):
         default=None,
         description="JSON serving plan to follow when no deploy_address is set; "
         "neither set: serve the initial model only.",
+    )
+    model_source: Literal["registry", "deploy"] = Field(
+        default="registry",
+        description="Where the plan's model versions come from: 'registry', the registry "
+        "directory (paths.registry_dir) on this machine; 'deploy', Deploy.FetchModel at "
+        "deploy_address, into model_cache_dir (replicas with no disk shared with the registry).",
+    )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="Where model_source 'deploy' keeps the versions it fetched; one per "
+        "replica, its workers share it (default: <state_dir>/explore/model-cache).",
+    )
+    model_cache_versions: int = Field(
+        default=4,
+        ge=1,
+        description="Versions the model cache keeps after a fetch (the newest ones), plus "
+        "any opened in the last 15 minutes.",
+    )
+    model_fetch_timeout_s: float = Field(
+        default=300.0, gt=0, description="Deadline of one whole Deploy.FetchModel download."
     )
     plan_poll_interval_s: float = Field(
         default=2.0, gt=0, description="How often each worker reads the serving plan."
