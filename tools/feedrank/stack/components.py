@@ -172,14 +172,33 @@ class SubcommandComponent:
         return self.settings.paths.log_dir / f"{self.name}.log"
 
     def wait_ready(self, process: ManagedProcess) -> None:
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            if not process.is_running():
-                raise StackError(f"{self.name} exited during start-up; see {self.log_file}")
-            if self.probe().state == "healthy":
-                return
-            time.sleep(self.poll_s)
-        raise StackError(f"{self.name} was not ready after {self.ready_timeout_s:.0f}s")
+        wait_until_healthy(
+            self,
+            process,
+            log_file=self.log_file,
+            timeout_s=self.ready_timeout_s,
+            poll_s=self.poll_s,
+        )
+
+
+def wait_until_healthy(
+    component: Component,
+    process: ManagedProcess,
+    *,
+    log_file: Path,
+    timeout_s: float,
+    poll_s: float,
+) -> None:
+    """Probe ``component`` until it is healthy; fail clearly if its process exits first
+    or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not process.is_running():
+            raise StackError(f"{component.name} exited during start-up; see {log_file}")
+        if component.probe().state == "healthy":
+            return
+        time.sleep(poll_s)
+    raise StackError(f"{component.name} was not ready after {timeout_s:.0f}s; see {log_file}")
 
 
 class GrpcServiceComponent(SubcommandComponent):
@@ -204,17 +223,23 @@ class GrpcServiceComponent(SubcommandComponent):
         }
 
     def probe(self) -> Health:
-        with grpc.insecure_channel(self.endpoint) as channel:
-            stub: Any = health_pb2_grpc.HealthStub(channel)
-            try:
-                response = stub.Check(
-                    health_pb2.HealthCheckRequest(service=self.health_service), timeout=2
-                )
-            except grpc.RpcError as error:
-                return Health("unhealthy", f"health check failed: {error.code().name}")
-        if response.status != health_pb2.HealthCheckResponse.SERVING:
-            return Health("unhealthy", "NOT_SERVING")
+        health = grpc_service_health(self.endpoint, self.health_service)
+        if health.state != "healthy":
+            return health
         return Health("healthy", f"SERVING, metrics :{self.metrics_port()}")
+
+
+def grpc_service_health(endpoint: str, service: str) -> Health:
+    """What ``grpc.health.v1.Health/Check`` at ``endpoint`` says of ``service``."""
+    with grpc.insecure_channel(endpoint) as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        except grpc.RpcError as error:
+            return Health("unhealthy", f"health check failed: {error.code().name}")
+    if response.status != health_pb2.HealthCheckResponse.SERVING:
+        return Health("unhealthy", "NOT_SERVING")
+    return Health("healthy", "SERVING")
 
 
 class MetricsProbedComponent(SubcommandComponent):
@@ -285,10 +310,12 @@ class JoinComponent(MetricsProbedComponent):
 
 
 class LearnerComponent(MetricsProbedComponent):
-    """``feedrank learn``: the online learner, publishing registry versions."""
+    """``feedrank learn``: the online learner, publishing registry versions; unhealthy
+    while it cannot reach Kafka (it waits and retries, and resumes where it was)."""
 
     name, subcommand = "learner", "learn"
     ready_timeout_s = 120.0  # loads or makes its model and post index first
+    ready_sample, not_ready_detail = "feedrank_learner_kafka_up", "cannot reach Kafka (retrying)"
 
     def metrics_port(self) -> int:
         return self.settings.ports.learner_metrics

@@ -1,9 +1,11 @@
-"""A single-node Apache Kafka broker in KRaft mode, run as a local JVM process.
+"""An Apache Kafka node in KRaft mode (broker and controller), run as a local JVM process.
 
-Storage is formatted on first start under a project-owned directory; readiness is
-awaited by asking the broker for cluster metadata (never by sleeping); stop sends
-SIGTERM to the broker's process group and escalates to SIGKILL only after a grace
-period, so no JVM is left behind.
+Alone it is the single-node stack's broker (replication 1); with its peers in
+``quorum_voters`` it is one node of a local cluster (see :mod:`feedrank.stack.kafka_cluster`).
+Storage is formatted on first start under a project-owned directory and never again
+(a node restarted after a crash rejoins with its data); readiness is awaited by asking
+the broker for cluster metadata (never by sleeping); stop sends SIGTERM to the broker's
+process group and escalates to SIGKILL only after a grace period, so no JVM is left behind.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from feedrank.stack.process import ManagedProcess, java_executable
 
 BROKER_MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
-# Marks the process in `ps`, so `feedrank down` never kills a recycled pid.
-PROCESS_TAG = "-Dfeedrank.component=kafka"
 
 
 class KafkaBrokerError(RuntimeError):
@@ -32,6 +32,9 @@ class KafkaBrokerError(RuntimeError):
 
 @dataclass(frozen=True)
 class BrokerConfig:
+    """One KRaft node. The defaults describe the single-node broker: node 1, its own sole
+    voter, every topic at replication factor 1."""
+
     data_dir: Path
     jar_dir: Path
     port: int
@@ -40,10 +43,41 @@ class BrokerConfig:
     host: str = "127.0.0.1"
     # Upper bound a transactional producer (Flink's exactly-once sink) may ask for.
     transaction_max_timeout_ms: int = 3_600_000
+    node_id: int = 1
+    # (node id, controller port) of every controller in a cluster; empty: this node alone.
+    quorum_voters: tuple[tuple[int, int], ...] = ()
+    # Of the internal topics (offsets, transactions) and of topics created without one.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    # Shared by every node of a cluster; None: a fresh random id at first format.
+    cluster_id: str | None = None
+    # The stack component this node is; marks its JVM in `ps` (see process_tag).
+    component_name: str = "kafka"
+    # Ask the controller to move leadership away before stopping. The last node of a
+    # stopping cluster has no quorum left to ask and would wait five minutes for it.
+    controlled_shutdown: bool = True
+
+    def __post_init__(self) -> None:
+        voters = self.voters()
+        if self.node_id not in dict(voters):
+            raise KafkaBrokerError(f"node {self.node_id} is not among the voters {voters}")
+        if not 1 <= self.min_insync_replicas <= self.replication_factor <= len(voters):
+            raise KafkaBrokerError(
+                f"need 1 <= min.insync.replicas ({self.min_insync_replicas}) <= replication "
+                f"factor ({self.replication_factor}) <= nodes ({len(voters)})"
+            )
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def process_tag(self) -> str:
+        """Marks the process in `ps`, so `feedrank down` never kills a recycled pid."""
+        return f"-Dfeedrank.component={self.component_name}"
+
+    def voters(self) -> tuple[tuple[int, int], ...]:
+        return self.quorum_voters or ((self.node_id, self.controller_port),)
 
     @property
     def properties_file(self) -> Path:
@@ -54,10 +88,12 @@ class BrokerConfig:
         return self.data_dir / "logs"
 
     def server_properties(self) -> str:
+        replicas, min_isr = str(self.replication_factor), str(self.min_insync_replicas)
+        voters = ",".join(f"{node}@{self.host}:{port}" for node, port in self.voters())
         lines = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
             "listeners": (
                 f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
             ),
@@ -68,20 +104,22 @@ class BrokerConfig:
             "log.dirs": str(self.log_dirs.resolve()),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
-            # A single broker: every internal topic at replication factor 1, min ISR 1,
-            # or consumer-group commits and transactions hang.
-            "offsets.topic.replication.factor": "1",
+            # Internal topics never ask for more replicas than there are nodes: a single
+            # broker keeps replication factor 1 and min ISR 1, or consumer-group commits
+            # and transactions hang; a cluster replicates them like its own topics.
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "10",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "min.insync.replicas": "1",
-            "default.replication.factor": "1",
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "min.insync.replicas": min_isr,
+            "default.replication.factor": replicas,
             "transaction.max.timeout.ms": str(self.transaction_max_timeout_ms),
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.check.interval.ms": "60000",
+            "controlled.shutdown.enable": str(self.controlled_shutdown).lower(),
         }
         return "".join(f"{key}={value}\n" for key, value in lines.items())
 
@@ -110,7 +148,7 @@ class KafkaBroker:
             *self._java_command(STORAGE_TOOL_CLASS),
             "format",
             # One argument: a random id may start with "-", which argparse would misread.
-            f"--cluster-id={_kafka_cluster_id()}",
+            f"--cluster-id={self.config.cluster_id or new_cluster_id()}",
             "--config",
             str(self.config.properties_file),
         ]
@@ -126,7 +164,10 @@ class KafkaBroker:
         self.format_storage()
         command = [*self._java_command(BROKER_MAIN_CLASS), str(self.config.properties_file)]
         return ManagedProcess.launch(
-            command, log_file=self.log_file, tie_to_parent=tie_to_parent, tag=PROCESS_TAG
+            command,
+            log_file=self.log_file,
+            tie_to_parent=tie_to_parent,
+            tag=self.config.process_tag,
         )
 
     def wait_ready(self, process: ManagedProcess | None, timeout_s: float) -> None:
@@ -157,7 +198,7 @@ class KafkaBroker:
             f"-Xms{min(self.config.heap_mb, 256)}m",
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
-            PROCESS_TAG,
+            self.config.process_tag,
             f"-Dlog4j2.configurationFile={log_config}",
             "-cp",
             f"{self.config.jar_dir.resolve()}/*",
@@ -174,6 +215,6 @@ def probe_broker(admin: AdminClient, timeout_s: float) -> bool:
     return bool(metadata.brokers) and metadata.controller_id >= 0
 
 
-def _kafka_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
+def new_cluster_id() -> str:
+    """A fresh Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -17,7 +17,8 @@ class KafkaSettings(SettingsGroup):
 
     bootstrap_servers: str | None = Field(
         default=None,
-        description="Kafka bootstrap servers; unset means the embedded local broker.",
+        description="Kafka bootstrap servers; unset means the embedded local broker (in the "
+        "cluster topology: every local node).",
     )
     broker_port: int = Field(default=9092, ge=1, le=65535, description="Local broker client port.")
     controller_port: int = Field(

@@ -10,8 +10,9 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from pydantic import model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +24,7 @@ from feedrank.core.settings.deploy import DeploySettings
 from feedrank.core.settings.event_time import JoinSettings, TimeSettings
 from feedrank.core.settings.explore import ExploreSettings
 from feedrank.core.settings.infrastructure import (
+    LOOPBACK,
     FlinkSettings,
     KafkaSettings,
     PathSettings,
@@ -58,6 +60,22 @@ class Settings(BaseSettings):
     deploy: DeploySettings = DeploySettings()
     learner: LearnerSettings = LearnerSettings()
     cluster: ClusterSettings = ClusterSettings()
+
+    @model_validator(mode="after")
+    def _bootstrap_from_every_kafka_node(self) -> Self:
+        """In the cluster topology, unless kafka.bootstrap_servers names the brokers, every
+        client bootstraps from all local nodes, so none depends on one broker being up."""
+        if self.cluster.topology != "cluster" or self.kafka.bootstrap_servers is not None:
+            return self
+        addresses = ",".join(
+            f"{LOOPBACK}:{self.cluster.kafka_node_port(self.kafka.broker_port, node_id)}"
+            for node_id in range(1, self.cluster.kafka_brokers + 1)
+        )
+        # The settings are frozen; this runs once, while they are being built.
+        object.__setattr__(
+            self, "kafka", self.kafka.model_copy(update={"bootstrap_servers": addresses})
+        )
+        return self
 
     @classmethod
     def settings_customise_sources(

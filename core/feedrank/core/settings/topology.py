@@ -64,3 +64,8 @@ class ClusterSettings(SettingsGroup):
     balancer_stats_port: int = Field(
         default=8404, ge=1, le=65535, description="HAProxy's stats page and Prometheus metrics."
     )
+
+    def kafka_node_port(self, first_port: int, node_id: int) -> int:
+        """Where KRaft node ``node_id`` (1, 2, …) listens, given node 1's port (the client
+        port kafka.broker_port or the controller port kafka.controller_port)."""
+        return first_port + (node_id - 1) * self.kafka_port_step
