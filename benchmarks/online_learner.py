@@ -31,10 +31,10 @@ import torch
 
 from feedrank.core import codecs
 from feedrank.learners.examples import LoggedExample, batch_from_examples
-from feedrank.learners.online.consumer import SHOWN_ITEMS_PER_DECISION
 from feedrank.learners.online.feedback import fake_negatives, slate_decision
 from feedrank.learners.online.learner import OnlineLearner
 from feedrank.learners.online.monitoring import StreamMonitor
+from feedrank.learners.online.readers import SHOWN_ITEMS_PER_DECISION
 from feedrank.models.ranker import RankerConfig
 from feedrank.models.two_tower import TwoTowerConfig
 from feedrank.simulate.history import ExampleSimulator, SimulationConfig

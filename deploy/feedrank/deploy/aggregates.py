@@ -4,19 +4,24 @@
 twice replaces itself, so replays after a restart count once — and sums a version's
 windows that start at or after a given event time (the rollout's start).
 :class:`KafkaAggregateFeed` fills it from the topic, from the earliest retained record,
-in a background thread; a restarted service so rebuilds the same totals.
+in a background thread; a restarted service so rebuilds the same totals. A broker
+outage stops nothing: librdkafka reconnects by itself, the feed probes now and then
+(with backoff) and ``feedrank_deploy_kafka_up`` reads 0 until Kafka answers again.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import uuid
+from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, Message
 
 from feedrank.core import codecs
 from feedrank.core.kafka_clients import consumer_config
+from feedrank.core.kafka_link import BrokerLink
 from feedrank.deploy import metrics
 from feedrank.deploy.analysis import ArmTotals
 from feedrank.v1 import events_pb2
@@ -25,6 +30,8 @@ from feedrank.v1 import events_pb2
 AGGREGATE_KIND = "engagement-aggregate"
 KIND_HEADER = "feedrank.metrics.kind"
 _POLL_S = 0.5
+_PROBE_TIMEOUT_S = 2.0
+log = logging.getLogger(__name__)
 
 
 class AggregateBook:
@@ -71,8 +78,14 @@ class KafkaAggregateFeed:
     def __init__(self, book: AggregateBook, bootstrap: str, topic: str) -> None:
         self.book = book
         self.topic = topic
+        self.link = BrokerLink("deploy's aggregate feed", on_change=metrics.KAFKA_UP.set)
         self._consumer = Consumer(
-            consumer_config(bootstrap, f"feedrank-deploy-{uuid.uuid4().hex[:12]}")
+            consumer_config(
+                bootstrap,
+                f"feedrank-deploy-{uuid.uuid4().hex[:12]}",
+                log_level=0,  # the link logs an outage once, not each reconnection
+                error_cb=self.link.on_client_error,
+            )
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deploy-aggregates", daemon=True)
@@ -89,13 +102,16 @@ class KafkaAggregateFeed:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self.link.probe_due():  # down (or not known up yet): does Kafka answer?
+                metadata = partial(self._consumer.list_topics, self.topic, _PROBE_TIMEOUT_S)
+                self.link.attempt(metadata, "metadata request")
             message = self._consumer.poll(_POLL_S)
             if message is None:
                 continue
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    metrics.AGGREGATES_REJECTED.inc()
+                    log.warning("reading %s: %s", self.topic, error)
                 continue
             self._read(message)
 

@@ -43,8 +43,10 @@ class DecisionLogConfig:
     # request: at 5 ms it took 1.4 ms of CPU per decision on the serving cores, at 200 ms
     # 0.38 (benchmarks/rank_load.py). The join waits minutes to days anyway.
     linger_ms: int = 200
-    # How long librdkafka keeps retrying a decision before counting it as failed.
-    delivery_timeout_ms: int = 120_000
+    # How long librdkafka keeps retrying a decision before counting it as failed: a
+    # broker outage of minutes (a restart, a crash) loses nothing; a longer one fills
+    # the bounded queue, and what does not fit is dropped and counted.
+    delivery_timeout_ms: int = 600_000
 
 
 class DecisionLogger:

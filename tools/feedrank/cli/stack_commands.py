@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 import threading
 import time
 from dataclasses import asdict
@@ -82,11 +85,15 @@ def up(
             train_bootstrap_model(stack.settings)
         if detach:
             with console.status("starting the local stack…"):
-                statuses = stack.up(detach=True)
-            _print_statuses(statuses)
+                stack.up(detach=True)
+                stack.start_supervisor()
+            statuses = stack.status()
+            _print_statuses(statuses, supervisor=stack.supervisor_pid())
             if not all(status.healthy for status in statuses):
                 raise typer.Exit(1)
-            console.print("stack is up; `feedrank down` stops it")
+            console.print(
+                "stack is up (components that die are restarted); `feedrank down` stops it"
+            )
             return
         task = None
         if demo:
@@ -104,7 +111,7 @@ def up(
             def task(stop: threading.Event) -> None:
                 run_simulation(stack.settings, options, stop, display=ConsoleRunDisplay(console))
 
-        stack.run_foreground(on_ready=_announce_foreground, task=task)
+        stack.run_foreground(on_ready=_announce_foreground, task=task, on_event=_announce_restart)
     except STACK_ERRORS as error:
         _fail(str(error))
     console.print("stack stopped")
@@ -125,12 +132,14 @@ def status(
     context: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show each component's process and health; exit code 0 only when all are healthy."""
-    statuses = LocalStack(settings_of(context)).status()
+    """Show each component's process, health and restarts; exit code 0 only when all are
+    healthy."""
+    stack = LocalStack(settings_of(context))
+    statuses = stack.status()
     if as_json:
         typer.echo(json.dumps([asdict(item) for item in statuses], indent=2))
     else:
-        _print_statuses(statuses)
+        _print_statuses(statuses, supervisor=stack.supervisor_pid())
     if not all(item.healthy for item in statuses):
         raise typer.Exit(1)
 
@@ -144,27 +153,54 @@ def down(context: typer.Context) -> None:
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
+def supervise(context: typer.Context) -> None:
+    """Restart the detached stack's components that die (started by `up --detach`,
+    stopped by `down`); runs until SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    LocalStack(settings_of(context)).supervise(stop, tie_to_parent=False)
+
+
 def register(app: typer.Typer) -> None:
     for command in (setup, up, status, down):
         app.command()(command)
+    app.command(hidden=True)(supervise)
 
 
 def _announce_foreground(statuses: list[ComponentStatus]) -> None:
-    _print_statuses(statuses)
+    _print_statuses(statuses, supervisor=os.getpid())
     console.print("stack is up; press Ctrl-C to stop it")
 
 
-def _print_statuses(statuses: list[ComponentStatus]) -> None:
-    table = Table(title="feedrank local stack")
-    for column in ("component", "state", "pid", "endpoint", "detail"):
+def _announce_restart(event: str) -> None:
+    console.print(f"[yellow]supervisor:[/] {event}")
+
+
+def _print_statuses(statuses: list[ComponentStatus], *, supervisor: int | None) -> None:
+    caption = None
+    if supervisor is not None:
+        caption = f"supervised by pid {supervisor}: components that die are restarted"
+    elif any(item.pid is not None for item in statuses):
+        caption = "not supervised: a component that dies stays down (`feedrank up` restarts it)"
+    table = Table(title="feedrank local stack", caption=caption)
+    for column in ("component", "state", "pid", "restarts", "endpoint", "detail"):
         table.add_column(column)
-    colours = {"healthy": "green", "unhealthy": "red", "stopped": "yellow"}
+    colours = {
+        "healthy": "green",
+        "unhealthy": "red",
+        "failed": "red",
+        "stopped": "yellow",
+        "restarting": "yellow",
+    }
     for item in statuses:
         colour = colours.get(item.state, "white")
         table.add_row(
             item.name,
             f"[{colour}]{item.state}[/]",
             str(item.pid or "-"),
+            str(item.restarts),
             item.endpoint,
             item.detail,
         )

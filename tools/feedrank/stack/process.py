@@ -42,6 +42,14 @@ class ProcessRecord:
     log_file: str
     started_ms: int
 
+    @classmethod
+    def read(cls, pid_file: Path) -> ProcessRecord | None:
+        """The record a pid file holds, whether or not its process still runs."""
+        try:
+            return cls(**json.loads(pid_file.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
 
 class ManagedProcess:
     """A running child identified by pid and command-line tag."""
@@ -104,9 +112,44 @@ class ManagedProcess:
                 time.sleep(0.05)
         self._reap()
 
+    def kill(self) -> None:
+        """SIGKILL the process group at once, as a crash would (fault drills), and reap it."""
+        _signal_group(self.pid, signal.SIGKILL)
+        while self.is_running():
+            time.sleep(0.05)
+        self._reap()
+
     def _reap(self) -> None:
         if self._popen is not None:
             self._popen.wait()
+
+    def exit_description(self) -> str:
+        """How the process ended ("killed by SIGKILL", "exit code 1"), reaping it when it
+        is our child; just "exited" when another process started it."""
+        code: int | None = None
+        if self._popen is not None:
+            code = self._popen.poll()
+        else:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = 0, 0
+            if pid == self.pid:
+                code = os.waitstatus_to_exitcode(status)
+        if code is None:
+            return "exited"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL what is left of a dead process's group (a JVM or workers its leader
+        started). Skipped when the pid already names another process: while any member
+        of the group lives, the kernel never hands its id out again, so a group with
+        this id and no such process is ours."""
+        if self.is_running() or Path(f"/proc/{self.pid}").exists():
+            return
+        _signal_group(self.pid, signal.SIGKILL)
 
     # Pid files, for processes that outlive the command that started them.
     def save(self, pid_file: Path) -> None:
@@ -116,9 +159,8 @@ class ManagedProcess:
     @classmethod
     def load(cls, pid_file: Path) -> ManagedProcess | None:
         """The process a pid file names, or None when there is none or it is gone."""
-        try:
-            record = ProcessRecord(**json.loads(pid_file.read_text()))
-        except (FileNotFoundError, ValueError, TypeError):
+        record = ProcessRecord.read(pid_file)
+        if record is None:
             return None
         process = cls(record)
         return process if process.is_running() else None

@@ -16,6 +16,11 @@ checkpoint and seeks to the checkpoint's offsets, so a crash at any point neithe
 an example nor applies one twice: work after the last checkpoint is simply redone.
 Committed group offsets are for lag monitoring; the checkpoint is the source of truth.
 
+A broker outage stops nothing: the readers (:mod:`feedrank.learners.online.readers`)
+wait, retry with backoff and commit again once Kafka answers, while
+``feedrank_learner_kafka_up`` reads 0; checkpoints and publishing go on locally, and
+time without Kafka does not count as an idle stream.
+
 Every ``publish_every_examples`` examples or ``publish_every_s`` seconds a registry
 version is published with the models, the refreshed post embeddings and ANN index, and
 the Kafka offsets the version has learned up to; a checkpoint follows at once, so the
@@ -32,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, Message
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core import codecs
-from feedrank.core.kafka_clients import consumer_config
+from feedrank.core.kafka_link import BrokerLink
 from feedrank.learners.examples import (
     ExampleBatch,
     InvalidExampleError,
@@ -49,6 +54,7 @@ from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress
 from feedrank.learners.online.feedback import Feedback, fake_negatives, learns_from
 from feedrank.learners.online.learner import OnlineLearner
 from feedrank.learners.online.monitoring import StreamMonitor
+from feedrank.learners.online.readers import TopicReaders
 from feedrank.learners.post_topics import TopicLookup
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
 from feedrank.learners.publishing import publish_version
@@ -56,7 +62,6 @@ from feedrank.registry import ModelRegistry, TrainingData
 from feedrank.v1 import events_pb2
 
 log = logging.getLogger("feedrank.learners")
-SHOWN_ITEMS_PER_DECISION = 16  # about a feed's length: decisions polled per example record
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,10 @@ class OnlineConsumer:
         monitor: StreamMonitor | None = None,
         initial_catalogue: PostCatalogue | None = None,
         rejoin: PostFeatureRejoin | None = None,
+        link: BrokerLink | None = None,
     ) -> None:
         self.config = config
+        self.link = link or BrokerLink("the online learner", on_change=metrics.KAFKA_UP.set)
         self.registry = registry
         self.topics = topics
         self.rejoin = rejoin or PostFeatureRejoin(
@@ -119,9 +126,10 @@ class OnlineConsumer:
         self._last_publish = time.monotonic()
 
     def run(self, stop: threading.Event) -> StreamProgress:
-        readers = _TopicReaders(self.config, self.topics_read)
+        readers = self._readers()
         try:
-            readers.assign(self.progress.offsets)
+            if not readers.assign(self.progress.offsets, stop):
+                return self.progress  # stopped while waiting for Kafka: nothing was read
             if self.registry is not None and self.registry.latest() is None:
                 # The first version is the model the learner starts from, so a rollout
                 # always compares what it learned with what served before.
@@ -132,6 +140,7 @@ class OnlineConsumer:
                 messages = readers.poll()
                 if messages:
                     self.apply(messages)
+                if messages or not self.link.up:  # an outage is not an idle stream
                     last_example = time.monotonic()
                 elif idle_exit is not None and time.monotonic() - last_example > idle_exit:
                     break
@@ -143,6 +152,18 @@ class OnlineConsumer:
             readers.close()
         return self.progress
 
+    def _readers(self) -> TopicReaders:
+        config = self.config
+        return TopicReaders(
+            bootstrap=config.bootstrap,
+            group_id=config.group_id,
+            topics=self.topics_read,
+            decisions_topic=config.decisions_topic,
+            micro_batch_size=config.micro_batch_size,
+            poll_timeout_s=config.poll_timeout_s,
+            link=self.link,
+        )
+
     # One micro-batch ------------------------------------------------------------------
     def apply(self, messages: list[Message]) -> int:
         """Learn from these records; returns how many examples were applied."""
@@ -152,7 +173,7 @@ class OnlineConsumer:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", error)
+                    log.warning("consume error on %s: %s", message.topic(), error)
                 continue
             topic = message.topic()
             key = f"{topic}:{message.partition()}"
@@ -215,7 +236,7 @@ class OnlineConsumer:
         return batch_from_examples(good, topics=self.topics) if good else None
 
     # Durability and publishing --------------------------------------------------------
-    def _maybe_checkpoint_and_publish(self, readers: _TopicReaders) -> None:
+    def _maybe_checkpoint_and_publish(self, readers: TopicReaders) -> None:
         config, now = self.config, time.monotonic()
         applied = self.progress.examples_applied
         publish_due = applied > self._published_examples and (
@@ -234,7 +255,7 @@ class OnlineConsumer:
         if checkpoint_due or publish_due:
             self._checkpoint(readers)
 
-    def _checkpoint(self, readers: _TopicReaders, *, force: bool = False) -> None:
+    def _checkpoint(self, readers: TopicReaders, *, force: bool = False) -> None:
         """Make the state durable, THEN commit the offsets it includes."""
         unchanged = self.progress.offsets == self._checkpointed_offsets
         if (
@@ -292,72 +313,3 @@ class OnlineConsumer:
             if np.isfinite(snapshot[name]):
                 gauge.set(snapshot[name])
         metrics.UPDATE_SECONDS.observe(time.perf_counter() - started)
-
-
-class _TopicReaders:
-    """One read-committed consumer per topic read, polled together.
-
-    With fake negatives a micro-batch should hold impressions and engagements of about
-    the same period: one consumer over both topics returns whole fetches of one topic at
-    a time (hundreds of decisions, i.e. thousands of negatives, then hundreds of
-    examples), and steps alternate between all-negative and mostly-positive batches,
-    which swings the model. So each poll takes up to a micro-batch of examples and a
-    proportional number of decisions (each stands for a feed of shown items).
-    """
-
-    def __init__(self, config: ConsumerConfig, topics: list[str]) -> None:
-        self.config = config
-        self.consumers = {
-            topic: Consumer(consumer_config(config.bootstrap, config.group_id)) for topic in topics
-        }
-
-    def assign(self, offsets: dict[str, int]) -> None:
-        """Every partition of each topic, from ``offsets`` (else the beginning)."""
-        for topic, consumer in self.consumers.items():
-            metadata = consumer.list_topics(topic, timeout=30)
-            described = metadata.topics.get(topic)
-            if described is None or described.error is not None or not described.partitions:
-                error = described and described.error
-                raise RuntimeError(f"topic {topic!r} is not available: {error}")
-            consumer.assign(
-                [
-                    TopicPartition(
-                        topic, partition, offsets.get(f"{topic}:{partition}", OFFSET_BEGINNING)
-                    )
-                    for partition in sorted(described.partitions)
-                ]
-            )
-
-    def poll(self) -> list[Message]:
-        config = self.config
-        timeout = config.poll_timeout_s / len(self.consumers)
-        messages: list[Message] = []
-        for topic, consumer in self.consumers.items():
-            count = config.micro_batch_size
-            if topic == config.decisions_topic:
-                count = max(1, count // SHOWN_ITEMS_PER_DECISION)
-            messages += consumer.consume(num_messages=count, timeout=timeout)
-        return messages
-
-    def commit(self, offsets: dict[str, int]) -> None:
-        """Commit each topic's offsets through its own consumer (for lag monitoring)."""
-        for topic, consumer in self.consumers.items():
-            mine = [
-                TopicPartition(name, int(partition), offset)
-                for name, partition, offset in _split_offsets(offsets)
-                if name == topic
-            ]
-            if mine:
-                consumer.commit(offsets=mine, asynchronous=False)
-
-    def close(self) -> None:
-        for consumer in self.consumers.values():
-            consumer.close()
-
-
-def _split_offsets(offsets: dict[str, int]) -> list[tuple[str, str, int]]:
-    split = []
-    for key, offset in sorted(offsets.items()):
-        topic, partition = key.rsplit(":", 1)
-        split.append((topic, partition, offset))
-    return split

@@ -39,6 +39,10 @@ VERSIONS = Counter("feedrank_learner_versions_published", "Registry versions pub
 LAST_PUBLISH = Gauge(
     "feedrank_learner_last_publish_timestamp_seconds", "Wall time of the latest publish."
 )
+KAFKA_UP = Gauge(
+    "feedrank_learner_kafka_up",
+    "1 while the learner reaches Kafka (its last request succeeded), 0 during an outage.",
+)
 EVENT_LAG = Gauge(
     "feedrank_learner_event_lag_seconds",
     "Wall time now minus the label time of the newest example applied.",

@@ -8,7 +8,8 @@ to ``CATALOGUE_WAIT_S`` for a post version the feed has not applied yet). The le
 starts from the registry's latest version (or a fresh model), resumes from its
 checkpoint, and reads ``topics.examples`` (and, learning fake negatives, the decisions)
 until SIGINT, SIGTERM or, with ``until_idle_s``, a quiet stream stops it. With
-``learner.retrain_on_drift``, detected drift starts a batch retrain.
+``learner.retrain_on_drift``, detected drift starts a batch retrain. Started while the
+broker is down, it waits for Kafka (retrying with backoff) before anything else.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import sys
 import threading
 
 import torch
+from confluent_kafka.admin import AdminClient
 from prometheus_client import start_http_server
 
 from feedrank.core.clock import SystemClock
+from feedrank.core.kafka_link import BrokerLink
 from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
 from feedrank.learners.bootstrap import catalogue_posts, starting_model
@@ -56,6 +59,10 @@ def run_online_learner(
     for that long; checkpoint, commit and publish versions on the way. ``serve_metrics``
     serves /metrics on ``ports.learner_metrics``. Returns where the learner stopped."""
     reporter = reporter or Reporter.logging_to(log)
+    if stop is None:
+        stop = _stop_on_signals()
+    link = BrokerLink("the online learner", on_change=metrics.KAFKA_UP.set)
+    _wait_for_kafka(settings.kafka.bootstrap, link, stop, reporter)
     learner_settings = settings.learner
     torch.set_num_threads(learner_settings.torch_threads)
     registry = LocalModelRegistry(settings.paths.registry)
@@ -108,11 +115,10 @@ def run_online_learner(
         monitor=monitor,
         initial_catalogue=catalogue_posts(catalogue, now_ms),
         rejoin=rejoin,
+        link=link,
     )
     if serve_metrics:
         start_http_server(settings.ports.learner_metrics, addr=settings.ports.bind_host)
-    if stop is None:
-        stop = _stop_on_signals()
     reporter.say(
         f"learning from {' + '.join(consumer.topics_read)} ({learner_settings.feedback}; "
         f"state in {consumer.config.state_dir}, "
@@ -129,6 +135,24 @@ def run_online_learner(
         f"latest version {progress.last_version or '-'}"
     )
     return progress
+
+
+def _wait_for_kafka(
+    bootstrap: str, link: BrokerLink, stop: threading.Event, reporter: Reporter
+) -> None:
+    """Return once Kafka answers a metadata request (or ``stop`` is set), retrying with
+    backoff: the learner reads nothing without it, and its catalogue replay must not
+    start against a broker that is down (it would go on without the posts)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    waited = False
+    while not stop.is_set():
+        link.attempt(lambda: admin.list_topics(timeout=5.0), "metadata request")
+        if link.up:
+            return
+        if not waited:
+            reporter.warn(f"waiting for Kafka at {bootstrap} ({link.last_error})")
+            waited = True
+        stop.wait(link.seconds_to_next_try())
 
 
 def _stop_on_signals() -> threading.Event:

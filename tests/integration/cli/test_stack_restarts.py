@@ -1,0 +1,146 @@
+"""A component of the local stack that dies is restarted and counted, whether the stack
+runs in the foreground (`feedrank up`) or detached (`up --detach`, whose supervisor
+process `down` stops first). Both tests share one state directory: the bootstrap model
+is trained once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from feedrank.stack.jars import JarLocations
+from tests.integration.cli.test_stack_cli import (
+    FEEDRANK,
+    FOREGROUND_READY_S,
+    STACK,
+    OutputWatcher,
+    feedrank,
+    pid_alive,
+    status_json,
+)
+from tests.support.kafka import free_port
+
+RESTART_S = 240.0  # the backoff, a Python start and the component's own start-up, loaded
+
+
+@pytest.fixture(scope="module")
+def shared_env(
+    tmp_path_factory: pytest.TempPathFactory, jars: JarLocations
+) -> Iterator[dict[str, str]]:
+    state = tmp_path_factory.mktemp("restarts")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")}
+    env.update(
+        FEEDRANK_PATHS__STATE_DIR=str(state),
+        FEEDRANK_KAFKA__BROKER_PORT=str(free_port()),
+        FEEDRANK_KAFKA__CONTROLLER_PORT=str(free_port()),
+        FEEDRANK_PORTS__RANKING_GRPC=str(free_port()),
+        FEEDRANK_PORTS__EXPLORE_METRICS=str(free_port()),
+        FEEDRANK_PORTS__DEPLOY_GRPC=str(free_port()),
+        FEEDRANK_PORTS__DEPLOY_METRICS=str(free_port()),
+        FEEDRANK_PORTS__STREAMING_METRICS=str(free_port()),
+        FEEDRANK_PORTS__LEARNER_METRICS=str(free_port()),
+        FEEDRANK_WORLD__NUM_POSTS="20000",
+        FEEDRANK_WORLD__NUM_USERS="2000",
+        FEEDRANK_EXPLORE__WORKERS="1",
+    )
+    yield env
+    feedrank(env, "down")  # whatever a failed test left behind
+
+
+def component(statuses: list[dict[str, object]], name: str) -> dict[str, object]:
+    (found,) = [status for status in statuses if status["name"] == name]
+    return found
+
+
+def wait_for_restart(env: dict[str, str], name: str, killed_pid: int) -> dict[str, object]:
+    """Poll `feedrank status --json` until ``name`` runs again, healthy, counted once."""
+    deadline = time.monotonic() + RESTART_S
+    seen: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        seen = status_json(env)[1]
+        now = component(seen, name)
+        if now["state"] == "healthy" and now["pid"] != killed_pid and now["restarts"] == 1:
+            return now
+        time.sleep(1.0)
+    raise AssertionError(f"{name} not restarted within {RESTART_S:.0f}s: {seen}")
+
+
+def supervisor_pid(env: dict[str, str]) -> int:
+    pid_file = Path(env["FEEDRANK_PATHS__STATE_DIR"]) / "run" / "supervisor.pid"
+    return int(json.loads(pid_file.read_text())["pid"])
+
+
+def test_a_detached_stack_restarts_a_killed_component(shared_env: dict[str, str]) -> None:
+    up = subprocess.run(
+        [*FEEDRANK, "up", "--detach"],
+        env=shared_env,
+        capture_output=True,
+        text=True,
+        timeout=FOREGROUND_READY_S,
+        check=False,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "supervised by pid" in up.stdout
+    code, statuses = status_json(shared_env)
+    assert code == 0, statuses
+    assert [(status["name"], status["restarts"]) for status in statuses] == [
+        (name, 0) for name in STACK
+    ]
+    supervisor = supervisor_pid(shared_env)
+    assert pid_alive(supervisor)
+
+    learner = component(statuses, "learner")
+    assert isinstance(learner["pid"], int)
+    os.kill(learner["pid"], signal.SIGKILL)
+    restarted = wait_for_restart(shared_env, "learner", learner["pid"])
+    assert pid_alive(supervisor)  # the same supervisor did it
+    table = feedrank(shared_env, "status")
+    assert table.returncode == 0, table.stdout
+    assert "restarts" in table.stdout
+    assert "supervised by pid" in table.stdout
+
+    down = feedrank(shared_env, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    pids = [status["pid"] for status in statuses] + [restarted["pid"], supervisor]
+    assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))
+    code, after = status_json(shared_env)
+    assert code == 1
+    assert {(status["state"], status["restarts"]) for status in after} == {("stopped", 0)}
+
+
+def test_a_foreground_stack_restarts_a_killed_component(shared_env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [*FEEDRANK, "up", "--no-demo"],
+        env={**shared_env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    watcher = OutputWatcher(process, "stack is up")
+    try:
+        watcher.seen.wait(timeout=FOREGROUND_READY_S)
+        assert process.poll() is None, f"`feedrank up` exited early:\n{watcher.output(10)}"
+        code, statuses = status_json(shared_env)
+        assert code == 0, f"not healthy: {statuses}\n{watcher.output()}"
+        deploy = component(statuses, "deploy")
+        assert isinstance(deploy["pid"], int)
+        os.kill(deploy["pid"], signal.SIGKILL)
+        restarted = wait_for_restart(shared_env, "deploy", deploy["pid"])
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = watcher.output(timeout=10)
+    assert process.returncode == 0, output
+    assert "deploy killed by SIGKILL after" in output, output
+    assert "restarted deploy" in output, output
+    pids = [status["pid"] for status in statuses] + [restarted["pid"]]
+    assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))
