@@ -160,11 +160,26 @@ def publish_catalogue(settings: Settings, world: World, display: RunDisplay) -> 
         f"published {published.posts:,} posts, {published.users:,} users and "
         f"{published.creators:,} creators in {published.seconds:.1f} s"
     )
-    metrics_url = f"http://{settings.ports.bind_host}:{settings.ports.explore_metrics}/metrics"
-    if not wait_until_served(metrics_url, published.posts, CATALOGUE_SERVED_S, progress):
-        display.show(f"[red]explore did not serve the catalogue in {CATALOGUE_SERVED_S:.0f} s[/]")
-        return False
+    for metrics_url in explore_metrics_urls(settings):
+        if not wait_until_served(metrics_url, published.posts, CATALOGUE_SERVED_S, progress):
+            display.show(
+                f"[red]explore ({metrics_url}) did not serve the catalogue in "
+                f"{CATALOGUE_SERVED_S:.0f} s[/]"
+            )
+            return False
     return True
+
+
+def explore_metrics_urls(settings: Settings) -> list[str]:
+    """The /metrics of every explore host of the local stack: one, or in the cluster
+    topology each replica behind the balancer."""
+    host, cluster = settings.ports.bind_host, settings.cluster
+    if cluster.topology == "single":
+        return [f"http://{host}:{settings.ports.explore_metrics}/metrics"]
+    first = cluster.explore_first_metrics_port
+    return [
+        f"http://{host}:{first + replica}/metrics" for replica in range(cluster.explore_replicas)
+    ]
 
 
 def thinned_progress(show: Callable[[str], None]) -> Progress:

@@ -9,7 +9,8 @@ import signal
 import threading
 import time
 from dataclasses import asdict
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,7 +18,6 @@ from rich.table import Table
 
 from feedrank.cli.context import settings_of
 from feedrank.cli.simulate_command import ConsoleRunDisplay
-from feedrank.core.clock import SystemClock
 from feedrank.core.settings import Settings
 from feedrank.simulate.run import SimulationOptions, run_simulation
 from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
@@ -25,11 +25,21 @@ from feedrank.stack.components import StackError
 from feedrank.stack.jars import JarFetchError, JarLocations, fetch_jars
 from feedrank.stack.kafka_broker import KafkaBrokerError
 from feedrank.stack.supervisor import ComponentStatus, LocalStack
+from feedrank.stack.topology import (
+    TOPOLOGIES,
+    remember_topology,
+    remembered_topology,
+    wired_settings,
+    with_topology,
+)
 
 console = Console()
 STACK_ERRORS = (StackError, KafkaBrokerError, JarFetchError)
 DEMO_SECONDS = 600.0  # ten minutes of wall clock …
 DEMO_SPEED = 1440.0  # … at a simulated day per minute: ten simulated days
+
+
+TopologyChoice = Enum("TopologyChoice", {name: name for name in TOPOLOGIES}, type=str)  # type: ignore[misc]
 
 
 def setup(context: typer.Context) -> None:
@@ -68,6 +78,15 @@ def up(
     speed: Annotated[
         float, typer.Option(help="Simulated seconds per wall-clock second in the demo.", min=1)
     ] = DEMO_SPEED,
+    topology: Annotated[
+        TopologyChoice | None,
+        typer.Option(
+            help="'single': one Kafka broker, the join on PyFlink's mini-cluster, one explore "
+            "host. 'cluster': 3 Kafka brokers (replication 3), a Flink session cluster "
+            "(JobManager on :8081, 2 TaskManagers) running the join, explore replicas behind "
+            "HAProxy on :50051. Default: cluster.topology, or what the running stack uses.",
+        ),
+    ] = None,
 ) -> None:
     """Start the local stack (Kafka, explore, join, learner, deploy) and run the demo.
 
@@ -75,8 +94,10 @@ def up(
     and the loop learns and rolls out), then everything stops; Ctrl-C stops early.
     With --no-demo the stack runs until Ctrl-C.
     """
-    stack = LocalStack(_wired(settings_of(context)))
     try:
+        chosen = topology.value if topology is not None else None
+        stack = LocalStack(wired_settings(_stack_settings(context, chosen)))
+        remember_topology(stack.settings)
         if bootstrap_needed(stack.settings):
             console.print(
                 f"bootstrapping: training the first model on "
@@ -117,15 +138,15 @@ def up(
     console.print("stack stopped")
 
 
-def _wired(settings: Settings) -> Settings:
-    """Settings that make the stack's processes one loop: one world, explore following deploy."""
-    world, explore = settings.world, settings.explore
-    if world.start_ms == 0:
-        world = world.model_copy(update={"start_ms": SystemClock().now_ms()})
-    if explore.deploy_address is None and explore.plan_file is None:
-        address = f"127.0.0.1:{settings.ports.deploy_grpc}"
-        explore = explore.model_copy(update={"deploy_address": address})
-    return settings.model_copy(update={"world": world, "explore": explore})
+def _stack_settings(context: typer.Context, topology: str | None = None) -> Settings:
+    """The CLI's settings in the topology asked for, else the one the last ``up`` on this
+    state directory started (so status, down and the supervisor cover every piece)."""
+    settings = settings_of(context)
+    chosen = next((known for known in TOPOLOGIES if known == topology), None)
+    chosen = chosen or remembered_topology(settings) or settings.cluster.topology
+    if chosen == settings.cluster.topology:
+        return settings
+    return with_topology(settings, chosen)
 
 
 def status(
@@ -134,7 +155,10 @@ def status(
 ) -> None:
     """Show each component's process, health and restarts; exit code 0 only when all are
     healthy."""
-    stack = LocalStack(settings_of(context))
+    try:
+        stack = LocalStack(_stack_settings(context))
+    except STACK_ERRORS as error:
+        _fail(str(error))
     statuses = stack.status()
     if as_json:
         typer.echo(json.dumps([asdict(item) for item in statuses], indent=2))
@@ -147,7 +171,7 @@ def status(
 def down(context: typer.Context) -> None:
     """Stop every component of the local stack (data stays under the state directory)."""
     try:
-        stopped = LocalStack(settings_of(context)).down()
+        stopped = LocalStack(_stack_settings(context)).down()
     except STACK_ERRORS as error:
         _fail(str(error))
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -160,7 +184,7 @@ def supervise(context: typer.Context) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    LocalStack(settings_of(context)).supervise(stop, tie_to_parent=False)
+    LocalStack(_stack_settings(context)).supervise(stop, tie_to_parent=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -207,6 +231,6 @@ def _print_statuses(statuses: list[ComponentStatus], *, supervisor: int | None) 
     console.print(table)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[red]error:[/] {message}")
     raise typer.Exit(1)

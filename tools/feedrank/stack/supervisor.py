@@ -21,12 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedrank.core.settings import Settings
-from feedrank.stack.components import (
-    Component,
-    StackError,
-    default_components,
-    subcommand_environment,
-)
+from feedrank.stack.components import Component, StackError, subcommand_environment
 from feedrank.stack.process import ManagedProcess, ProcessRecord
 from feedrank.stack.restarts import (
     SUPERVISOR_NAME,
@@ -36,6 +31,7 @@ from feedrank.stack.restarts import (
     RestartRecord,
 )
 from feedrank.stack.supervision import Supervisor
+from feedrank.stack.topology import stack_components
 
 SUPERVISOR_TAG = f"feedrank.component={SUPERVISOR_NAME}"
 SUPERVISOR_READY_S = 60.0  # a Python start on a loaded machine, then a first pass
@@ -63,7 +59,7 @@ class LocalStack:
         policy: RestartPolicy | None = None,
     ) -> None:
         self.settings = settings
-        self.components = components if components is not None else default_components(settings)
+        self.components = components if components is not None else stack_components(settings)
         self.run_dir = settings.paths.run_dir
         self.policy = policy or RestartPolicy()
         self.restarts = RestartBook(self.run_dir)
@@ -265,6 +261,13 @@ class LocalStack:
             self.down()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def process_of(self, name: str) -> ManagedProcess | None:
+        """The running process of the component called ``name`` (fault drills kill it)."""
+        for component in self.components:
+            if component.name == name:
+                return self._running(component)
+        raise StackError(f"the stack has no component {name!r}")
 
     def _running(self, component: Component) -> ManagedProcess | None:
         found = ManagedProcess.load(self._pid_file(component))

@@ -1,0 +1,208 @@
+"""What the chaos run checks once the faults are over: nothing lost, nothing twice.
+
+* Rank calls: from the traffic's call log, per fault window.
+* Decisions lost: decisions whose Rank call answered OK (the app holds their id) but
+  that never reached ``feedrank.decisions``.
+* Examples lost or duplicated: set equality of ``(decision_id, post_id)`` between the
+  shown items of the decisions on Kafka (those whose reward window has closed) and
+  ``feedrank.examples`` read committed, plus a count of keys seen more than once.
+* Learner updates applied exactly once: the learner's last checkpoint
+  (``progress.json``) against the examples topic: the offsets it resumed from, how
+  many examples it applied and an order-free digest of their keys.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from feedrank.core import codecs
+from feedrank.learners.online.checkpoint import CheckpointStore, key_digest
+from feedrank.v1 import events_pb2
+
+
+@dataclass(frozen=True)
+class Call:
+    t: float
+    ok: bool
+    code: str
+    decision: str
+
+
+@dataclass
+class CallLog:
+    calls: list[Call] = field(default_factory=list)
+    likes: list[tuple[float, str]] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, path: Path) -> CallLog:
+        log = cls()
+        if not path.exists():
+            return log
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the last line, still being written
+                continue
+            if "like" in record:
+                log.likes.append((record["t"], record["like"]))
+            else:
+                log.calls.append(
+                    Call(record["t"], record["ok"], record["code"], record["decision"])
+                )
+        return log
+
+    def between(self, start: float, end: float) -> list[Call]:
+        return [call for call in self.calls if start <= call.t < end]
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 300.0) -> list[bytes]:
+    """Every record of ``topic`` up to its end offsets as of now, read committed."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"chaos-ledger-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    values: list[bytes] = []
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+        ends = {}
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, partition, 0) for partition in ends])
+        reached = dict.fromkeys(ends, 0)
+        deadline = time.monotonic() + timeout_s
+        while any(reached[p] < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{topic}: not read to its end in {timeout_s:.0f}s")
+            for message in consumer.consume(num_messages=2000, timeout=0.5):
+                if message.error() is not None:
+                    continue
+                partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+                reached[partition] = max(reached[partition], offset + 1)
+                if offset < ends[partition] and message.value() is not None:
+                    values.append(bytes(message.value() or b""))
+            # read_committed skips transaction markers: the position says how far we are.
+            for position in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if position.offset >= 0:
+                    reached[position.partition] = max(reached[position.partition], position.offset)
+    finally:
+        consumer.close()
+    return values
+
+
+@dataclass(frozen=True)
+class LoggedDecisions:
+    """The decisions on Kafka: their ids, event times and shown posts."""
+
+    shown: dict[str, tuple[int, tuple[str, ...]]]  # id -> (event time ms, post ids)
+    copies: int  # records of a decision id seen before (a retried log write)
+
+    @classmethod
+    def read(cls, bootstrap: str, topic: str) -> LoggedDecisions:
+        shown: dict[str, tuple[int, tuple[str, ...]]] = {}
+        copies = 0
+        for value in read_topic(bootstrap, topic):
+            decision = codecs.decode_decision(value)
+            if decision.decision_id in shown:
+                copies += 1
+            items = tuple(item.post_id for item in decision.items)
+            shown[decision.decision_id] = (decision.event_time_ms, items)
+        return cls(shown, copies)
+
+
+@dataclass(frozen=True)
+class ExampleCheck:
+    expected: int  # (decision, post) pairs of the decisions whose window closed
+    missing: int
+    duplicated: int  # of those pairs, how many came out more than once
+    unexpected: int  # examples of no logged decision
+
+
+def example_keys(examples: list[bytes]) -> Counter[tuple[str, str]]:
+    """How often each ``(decision_id, post_id)`` came out of the join."""
+    keys: Counter[tuple[str, str]] = Counter()
+    for value in examples:
+        example = codecs.decode(events_pb2.LabelledExample, value)
+        keys[(example.decision_id, example.post_id)] += 1
+    return keys
+
+
+def check_examples(
+    decisions: LoggedDecisions, keys: Counter[tuple[str, str]], closed_before_ms: int
+) -> ExampleCheck:
+    """The examples of ``decisions`` (those before ``closed_before_ms``) against their
+    shown items: every pair exactly once."""
+    expected = {
+        (decision_id, post_id)
+        for decision_id, (event_ms, posts) in decisions.shown.items()
+        if event_ms < closed_before_ms
+        for post_id in posts
+    }
+    known = set(decisions.shown)
+    return ExampleCheck(
+        expected=len(expected),
+        missing=len(expected - set(keys)),
+        duplicated=sum(1 for key in expected if keys.get(key, 0) > 1),
+        unexpected=sum(1 for decision_id, _ in keys if decision_id not in known),
+    )
+
+
+@dataclass(frozen=True)
+class LearnerCheck:
+    examples_on_topic: int
+    examples_applied: int
+    digest_matches: bool
+    offsets_at_end: bool
+
+    @property
+    def exactly_once(self) -> bool:
+        """Every example on the topic applied, none twice (count and key digest)."""
+        return self.examples_applied == self.examples_on_topic and self.digest_matches
+
+
+def check_learner(
+    learner_state: Path, examples: list[bytes], end_offsets: dict[str, int]
+) -> LearnerCheck:
+    """The learner's last checkpoint against every example on the topic (it started
+    from an empty state, so it must have applied each exactly once)."""
+    progress = CheckpointStore(learner_state).progress()
+    if progress is None:
+        raise RuntimeError(f"the learner left no checkpoint under {learner_state}")
+    keys = []
+    for value in examples:
+        example = codecs.decode(events_pb2.LabelledExample, value)
+        keys.append(f"{example.decision_id}/{example.post_id}")
+    resumed_from = {key: offset for key, offset in progress.offsets.items() if key in end_offsets}
+    return LearnerCheck(
+        examples_on_topic=len(keys),
+        examples_applied=progress.examples_applied,
+        digest_matches=progress.key_digest == key_digest(keys),
+        offsets_at_end=resumed_from == end_offsets,
+    )
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[str, int]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "chaos-offsets", "log_level": 0}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        return {
+            f"{topic}:{p}": consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1]
+            for p in sorted(partitions)
+        }
+    finally:
+        consumer.close()
