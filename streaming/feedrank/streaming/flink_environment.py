@@ -5,7 +5,8 @@ the same job code runs on the embedded mini-cluster of ``feedrank join``, in tes
 submitted to a real Flink cluster. Every environment built here ships the
 ``flink-sql-connector-kafka`` jar (``feedrank setup`` caches it, see
 :mod:`feedrank.streaming.connector_jar`), takes its parallelism from
-:class:`FlinkJobOptions` and checkpoints exactly once::
+:class:`FlinkJobOptions` and checkpoints exactly once (the keys are
+:mod:`feedrank.streaming.flink_configuration`'s)::
 
     from feedrank.streaming.flink_environment import create_stream_environment
 
@@ -15,47 +16,21 @@ submitted to a real Flink cluster. Every environment built here ships the
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment, TableEnvironment
 
 from feedrank.core.settings import Settings
-from feedrank.streaming.connector_jar import require_connector_jar
+from feedrank.streaming.flink_configuration import FlinkJobOptions, job_configuration
 
-
-@dataclass(frozen=True)
-class FlinkJobOptions:
-    """How a job runs: its default parallelism and its checkpoint interval."""
-
-    parallelism: int
-    checkpoint_interval_s: float
-    state_backend: str = "rocksdb"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FlinkJobOptions:
-        return cls(
-            parallelism=settings.flink.parallelism,
-            checkpoint_interval_s=settings.flink.checkpoint_interval_s,
-            state_backend=settings.flink.state_backend,
-        )
-
-
-def job_configuration(settings: Settings, options: FlinkJobOptions) -> dict[str, str]:
-    """What every feedrank job sets: the connector jar, parallelism, exactly-once
-    checkpoints, the state backend (RocksDB checkpoints incrementally: only the files
-    written since the last checkpoint) and object reuse (chained Java operators hand
-    records on instead of copying each one; no feedrank function keeps a record)."""
-    return {
-        "pipeline.jars": require_connector_jar(settings).resolve().as_uri(),
-        "parallelism.default": str(options.parallelism),
-        "execution.checkpointing.interval": f"{int(options.checkpoint_interval_s * 1000)} ms",
-        "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "state.backend.type": options.state_backend,
-        "execution.checkpointing.incremental": str(options.state_backend == "rocksdb").lower(),
-        "pipeline.object-reuse": "true",
-    }
+# FlinkJobOptions and job_configuration are re-exported: jobs build environments from here.
+__all__ = [
+    "FlinkJobOptions",
+    "create_stream_environment",
+    "create_table_environment",
+    "job_configuration",
+]
 
 
 def create_table_environment(

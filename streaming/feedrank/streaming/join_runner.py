@@ -17,40 +17,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pyflink.java_gateway import get_gateway
 
 from feedrank.core.settings import Settings
+from feedrank.streaming.flink_configuration import retained_snapshot_configuration
 from feedrank.streaming.flink_environment import FlinkJobOptions, create_stream_environment
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig
-from feedrank.streaming.recovery import completed_checkpoints, latest_snapshot
+from feedrank.streaming.join_status import JOB_NAME, TERMINAL, JoinRun, JoinStatus
+from feedrank.streaming.recovery import completed_checkpoints, newest_snapshot
 
-TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELED", "SUSPENDED"})
 GROUP_ID = "feedrank-join"
-JOB_NAME = "feedrank-join"
 POLL_INTERVAL_S = 2.0
-
-
-@dataclass(frozen=True)
-class JoinStatus:
-    """What ``feedrank join`` shows and exports while the job runs."""
-
-    job_id: str
-    state: str  # Flink's JobStatus name: RUNNING, RESTARTING, FAILED, ...
-    restored_from: Path | None
-    last_checkpoint: int  # id of this run's newest complete checkpoint (0: none yet)
-    last_checkpoint_age_s: float | None  # None before the first one
-
-
-@dataclass(frozen=True)
-class JoinRun:
-    restored_from: Path | None
-    final_state: str
-    savepoint: str | None  # where the planned stop left its savepoint
 
 
 def job_config(settings: Settings) -> JoinJobConfig:
@@ -83,17 +64,8 @@ def job_config(settings: Settings) -> JoinJobConfig:
 
 def snapshot_configuration(settings: Settings, restore: bool) -> tuple[dict[str, str], Path | None]:
     """Retained checkpoints, the savepoint directory and, when asked, where to restore from."""
-    checkpoints = settings.paths.flink_checkpoint_dir.resolve()
-    savepoints = settings.paths.flink_savepoint_dir.resolve()
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    savepoints.mkdir(parents=True, exist_ok=True)
-    values = {
-        "execution.checkpointing.dir": checkpoints.as_uri(),
-        "execution.checkpointing.savepoint-dir": savepoints.as_uri(),
-        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "execution.checkpointing.num-retained": "3",
-    }
-    snapshot = latest_snapshot(checkpoints, savepoints) if restore else None
+    values = retained_snapshot_configuration(settings)
+    snapshot = newest_snapshot(settings) if restore else None
     if snapshot is not None:
         values["execution.state-recovery.path"] = snapshot.as_uri()
     return values, snapshot

@@ -1,13 +1,14 @@
-"""The join as ``feedrank join`` runs it: a Flink gateway of its own, the job until it is
-stopped, its state as gauges and, beside it, the metrics exporter.
+"""The join as ``feedrank join`` runs it: the job until it is stopped, its state as
+gauges and, beside it, the metrics exporter.
 
-:func:`run_join_service` starts PyFlink's JVM with SIGTERM ignored (so a SIGTERM to the
-process group reaches only this process, which then stops the job with a savepoint),
-registers the job's :class:`~feedrank.streaming.metrics_exporter.JobGauges` next to the
-window aggregates, serves both on ``ports.streaming_metrics`` from a thread, and runs
-the join (:func:`~feedrank.streaming.join_runner.run_join`) until SIGINT, SIGTERM or
-``stop``. PyFlink's modules are imported only once the gateway runs: importing them is
-slow, and importing this module must not be.
+On the embedded mini-cluster, :func:`run_join_service` starts PyFlink's JVM with SIGTERM
+ignored (so a SIGTERM to the process group reaches only this process, which then stops
+the job with a savepoint); on a session cluster it supervises the submitted job over
+the REST API (:mod:`feedrank.streaming.cluster_join`). Either way it registers the
+job's :class:`~feedrank.streaming.metrics_exporter.JobGauges` next to the window
+aggregates, serves both on ``ports.streaming_metrics`` from a thread, and runs the join
+until SIGINT, SIGTERM or ``stop``. PyFlink's modules are imported only once the gateway
+runs: importing them is slow, and importing this module must not be.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from feedrank.core.settings import Settings
 
 if TYPE_CHECKING:
-    from feedrank.streaming.join_runner import JoinRun, JoinStatus
+    from feedrank.streaming.join_status import JoinRun, JoinStatus
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,20 @@ def run_join_service(
     stop: threading.Event | None = None,
     registry: CollectorRegistry | None = None,
     reporter: JoinReporter | None = None,
+    jobmanager: str | None = None,
 ) -> JoinServiceRun:
-    """Start a Flink gateway, serve the window aggregates and the job's gauges on
-    ``ports.streaming_metrics`` (with ``metrics``; collectors go on ``registry``), and run
-    the join, restored from the newest retained snapshot with ``restore``, until ``stop``
-    is set (by default SIGINT and SIGTERM set it: call from the main thread) or the job
-    ends."""
+    """Serve the window aggregates and the job's gauges on ``ports.streaming_metrics``
+    (with ``metrics``; collectors go on ``registry``) and run the join, restored from the
+    newest retained snapshot with ``restore``, until ``stop`` is set (by default SIGINT and
+    SIGTERM set it: call from the main thread) or the job ends.
+
+    The join runs on the embedded mini-cluster (a Flink gateway of this process), or, with
+    ``jobmanager`` (``HOST:PORT`` of a JobManager's REST API), as a job on that session
+    cluster, resubmitted whenever it is lost (:mod:`feedrank.streaming.cluster_join`).
+    """
     reporter = reporter or JoinReporter()
-    start_flink_gateway()
-    # Imported only now: importing PyFlink's job modules is slow.
-    from feedrank.streaming.join_runner import run_join  # noqa: PLC0415
+    if jobmanager is None:
+        start_flink_gateway()
     from feedrank.streaming.metrics_exporter import JobGauges  # noqa: PLC0415
 
     if stop is None:
@@ -92,7 +97,7 @@ def run_join_service(
     registry = registry or CollectorRegistry()
     gauges = JobGauges(registry)
     exporter = start_metrics_exporter(settings, stop, registry, reporter) if metrics else None
-    reporter.say(join_banner(settings))
+    reporter.say(join_banner(settings, jobmanager))
 
     def show(status: JoinStatus) -> None:
         gauges.update(
@@ -100,15 +105,55 @@ def run_join_service(
         )
         reporter.on_status(status)
 
-    with reporter.showing_status:
-        run = run_join(settings, stop, on_status=show, restore=restore)
-    # Read before the exporter is stopped (which sets ``stop``): a job that failed or
-    # finished on its own must say so, not pass for one that was asked to stop.
-    asked_to_stop = stop.is_set()
-    if exporter is not None:
-        stop.set()
-        exporter.join(timeout=EXPORTER_JOIN_TIMEOUT_S)
+    try:
+        with reporter.showing_status:
+            run = _run(
+                settings,
+                jobmanager,
+                stop,
+                show=show,
+                count_resubmission=gauges.resubmissions.inc,
+                restore=restore,
+                reporter=reporter,
+            )
+        # Read before the exporter is stopped (which sets ``stop``): a job that failed or
+        # finished on its own must say so, not pass for one that was asked to stop.
+        asked_to_stop = stop.is_set()
+    finally:
+        if exporter is not None:
+            stop.set()
+            exporter.join(timeout=EXPORTER_JOIN_TIMEOUT_S)
     return JoinServiceRun(run, stopped=asked_to_stop)
+
+
+def _run(
+    settings: Settings,
+    jobmanager: str | None,
+    stop: threading.Event,
+    *,
+    show: Callable[[JoinStatus], None],
+    count_resubmission: Callable[[], None],
+    restore: bool,
+    reporter: JoinReporter,
+) -> JoinRun:
+    """The join on the mini-cluster, or on the session cluster at ``jobmanager``."""
+    # Imported only now: importing PyFlink's job modules is slow.
+    if jobmanager is None:
+        from feedrank.streaming.join_runner import run_join  # noqa: PLC0415
+
+        return run_join(settings, stop, on_status=show, restore=restore)
+    from feedrank.streaming.cluster_join import run_cluster_join  # noqa: PLC0415
+
+    return run_cluster_join(
+        settings,
+        jobmanager,
+        stop,
+        on_status=show,
+        on_resubmit=count_resubmission,
+        restore=restore,
+        say=reporter.say,
+        warn=reporter.warn,
+    )
 
 
 def start_flink_gateway() -> None:
@@ -153,13 +198,16 @@ def start_metrics_exporter(
     return thread
 
 
-def join_banner(settings: Settings) -> str:
-    """What the join reads and writes, its reward window and checkpoint interval."""
+def join_banner(settings: Settings, jobmanager: str | None = None) -> str:
+    """What the join reads and writes, its reward window and checkpoint interval, and
+    where it runs."""
     topics = settings.topics
+    where = f"session cluster {jobmanager}" if jobmanager else "the embedded mini-cluster"
     return (
         f"join: {topics.decisions} ⋈ {topics.rewards} → {topics.examples} "
         f"(dead letters {topics.dlq}, aggregates {topics.metrics}); reward window "
-        f"{settings.time.reward_window}, checkpoints every {settings.flink.checkpoint_interval_s}s"
+        f"{settings.time.reward_window}, checkpoints every "
+        f"{settings.flink.checkpoint_interval_s}s; on {where}"
     )
 
 

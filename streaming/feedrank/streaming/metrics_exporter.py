@@ -224,7 +224,7 @@ class JobGauges:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.running = Gauge(
             "feedrank_join_job_running",
-            "1 while the join job is RUNNING on the mini-cluster, else 0.",
+            "1 while the join job is RUNNING (on the mini-cluster or the session cluster), else 0.",
             registry=registry,
         )
         self.last_checkpoint = Gauge(
@@ -235,6 +235,13 @@ class JobGauges:
         self.checkpoint_age = Gauge(
             "feedrank_join_last_checkpoint_age_seconds",
             "Seconds since the join's newest completed checkpoint (-1: none yet).",
+            registry=registry,
+        )
+
+        self.resubmissions = Counter(
+            "feedrank_join_resubmissions",
+            "Times the join was resubmitted to its session cluster from the newest retained "
+            "snapshot, after its job was lost (e.g. with the JobManager) or ended by itself.",
             registry=registry,
         )
 

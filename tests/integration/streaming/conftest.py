@@ -30,14 +30,24 @@ def table_env(settings_for_kafka: Settings, jars: JarLocations) -> TableEnvironm
 
 @dataclass
 class JoinProcess:
-    """``feedrank join`` run as a child process (its own process group), as in production."""
+    """``feedrank join [arguments]`` run as a child process (its own process group), as in
+    production."""
 
     settings: Settings
     log_file: Path
+    arguments: tuple[str, ...] = ()
     process: ManagedProcess | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-X", JOIN_TAG, "-m", "feedrank.cli.main", "join"]
+        command = [
+            sys.executable,
+            "-X",
+            JOIN_TAG,
+            "-m",
+            "feedrank.cli.main",
+            "join",
+            *self.arguments,
+        ]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("FEEDRANK_")}
         environment.update(settings_to_environment(self.settings))
         self.process = ManagedProcess.launch(
@@ -64,12 +74,20 @@ class JoinProcess:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.stop()  # reaps it
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 30) -> None:
         if self.process is not None:
-            self.process.stop(grace_s=30)
+            self.process.stop(grace_s=grace_s)
+
+    def gauge(self, name: str) -> float | None:
+        """A sample of its /metrics (None while it does not answer)."""
+        return _gauge(self.settings.ports.streaming_metrics, name)
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Until ``condition`` holds, failing if the process exits or time runs out."""
+        self._poll(condition, timeout_s)
 
     def _poll(self, condition: Callable[[], bool], timeout_s: float) -> None:
         assert self.process is not None
@@ -96,12 +114,13 @@ def _gauge(port: int, name: str) -> float | None:
 
 
 @pytest.fixture
-def join_process(tmp_path: Path) -> Iterator[Callable[[Settings], JoinProcess]]:
-    """Make ``feedrank join`` processes; every one is stopped at the end of the test."""
+def join_process(tmp_path: Path) -> Iterator[Callable[..., JoinProcess]]:
+    """Make ``feedrank join`` processes (``make(settings, *arguments)``); every one is
+    stopped at the end of the test."""
     made: list[JoinProcess] = []
 
-    def make(settings: Settings) -> JoinProcess:
-        made.append(JoinProcess(settings, tmp_path / f"join-{len(made)}.log"))
+    def make(settings: Settings, *arguments: str) -> JoinProcess:
+        made.append(JoinProcess(settings, tmp_path / f"join-{len(made)}.log", arguments))
         return made[-1]
 
     yield make

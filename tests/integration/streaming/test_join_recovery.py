@@ -27,6 +27,7 @@ from tests.support.kafka import TopicFactory, free_port
 T0 = 1_764_000_000_000
 STEP_MS = 5  # event time between consecutive decisions
 CLOCK_MS = T0 + 3_600_000  # far past every window
+CLOCK_INDEX = 10_000_000  # decision indices of the clock's decisions
 
 
 def join_settings(kafka: KafkaBroker, state_dir: Path, topics: dict[str, str]) -> Settings:
@@ -84,14 +85,23 @@ def like(index: int, ts_ms: int | None = None) -> bytes:
     return json.dumps(document).encode()
 
 
-def move_the_clock(producer: Producer, topics: dict[str, str], partitions: int = 2) -> None:
-    """A decision and a reward far in event time on every partition: closes every window."""
-    for partition in range(partitions):
-        clock = 10_000_000 + partition
-        producer.produce(topics["decisions"], decision(clock, 1, CLOCK_MS), partition=partition)
+def move_the_clock(
+    producer: Producer,
+    topics: dict[str, str],
+    partitions: int = 2,
+    *,
+    at_ms: int = CLOCK_MS,
+    first_index: int = CLOCK_INDEX,
+) -> list[int]:
+    """A decision and a reward far in event time on every partition: closes every window.
+    Returns the clock decisions' indices (a later clock closes their windows too)."""
+    clocks = [first_index + partition for partition in range(partitions)]
+    for partition, clock in enumerate(clocks):
+        producer.produce(topics["decisions"], decision(clock, 1, at_ms), partition=partition)
         # For no decision: it joins nothing, and waits for its decision past the test's end.
-        producer.produce(topics["rewards"], like(clock + 100, CLOCK_MS), partition=partition)
+        producer.produce(topics["rewards"], like(clock + 100, at_ms), partition=partition)
     assert producer.flush(30) == 0
+    return clocks
 
 
 def example_keys(bootstrap: str, topic: str, expected: int) -> Counter[tuple[str, str]]:

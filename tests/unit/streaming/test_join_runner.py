@@ -37,3 +37,15 @@ def test_latest_snapshot_is_the_newest_complete_one(tmp_path: Path) -> None:
     now = time.time()
     os.utime(older / "_metadata", (now - 60, now - 60))
     assert latest_snapshot(checkpoints, savepoints) == newer
+
+
+def test_a_snapshot_older_than_asked_for_does_not_count(tmp_path: Path) -> None:
+    """``--fresh`` on a session cluster: a resubmission ignores the snapshots from before."""
+    checkpoints, savepoints = tmp_path / "chk", tmp_path / "sp"
+    old = checkpoints / "job-a" / "chk-3"
+    old.mkdir(parents=True)
+    (old / "_metadata").write_text("x")
+    now = time.time()
+    os.utime(old / "_metadata", (now - 60, now - 60))
+    assert latest_snapshot(checkpoints, savepoints, newer_than=now - 120) == old
+    assert latest_snapshot(checkpoints, savepoints, newer_than=now - 30) is None

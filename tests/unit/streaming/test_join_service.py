@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from feedrank.core.settings import Settings, load_settings
 from feedrank.streaming import join_runner, join_service, metrics_exporter
-from feedrank.streaming.join_runner import JoinRun, JoinStatus
 from feedrank.streaming.join_service import JoinReporter, run_join_service
+from feedrank.streaming.join_status import JoinRun, JoinStatus
 
 RunJoin = Callable[..., JoinRun]
 

@@ -1,4 +1,5 @@
-"""``feedrank join``: the streaming join on the embedded Flink mini-cluster, until stopped.
+"""``feedrank join``: the streaming join, on the embedded Flink mini-cluster or as a job on
+a Flink session cluster (``--jobmanager``), until stopped.
 
 Decisions ⋈ rewards → labelled examples (and dead letters, and the window aggregates),
 exactly once, restored from the newest retained checkpoint or savepoint. Ctrl-C or
@@ -16,10 +17,11 @@ from rich.console import Console
 
 from feedrank.cli.context import settings_of
 from feedrank.stack.flink import use_own_log_dir
+from feedrank.streaming.cluster_join import ClusterJoinError, jobmanager_address
 from feedrank.streaming.join_service import JoinReporter, run_join_service
 
 if TYPE_CHECKING:
-    from feedrank.streaming.join_runner import JoinStatus
+    from feedrank.streaming.join_status import JoinStatus
 
 console = Console(soft_wrap=True)
 # Without a terminal (logs, `feedrank up`), the status line is printed this often.
@@ -40,15 +42,37 @@ def join(
         bool,
         typer.Option(help="Serve window aggregates and job state on ports.streaming_metrics."),
     ] = True,
+    jobmanager: Annotated[
+        str | None,
+        typer.Option(
+            "--jobmanager",
+            metavar="HOST:PORT",
+            help="Run the join as a job on the Flink session cluster whose REST API is "
+            "here (`flink run join_main.py`), resubmitted from the newest retained "
+            "checkpoint whenever the cluster loses it. Default: the embedded mini-cluster, "
+            "or the local stack's JobManager in the cluster topology "
+            "(cluster.topology=cluster).",
+        ),
+    ] = None,
 ) -> None:
     """Join decisions with rewards into labelled examples until Ctrl-C or SIGTERM."""
     settings = settings_of(context)
-    use_own_log_dir(settings)  # the job's JVM logs: <log_dir>/flink/
+    use_own_log_dir(settings)  # the job's (or flink run's) JVM logs: <log_dir>/flink/
     line = _StatusLine()
     reporter = JoinReporter(
         say=console.print, warn=_in_red, on_status=line.show, showing_status=line
     )
-    ended = run_join_service(settings, restore=not fresh, metrics=metrics, reporter=reporter)
+    try:
+        ended = run_join_service(
+            settings,
+            restore=not fresh,
+            metrics=metrics,
+            reporter=reporter,
+            jobmanager=jobmanager_address(settings, jobmanager),
+        )
+    except ClusterJoinError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from error
     run = ended.run
     if ended.ended_by_itself:
         console.print(f"[red]the join job ended: {run.final_state}[/]")

@@ -1,0 +1,263 @@
+"""The join as a real job on a Flink standalone session cluster.
+
+A JobManager and two TaskManagers start from PyFlink's own scripts (the local stack's
+components, on free ports); ``feedrank join --jobmanager`` submits ``join_main.py`` at
+parallelism 2 and supervises it. A TaskManager is SIGKILLed mid-stream and started
+again; then the join is stopped with a savepoint and resubmitted from it. Every example
+is read back read-committed: exactly the expected (decision, post) pairs, none twice.
+Workload and helpers are the mini-cluster recovery test's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from feedrank.core.settings import Settings, load_settings
+from feedrank.stack.flink_cluster import FlinkProcessComponent, flink_cluster_components
+from feedrank.stack.jars import JarLocations
+from feedrank.stack.kafka_broker import KafkaBroker
+from feedrank.stack.process import ManagedProcess
+from feedrank.streaming.flink_rest import FlinkRestClient
+from tests.integration.streaming.conftest import JoinProcess
+from tests.integration.streaming.test_join_recovery import (
+    CLOCK_INDEX,
+    CLOCK_MS,
+    STEP_MS,
+    T0,
+    dead_letters,
+    decision,
+    example_keys,
+    join_settings,
+    like,
+    make_topics,
+    move_the_clock,
+)
+from tests.support.kafka import TopicFactory, free_port
+
+ITEMS = 2
+TASKMANAGERS = {"flink-taskmanager-1", "flink-taskmanager-2"}
+HOUR_MS = 3_600_000
+
+
+@dataclass
+class FlinkCluster:
+    """The session cluster's processes, each one killable and startable on its own."""
+
+    settings: Settings
+    components: dict[str, FlinkProcessComponent]
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.settings.cluster.flink_rest_port}"
+
+    @property
+    def rest(self) -> FlinkRestClient:
+        return FlinkRestClient(f"http://{self.address}")
+
+    def start(self, *names: str) -> None:
+        """Start them together, then wait until each is ready (registered, for TaskManagers)."""
+        for name in names:
+            self.processes[name] = self.components[name].start(tie_to_parent=True)
+        for name in names:
+            self.components[name].wait_ready(self.processes[name])
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        os.kill(process.pid, signal.SIGKILL)
+        process.stop()  # reaps it
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.processes.pop(name).stop()
+
+
+@pytest.fixture(scope="module")
+def flink_cluster(
+    tmp_path_factory: pytest.TempPathFactory, jars: JarLocations
+) -> Iterator[FlinkCluster]:
+    settings = load_settings(
+        paths={"state_dir": tmp_path_factory.mktemp("flink-cluster")},
+        cluster={
+            "flink_rest_port": free_port(),
+            "flink_rpc_port": free_port(),
+            "flink_taskmanagers": 2,
+            "flink_slots_per_taskmanager": 1,
+        },
+    )
+    components = {
+        component.name: component
+        for component in flink_cluster_components(settings)
+        if isinstance(component, FlinkProcessComponent)
+    }
+    cluster = FlinkCluster(settings, components)
+    try:
+        cluster.start("flink-jobmanager")
+        cluster.start(*sorted(TASKMANAGERS))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def wait_for_checkpoint_after(
+    rest: FlinkRestClient, job_id: str, checkpoint_id: int, timeout_s: float = 120
+) -> None:
+    """Until the job completed a checkpoint newer than ``checkpoint_id``."""
+    deadline = time.monotonic() + timeout_s
+    while rest.checkpoints(job_id).last_id <= checkpoint_id:
+        assert time.monotonic() < deadline, f"no checkpoint after {checkpoint_id}"
+        time.sleep(0.2)
+
+
+def produce_decisions(
+    producer: Producer, topics: dict[str, str], indices: range, first_ms: int = T0
+) -> None:
+    """Decisions of two items each, ``STEP_MS`` apart from ``first_ms``; a quarter liked."""
+    for index in indices:
+        at_ms = first_ms + (index - indices.start) * STEP_MS
+        key = f"u{index}".encode()
+        producer.produce(topics["decisions"], decision(index, ITEMS, at_ms), key=key)
+        if index % 4 == 0:  # positives
+            producer.produce(topics["rewards"], like(index, at_ms + 1), key=key)
+    assert producer.flush(30) == 0
+
+
+def shown_pairs(indices: range) -> set[tuple[str, str]]:
+    return {(f"d{index}", f"p{item}") for index in indices for item in range(ITEMS)}
+
+
+def assert_exactly(
+    seen: Counter[tuple[str, str]], expected: set[tuple[str, str]], kafka: KafkaBroker, dlq: str
+) -> None:
+    duplicates = {key: count for key, count in seen.items() if count > 1}
+    assert not duplicates, f"{len(duplicates)} examples twice, e.g. {list(duplicates)[:3]}"
+    missing = expected - set(seen)
+    assert not missing, (
+        f"{len(missing)} examples missing, e.g. {sorted(missing)[:3]}; "
+        f"dead letters: {dead_letters(kafka.bootstrap, dlq)[:5]}"
+    )
+    assert set(seen) == expected
+
+
+@pytest.mark.timeout(900)
+def test_exactly_once_through_a_lost_taskmanager_and_a_savepoint(
+    kafka: KafkaBroker,
+    new_topic: TopicFactory,
+    join_process: Callable[..., JoinProcess],
+    flink_cluster: FlinkCluster,
+    tmp_path: Path,
+) -> None:
+    topics = make_topics(new_topic)
+    settings = join_settings(kafka, tmp_path / "state", topics)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
+    rest = flink_cluster.rest
+
+    def produce(indices: range, first_ms: int = T0) -> None:
+        produce_decisions(producer, topics, indices, first_ms)
+
+    first = join_process(settings, "--jobmanager", flink_cluster.address)
+    first.start()
+    first.wait_running(timeout_s=300)  # `flink run` builds and submits the job first
+    [job] = [job for job in rest.jobs() if job.state == "RUNNING"]
+    assert job.name == "feedrank-join"
+    assert rest.job_taskmanagers(job.job_id) == TASKMANAGERS
+
+    decisions = 1_000
+    produce(range(decisions // 2))
+    wait_for_checkpoint_after(rest, job.job_id, rest.checkpoints(job.job_id).last_id)
+    # Mid-stream: the first half's windows are open in the join's state, and the second
+    # half arrives while the job restarts.
+    flink_cluster.kill("flink-taskmanager-1")
+    feeder = threading.Thread(target=produce, args=(range(decisions // 2, decisions),))
+    feeder.start()
+    flink_cluster.start("flink-taskmanager-1")
+    feeder.join()
+    clocks = move_the_clock(producer, topics)
+
+    expected = shown_pairs(range(decisions))
+    assert_exactly(
+        example_keys(kafka.bootstrap, topics["examples"], len(expected)),
+        expected,
+        kafka,
+        topics["dlq"],
+    )
+    # The cluster restored the same job from its checkpoint; the supervisor resubmitted nothing.
+    assert rest.job_state(job.job_id) == "RUNNING"
+    assert rest.checkpoints(job.job_id).restored_from is not None
+    assert first.gauge("feedrank_join_resubmissions_total") == 0
+
+    first.stop(grace_s=120)  # SIGTERM: stop with a savepoint
+    assert "join stopped (STOPPED_WITH_SAVEPOINT); savepoint file:" in first.log()
+    assert rest.job_state(job.job_id) == "FINISHED"
+
+    second = join_process(settings, "--jobmanager", flink_cluster.address)
+    second.start()
+    second.wait_running(timeout_s=300)
+    assert "restored from savepoint-" in second.log()
+    more = range(decisions, decisions + 200)
+    produce(more, first_ms=CLOCK_MS + 60_000)
+    move_the_clock(producer, topics, at_ms=CLOCK_MS + HOUR_MS, first_index=CLOCK_INDEX + 10)
+
+    # The first clock's decisions are closed by the second clock: one example each.
+    expected |= shown_pairs(more) | {(f"d{clock}", "p0") for clock in clocks}
+    assert_exactly(
+        example_keys(kafka.bootstrap, topics["examples"], len(expected)),
+        expected,
+        kafka,
+        topics["dlq"],
+    )
+
+
+@pytest.mark.timeout(900)
+def test_a_lost_jobmanager_means_a_resubmission_from_the_newest_checkpoint(
+    kafka: KafkaBroker,
+    new_topic: TopicFactory,
+    join_process: Callable[..., JoinProcess],
+    flink_cluster: FlinkCluster,
+    tmp_path: Path,
+) -> None:
+    """Without HA, a JobManager that dies forgets its jobs: the supervisor resubmits."""
+    topics = make_topics(new_topic)
+    settings = join_settings(kafka, tmp_path / "state", topics)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
+    rest = flink_cluster.rest
+
+    join = join_process(settings, "--jobmanager", flink_cluster.address)
+    join.start()
+    join.wait_running(timeout_s=300)
+    [job] = [job for job in rest.jobs() if job.state == "RUNNING"]
+    decisions = 600
+    produce_decisions(producer, topics, range(decisions // 2))
+    wait_for_checkpoint_after(rest, job.job_id, rest.checkpoints(job.job_id).last_id)
+
+    flink_cluster.kill("flink-jobmanager")
+    feeder = threading.Thread(
+        target=produce_decisions, args=(producer, topics, range(decisions // 2, decisions))
+    )
+    feeder.start()
+    flink_cluster.start("flink-jobmanager")
+    feeder.join()
+    join.wait_until(lambda: join.gauge("feedrank_join_resubmissions_total") == 1, 300)
+    join.wait_running(timeout_s=300)
+    [resubmitted] = [job for job in rest.jobs() if job.state == "RUNNING"]
+    assert resubmitted.job_id != job.job_id
+    assert "restored from chk-" in join.log()
+    move_the_clock(producer, topics)
+
+    expected = shown_pairs(range(decisions))
+    assert_exactly(
+        example_keys(kafka.bootstrap, topics["examples"], len(expected)),
+        expected,
+        kafka,
+        topics["dlq"],
+    )
