@@ -80,6 +80,22 @@ def compose_mounts(service: str) -> dict[Path, str]:
     return mounts
 
 
+def compose_volumes(service: str) -> dict[str, str]:
+    """Container path -> named volume of a compose service's volumes (not bind mounts)."""
+    volumes = {}
+    for volume in compose_config()["services"][service].get("volumes", []):
+        source, target, *_ = volume.split(":")
+        if not source.startswith("/"):
+            volumes[target] = source
+    return volumes
+
+
+def compose_ports(service: str) -> dict[int, int]:
+    """Published (host) port -> container port of a compose service."""
+    ports = compose_config()["services"][service].get("ports", [])
+    return {int(port["published"]): int(port["target"]) for port in ports}
+
+
 # ---------------------------------------------------------------- what the code exposes
 
 

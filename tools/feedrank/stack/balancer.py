@@ -49,6 +49,7 @@ FAST_CHECK_INTERVAL_MS = 250  # while a replica is changing state
 CHECK_FALL, CHECK_RISE = 2, 2  # failed checks to DOWN, passed checks back to UP
 RETRIES = 3  # sends of one call after its first, each to another replica
 HTTP_HEADERS_ROOM = 4096  # bytes kept for headers next to the largest Rank message
+RESOLVERS = "dns"  # the resolvers section of a configuration whose replicas have hostnames
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,16 @@ def haproxy_executable() -> str:
     return found
 
 
-def render_config(settings: Settings, replicas: list[ReplicaAddress]) -> str:
-    """HAProxy's configuration: the Rank frontend, the replicas' backend, the stats."""
+def render_config(
+    settings: Settings, replicas: list[ReplicaAddress], *, resolver: str | None = None
+) -> str:
+    """HAProxy's configuration: the Rank frontend, the replicas' backend, the stats.
+
+    With ``resolver`` (``host:port`` of a DNS server, e.g. Docker's ``127.0.0.11:53``)
+    the replicas' hosts are names that may not resolve yet, or move when a replica is
+    recreated: HAProxy starts anyway (``init-addr last,libc,none``; a replica without
+    an address stays out of the rotation) and asks the resolver again while it runs.
+    """
     if not replicas:
         raise StackError("the balancer needs at least one replica (cluster.explore_replicas)")
     host = settings.ports.bind_host
@@ -83,8 +92,12 @@ def render_config(settings: Settings, replicas: list[ReplicaAddress]) -> str:
     servers = "\n".join(
         f"    server {replica.name} {replica.host}:{replica.port}" for replica in replicas
     )
+    resolution, resolvers = "", ""
+    if resolver is not None:
+        resolution = f" init-addr last,libc,none resolvers {RESOLVERS} resolve-prefer ipv4"
+        resolvers = f"resolvers {RESOLVERS}\n    nameserver {RESOLVERS} {resolver}\n\n"
     return f"""\
-# Rendered by feedrank (feedrank/stack/balancer.py) at every start: edits are lost.
+# Rendered by feedrank (feedrank/stack/balancer.py): edits are lost.
 global
     log stdout format raw local0 info
     tune.bufsize {buffer_bytes}
@@ -107,7 +120,7 @@ frontend ranking
     option http-buffer-request
     default_backend {BACKEND}
 
-backend {BACKEND}
+{resolvers}backend {BACKEND}
     balance roundrobin
     retries {RETRIES}
     retry-on conn-failure empty-response junk-response
@@ -120,7 +133,7 @@ backend {BACKEND}
     tcp-check expect comment "{RANKING_SERVICE} is SERVING" min-recv 1 binary {serving}
     default-server proto h2 check inter {CHECK_INTERVAL_MS}ms \
 fastinter {FAST_CHECK_INTERVAL_MS}ms downinter {CHECK_INTERVAL_MS}ms \
-fall {CHECK_FALL} rise {CHECK_RISE} observe layer4 error-limit 1 on-error mark-down
+fall {CHECK_FALL} rise {CHECK_RISE} observe layer4 error-limit 1 on-error mark-down{resolution}
 {servers}
 
 frontend stats
