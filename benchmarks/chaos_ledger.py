@@ -62,7 +62,14 @@ class CallLog:
         return [call for call in self.calls if start <= call.t < end]
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 300.0) -> list[bytes]:
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    value: bytes
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 300.0) -> list[Record]:
     """Every record of ``topic`` up to its end offsets as of now, read committed."""
     consumer = Consumer(
         {
@@ -73,7 +80,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 300.0) -> list[byt
             "log_level": 0,
         }
     )
-    values: list[bytes] = []
+    values: list[Record] = []
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics[topic]
         ends = {}
@@ -93,7 +100,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 300.0) -> list[byt
                 partition, offset = int(message.partition() or 0), int(message.offset() or 0)
                 reached[partition] = max(reached[partition], offset + 1)
                 if offset < ends[partition] and message.value() is not None:
-                    values.append(bytes(message.value() or b""))
+                    values.append(Record(partition, offset, bytes(message.value() or b"")))
             # read_committed skips transaction markers: the position says how far we are.
             for position in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if position.offset >= 0:
@@ -114,8 +121,8 @@ class LoggedDecisions:
     def read(cls, bootstrap: str, topic: str) -> LoggedDecisions:
         shown: dict[str, tuple[int, tuple[str, ...]]] = {}
         copies = 0
-        for value in read_topic(bootstrap, topic):
-            decision = codecs.decode_decision(value)
+        for record in read_topic(bootstrap, topic):
+            decision = codecs.decode_decision(record.value)
             if decision.decision_id in shown:
                 copies += 1
             items = tuple(item.post_id for item in decision.items)
@@ -131,11 +138,11 @@ class ExampleCheck:
     unexpected: int  # examples of no logged decision
 
 
-def example_keys(examples: list[bytes]) -> Counter[tuple[str, str]]:
+def example_keys(examples: list[Record]) -> Counter[tuple[str, str]]:
     """How often each ``(decision_id, post_id)`` came out of the join."""
     keys: Counter[tuple[str, str]] = Counter()
-    for value in examples:
-        example = codecs.decode(events_pb2.LabelledExample, value)
+    for record in examples:
+        example = codecs.decode(events_pb2.LabelledExample, record.value)
         keys[(example.decision_id, example.post_id)] += 1
     return keys
 
@@ -162,47 +169,64 @@ def check_examples(
 
 @dataclass(frozen=True)
 class LearnerCheck:
-    examples_on_topic: int
-    examples_applied: int
+    """The learner's last checkpoint against the records it says it consumed."""
+
+    expected: int  # examples those records stand for (fake negatives, engaged examples)
+    applied: int
     digest_matches: bool
-    offsets_at_end: bool
+    consumed_all: bool  # its offsets stand past the last record of every partition
 
     @property
     def exactly_once(self) -> bool:
-        """Every example on the topic applied, none twice (count and key digest)."""
-        return self.examples_applied == self.examples_on_topic and self.digest_matches
+        """Each example applied once: the same count and the same order-free key digest."""
+        return self.applied == self.expected and self.digest_matches
+
+
+def data_ends(topic: str, records: list[Record]) -> dict[str, int]:
+    """``topic:partition`` -> the offset after its last record (markers not counted)."""
+    ends: dict[str, int] = {}
+    for record in records:
+        key = f"{topic}:{record.partition}"
+        ends[key] = max(ends.get(key, 0), record.offset + 1)
+    return ends
+
+
+def learner_keys(
+    offsets: dict[str, int],
+    decisions: tuple[str, list[Record]],
+    examples: tuple[str, list[Record]],
+) -> list[str]:
+    """The example keys an online learner (fake negatives: every shown item of a decision
+    as a negative, then every engaged example) applies from the records below
+    ``offsets``."""
+    keys = []
+    topic, records = decisions
+    for record in records:
+        if record.offset < offsets.get(f"{topic}:{record.partition}", 0):
+            decision = codecs.decode_decision(record.value)
+            keys += [f"{decision.decision_id}/{item.post_id}" for item in decision.items]
+    topic, records = examples
+    for record in records:
+        if record.offset < offsets.get(f"{topic}:{record.partition}", 0):
+            example = codecs.decode(events_pb2.LabelledExample, record.value)
+            if example.engaged:
+                keys.append(f"{example.decision_id}/{example.post_id}")
+    return keys
 
 
 def check_learner(
-    learner_state: Path, examples: list[bytes], end_offsets: dict[str, int]
+    learner_state: Path, decisions: tuple[str, list[Record]], examples: tuple[str, list[Record]]
 ) -> LearnerCheck:
-    """The learner's last checkpoint against every example on the topic (it started
-    from an empty state, so it must have applied each exactly once)."""
+    """The learner's last checkpoint (it started from an empty state) against the
+    decisions and examples on Kafka: every example it consumed applied exactly once."""
     progress = CheckpointStore(learner_state).progress()
     if progress is None:
         raise RuntimeError(f"the learner left no checkpoint under {learner_state}")
-    keys = []
-    for value in examples:
-        example = codecs.decode(events_pb2.LabelledExample, value)
-        keys.append(f"{example.decision_id}/{example.post_id}")
-    resumed_from = {key: offset for key, offset in progress.offsets.items() if key in end_offsets}
+    keys = learner_keys(progress.offsets, decisions, examples)
+    ends = {**data_ends(*decisions), **data_ends(*examples)}
     return LearnerCheck(
-        examples_on_topic=len(keys),
-        examples_applied=progress.examples_applied,
+        expected=len(keys),
+        applied=progress.examples_applied,
         digest_matches=progress.key_digest == key_digest(keys),
-        offsets_at_end=resumed_from == end_offsets,
+        consumed_all=all(progress.offsets.get(key, 0) >= end for key, end in ends.items()),
     )
-
-
-def end_offsets(bootstrap: str, topic: str) -> dict[str, int]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "chaos-offsets", "log_level": 0}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        return {
-            f"{topic}:{p}": consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1]
-            for p in sorted(partitions)
-        }
-    finally:
-        consumer.close()

@@ -119,8 +119,12 @@ class KafkaNodeComponent:
             self._still_starting(process, deadline, "catch up with its partitions' leaders")
 
     def probe(self) -> Health:
-        """Healthy while this node is a live broker in the ISR of all its partitions; the
-        detail names the active controller and any under-replicated partition."""
+        """Healthy while this node answers requests itself and is a live broker in the
+        ISR of all its partitions; the detail names the active controller and any
+        under-replicated partition. (Right after a crash the cluster still lists the old
+        incarnation as live and in sync: only asking the node tells.)"""
+        if not self._serves_itself():
+            return Health("unhealthy", f"{self.endpoint} does not answer (down or starting)")
         try:
             metadata = self._admin().list_topics(timeout=3.0)
         except Exception as error:  # noqa: BLE001 - any client error is "unreachable"

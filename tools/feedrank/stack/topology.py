@@ -41,9 +41,16 @@ def stack_components(settings: Settings) -> list[Component]:
         DeployComponent(settings),
         *explore_cluster_components(settings),
         *flink_cluster_components(settings),
-        JoinComponent(settings),
+        ClusterJoinComponent(settings),
         LearnerComponent(settings),
     ]
+
+
+class ClusterJoinComponent(JoinComponent):
+    """``feedrank join`` submitting the join to the session cluster: ``flink run`` alone
+    takes up to a minute on a loaded machine, then the job starts its tasks."""
+
+    ready_timeout_s = 420.0
 
 
 def with_topology(settings: Settings, topology: Topology) -> Settings:
