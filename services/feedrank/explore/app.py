@@ -145,6 +145,8 @@ def explore_service(
                 topic=settings.topics.decisions,
                 max_queued_decisions=settings.explore.log_queue_limit,
                 linger_ms=settings.explore.log_linger_ms,
+                delivery=settings.explore.decision_delivery,
+                ack_timeout_ms=settings.explore.decision_ack_timeout_ms,
             )
         )
         if log_decisions

@@ -55,6 +55,15 @@ DECISIONS_DROPPED = Counter(
 DECISION_LOG_ERRORS = Counter(
     "feedrank_decision_log_errors", "Decisions Kafka failed to acknowledge in time."
 )
+DECISIONS_ANSWERED_UNACKED = Counter(
+    "feedrank_decision_log_answered_unacked",
+    "With explore.decision_delivery 'acked': Rank calls answered without Kafka's "
+    "acknowledgement of their decision, by reason: timeout (none within "
+    "explore.decision_ack_timeout_ms; the decision stays queued), stalled (not waited for: "
+    "an earlier call timed out and Kafka has acknowledged nothing since; queued too), "
+    "error (Kafka failed it), dropped (the log queue was full).",
+    ["reason"],
+)
 DECISION_LOG_QUEUE = Gauge(
     "feedrank_decision_log_queue_depth",
     "Decisions waiting for a Kafka acknowledgement.",

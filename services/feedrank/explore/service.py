@@ -166,6 +166,8 @@ class ExploreService:
                 )
             )
         )
+        # With explore.decision_delivery "acked" this waits for Kafka's acknowledgement
+        # (bounded, decision_log.py): an answered call's decision is then on the topic.
         with stage("log"):
             self._log(
                 decision_id=decision_id,

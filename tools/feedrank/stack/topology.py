@@ -63,15 +63,20 @@ def with_topology(settings: Settings, topology: Topology) -> Settings:
 
 def wired_settings(settings: Settings) -> Settings:
     """Settings that make the stack's processes one loop: one world, explore following
-    deploy (and, in the cluster topology, fetching its models from deploy)."""
+    deploy (and, in the cluster topology, fetching its models from deploy and answering
+    only once a decision is logged)."""
     world, explore = settings.world, settings.explore
     if world.start_ms == 0:
         world = world.model_copy(update={"start_ms": SystemClock().now_ms()})
     if explore.deploy_address is None and explore.plan_file is None:
         address = f"127.0.0.1:{settings.ports.deploy_grpc}"
         explore = explore.model_copy(update={"deploy_address": address})
-    if settings.cluster.topology == "cluster":  # replicas share no disk with the registry
-        explore = explore.model_copy(update={"model_source": "deploy"})
+    if settings.cluster.topology == "cluster":
+        # Replicas share no disk with the registry, and one can be killed at any moment:
+        # a call answers only once its decision is on Kafka.
+        explore = explore.model_copy(
+            update={"model_source": "deploy", "decision_delivery": "acked"}
+        )
     return settings.model_copy(update={"world": world, "explore": explore})
 
 

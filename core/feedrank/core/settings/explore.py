@@ -137,7 +137,25 @@ class ExploreSettings(SettingsGroup):
         ge=0,
         le=5_000,
         description="How long a decision waits to share a produce request with others "
-        "(the broker's CPU is per request; the join waits minutes anyway).",
+        "(the broker's CPU is per request; the join waits minutes anyway). With "
+        "decision_delivery 'acked' at most 5 ms counts: there the caller waits it out.",
+    )
+    decision_delivery: Literal["queued", "acked"] = Field(
+        default="queued",
+        description="When a Rank call answers: 'queued', once its decision is in the "
+        "producer's memory queue (a replica killed then loses the decisions of the calls "
+        "it answered in the last log_linger_ms or so); 'acked', once Kafka acknowledged it "
+        "(acks=all), so every decision_id a client holds is on topics.decisions, for about "
+        "a linger (<= 5 ms) and a broker round trip more per call.",
+    )
+    decision_ack_timeout_ms: int = Field(
+        default=2_000,
+        ge=1,
+        le=60_000,
+        description="With decision_delivery 'acked', the longest a call waits for its "
+        "decision's acknowledgement: then it answers anyway (the decision stays queued and "
+        "is delivered later), counted in feedrank_decision_log_answered_unacked_total, and "
+        "later calls do not wait until Kafka acknowledges a decision again.",
     )
     decision_features: Literal["compact", "full"] = Field(
         default="compact",
