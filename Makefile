@@ -63,11 +63,14 @@ bench-tools:
 	@command -v ghz >/dev/null || test -x $$HOME/go/bin/ghz || \
 	  go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
-# The full explore benchmarks (minutes): retrieval at 1M posts, then Rank under load.
+# The full benchmarks (about 45 minutes): retrieval at 1M posts, Rank under load, the
+# join's throughput, scale-out (replicas, join parallelism) and chaos on the cluster topology.
 bench: setup bench-tools
 	$(BIN)/python benchmarks/retrieval.py --posts 1000000
 	$(BIN)/python -m benchmarks.rank_load
 	$(BIN)/python -m benchmarks.join_throughput
+	$(BIN)/python -m benchmarks.scale_out
+	$(BIN)/python -m benchmarks.chaos
 
 # The closed-loop demo: the whole local stack, simulated apps, ten simulated days.
 demo: setup

@@ -191,7 +191,8 @@ def inject(stack: LocalStack, settings: Settings, fault: str, size: Size) -> Fau
     process.kill()
     recovered = wait_recovered(stack, name, process.pid, size.recover_timeout_s)
     recovered_at = time.time()
-    say(f"{name}: every component healthy again after {recovered_at - killed_at:.1f}s")
+    if recovered:
+        say(f"{name}: every component healthy again after {recovered_at - killed_at:.1f}s")
     return FaultResult(
         fault=fault, component=name, recovered=recovered,
         recover_s=round(recovered_at - killed_at, 1), calls=0, failed_calls=0,
@@ -265,6 +266,21 @@ def learner_caught_up(
     say(f"the learner's checkpoint did not reach the topics' ends in {timeout_s:.0f}s")
 
 
+def records_the_learner_finished(settings: Settings) -> tuple[list[Record], list[Record]]:
+    """The decisions and examples on Kafka once the learner consumed them all and no new
+    one came (the join may still emit positives of the last likes after traffic stops)."""
+    bootstrap, topics = settings.kafka.bootstrap, settings.topics
+    counts = (-1, -1)
+    for _ in range(5):
+        decisions = read_topic(bootstrap, topics.decisions)
+        examples = read_topic(bootstrap, topics.examples)
+        if (len(decisions), len(examples)) == counts:
+            break
+        counts = (len(decisions), len(examples))
+        learner_caught_up(settings, decisions, examples)
+    return decisions, examples
+
+
 def learner_state(settings: Settings) -> Path:
     return settings.learner.state_dir or settings.paths.state_dir / "learner"
 
@@ -308,14 +324,13 @@ def run(size: Size, work: Path) -> dict[str, Any]:
         account(results, calls, decisions, keys)
         answered = [c for c in calls.calls if c.ok and c.t < faults_over]
         lost = sum(1 for call in answered if call.decision not in decisions.shown)
-        decision_records = read_topic(settings.kafka.bootstrap, settings.topics.decisions)
-        learner_caught_up(settings, decision_records, examples)
+        decision_records, example_records = records_the_learner_finished(settings)
         say("stopping the stack (the learner writes its last checkpoint)")
         stack.down()
         learner = check_learner(
             learner_state(settings),
             (settings.topics.decisions, decision_records),
-            (settings.topics.examples, examples),
+            (settings.topics.examples, example_records),
         )
     except BaseException:
         say("the run failed: stopping the stack")

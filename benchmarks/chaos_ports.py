@@ -2,7 +2,8 @@
 
 Kafka node i listens on ``kafka + i*step`` (clients) and one above (controllers), so
 the Kafka base is chosen with all of those free; the explore replicas take two
-consecutive ports each for Rank and metrics.
+consecutive ports each for Rank and metrics. Every port lies below the ephemeral range,
+so a restarted component always finds its port free again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 
 from feedrank.core.settings.topology import ClusterSettings
 
-LOW, HIGH = 20_000, 40_000
+# Below Linux's ephemeral range (32768 and up by default): a port a client connection
+# borrowed there could stop a killed broker from binding its own port again.
+LOW, HIGH = 20_000, 32_000
 
 
 @dataclass(frozen=True)
