@@ -55,6 +55,7 @@ from feedrank.stack.topology import remember_topology, wired_settings
 
 say = progress("chaos")
 ANSWERED_BEFORE_KILL_S = 1.0
+STABLE_S = 10.0  # a recovery counts once every component stayed healthy this long
 FAULTS = (
     "kafka leader of feedrank.decisions/0",
     "flink-taskmanager-1",
@@ -166,18 +167,26 @@ def victim(settings: Settings, fault: str) -> str:
     return fault
 
 
-def wait_recovered(stack: LocalStack, name: str, old_pid: int, timeout_s: float) -> bool:
-    """Until the killed component runs again (a new process) and every one is healthy."""
-    deadline = time.monotonic() + timeout_s
+def wait_recovered(stack: LocalStack, name: str, old_pid: int, timeout_s: float) -> float | None:
+    """Seconds until the killed component ran again (a new process) and every component
+    was healthy, counted to the start of a healthy spell that then lasted ``STABLE_S``
+    (right after a kill the others may not have noticed yet); None after ``timeout_s``."""
+    killed_at = time.monotonic()
+    deadline = killed_at + timeout_s
+    healthy_since: float | None = None
     while time.monotonic() < deadline:
         statuses = stack.status()
         again = next(s for s in statuses if s.name == name)
         if again.pid not in (None, old_pid) and all(s.healthy for s in statuses):
-            return True
+            healthy_since = healthy_since or time.monotonic()
+            if time.monotonic() - healthy_since >= STABLE_S:
+                return healthy_since - killed_at
+        else:
+            healthy_since = None
         time.sleep(1.0)
     unhealthy = [f"{s.name}: {s.state} ({s.detail})" for s in stack.status() if not s.healthy]
     say(f"not recovered after {timeout_s:.0f}s: {'; '.join(unhealthy)}")
-    return False
+    return None
 
 
 def inject(stack: LocalStack, settings: Settings, fault: str, size: Size) -> FaultResult:
@@ -189,10 +198,11 @@ def inject(stack: LocalStack, settings: Settings, fault: str, size: Size) -> Fau
     say(f"SIGKILL {name} (pid {process.pid}) for '{fault}'")
     killed_at = time.time()
     process.kill()
-    recovered = wait_recovered(stack, name, process.pid, size.recover_timeout_s)
-    recovered_at = time.time()
-    if recovered:
-        say(f"{name}: every component healthy again after {recovered_at - killed_at:.1f}s")
+    recover_s = wait_recovered(stack, name, process.pid, size.recover_timeout_s)
+    recovered = recover_s is not None
+    recovered_at = killed_at + (recover_s if recover_s is not None else size.recover_timeout_s)
+    if recover_s is not None:
+        say(f"{name}: every component healthy again after {recover_s:.1f}s (and stayed so)")
     return FaultResult(
         fault=fault, component=name, recovered=recovered,
         recover_s=round(recovered_at - killed_at, 1), calls=0, failed_calls=0,
