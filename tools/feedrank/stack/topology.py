@@ -58,6 +58,8 @@ def with_topology(settings: Settings, topology: Topology) -> Settings:
     ``kafka.bootstrap_servers`` names brokers, clients bootstrap from every Kafka node."""
     values = settings.model_dump()
     values["cluster"]["topology"] = topology
+    if settings.kafka.bootstrap_servers == settings.local_cluster_bootstrap():
+        values["kafka"]["bootstrap_servers"] = None  # filled in for the cluster, not by a user
     return type(settings)(**values)
 
 

@@ -67,15 +67,19 @@ class Settings(BaseSettings):
         client bootstraps from all local nodes, so none depends on one broker being up."""
         if self.cluster.topology != "cluster" or self.kafka.bootstrap_servers is not None:
             return self
-        addresses = ",".join(
-            f"{LOOPBACK}:{self.cluster.kafka_node_port(self.kafka.broker_port, node_id)}"
-            for node_id in range(1, self.cluster.kafka_brokers + 1)
-        )
+        addresses = self.local_cluster_bootstrap()
         # The settings are frozen; this runs once, while they are being built.
         object.__setattr__(
             self, "kafka", self.kafka.model_copy(update={"bootstrap_servers": addresses})
         )
         return self
+
+    def local_cluster_bootstrap(self) -> str:
+        """The bootstrap string naming every node of the local Kafka cluster."""
+        return ",".join(
+            f"{LOOPBACK}:{self.cluster.kafka_node_port(self.kafka.broker_port, node_id)}"
+            for node_id in range(1, self.cluster.kafka_brokers + 1)
+        )
 
     @classmethod
     def settings_customise_sources(
