@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -165,6 +166,12 @@ def start_flink_gateway() -> None:
     # A parent that ran PyFlink jobs in-process (e.g. a test runner) leaves this set for
     # its Python workers; this process is a client of its own and must start a gateway.
     os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    # PyFlink runs $JAVA_HOME/bin/java whenever JAVA_HOME is set, even when it is empty
+    # or names no Java (then the join dies with "No such file: bin/java"): use PATH's.
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home is not None and not (Path(java_home) / "bin" / "java").is_file():
+        log.warning("JAVA_HOME=%r has no bin/java; using java from PATH", java_home)
+        del os.environ["JAVA_HOME"]
     from pyflink.java_gateway import get_gateway  # noqa: PLC0415 - slow import
 
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)

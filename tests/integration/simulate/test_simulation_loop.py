@@ -101,7 +101,9 @@ def test_simulated_users_are_served_and_their_rewards_reach_kafka(
     totals = ledger.totals()
     served = [arm for arm in totals if arm not in {RANDOM_ARM, ORACLE_ARM, REPEATING_ORACLE_ARM}]
     assert len(served) == 1  # one model, one arm
-    assert totals[served[0]].impressions == stats.requests * 20
+    # Every feed asks for 20 posts; one can come back shorter when its user has already
+    # been served most of what this small world has for them (served posts are skipped).
+    assert stats.requests * 20 * 0.95 <= totals[served[0]].impressions <= stats.requests * 20
     assert totals[ORACLE_ARM].rate > totals[RANDOM_ARM].rate
     paired = ledger.paired_versus_oracle()  # the served feeds beside the baselines' ...
     assert 0.0 < paired[RANDOM_ARM] < paired[served[0]] <= 1.0  # ... for the same users
