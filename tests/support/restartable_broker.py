@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from feedrank.stack.jars import JarLocations
@@ -39,3 +41,14 @@ class RestartableBroker:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+
+@contextmanager
+def started_broker(data_dir: Path, jars: JarLocations) -> Iterator[RestartableBroker]:
+    """A started :class:`RestartableBroker`, stopped on the way out (a fixture's body)."""
+    broker = RestartableBroker(data_dir, jars)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -26,7 +26,7 @@ from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 from tests.integration.explore.conftest import START_MS
 from tests.support.kafka import CommittedReader, TopicFactory
-from tests.support.restartable_broker import RestartableBroker
+from tests.support.restartable_broker import RestartableBroker, started_broker
 from tests.support.serving import served
 
 ACK_TIMEOUT_MS = 1_000
@@ -109,12 +109,8 @@ def test_an_acked_answer_means_the_decision_is_readable_when_the_call_returns(
 
 @pytest.fixture
 def broker(tmp_path: Path, jars: JarLocations) -> Iterator[RestartableBroker]:
-    broker = RestartableBroker(tmp_path / "kafka", jars)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    with started_broker(tmp_path / "kafka", jars) as running:
+        yield running
 
 
 def test_with_the_broker_down_calls_answer_after_one_timeout_and_are_counted(

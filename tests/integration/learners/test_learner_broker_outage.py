@@ -24,9 +24,8 @@ from feedrank.core.settings import load_settings, settings_to_environment
 from feedrank.core.time_units import DAY_MS
 from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress, key_digest
 from feedrank.stack.jars import JarLocations
-from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker
-from feedrank.stack.process import ManagedProcess
 from tests.support.kafka import free_port
+from tests.support.restartable_broker import RestartableBroker, started_broker
 from tests.unit.learners.factories import simulated_examples
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -35,41 +34,10 @@ EXAMPLES, PER_SECOND = 2_400, 120  # 20 s of traffic; the broker is down for par
 DOWN_S = 12.0  # longer than a commit waits for its coordinator (6 s)
 
 
-class RestartableBroker:
-    """A broker of this test alone, on fixed ports and data, so it can crash and return."""
-
-    def __init__(self, data_dir: Path, jars: JarLocations) -> None:
-        config = BrokerConfig(
-            data_dir=data_dir, jar_dir=jars.kafka_dir, port=free_port(), controller_port=free_port()
-        )
-        self.broker = KafkaBroker(config, log_file=data_dir / "kafka.log")
-        self.process: ManagedProcess | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return self.broker.bootstrap
-
-    def start(self) -> None:
-        self.process = self.broker.start(tie_to_parent=True)
-        self.broker.wait_ready(self.process, timeout_s=120)
-
-    def crash(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-
 @pytest.fixture
 def broker(tmp_path: Path, jars: JarLocations) -> Iterator[RestartableBroker]:
-    broker = RestartableBroker(tmp_path / "kafka", jars)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    with started_broker(tmp_path / "kafka", jars) as running:
+        yield running
 
 
 class Traffic:
