@@ -11,7 +11,6 @@ piece.
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from feedrank.stack.balancer import BalancerComponent
 from feedrank.stack.explore_replicas import ExploreReplicaComponent, explore_cluster_components
 from feedrank.stack.process import ManagedProcess
 from tests.support.catalogue_topics import private_entity_topics, publish_world_to
-from tests.support.kafka import free_port
+from tests.support.kafka import consecutive_free_ports, free_port
 
 DECISION_PARTITIONS = 3
 DECISION_RETENTION_MS = 3_600_000
@@ -87,24 +86,6 @@ def cluster_settings(
     elapsed = time.perf_counter() - started
     say(f"published {world.posts:,} posts, {world.users:,} users in {elapsed:.1f}s")
     return settings
-
-
-def consecutive_free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that are all free now."""
-    for _ in range(200):
-        first = free_port()
-        if all(_bindable(first + offset) for offset in range(1, count)):
-            return first
-    raise RuntimeError(f"found no {count} consecutive free ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass

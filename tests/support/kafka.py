@@ -6,6 +6,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from confluent_kafka import Consumer, Message
@@ -18,26 +19,51 @@ _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _handed_out: set[int] = set()
 
 
+def free_ports_at(offsets: Iterable[int]) -> int | None:
+    """A base port such that ``base + offset`` is free now for every offset, below the
+    kernel's ephemeral range and never handed out before in this session (see
+    :func:`free_port`); those ports count as handed out. None when none was found."""
+    wanted = sorted(set(offsets))
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    top = max(low - wanted[-1], 20_001)
+    for _ in range(500):
+        base = random.randrange(20_000, top)
+        ports = [base + offset for offset in wanted]
+        if _handed_out.intersection(ports) or not all(_bindable(port) for port in ports):
+            continue
+        _handed_out.update(ports)
+        return base
+    return None
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (see :func:`free_ports_at`)."""
+    first = free_ports_at(range(count))
+    if first is None:
+        raise RuntimeError(f"found no {count} consecutive free ports")
+    return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A port free now, below the kernel's ephemeral range and never handed out before in
     this session. Tests hand ports to processes that bind them later; any client socket
     or server on port 0 in between (a Flink job's Beam workers open gRPC servers) draws
     from the ephemeral range and could take one, so the ports come from outside it."""
-    try:
-        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32_768
-    for _ in range(500):
-        port = random.randrange(20_000, max(low, 20_001))
-        if port in _handed_out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
+    base = free_ports_at([0])
+    if base is not None:
+        return base
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # no luck: any free one
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

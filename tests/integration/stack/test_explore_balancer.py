@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 import urllib.request
@@ -29,31 +28,13 @@ from feedrank.stack.explore_replicas import ExploreReplicaComponent, explore_clu
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.stack.process import ManagedProcess
 from tests.support.catalogue_topics import private_entity_topics, publish_world_to
-from tests.support.kafka import TopicFactory, free_port
+from tests.support.kafka import TopicFactory, consecutive_free_ports, free_port
 from tests.support.model_versions import small_world
 
 REPLICAS = 2
 LOAD_THREADS = 4
 CALL_TIMEOUT_S = 10.0  # generous: two replicas, Kafka and the load share two busy cores
 STATE_CHANGE_TIMEOUT_S = 10.0  # HAProxy checks every second; DOWN after 2 failures
-
-
-def consecutive_free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that are all free now."""
-    for _ in range(200):
-        first = free_port()
-        if all(_bindable(first + offset) for offset in range(1, count)):
-            return first
-    raise RuntimeError(f"found no {count} consecutive free ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass
