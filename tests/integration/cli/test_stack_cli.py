@@ -23,9 +23,15 @@ FOREGROUND_READY_S = 420.0
 
 @pytest.fixture
 def stack_env(tmp_path: Path, jars: JarLocations) -> dict[str, str]:
+    return small_stack_env(tmp_path / "state")
+
+
+def small_stack_env(state_dir: Path) -> dict[str, str]:
+    """This process's environment without its FEEDRANK_ variables, plus a small stack's:
+    ``state_dir``, free ports for every component, a small world, one explore worker."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")}
     env.update(
-        FEEDRANK_PATHS__STATE_DIR=str(tmp_path / "state"),
+        FEEDRANK_PATHS__STATE_DIR=str(state_dir),
         FEEDRANK_KAFKA__BROKER_PORT=str(free_port()),
         FEEDRANK_KAFKA__CONTROLLER_PORT=str(free_port()),
         FEEDRANK_PORTS__RANKING_GRPC=str(free_port()),

@@ -23,9 +23,9 @@ from tests.integration.cli.test_stack_cli import (
     OutputWatcher,
     feedrank,
     pid_alive,
+    small_stack_env,
     status_json,
 )
-from tests.support.kafka import free_port
 
 RESTART_S = 240.0  # the backoff, a Python start and the component's own start-up, loaded
 
@@ -34,22 +34,7 @@ RESTART_S = 240.0  # the backoff, a Python start and the component's own start-u
 def shared_env(
     tmp_path_factory: pytest.TempPathFactory, jars: JarLocations
 ) -> Iterator[dict[str, str]]:
-    state = tmp_path_factory.mktemp("restarts")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")}
-    env.update(
-        FEEDRANK_PATHS__STATE_DIR=str(state),
-        FEEDRANK_KAFKA__BROKER_PORT=str(free_port()),
-        FEEDRANK_KAFKA__CONTROLLER_PORT=str(free_port()),
-        FEEDRANK_PORTS__RANKING_GRPC=str(free_port()),
-        FEEDRANK_PORTS__EXPLORE_METRICS=str(free_port()),
-        FEEDRANK_PORTS__DEPLOY_GRPC=str(free_port()),
-        FEEDRANK_PORTS__DEPLOY_METRICS=str(free_port()),
-        FEEDRANK_PORTS__STREAMING_METRICS=str(free_port()),
-        FEEDRANK_PORTS__LEARNER_METRICS=str(free_port()),
-        FEEDRANK_WORLD__NUM_POSTS="20000",
-        FEEDRANK_WORLD__NUM_USERS="2000",
-        FEEDRANK_EXPLORE__WORKERS="1",
-    )
+    env = small_stack_env(tmp_path_factory.mktemp("restarts"))
     yield env
     feedrank(env, "down")  # whatever a failed test left behind
 
