@@ -24,7 +24,11 @@ from pyflink.java_gateway import get_gateway
 
 from feedrank.core.settings import Settings
 from feedrank.streaming.flink_configuration import retained_snapshot_configuration
-from feedrank.streaming.flink_environment import FlinkJobOptions, create_stream_environment
+from feedrank.streaming.flink_environment import (
+    FlinkJobOptions,
+    create_stream_environment,
+    planning_on_one_gateway_thread,
+)
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.join_status import JOB_NAME, TERMINAL, JoinRun, JoinStatus
@@ -111,11 +115,13 @@ def start_join(
 ) -> RunningJoin:
     """Submit the unbounded join to the mini-cluster (restored from the newest snapshot)."""
     values, snapshot = snapshot_configuration(settings, restore)
-    stream_env, table_env = create_stream_environment(
-        settings, FlinkJobOptions.from_settings(settings), extra={**values, **(extra or {})}
-    )
-    build_join_job(stream_env, table_env, job_config(settings))
-    return RunningJoin(settings, stream_env.execute_async(JOB_NAME), snapshot)
+    with planning_on_one_gateway_thread():
+        stream_env, table_env = create_stream_environment(
+            settings, FlinkJobOptions.from_settings(settings), extra={**values, **(extra or {})}
+        )
+        build_join_job(stream_env, table_env, job_config(settings))
+        client = stream_env.execute_async(JOB_NAME)
+    return RunningJoin(settings, client, snapshot)
 
 
 def run_join(
