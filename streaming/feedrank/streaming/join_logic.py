@@ -230,6 +230,8 @@ def _apply_reward(
 
 
 def _negatives(state: LabelState, fetch: DecisionFetch, close_at: int) -> list[JoinOutput]:
+    """The window closes: one "examples" output with a negative for every item no
+    engagement labelled (one per post: a repeated post's first showing)."""
     firsts = state.first_showings()
     unlabelled = [index for index, first in enumerate(firsts) if not state.labelled >> first & 1]
     if not unlabelled:
@@ -239,13 +241,23 @@ def _negatives(state: LabelState, fetch: DecisionFetch, close_at: int) -> list[J
     except DecisionUnavailable as gone:
         return [_unavailable(state, str(gone), close_at)]
     quiet = label_bytes(close_at, 0.0, {})  # the label of every item nothing happened to
-    outputs = []
+    breakdowns, shown, labelled = state.breakdowns, examples.shown, examples.labelled
+    payloads = []
     for index in unlabelled:
-        post_id = examples.shown[index]
-        breakdown = state.breakdowns.get(firsts[index])
+        breakdown = breakdowns.get(firsts[index])
         label = label_bytes(close_at, 0.0, breakdown) if breakdown else quiet
-        outputs.append(_example(state, post_id, examples.labelled(post_id, label), close_at))
-    return outputs
+        payloads.append(labelled(shown[index], label))
+    return [
+        JoinOutput(
+            "examples",
+            state.user_id.encode(),
+            b"",
+            state.model_version,
+            state.arm,
+            close_at,
+            payloads=tuple(payloads),
+        )
+    ]
 
 
 def _add(breakdown: dict[str, float], reward: RewardRecord) -> None:

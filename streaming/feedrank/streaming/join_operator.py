@@ -182,19 +182,26 @@ class DecisionRewardJoin(KeyedCoProcessFunction):  # type: ignore[misc]
 
 
 def output_rows(outputs: list[JoinOutput]) -> Iterator[Row]:
-    """The rows of ``outputs``, a decision's examples batched into one "examples" row.
+    """The rows of ``outputs``, a call's examples batched into one "examples" row.
 
     Each row crosses from the embedded Python into the JVM field by field; a window
     close of 30 shown items as 30 rows of 16 fields cost more than labelling them. The
     examples of one call (one decision, one user key) go as one row whose ``payloads``
-    the SQL sink unnests into one Kafka record each.
+    the SQL sink unnests into one Kafka record each: a window close makes one
+    "examples" output already, a reward's positive an "example" of its own.
     """
-    examples = [output for output in outputs if output.kind == "example"]
+    payloads: list[bytes] = []
+    last: JoinOutput | None = None
     for output in outputs:
-        if output.kind != "example":
+        if output.kind == "example":
+            payloads.append(output.payload)
+        elif output.kind == "examples":
+            payloads.extend(output.payloads)
+        else:
             yield output_row(output)
-    if examples:
-        last = examples[-1]
+            continue
+        last = output
+    if last is not None:
         yield output_row(
             JoinOutput(
                 "examples",
@@ -203,7 +210,7 @@ def output_rows(outputs: list[JoinOutput]) -> Iterator[Row]:
                 last.model_version,
                 last.arm,
                 last.event_time_ms,
-                payloads=tuple(example.payload for example in examples),
+                payloads=tuple(payloads),
             )
         )
 

@@ -42,11 +42,13 @@ def reward(post: str, kind: str, ts: int, value: float = 1.0) -> RewardRecord:
 
 
 def examples(outputs: list[JoinOutput]) -> list[events_pb2.LabelledExample]:
-    return [
-        codecs.decode(events_pb2.LabelledExample, output.payload)
+    """Every example in ``outputs``: a positive's own, a window close's batch."""
+    payloads = [
+        payload
         for output in outputs
-        if output.kind == "example"
+        for payload in ((output.payload,) if output.kind == "example" else output.payloads)
     ]
+    return [codecs.decode(events_pb2.LabelledExample, payload) for payload in payloads]
 
 
 def test_engagement_inside_the_window_makes_one_positive_at_once() -> None:
@@ -177,9 +179,24 @@ def test_a_calls_examples_leave_the_operator_as_one_row() -> None:
     rows = list(output_rows(outputs))
     [batch] = rows
     assert batch[OUTPUT_NAMES.index("kind")] == "examples"
-    payloads = batch[OUTPUT_NAMES.index("payloads")]
-    assert payloads == [output.payload for output in outputs]
+    [close] = outputs  # the window close labels its negatives in one output already
+    assert close.kind == "examples"
+    assert batch[OUTPUT_NAMES.index("payloads")] == list(close.payloads)
     assert sorted(e.post_id for e in examples(outputs)) == ["p0", "p2", "p3"]
+
+
+def test_positives_and_a_close_in_one_call_leave_as_one_row() -> None:
+    from feedrank.streaming.join_operator import OUTPUT_NAMES, output_rows  # noqa: PLC0415
+
+    state = LabelState()
+    on_decision(state, decision(items=3), CONFIG)
+    positive, _ = on_reward(state, reward("p1", "like", T0 + 1), CONFIG, inline_decision)
+    close, _, _ = on_timer(state, T0 + 10_000, CONFIG, inline_decision)
+    rows = list(output_rows(positive + close))
+    assert [row[OUTPUT_NAMES.index("kind")] for row in rows] == ["reward", "examples"]
+    payloads = rows[-1][OUTPUT_NAMES.index("payloads")]
+    posts = [codecs.decode(events_pb2.LabelledExample, payload).post_id for payload in payloads]
+    assert posts == ["p1", "p0", "p2"]
 
 
 def test_a_repeated_post_is_labelled_once_for_all_its_showings() -> None:
