@@ -39,6 +39,7 @@ from benchmarks.chaos_ledger import (
     check_learner,
     data_ends,
     example_keys,
+    join_resubmissions,
     read_topic,
 )
 from benchmarks.chaos_ports import cluster_ports
@@ -336,6 +337,7 @@ def run(size: Size, work: Path) -> dict[str, Any]:
         answered = [c for c in calls.calls if c.ok and c.t < faults_over]
         lost = sum(1 for call in answered if call.decision not in decisions.shown)
         decision_records, example_records = records_the_learner_finished(settings)
+        resubmissions = join_resubmissions(settings.ports.streaming_metrics)
         say("stopping the stack (the learner writes its last checkpoint)")
         stack.down()
         learner = check_learner(
@@ -360,6 +362,7 @@ def run(size: Size, work: Path) -> dict[str, Any]:
         "examples_missing": overall.missing,
         "examples_duplicated": overall.duplicated,
         "examples_unexpected": overall.unexpected,
+        "join_resubmissions": resubmissions,
         "learner_examples_expected": learner.expected,
         "learner_examples_applied": learner.applied,
         "learner_consumed_all": learner.consumed_all,

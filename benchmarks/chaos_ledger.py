@@ -6,6 +6,8 @@
 * Examples lost or duplicated: set equality of ``(decision_id, post_id)`` between the
   shown items of the decisions on Kafka (those whose reward window has closed) and
   ``feedrank.examples`` read committed, plus a count of keys seen more than once.
+* The join resubmitted after the JobManager's loss: its
+  ``feedrank_join_resubmissions_total`` (a JobManager without HA forgets its jobs).
 * Learner updates applied exactly once: the learner's last checkpoint
   (``progress.json``) against the examples topic: the offsets it resumed from, how
   many examples it applied and an order-free digest of their keys.
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from feedrank.core import codecs
 from feedrank.learners.online.checkpoint import CheckpointStore, key_digest
@@ -229,4 +233,17 @@ def check_learner(
         applied=progress.examples_applied,
         digest_matches=progress.key_digest == key_digest(keys),
         consumed_all=all(progress.offsets.get(key, 0) >= end for key, end in ends.items()),
+    )
+
+
+def join_resubmissions(metrics_port: int) -> int:
+    """How many times ``feedrank join`` resubmitted the job (its /metrics counter)."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        int(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "feedrank_join_resubmissions_total"
     )

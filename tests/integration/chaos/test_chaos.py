@@ -3,9 +3,10 @@ Rank traffic, and loses nothing (``benchmarks/chaos.py --size ci``).
 
 Each of the leader broker of ``feedrank.decisions``/0, a TaskManager, the JobManager,
 an explore replica, the learner and the deploy service is SIGKILLed and restarted by
-the stack's supervisor. The run must recover from every fault with no Rank call
-failed, no answered decision lost, every closed decision's examples out exactly once
-and the learner having applied every example exactly once.
+the stack's supervisor (the join resubmitted once the JobManager forgot it). The run
+must recover from every fault with no Rank call failed, no answered decision lost,
+every closed decision's examples out exactly once and the learner having applied every
+example exactly once.
 """
 
 from __future__ import annotations
@@ -52,3 +53,6 @@ def test_cluster_survives_each_fault_under_load(jars: JarLocations, tmp_path: Pa
     assert report["examples_missing"] == 0, report
     assert report["examples_duplicated"] == 0, report
     assert report["learner_exactly_once"], report
+    # The JobManager's loss forgot the job: it was resubmitted from its newest checkpoint
+    # (examples exactly once above), as test_join_on_flink_cluster once checked alone.
+    assert report["join_resubmissions"] >= 1, report

@@ -69,13 +69,21 @@ def status_json(env: dict[str, str]) -> tuple[int, list[dict[str, object]]]:
 def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> None:
     up = feedrank(stack_env, "up", "--detach")
     assert up.returncode == 0, up.stdout + up.stderr
+    assert "supervised by pid" in up.stdout
+    supervisor = supervisor_pid(stack_env)
+    assert pid_alive(supervisor)
 
     code, statuses = status_json(stack_env)
     assert code == 0
     assert [status["name"] for status in statuses] == STACK
     assert all(status["state"] == "healthy" for status in statuses)
+    assert all(status["restarts"] == 0 for status in statuses)
     pids = [status["pid"] for status in statuses]
     assert all(isinstance(pid, int) and pid_alive(pid) for pid in pids)
+    table = feedrank(stack_env, "status")
+    assert table.returncode == 0, table.stdout
+    assert "restarts" in table.stdout
+    assert "supervised by pid" in table.stdout
 
     again = feedrank(stack_env, "up", "--detach")  # idempotent: nothing new started
     assert again.returncode == 0
@@ -84,10 +92,16 @@ def test_up_detach_status_down_leaves_no_process(stack_env: dict[str, str]) -> N
     down = feedrank(stack_env, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert f"stopped: {', '.join(reversed(STACK))}" in down.stdout
-    assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))
+    assert not any(pid_alive(pid) for pid in [*pids, supervisor] if isinstance(pid, int))
     code, statuses = status_json(stack_env)
     assert code == 1
     assert {status["state"] for status in statuses} == {"stopped"}
+
+
+def supervisor_pid(env: dict[str, str]) -> int:
+    """The detached stack's supervisor, from its pid file."""
+    pid_file = Path(env["FEEDRANK_PATHS__STATE_DIR"]) / "run" / "supervisor.pid"
+    return int(json.loads(pid_file.read_text())["pid"])
 
 
 class OutputWatcher:

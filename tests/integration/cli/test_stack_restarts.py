@@ -1,17 +1,15 @@
-"""A component of the local stack that dies is restarted and counted, whether the stack
-runs in the foreground (`feedrank up`) or detached (`up --detach`, whose supervisor
-process `down` stops first). Both tests share one state directory: the bootstrap model
-is trained once."""
+"""A component of the local stack that dies is restarted and counted, in the foreground
+(`feedrank up`): its output says so. The detached stack's supervisor (`up --detach`)
+restarts each of six components in the chaos test (``tests/integration/chaos``), and
+`test_stack_cli` checks that `down` stops it with everything else."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +17,6 @@ from feedrank.stack.jars import JarLocations
 from tests.integration.cli.test_stack_cli import (
     FEEDRANK,
     FOREGROUND_READY_S,
-    STACK,
     OutputWatcher,
     feedrank,
     pid_alive,
@@ -55,49 +52,6 @@ def wait_for_restart(env: dict[str, str], name: str, killed_pid: int) -> dict[st
             return now
         time.sleep(1.0)
     raise AssertionError(f"{name} not restarted within {RESTART_S:.0f}s: {seen}")
-
-
-def supervisor_pid(env: dict[str, str]) -> int:
-    pid_file = Path(env["FEEDRANK_PATHS__STATE_DIR"]) / "run" / "supervisor.pid"
-    return int(json.loads(pid_file.read_text())["pid"])
-
-
-def test_a_detached_stack_restarts_a_killed_component(shared_env: dict[str, str]) -> None:
-    up = subprocess.run(
-        [*FEEDRANK, "up", "--detach"],
-        env=shared_env,
-        capture_output=True,
-        text=True,
-        timeout=FOREGROUND_READY_S,
-        check=False,
-    )
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert "supervised by pid" in up.stdout
-    code, statuses = status_json(shared_env)
-    assert code == 0, statuses
-    assert [(status["name"], status["restarts"]) for status in statuses] == [
-        (name, 0) for name in STACK
-    ]
-    supervisor = supervisor_pid(shared_env)
-    assert pid_alive(supervisor)
-
-    learner = component(statuses, "learner")
-    assert isinstance(learner["pid"], int)
-    os.kill(learner["pid"], signal.SIGKILL)
-    restarted = wait_for_restart(shared_env, "learner", learner["pid"])
-    assert pid_alive(supervisor)  # the same supervisor did it
-    table = feedrank(shared_env, "status")
-    assert table.returncode == 0, table.stdout
-    assert "restarts" in table.stdout
-    assert "supervised by pid" in table.stdout
-
-    down = feedrank(shared_env, "down")
-    assert down.returncode == 0, down.stdout + down.stderr
-    pids = [status["pid"] for status in statuses] + [restarted["pid"], supervisor]
-    assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))
-    code, after = status_json(shared_env)
-    assert code == 1
-    assert {(status["state"], status["restarts"]) for status in after} == {("stopped", 0)}
 
 
 def test_a_foreground_stack_restarts_a_killed_component(shared_env: dict[str, str]) -> None:

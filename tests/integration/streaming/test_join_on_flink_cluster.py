@@ -5,7 +5,9 @@ components, on free ports); ``feedrank join --jobmanager`` submits ``join_main.p
 parallelism 2 and supervises it. A TaskManager is SIGKILLed mid-stream and started
 again; then the join is stopped with a savepoint and resubmitted from it. Every example
 is read back read-committed: exactly the expected (decision, post) pairs, none twice.
-Workload and helpers are the mini-cluster recovery test's.
+Workload and helpers are the mini-cluster recovery test's. The JobManager's loss (the
+job forgotten, resubmitted from its newest checkpoint) is the chaos test's
+(``tests/integration/chaos``), which checks the resubmission and exactly once under load.
 """
 
 from __future__ import annotations
@@ -210,51 +212,6 @@ def test_exactly_once_through_a_lost_taskmanager_and_a_savepoint(
 
     # The first clock's decisions are closed by the second clock: one example each.
     expected |= shown_pairs(more) | {(f"d{clock}", "p0") for clock in clocks}
-    assert_exactly(
-        example_keys(kafka.bootstrap, topics["examples"], len(expected)),
-        expected,
-        kafka,
-        topics["dlq"],
-    )
-
-
-@pytest.mark.timeout(900)
-def test_a_lost_jobmanager_means_a_resubmission_from_the_newest_checkpoint(
-    kafka: KafkaBroker,
-    new_topic: TopicFactory,
-    join_process: Callable[..., JoinProcess],
-    flink_cluster: FlinkCluster,
-    tmp_path: Path,
-) -> None:
-    """Without HA, a JobManager that dies forgets its jobs: the supervisor resubmits."""
-    topics = make_topics(new_topic)
-    settings = join_settings(kafka, tmp_path / "state", topics)
-    producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
-    rest = flink_cluster.rest
-
-    join = join_process(settings, "--jobmanager", flink_cluster.address)
-    join.start()
-    join.wait_running(timeout_s=300)
-    [job] = [job for job in rest.jobs() if job.state == "RUNNING"]
-    decisions = 600
-    produce_decisions(producer, topics, range(decisions // 2))
-    wait_for_checkpoint_after(rest, job.job_id, rest.checkpoints(job.job_id).last_id)
-
-    flink_cluster.kill("flink-jobmanager")
-    feeder = threading.Thread(
-        target=produce_decisions, args=(producer, topics, range(decisions // 2, decisions))
-    )
-    feeder.start()
-    flink_cluster.start("flink-jobmanager")
-    feeder.join()
-    join.wait_until(lambda: join.gauge("feedrank_join_resubmissions_total") == 1, 300)
-    join.wait_running(timeout_s=300)
-    [resubmitted] = [job for job in rest.jobs() if job.state == "RUNNING"]
-    assert resubmitted.job_id != job.job_id
-    assert "restored from chk-" in join.log()
-    move_the_clock(producer, topics)
-
-    expected = shown_pairs(range(decisions))
     assert_exactly(
         example_keys(kafka.bootstrap, topics["examples"], len(expected)),
         expected,
