@@ -24,6 +24,15 @@ from feedrank.core.feature_schema import IntArray
 _Counts = npt.NDArray[np.float64]
 
 
+class HistoryNotRetained(ValueError):
+    """A read as of a time older than the history the counts keep."""
+
+    def __init__(self, at_ms: int, from_ms: int) -> None:
+        super().__init__(f"at_ms={at_ms} is before the retained history (from {from_ms})")
+        self.at_ms = at_ms
+        self.from_ms = from_ms
+
+
 class PointInTimeCounts:
     """Per-row counts that can be read as of any time within the retained history.
 
@@ -62,9 +71,7 @@ class PointInTimeCounts:
             counts: _Counts = self._applied[rows]
             return counts
         if self._exact_from_ms is not None and at_ms < self._exact_from_ms:
-            raise ValueError(
-                f"at_ms={at_ms} is before the retained history (from {self._exact_from_ms})"
-            )
+            raise HistoryNotRetained(at_ms, self._exact_from_ms)
         return self._applied[rows] - self._increments_after(rows, at_ms)
 
     @property

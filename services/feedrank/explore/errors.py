@@ -27,6 +27,41 @@ class InvalidRankRequest(ExploreError):
         super().__init__(f"invalid RankRequest: {summary}", violations)
 
 
+class RequestTimeNotServable(InvalidRankRequest):
+    """The time a Rank call is served at is older than the feature history the service
+    keeps: point-in-time features cannot be read as of then.
+
+    ``stamped_by_server``: the request named no time and the service's clock gave one,
+    behind the event time its features follow (e.g. an app calling a simulated world
+    that runs days ahead): the request must carry its own time.
+    """
+
+    def __init__(self, at_ms: int, from_ms: int, *, stamped_by_server: bool) -> None:
+        if stamped_by_server:
+            description = (
+                f"not set, and the server's clock ({at_ms}) is before the feature history it "
+                f"keeps (from {from_ms}): send the request's time"
+            )
+        else:
+            description = (
+                f"{at_ms} is before the feature history the server keeps (from {from_ms}): "
+                "send a later time, or 0 for the server's"
+            )
+        super().__init__((FieldViolation("context.request_time_ms", description),))
+        self.at_ms = at_ms
+        self.from_ms = from_ms
+
+
+class UnexpectedRankError(ExploreError):
+    """A failure no stage of Rank anticipated: logged with its traceback and the
+    request's user, counted, and answered ``INTERNAL``, never ``UNKNOWN``."""
+
+    status_code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"internal error while ranking: {type(error).__name__}: {error}")
+
+
 class ModelNotLoaded(ExploreError):
     """No model and index are loaded yet (or the server is shutting down)."""
 

@@ -1,14 +1,17 @@
 """The gRPC adapter: ``Ranking.Rank`` over the transport-neutral ranking backend.
 
 Thin on purpose: convert the request, honour the deadline, call the backend, convert
-the result, map errors (through ``grpc_status``) and count everything.
+the result, map errors (through ``grpc_status``) and count everything: a request time
+older than the feature history is ``INVALID_ARGUMENT``, anything unforeseen
+``INTERNAL`` (logged), and every failed call is counted under its code.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import partial
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import grpc
 from grpc_health.v1 import health
@@ -20,9 +23,12 @@ from feedrank.core.service_errors import abort, code_name
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore import metrics
 from feedrank.explore.deadline import Deadline
-from feedrank.explore.errors import ExploreError
+from feedrank.explore.errors import ExploreError, RequestTimeNotServable, UnexpectedRankError
 from feedrank.explore.queries import RankQuery, RankResult, build_query
+from feedrank.features.point_in_time import HistoryNotRetained
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 RANKING_SERVICE = ranking_pb2.DESCRIPTOR.services_by_name["Ranking"].full_name
 
@@ -46,13 +52,31 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         try:
             response = self._rank(request, context)
         except ExploreError as error:
-            # The arm labels the canary's error rate; a served call reports its own.
-            arm = self.backend.arm_of(request.user_id)
-            metrics.RANK_REQUESTS.labels(code=code_name(error.status_code), arm=arm).inc()
-            abort(context, error)
+            self._fail(request, context, error)
+        except HistoryNotRetained as error:
+            stamped = not request.context.request_time_ms
+            self._fail(
+                request,
+                context,
+                RequestTimeNotServable(error.at_ms, error.from_ms, stamped_by_server=stamped),
+            )
+        except Exception as error:  # never UNKNOWN, never uncounted
+            log.exception("Rank for user %r failed unexpectedly", request.user_id)
+            self._fail(request, context, UnexpectedRankError(error))
         metrics.RANK_REQUESTS.labels(code="OK", arm=response.arm).inc()
         metrics.RANK_LATENCY.labels(arm=response.arm).observe(time.perf_counter() - started)
         return response
+
+    def _fail(
+        self, request: ranking_pb2.RankRequest, context: grpc.ServicerContext, error: ExploreError
+    ) -> NoReturn:
+        """Count the failed call under its status code, then end it with that status."""
+        try:  # the arm labels the canary's error rate; a served call reports its own
+            arm = self.backend.arm_of(request.user_id)
+        except Exception:  # noqa: BLE001 - a failure to label must not lose the count
+            arm = ""
+        metrics.RANK_REQUESTS.labels(code=code_name(error.status_code), arm=arm).inc()
+        abort(context, error)
 
     def _rank(
         self, request: ranking_pb2.RankRequest, context: grpc.ServicerContext

@@ -1,0 +1,112 @@
+"""Failures inside Rank, over a real gRPC server: each gets its documented status, never
+UNKNOWN, and is counted in ``feedrank_rank_requests_total``.
+
+The backend stands in for the ranking pipeline (the adapter is what is under test): one
+raises what the feature store raises for a time older than its history, one fails in a
+way nobody foresaw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health
+
+from feedrank.core.clock import ManualClock
+from feedrank.core.service_errors import call_violations
+from feedrank.core.settings import ExploreSettings
+from feedrank.explore import metrics
+from feedrank.explore.deadline import Deadline
+from feedrank.explore.grpc_service import build_server
+from feedrank.explore.queries import RankQuery, RankResult
+from feedrank.features.point_in_time import HistoryNotRetained
+from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
+
+SERVER_NOW_MS = 1_000_000
+HISTORY_FROM_MS = 5_000_000
+
+RankWith = Callable[[Exception], ranking_pb2_grpc.RankingStub]
+
+
+class FailingBackend:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
+        raise self.error
+
+    def arm_of(self, user_id: str) -> str:
+        return "stable"
+
+
+@pytest.fixture
+def rank_with() -> Iterator[RankWith]:
+    servers: list[grpc.Server] = []
+    channels: list[grpc.Channel] = []
+
+    def start(error: Exception) -> ranking_pb2_grpc.RankingStub:
+        server, port = build_server(
+            FailingBackend(error),
+            ExploreSettings(),
+            ManualClock(SERVER_NOW_MS),
+            health.HealthServicer(),
+            address="127.0.0.1:0",
+            reuse_port=False,
+        )
+        server.start()
+        servers.append(server)
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        channels.append(channel)
+        return ranking_pb2_grpc.RankingStub(channel)
+
+    yield start
+    for channel in channels:
+        channel.close()
+    for server in servers:
+        server.stop(None)
+
+
+def failed_calls(code: str) -> float:
+    return float(metrics.RANK_REQUESTS.labels(code=code, arm="stable")._value.get())
+
+
+def test_a_server_clock_behind_the_feature_history_is_invalid_argument_and_counted(
+    rank_with: RankWith,
+) -> None:
+    stub = rank_with(HistoryNotRetained(SERVER_NOW_MS, HISTORY_FROM_MS))
+    before = failed_calls("INVALID_ARGUMENT")
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Rank(ranking_pb2.RankRequest(user_id="u-new"), timeout=10)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = call_violations(failure.value)
+    assert violation.field == "context.request_time_ms"
+    assert "not set" in violation.description
+    assert str(HISTORY_FROM_MS) in violation.description
+    assert failed_calls("INVALID_ARGUMENT") == before + 1
+
+
+def test_a_request_time_before_the_history_is_invalid_argument(rank_with: RankWith) -> None:
+    stub = rank_with(HistoryNotRetained(2_000, HISTORY_FROM_MS))
+    request = ranking_pb2.RankRequest(
+        user_id="u1", context=ranking_pb2.RankContext(request_time_ms=2_000)
+    )
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Rank(request, timeout=10)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = call_violations(failure.value)
+    assert violation.description.startswith("2000 is before the feature history")
+
+
+def test_an_unforeseen_failure_is_internal_never_unknown_and_counted(
+    rank_with: RankWith, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = rank_with(KeyError("post-7"))
+    before = failed_calls("INTERNAL")
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Rank(ranking_pb2.RankRequest(user_id="u1"), timeout=10)
+    assert failure.value.code() == grpc.StatusCode.INTERNAL
+    assert "KeyError" in (failure.value.details() or "")
+    assert failed_calls("INTERNAL") == before + 1
+    assert "Rank for user 'u1' failed unexpectedly" in caplog.text
