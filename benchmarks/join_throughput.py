@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.join_throughput               # full run (minutes)
     .venv/bin/python -m benchmarks.join_throughput --smoke --json
     .venv/bin/python -m benchmarks.join_throughput --bootstrap 127.0.0.1:9092
+    .venv/bin/python -m benchmarks.join_throughput --throughput-only --decisions 24000
 
 Kafka -> Flink -> Kafka on the embedded mini-cluster, exactly as ``feedrank join``
 runs it: read-committed sources, transactional sinks, checkpoints every
@@ -29,6 +30,7 @@ temporary directory. Every figure comes with a baseline measured in the same run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import tempfile
@@ -77,7 +79,13 @@ DAY_S = DAY_MS // SECOND_MS
 
 
 def measure_join(
-    producer: Producer, topics: Topics, settings: Settings, sizes: Sizes, work: Path
+    producer: Producer,
+    topics: Topics,
+    settings: Settings,
+    sizes: Sizes,
+    work: Path,
+    *,
+    throughput_only: bool = False,
 ) -> dict[str, Any]:
     decisions, rewards = topics.new("decisions"), topics.new("rewards")
     relay_in, relay_out = topics.new("relay-in"), topics.new("relay-out")
@@ -91,6 +99,12 @@ def measure_join(
     with running_join(settings, config, work / "join-checkpoints"):
         items = sizes.decisions * sizes.items
         join_span = drain_span(bootstrap, examples, backlog_example, items)
+        if throughput_only:
+            return {
+                "decision_bytes_mean": round(decision_bytes_total / sizes.decisions),
+                "join_items_per_s": round(items / join_span),
+                "join_decisions_per_s": round(sizes.decisions / join_span),
+            }
         join_latency = live_latencies(
             producer, bootstrap, (decisions, rewards), examples, live_positive, sizes
         )
@@ -155,7 +169,14 @@ def measure_state(
     }
 
 
-def run(bootstrap: str | None, sizes: Sizes, interval_s: float, rate: float) -> dict[str, Any]:
+def run(
+    bootstrap: str | None,
+    sizes: Sizes,
+    interval_s: float,
+    rate: float,
+    *,
+    throughput_only: bool = False,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-join-") as temporary:
         work = Path(temporary)
         with broker(bootstrap, work) as address:
@@ -171,8 +192,12 @@ def run(bootstrap: str | None, sizes: Sizes, interval_s: float, rate: float) -> 
                 "checkpoint_interval_s": interval_s,
                 "parallelism": PARTITIONS,
             }
-            report |= measure_join(producer, topics, settings, sizes, work)
+            report |= measure_join(
+                producer, topics, settings, sizes, work, throughput_only=throughput_only
+            )
             report["join_and_relay_phase_s"] = round(time.monotonic() - started, 1)
+            if throughput_only:
+                return report
             report |= measure_state(producer, topics, settings, sizes, work)
     pending_two_weeks = rate * TWO_WEEKS_S
     tombstoned_one_day = rate * DAY_S  # closed decisions kept for late-reward detection
@@ -199,11 +224,27 @@ def main() -> None:
         help="the join's Python operators: embedded as shipped, or PyFlink's Beam workers "
         "(the mode that loses timers on restore, issue 4; for comparison only)",
     )
+    parser.add_argument(
+        "--decisions", type=int, help="backlog decisions (default: 6,000; smoke: 100)"
+    )
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="drain the backlog and stop: no relay, latency or state phase (experiments)",
+    )
     args = parser.parse_args()
     if args.python_mode == "process":
         join_job.run_python_operators_in_threads = lambda stream_env: None
     sizes = SMOKE if args.smoke else FULL
-    report = run(args.bootstrap, sizes, args.checkpoint_interval_s, args.feed_requests_per_s)
+    if args.decisions:
+        sizes = dataclasses.replace(sizes, decisions=args.decisions)
+    report = run(
+        args.bootstrap,
+        sizes,
+        args.checkpoint_interval_s,
+        args.feed_requests_per_s,
+        throughput_only=args.throughput_only,
+    )
     report["python_mode"] = args.python_mode
     print(json.dumps(report, indent=None if args.json else 2))
 
