@@ -26,6 +26,16 @@ class InvalidRolloutArgument(DeployError):
         super().__init__(f"invalid {field}: {description}", (FieldViolation(field, description),))
 
 
+class UnexpectedDeployError(DeployError):
+    """A failure no part of the control plane anticipated: logged with its traceback,
+    counted, and answered ``INTERNAL``, never ``UNKNOWN``."""
+
+    status_code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, method: str, error: Exception) -> None:
+        super().__init__(f"internal error in {method}: {type(error).__name__}: {error}")
+
+
 class ModelVersionNotFound(DeployError):
     """The registry has no such version."""
 

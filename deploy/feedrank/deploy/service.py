@@ -6,6 +6,7 @@ errors (through ``grpc_status``) and count every call.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -19,10 +20,12 @@ from feedrank.core.grpc_server import build_grpc_server
 from feedrank.core.service_errors import abort, code_name
 from feedrank.deploy import metrics
 from feedrank.deploy.control import DeployControl
-from feedrank.deploy.errors import DeployError, ModelStreamsBusy
+from feedrank.deploy.errors import DeployError, ModelStreamsBusy, UnexpectedDeployError
 from feedrank.deploy.state import Phase, Rollout
 from feedrank.registry import FileChunk, VersionManifest, VersionPart
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 DEPLOY_SERVICE = deploy_pb2.DESCRIPTOR.services_by_name["Deploy"].full_name
 PHASES = {
@@ -198,6 +201,8 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
                 yield chunk_message(part)
         except DeployError as error:
             self._fail("FetchModel", context, error)
+        except Exception as error:  # noqa: BLE001 - never UNKNOWN; logged in _fail_unexpectedly
+            self._fail_unexpectedly("FetchModel", context, error)
         finally:
             self._model_streams.release()
         metrics.REQUESTS.labels(method="FetchModel", code="OK").inc()
@@ -220,6 +225,8 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
             result = action()
         except DeployError as error:
             self._fail(method, context, error)
+        except Exception as error:  # noqa: BLE001 - never UNKNOWN; logged in _fail_unexpectedly
+            self._fail_unexpectedly(method, context, error)
         metrics.REQUESTS.labels(method=method, code="OK").inc()
         return result
 
@@ -227,6 +234,13 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
     def _fail(method: str, context: grpc.ServicerContext, error: DeployError) -> NoReturn:
         metrics.REQUESTS.labels(method=method, code=code_name(error.status_code)).inc()
         abort(context, error)
+
+    @classmethod
+    def _fail_unexpectedly(
+        cls, method: str, context: grpc.ServicerContext, error: Exception
+    ) -> NoReturn:
+        log.error("%s failed unexpectedly", method, exc_info=error)
+        cls._fail(method, context, UnexpectedDeployError(method, error))
 
 
 def build_server(
