@@ -14,6 +14,7 @@ from functools import partial
 from typing import NoReturn, Protocol
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health
 
 from feedrank.core import service_errors
@@ -23,7 +24,13 @@ from feedrank.core.service_errors import abort, code_name
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore import metrics
 from feedrank.explore.deadline import Deadline
-from feedrank.explore.errors import ExploreError, RequestTimeNotServable, UnexpectedRankError
+from feedrank.explore.errors import (
+    ExploreError,
+    FieldViolation,
+    InvalidRankRequest,
+    RequestTimeNotServable,
+    UnexpectedRankError,
+)
 from feedrank.explore.queries import RankQuery, RankResult, build_query
 from feedrank.features.point_in_time import HistoryNotRetained
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
@@ -66,6 +73,17 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         metrics.RANK_REQUESTS.labels(code="OK", arm=response.arm).inc()
         metrics.RANK_LATENCY.labels(arm=response.arm).observe(time.perf_counter() - started)
         return response
+
+    def rank_bytes(self, payload: bytes, context: grpc.ServicerContext) -> ranking_pb2.RankResponse:
+        """``Rank`` on the request's bytes as they came (see :func:`add_ranking_service`)."""
+        try:
+            request = ranking_pb2.RankRequest.FromString(payload)
+        except DecodeError as error:
+            refused = InvalidRankRequest(
+                (FieldViolation("request", f"not a feedrank.v1.RankRequest: {error}"),)
+            )
+            self._fail(ranking_pb2.RankRequest(), context, refused)
+        return self.Rank(request, context)
 
     def _fail(
         self, request: ranking_pb2.RankRequest, context: grpc.ServicerContext, error: ExploreError
@@ -112,6 +130,25 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         )
 
 
+def add_ranking_service(servicer: RankingServicer, server: grpc.Server) -> None:
+    """``Ranking.Rank`` with the request parsed by the servicer, not by gRPC.
+
+    gRPC's own deserializer answers bytes that are not a ``RankRequest`` with
+    ``INTERNAL`` before any handler runs, so the call is never counted. Parsed here,
+    they are ``INVALID_ARGUMENT`` and counted like every failed call.
+    """
+    handlers: dict[str, grpc.RpcMethodHandler[bytes, ranking_pb2.RankResponse]] = {
+        "Rank": grpc.unary_unary_rpc_method_handler(
+            servicer.rank_bytes,
+            request_deserializer=None,  # the bytes as they came
+            response_serializer=ranking_pb2.RankResponse.SerializeToString,
+        )
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(RANKING_SERVICE, handlers),)
+    )
+
+
 def build_server(
     backend: RankingBackend,
     settings: ExploreSettings,
@@ -124,7 +161,7 @@ def build_server(
     """A gRPC server with Ranking, health and reflection; returns it and its bound port."""
     servicer = RankingServicer(backend, settings, clock)
     return build_grpc_server(
-        {RANKING_SERVICE: partial(ranking_pb2_grpc.add_RankingServicer_to_server, servicer)},
+        {RANKING_SERVICE: partial(add_ranking_service, servicer)},
         health_servicer,
         address=address,
         max_workers=settings.worker_threads,

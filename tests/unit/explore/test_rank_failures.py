@@ -28,6 +28,8 @@ SERVER_NOW_MS = 1_000_000
 HISTORY_FROM_MS = 5_000_000
 
 RankWith = Callable[[Exception], ranking_pb2_grpc.RankingStub]
+# The last server's channel, for calls that send bytes of their own.
+CHANNELS: list[grpc.Channel] = []
 
 
 class FailingBackend:
@@ -59,6 +61,7 @@ def rank_with() -> Iterator[RankWith]:
         servers.append(server)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         channels.append(channel)
+        CHANNELS[:] = [channel]
         return ranking_pb2_grpc.RankingStub(channel)
 
     yield start
@@ -110,3 +113,28 @@ def test_an_unforeseen_failure_is_internal_never_unknown_and_counted(
     assert "KeyError" in (failure.value.details() or "")
     assert failed_calls("INTERNAL") == before + 1
     assert "Rank for user 'u1' failed unexpectedly" in caplog.text
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xff\xff", b"\x0a\x05ab", b"\x12\x80"])
+def test_bytes_that_are_no_rank_request_are_invalid_argument_and_counted(
+    rank_with: RankWith, garbage: bytes
+) -> None:
+    rank_with(AssertionError("the backend is never reached"))
+    rank_raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = CHANNELS[0].unary_unary(
+        "/feedrank.v1.Ranking/Rank"  # no serializers: bytes in, bytes out
+    )
+    before = failed_calls("INVALID_ARGUMENT")
+    with pytest.raises(grpc.RpcError) as failure:
+        rank_raw(garbage, timeout=10)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = call_violations(failure.value)
+    assert violation.field == "request"
+    assert "not a feedrank.v1.RankRequest" in violation.description
+    assert failed_calls("INVALID_ARGUMENT") == before + 1
+
+
+def test_a_well_formed_request_still_reaches_the_backend(rank_with: RankWith) -> None:
+    stub = rank_with(KeyError("reached"))
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Rank(ranking_pb2.RankRequest(user_id="u1"), timeout=10)
+    assert "KeyError" in (failure.value.details() or "")
