@@ -42,16 +42,19 @@ class DeployCallFailed(Exception):
 class DeployClient:
     """Calls the Deploy service at ``address``, each call within ``timeout_s`` seconds."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    def __init__(self, address: str, timeout_s: float, token: str | None = None) -> None:
+        """``token``: sent as ``authorization: Bearer …`` (calls that change a rollout
+        need an operator's, ``feedrank.deploy.access``)."""
         self.address = address
         self.timeout_s = timeout_s
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._channel = grpc.insecure_channel(address)
         self.stub = deploy_pb2_grpc.DeployStub(self._channel)
 
     def call(self, method: Callable[..., Reply], request: object) -> Reply:
         """``method(request)`` (a method of :attr:`stub`); raises :class:`DeployCallFailed`."""
         try:
-            return method(request, timeout=self.timeout_s)
+            return method(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as error:
             raise self.failure(error) from error
 

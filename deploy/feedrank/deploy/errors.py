@@ -36,6 +36,18 @@ class UnexpectedDeployError(DeployError):
         super().__init__(f"internal error in {method}: {type(error).__name__}: {error}")
 
 
+class NotAuthenticated(DeployError):
+    """A call that changes a rollout came without a known token."""
+
+    status_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class NotPermitted(DeployError):
+    """A known caller whose role does not allow the call."""
+
+    status_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ModelVersionNotFound(DeployError):
     """The registry has no such version."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -19,6 +18,7 @@ from prometheus_client import start_http_server
 
 from feedrank.core.clock import Clock
 from feedrank.core.settings import Settings
+from feedrank.deploy.access import Credentials, credentials_path
 from feedrank.deploy.aggregates import AggregateBook, KafkaAggregateFeed
 from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis
 from feedrank.deploy.control import ControlConfig, DeployControl
@@ -30,14 +30,10 @@ from feedrank.deploy.counterfactual import (
 )
 from feedrank.deploy.service import build_server, set_serving
 from feedrank.deploy.slo import PrometheusSlo
-from feedrank.deploy.store import StateFile
+from feedrank.deploy.store import StateFile, state_file_path
 from feedrank.registry import LocalModelRegistry, ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
-
-
-def state_file_path(settings: Settings) -> Path:
-    return settings.deploy.state_file or settings.paths.state_dir / "deploy" / "rollout.json"
 
 
 def default_gate(registry: ModelRegistry, settings: Settings) -> CounterfactualGate:
@@ -127,7 +123,10 @@ class DeployServer:
     def start(self) -> None:
         host = self.settings.ports.bind_host
         self._server, self.port = build_server(
-            self.control, self.health, address=f"{host}:{self._grpc_port}"
+            self.control,
+            self.health,
+            address=f"{host}:{self._grpc_port}",
+            credentials=Credentials.load_or_create(credentials_path(self.settings)),
         )
         self._server.start()
         if self._metrics_port is not None:

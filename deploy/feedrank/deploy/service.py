@@ -19,6 +19,7 @@ from feedrank.core import service_errors
 from feedrank.core.grpc_server import build_grpc_server
 from feedrank.core.service_errors import abort, code_name
 from feedrank.deploy import metrics
+from feedrank.deploy.access import AccessInterceptor, Credentials
 from feedrank.deploy.control import DeployControl
 from feedrank.deploy.errors import DeployError, ModelStreamsBusy, UnexpectedDeployError
 from feedrank.deploy.state import Phase, Rollout
@@ -248,16 +249,20 @@ def build_server(
     health_servicer: health.HealthServicer,
     *,
     address: str,
+    credentials: Credentials,
     threads: int = 6,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server with Deploy, health and reflection; returns it and its bound port.
-    At most a third of the ``threads`` stream models at once (``FetchModel``)."""
+    Calls that change a rollout need an operator's token from ``credentials``
+    (:mod:`feedrank.deploy.access`). At most a third of the ``threads`` stream models
+    at once (``FetchModel``)."""
     servicer = DeployServicer(control, max_model_streams=max(1, threads // 3))
     return build_grpc_server(
         {DEPLOY_SERVICE: partial(deploy_pb2_grpc.add_DeployServicer_to_server, servicer)},
         health_servicer,
         address=address,
         max_workers=threads,
+        interceptors=[AccessInterceptor(credentials)],
         label="Deploy",
     )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from feedrank.core.durable_files import replace_atomically
+from feedrank.core.settings import Settings
 from feedrank.deploy.errors import DeployError, StateFileCorrupt
 from feedrank.deploy.state import Phase, Rollout
 
@@ -25,6 +26,11 @@ STATE_FORMAT = "feedrank-deploy-state/1"
 # defaults (a state file from before holdouts has no holdout version).
 _ADDED_FIELDS = frozenset({"holdout_version"})
 _TEMP_PREFIX = ".tmp-"
+
+
+def state_file_path(settings: Settings) -> Path:
+    """Where the deploy service keeps its rollout state (``deploy.state_file``)."""
+    return settings.deploy.state_file or settings.paths.state_dir / "deploy" / "rollout.json"
 
 
 @dataclass(frozen=True)

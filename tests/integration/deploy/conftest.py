@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from feedrank.cli.main import app
 from feedrank.core.clock import ManualClock
 from feedrank.core.settings import Settings, load_settings
+from feedrank.deploy.access import operator_token
 from feedrank.deploy.server import DeployServer
 from feedrank.registry import LocalModelRegistry
 from feedrank.v1 import deploy_pb2_grpc
@@ -35,9 +36,22 @@ class RunningDeploy:
     def stub(self) -> deploy_pb2_grpc.DeployStub:
         return deploy_pb2_grpc.DeployStub(grpc.insecure_channel(self.address))
 
+    @property
+    def operator(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata with the operator token the service wrote: calls that change a
+        rollout need it."""
+        return (("authorization", f"Bearer {operator_token(self.settings)}"),)
+
     def cli(self, *args: str) -> tuple[int, str]:
         """Run ``feedrank rollout ARGS --address …`` in-process; (exit code, output)."""
-        result = CliRunner().invoke(app, ["rollout", *args, "--address", self.address])
+        # The CLI's settings are its environment's, not this state dir: the operator
+        # token of the service's own credentials file goes in as FEEDRANK_DEPLOY__TOKEN.
+        token = operator_token(self.settings) or ""
+        result = CliRunner().invoke(
+            app,
+            ["rollout", *args, "--address", self.address],
+            env={"FEEDRANK_DEPLOY__TOKEN": token},
+        )
         return result.exit_code, result.output
 
 

@@ -23,11 +23,18 @@ def test_abort_sends_canary_weight_to_zero_immediately(deploy_server: RunningDep
     stub = deploy_server.stub()
     first, second, _ = deploy_server.versions
     assert plan(deploy_server) == {}  # nothing deployed yet: workers keep their own model
-    stub.StartRollout(deploy_pb2.StartRolloutRequest(version=first), timeout=5)
-    stub.StartRollout(deploy_pb2.StartRolloutRequest(version=second, steps=[0.25, 1.0]), timeout=5)
+    operator = deploy_server.operator
+    stub.StartRollout(deploy_pb2.StartRolloutRequest(version=first), timeout=5, metadata=operator)
+    stub.StartRollout(
+        deploy_pb2.StartRolloutRequest(version=second, steps=[0.25, 1.0]),
+        timeout=5,
+        metadata=operator,
+    )
     assert plan(deploy_server) == {"stable": (first, 0.75), "canary": (second, 0.25)}
 
-    reply = stub.AbortRollout(deploy_pb2.AbortRolloutRequest(reason="pager"), timeout=5)
+    reply = stub.AbortRollout(
+        deploy_pb2.AbortRolloutRequest(reason="pager"), timeout=5, metadata=operator
+    )
     assert reply.phase == deploy_pb2.ROLLOUT_PHASE_ABORTED
     assert reply.canary_weight == 0.0
     # The very next read of the plan already has no canary.

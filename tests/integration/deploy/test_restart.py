@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from feedrank.core.settings import load_settings
+from feedrank.deploy.access import operator_token
 from feedrank.registry import LocalModelRegistry
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
 from tests.support.deploy import publish_versions
@@ -68,10 +70,17 @@ def test_restart_mid_rollout_resumes_the_same_state(tmp_path: Path) -> None:
     try:
         wait_serving(address, process)
         stub = deploy_pb2_grpc.DeployStub(grpc.insecure_channel(address))
-        stub.StartRollout(deploy_pb2.StartRolloutRequest(version=first), timeout=5)
-        stub.StartRollout(deploy_pb2.StartRolloutRequest(version=second), timeout=5)
-        stub.PromoteRollout(deploy_pb2.PromoteRolloutRequest(), timeout=5)  # to step 2
-        stub.PauseRollout(deploy_pb2.PauseRolloutRequest(), timeout=5)
+        # The token the service wrote on its first start; it keeps it across restarts.
+        token = operator_token(load_settings(paths={"state_dir": state_dir}))
+        operator = (("authorization", f"Bearer {token}"),)
+        stub.StartRollout(
+            deploy_pb2.StartRolloutRequest(version=first), timeout=5, metadata=operator
+        )
+        stub.StartRollout(
+            deploy_pb2.StartRolloutRequest(version=second), timeout=5, metadata=operator
+        )
+        stub.PromoteRollout(deploy_pb2.PromoteRolloutRequest(), timeout=5, metadata=operator)
+        stub.PauseRollout(deploy_pb2.PauseRolloutRequest(), timeout=5, metadata=operator)
         before = stub.GetRollout(deploy_pb2.GetRolloutRequest(), timeout=5)
         history = stub.RolloutHistory(deploy_pb2.RolloutHistoryRequest(), timeout=5)
         plan = stub.GetServingPlan(deploy_pb2.GetServingPlanRequest(), timeout=5)
@@ -92,7 +101,9 @@ def test_restart_mid_rollout_resumes_the_same_state(tmp_path: Path) -> None:
         assert stub.RolloutHistory(deploy_pb2.RolloutHistoryRequest(), timeout=5) == history
         assert stub.GetServingPlan(deploy_pb2.GetServingPlanRequest(), timeout=5) == plan
         assert canary_weight_metric(metrics_port) == 0.05
-        resumed = stub.ResumeRollout(deploy_pb2.ResumeRolloutRequest(), timeout=5)
+        resumed = stub.ResumeRollout(
+            deploy_pb2.ResumeRolloutRequest(), timeout=5, metadata=operator
+        )
         assert resumed.phase == deploy_pb2.ROLLOUT_PHASE_PROGRESSING
     finally:
         process.send_signal(signal.SIGTERM)

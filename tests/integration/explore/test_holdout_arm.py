@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from feedrank.cli.main import app
 from feedrank.core.clock import ManualClock
 from feedrank.core.settings import load_settings
+from feedrank.deploy.access import operator_token
 from feedrank.deploy.server import DeployServer
 from feedrank.explore.app import explore_service, worker_backend
 from feedrank.registry import LocalModelRegistry
@@ -44,8 +45,13 @@ def wait_for(
         time.sleep(0.1)
 
 
-def rollout(address: str, *arguments: str) -> None:
-    result = CliRunner().invoke(app, ["rollout", *arguments, "--address", address])
+def rollout(deploy: DeployServer, *arguments: str) -> None:
+    token = operator_token(deploy.settings) or ""  # the service's own credentials file
+    result = CliRunner().invoke(
+        app,
+        ["rollout", *arguments, "--address", deploy.address],
+        env={"FEEDRANK_DEPLOY__TOKEN": token},
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -75,14 +81,14 @@ def test_the_holdout_keeps_its_users_on_the_first_version_through_a_rollout(
     backend = worker_backend(settings, clock, state, service)
     try:
         with served(backend, settings, clock) as stub:
-            rollout(deploy.address, "start", first)
+            rollout(deploy, "start", first)
             before = wait_for(stub, {("holdout", first), ("stable", first)})
             held = {user for user, (arm, _) in before.items() if arm == "holdout"}
             assert 0.1 < len(held) / len(USERS) < 0.4  # about a quarter
 
-            rollout(deploy.address, "start", second, "--steps", "0.5,1.0")
+            rollout(deploy, "start", second, "--steps", "0.5,1.0")
             wait_for(stub, {("holdout", first), ("stable", first), ("canary", second)})
-            rollout(deploy.address, "promote", "--full")
+            rollout(deploy, "promote", "--full")
             after = wait_for(stub, {("holdout", first), ("stable", second)})
             assert {user for user, (arm, _) in after.items() if arm == "holdout"} == held
             assert {after[user] for user in held} == {("holdout", first)}

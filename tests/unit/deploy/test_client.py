@@ -24,22 +24,22 @@ def _invalid_weight_call() -> FakeCall:
 
 
 def _raising(error: grpc.RpcError) -> Any:
-    def method(request: object, timeout: float) -> object:
+    def method(request: object, timeout: float, metadata: object = ()) -> object:
         raise error
 
     return method
 
 
 def test_a_call_returns_the_reply_within_the_deadline() -> None:
-    client = DeployClient("127.0.0.1:1", timeout_s=2.5)
-    seen: list[tuple[object, float]] = []
+    client = DeployClient("127.0.0.1:1", timeout_s=2.5, token="t0k")
+    seen: list[tuple[object, float, object]] = []
 
-    def method(request: object, timeout: float) -> str:
-        seen.append((request, timeout))
+    def method(request: object, timeout: float, metadata: object) -> str:
+        seen.append((request, timeout, metadata))
         return "reply"
 
     assert client.call(method, "request") == "reply"
-    assert seen == [("request", 2.5)]
+    assert seen == [("request", 2.5, (("authorization", "Bearer t0k"),))]
 
 
 def test_a_refused_call_carries_its_code_message_and_field_violations() -> None:

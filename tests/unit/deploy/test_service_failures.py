@@ -10,6 +10,7 @@ import pytest
 from grpc_health.v1 import health
 
 from feedrank.deploy import metrics
+from feedrank.deploy.access import Credentials
 from feedrank.deploy.control import DeployControl
 from feedrank.deploy.service import build_server
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
@@ -30,7 +31,10 @@ def test_an_unforeseen_failure_is_internal_logged_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server, port = build_server(
-        cast(DeployControl, BrokenControl()), health.HealthServicer(), address="127.0.0.1:0"
+        cast(DeployControl, BrokenControl()),
+        health.HealthServicer(),
+        address="127.0.0.1:0",
+        credentials=Credentials({}),
     )
     server.start()
     before = failed("ListModels")

@@ -36,7 +36,8 @@ def deploy(
     """Serve the Deploy control service until Ctrl-C or SIGTERM."""
     settings = settings_of(context)
     # Imported here: the registry pulls in torch, which other subcommands need not load.
-    from feedrank.deploy.server import DeployServer, state_file_path  # noqa: PLC0415
+    from feedrank.deploy.server import DeployServer  # noqa: PLC0415
+    from feedrank.deploy.store import state_file_path  # noqa: PLC0415
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

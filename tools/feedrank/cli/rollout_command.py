@@ -20,6 +20,7 @@ from rich.console import Console
 
 from feedrank.cli import rollout_views as views
 from feedrank.cli.context import settings_of
+from feedrank.deploy.access import operator_token
 from feedrank.deploy.client import DeployCallFailed, DeployClient
 from feedrank.v1 import deploy_pb2
 
@@ -44,8 +45,8 @@ DeadlineOption = Annotated[float, typer.Option("--rpc-timeout", help="Seconds pe
 class _RolloutClient(DeployClient):
     """A deploy client whose failed calls print the error (JSON with ``--json``), exit 1."""
 
-    def __init__(self, address: str, timeout_s: float, as_json: bool) -> None:
-        super().__init__(address, timeout_s)
+    def __init__(self, address: str, timeout_s: float, as_json: bool, token: str | None) -> None:
+        super().__init__(address, timeout_s, token)
         self.as_json = as_json
 
     def call(self, method: Callable[..., Reply], request: object) -> Reply:
@@ -67,7 +68,8 @@ def _client(
 ) -> _RolloutClient:
     settings = settings_of(context)
     address = address or f"127.0.0.1:{settings.ports.deploy_grpc}"
-    return _RolloutClient(address, rpc_timeout, as_json)
+    token = operator_token(settings)
+    return _RolloutClient(address, rpc_timeout, as_json, token)
 
 
 def _show(client: _RolloutClient, rollout: deploy_pb2.Rollout) -> None:

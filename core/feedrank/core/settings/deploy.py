@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from feedrank.core.settings.group import SettingsGroup
 
@@ -16,6 +16,12 @@ class DeploySettings(SettingsGroup):
     state_file: Path | None = Field(
         default=None,
         description="Durable rollout state (JSON; default: <state_dir>/deploy/rollout.json).",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token `feedrank rollout` sends (an operator's, to change a "
+        "rollout); default: the local stack's, from credentials.json beside the rollout "
+        "state. Never printed.",
     )
     steps: list[float] = Field(
         default=[0.01, 0.05, 0.25, 0.5, 1.0],
