@@ -73,9 +73,13 @@ class Credentials:
                     {"name": "local-viewer", "role": "viewer", "token": _new_token()},
                 ]
             }
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as file:
-                json.dump(document, file, indent=2)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another deploy process made it first: read theirs
+                pass
+            else:
+                with os.fdopen(descriptor, "w") as file:
+                    json.dump(document, file, indent=2)
         return cls.from_document(json.loads(path.read_text()))
 
     @classmethod
