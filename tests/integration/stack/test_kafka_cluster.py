@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -32,7 +31,7 @@ from feedrank.stack.kafka_cluster import (
     partition_leader,
 )
 from feedrank.stack.process import ManagedProcess
-from tests.support.kafka import CommittedReader, free_port
+from tests.support.kafka import CommittedReader, free_ports_at
 
 NODES = 3
 PORT_STEP = 10
@@ -70,21 +69,10 @@ class RunningCluster:
 
 def free_port_ladder(nodes: int, step: int) -> int:
     """A first port whose client (+0) and controller (+1) ports are free for every node."""
-    for _ in range(200):
-        first = free_port()
-        wanted = [first + offset + node * step for node in range(nodes) for offset in (0, 1)]
-        if all(_bindable(port) for port in wanted):
-            return first
-    raise RuntimeError("no free ladder of ports for the Kafka cluster")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    first = free_ports_at(offset + node * step for node in range(nodes) for offset in (0, 1))
+    if first is None:
+        raise RuntimeError("no free ladder of ports for the Kafka cluster")
+    return first
 
 
 @pytest.fixture(scope="module")
