@@ -27,9 +27,8 @@ from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 SERVER_NOW_MS = 1_000_000
 HISTORY_FROM_MS = 5_000_000
 
-RankWith = Callable[[Exception], ranking_pb2_grpc.RankingStub]
-# The last server's channel, for calls that send bytes of their own.
-CHANNELS: list[grpc.Channel] = []
+# A server whose backend raises the exception; the channel to it.
+ServeFailing = Callable[[Exception], grpc.Channel]
 
 
 class FailingBackend:
@@ -44,11 +43,11 @@ class FailingBackend:
 
 
 @pytest.fixture
-def rank_with() -> Iterator[RankWith]:
+def serve_failing() -> Iterator[ServeFailing]:
     servers: list[grpc.Server] = []
     channels: list[grpc.Channel] = []
 
-    def start(error: Exception) -> ranking_pb2_grpc.RankingStub:
+    def start(error: Exception) -> grpc.Channel:
         server, port = build_server(
             FailingBackend(error),
             ExploreSettings(),
@@ -61,8 +60,7 @@ def rank_with() -> Iterator[RankWith]:
         servers.append(server)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         channels.append(channel)
-        CHANNELS[:] = [channel]
-        return ranking_pb2_grpc.RankingStub(channel)
+        return channel
 
     yield start
     for channel in channels:
@@ -76,9 +74,10 @@ def failed_calls(code: str) -> float:
 
 
 def test_a_server_clock_behind_the_feature_history_is_invalid_argument_and_counted(
-    rank_with: RankWith,
+    serve_failing: ServeFailing,
 ) -> None:
-    stub = rank_with(HistoryNotRetained(SERVER_NOW_MS, HISTORY_FROM_MS))
+    channel = serve_failing(HistoryNotRetained(SERVER_NOW_MS, HISTORY_FROM_MS))
+    stub = ranking_pb2_grpc.RankingStub(channel)
     before = failed_calls("INVALID_ARGUMENT")
     with pytest.raises(grpc.RpcError) as failure:
         stub.Rank(ranking_pb2.RankRequest(user_id="u-new"), timeout=10)
@@ -90,8 +89,8 @@ def test_a_server_clock_behind_the_feature_history_is_invalid_argument_and_count
     assert failed_calls("INVALID_ARGUMENT") == before + 1
 
 
-def test_a_request_time_before_the_history_is_invalid_argument(rank_with: RankWith) -> None:
-    stub = rank_with(HistoryNotRetained(2_000, HISTORY_FROM_MS))
+def test_a_request_time_before_the_history_is_invalid_argument(serve_failing: ServeFailing) -> None:
+    stub = ranking_pb2_grpc.RankingStub(serve_failing(HistoryNotRetained(2_000, HISTORY_FROM_MS)))
     request = ranking_pb2.RankRequest(
         user_id="u1", context=ranking_pb2.RankContext(request_time_ms=2_000)
     )
@@ -103,9 +102,9 @@ def test_a_request_time_before_the_history_is_invalid_argument(rank_with: RankWi
 
 
 def test_an_unforeseen_failure_is_internal_never_unknown_and_counted(
-    rank_with: RankWith, caplog: pytest.LogCaptureFixture
+    serve_failing: ServeFailing, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stub = rank_with(KeyError("post-7"))
+    stub = ranking_pb2_grpc.RankingStub(serve_failing(KeyError("post-7")))
     before = failed_calls("INTERNAL")
     with pytest.raises(grpc.RpcError) as failure:
         stub.Rank(ranking_pb2.RankRequest(user_id="u1"), timeout=10)
@@ -117,10 +116,10 @@ def test_an_unforeseen_failure_is_internal_never_unknown_and_counted(
 
 @pytest.mark.parametrize("garbage", [b"\xff\xff\xff", b"\x0a\x05ab", b"\x12\x80"])
 def test_bytes_that_are_no_rank_request_are_invalid_argument_and_counted(
-    rank_with: RankWith, garbage: bytes
+    serve_failing: ServeFailing, garbage: bytes
 ) -> None:
-    rank_with(AssertionError("the backend is never reached"))
-    rank_raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = CHANNELS[0].unary_unary(
+    channel = serve_failing(AssertionError("the backend is never reached"))
+    rank_raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
         "/feedrank.v1.Ranking/Rank"  # no serializers: bytes in, bytes out
     )
     before = failed_calls("INVALID_ARGUMENT")
@@ -133,8 +132,8 @@ def test_bytes_that_are_no_rank_request_are_invalid_argument_and_counted(
     assert failed_calls("INVALID_ARGUMENT") == before + 1
 
 
-def test_a_well_formed_request_still_reaches_the_backend(rank_with: RankWith) -> None:
-    stub = rank_with(KeyError("reached"))
+def test_a_well_formed_request_still_reaches_the_backend(serve_failing: ServeFailing) -> None:
+    stub = ranking_pb2_grpc.RankingStub(serve_failing(KeyError("reached")))
     with pytest.raises(grpc.RpcError) as failure:
         stub.Rank(ranking_pb2.RankRequest(user_id="u1"), timeout=10)
     assert "KeyError" in (failure.value.details() or "")
