@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import grpc
 
 from feedrank.client.errors import InvalidRequest, Unavailable, error_from_rpc
+from feedrank.core.bearer_tokens import bearer_metadata
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "RankingClient",
     "feed_of",
     "rank_request",
+    "tls_credentials",
 ]
 
 DEFAULT_RANKING_ADDRESS = "127.0.0.1:50051"
@@ -80,8 +83,11 @@ class RankingClient:
     """Blocking ``Rank`` calls over one gRPC channel, each with a deadline.
 
     The client is thread-safe: share one per process. ``address`` is ``host:port``;
-    ``timeout_s`` is the default deadline of each call; pass ``credentials`` (e.g.
-    ``grpc.ssl_channel_credentials(...)``) for TLS, else the channel is plain text.
+    ``timeout_s`` is the default deadline of each call; pass ``credentials`` for TLS
+    (:func:`tls_credentials` reads the CA and, for mutual TLS, your certificate), else
+    the channel is plain text. ``api_key`` is your app's key, sent with every call, when
+    the service requires one (``feedrank api-keys add APP`` makes it); ``server_name``
+    is the name to check the server's certificate against, when the address is not in it.
     """
 
     def __init__(
@@ -90,13 +96,17 @@ class RankingClient:
         *,
         timeout_s: float = 5.0,
         credentials: grpc.ChannelCredentials | None = None,
+        api_key: str | None = None,
+        server_name: str | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.address = address
         self.timeout_s = timeout_s
+        self._metadata = bearer_metadata(api_key)
+        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
         self._channel = (
-            grpc.secure_channel(address, credentials)
+            grpc.secure_channel(address, credentials, options=options)
             if credentials is not None
             else grpc.insecure_channel(address)
         )
@@ -146,7 +156,9 @@ class RankingClient:
         )
         try:
             response: ranking_pb2.RankResponse = self._stub.Rank(
-                request, timeout=timeout_s if timeout_s is not None else self.timeout_s
+                request,
+                timeout=timeout_s if timeout_s is not None else self.timeout_s,
+                metadata=self._metadata,
             )
         except grpc.RpcError as error:
             raise error_from_rpc(error) from error
@@ -166,6 +178,23 @@ class RankingClient:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def tls_credentials(
+    ca_file: str | Path | None = None,
+    *,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """TLS credentials trusting the CA in ``ca_file`` (None: the system's roots) and, for
+    mutual TLS, presenting ``cert_file`` with its ``key_file`` (PEM files)."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together: give both or neither")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+        private_key=Path(key_file).read_bytes() if key_file else None,
+        certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+    )
 
 
 def feed_of(response: ranking_pb2.RankResponse) -> Feed:

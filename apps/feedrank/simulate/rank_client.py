@@ -7,6 +7,9 @@ from typing import Protocol
 
 import grpc
 
+from feedrank.core.bearer_tokens import bearer_metadata
+from feedrank.core.grpc_tls import open_channel
+from feedrank.core.settings import TlsSettings
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 
 
@@ -25,10 +28,20 @@ class RankClient(Protocol):
 class GrpcRankClient:
     """Blocking calls on one channel (thread-safe), with a per-call deadline."""
 
-    def __init__(self, address: str, *, timeout_s: float = 5.0) -> None:
-        self._channel = grpc.insecure_channel(address)
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout_s: float = 5.0,
+        tls: TlsSettings | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        """``tls``: the CA and client certificate (default: plaintext); ``api_key``: the
+        simulated app's key, when Rank requires one (``explore.api_keys_file``)."""
+        self._channel = open_channel(address, tls or TlsSettings())
         self._stub = ranking_pb2_grpc.RankingStub(self._channel)
         self._timeout_s = timeout_s
+        self._metadata = bearer_metadata(api_key)
 
     def wait_ready(self, timeout_s: float) -> None:
         grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
@@ -39,7 +52,7 @@ class GrpcRankClient:
             limit=limit,
             context=ranking_pb2.RankContext(request_time_ms=request_time_ms, surface="explore"),
         )
-        response = self._stub.Rank(request, timeout=self._timeout_s)
+        response = self._stub.Rank(request, timeout=self._timeout_s, metadata=self._metadata)
         return ServedFeed(
             response.decision_id,
             response.model_version,

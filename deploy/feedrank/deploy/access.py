@@ -8,6 +8,10 @@
 A mutating call without a known token (gRPC metadata ``authorization: Bearer <token>``)
 is ``UNAUTHENTICATED``; a viewer's is ``PERMISSION_DENIED``. Both are counted in
 ``feedrank_deploy_requests_total`` like every call, and never reach the control plane.
+With mutual TLS (``tls.client_ca_file``), a verified client certificate stands in for a
+token: its common name is looked up among the identities' names. Whoever is let through
+is :func:`caller` while the call runs, and the control plane records their name with
+the change (``rollout history`` shows it).
 
 The tokens live in ``credentials.json`` beside the rollout state (mode 0600). The
 service creates it on its first start with one operator and one viewer token, so the
@@ -18,21 +22,26 @@ operator token from the same state directory, or takes ``deploy.token``
 
 from __future__ import annotations
 
-import hmac
+import contextvars
 import json
 import os
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import grpc
 
+from feedrank.core.bearer_tokens import bearer, new_token, same_secret
 from feedrank.core.service_errors import abort, code_name
 from feedrank.core.settings import Settings
 from feedrank.deploy import metrics
-from feedrank.deploy.errors import DeployError, NotAuthenticated, NotPermitted
+from feedrank.deploy.errors import (
+    DeployError,
+    InvalidRolloutArgument,
+    NotAuthenticated,
+    NotPermitted,
+)
 from feedrank.deploy.store import state_file_path
 
 Role = Literal["viewer", "operator"]
@@ -56,10 +65,12 @@ class Identity:
 
 
 class Credentials:
-    """The tokens the service accepts, each naming who holds it and in which role."""
+    """The identities the service knows, each with a role: by token, and by name for a
+    verified client certificate (an entry may leave its token out: certificate only)."""
 
-    def __init__(self, tokens: dict[str, Identity]) -> None:
+    def __init__(self, tokens: dict[str, Identity], names: dict[str, Identity]) -> None:
         self._tokens = tokens
+        self._names = names
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
@@ -69,8 +80,8 @@ class Credentials:
             path.parent.mkdir(parents=True, exist_ok=True)
             document = {
                 "tokens": [
-                    {"name": "local-operator", "role": "operator", "token": _new_token()},
-                    {"name": "local-viewer", "role": "viewer", "token": _new_token()},
+                    {"name": "local-operator", "role": "operator", "token": new_token()},
+                    {"name": "local-viewer", "role": "viewer", "token": new_token()},
                 ]
             }
             try:
@@ -85,18 +96,26 @@ class Credentials:
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Credentials:
         tokens: dict[str, Identity] = {}
+        names: dict[str, Identity] = {}
         for entry in document.get("tokens", []):
             role = entry["role"]
             if role not in ("viewer", "operator"):
                 raise ValueError(f"credentials: unknown role {role!r} for {entry['name']!r}")
-            tokens[str(entry["token"])] = Identity(str(entry["name"]), role)
-        return cls(tokens)
+            identity = Identity(str(entry["name"]), role)
+            names[identity.name] = identity
+            if entry.get("token"):
+                tokens[str(entry["token"])] = identity
+        return cls(tokens, names)
+
+    def by_certificate(self, common_name: str | None) -> Identity | None:
+        """The identity named ``common_name`` (a verified client certificate's CN)."""
+        return self._names.get(common_name) if common_name else None
 
     def identity(self, token: str | None) -> Identity | None:
         """Who holds ``token`` (compared in constant time), or None."""
         found = None
-        for known, identity in self._tokens.items():
-            if token is not None and hmac.compare_digest(known.encode(), token.encode()):
+        for known, identity in self._tokens.items():  # every one compared: constant time
+            if same_secret(known, token):
                 found = identity
         return found
 
@@ -122,19 +141,32 @@ def operator_token(settings: Settings) -> str | None:
     return Credentials.from_document(json.loads(path.read_text())).token_of("operator")
 
 
-def bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
-    """The token of an ``authorization: Bearer <token>`` metadata entry, or None."""
-    for key, value in metadata or ():
-        if key.lower() == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
-            scheme, _, token = text.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    return None
+_CALLER: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
+    "feedrank_deploy_caller", default=None
+)
+
+
+def caller() -> Identity | None:
+    """Who made the call being handled (set for the mutating calls let through)."""
+    return _CALLER.get()
+
+
+def certificate_name(context: grpc.ServicerContext) -> str | None:
+    """The common name of the client's certificate, when the connection is TLS and the
+    server verified that certificate (mutual TLS); None otherwise."""
+    auth = context.auth_context()
+    if auth.get("transport_security_type") != [b"ssl"]:
+        return None
+    names = auth.get("x509_common_name") or []
+    return names[0].decode() if names else None
 
 
 class AccessInterceptor(grpc.ServerInterceptor):
-    """Lets a mutating call through only with an operator's token."""
+    """Lets a mutating call through only for an operator (token or client certificate).
+
+    The check runs in the call's own handler, where the connection's TLS peer is known,
+    before the request is parsed; the identity is :func:`caller` while the call runs.
+    """
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
@@ -144,33 +176,55 @@ class AccessInterceptor(grpc.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(details)
         method = details.method.rsplit("/", 1)[-1]
-        if method not in MUTATING:
-            return continuation(details)
-        identity = self.credentials.identity(bearer(details.invocation_metadata))
-        if identity is None:
-            return _refusal(
-                method,
-                NotAuthenticated(
-                    f"{method} needs an operator's token (authorization: Bearer …); "
-                    "`feedrank rollout` sends the local stack's, or FEEDRANK_DEPLOY__TOKEN"
-                ),
-            )
-        if identity.role != "operator":
-            return _refusal(
-                method,
-                NotPermitted(f"{method} needs the operator role; {identity.name} is a viewer"),
-            )
-        return continuation(details)
+        if handler is None or method not in MUTATING or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self._guarded(method, handler),
+            response_serializer=handler.response_serializer,
+        )
+
+    def _guarded(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> Callable[[bytes, grpc.ServicerContext], Any]:
+        behaviour = handler.unary_unary
+        parse = handler.request_deserializer
+        assert behaviour is not None
+
+        def guarded(request: bytes, context: grpc.ServicerContext) -> Any:
+            identity = self.credentials.identity(
+                bearer(context.invocation_metadata())
+            ) or self.credentials.by_certificate(certificate_name(context))
+            if identity is None:
+                _refuse(
+                    method,
+                    context,
+                    NotAuthenticated(
+                        f"{method} needs an operator's token (authorization: Bearer …) or "
+                        "client certificate; `feedrank rollout` sends the local stack's, "
+                        "or FEEDRANK_DEPLOY__TOKEN"
+                    ),
+                )
+            if identity.role != "operator":
+                _refuse(
+                    method,
+                    context,
+                    NotPermitted(f"{method} needs the operator role; {identity.name} is a viewer"),
+                )
+            try:
+                message = parse(request) if parse is not None else request
+            except Exception as error:  # noqa: BLE001 - protobuf raises DecodeError and others
+                _refuse(method, context, InvalidRolloutArgument("request", f"unreadable: {error}"))
+            entered = _CALLER.set(identity)
+            try:
+                return behaviour(message, context)
+            finally:
+                _CALLER.reset(entered)
+
+        return guarded
 
 
-def _refusal(method: str, error: DeployError) -> grpc.RpcMethodHandler[bytes, None]:
-    def refuse(request: bytes, context: grpc.ServicerContext) -> None:
-        metrics.REQUESTS.labels(method=method, code=code_name(error.status_code)).inc()
-        abort(context, error)
-
-    return grpc.unary_unary_rpc_method_handler(refuse)  # the request is never parsed
-
-
-def _new_token() -> str:
-    return secrets.token_urlsafe(32)
+def _refuse(method: str, context: grpc.ServicerContext, error: DeployError) -> NoReturn:
+    metrics.REQUESTS.labels(method=method, code=code_name(error.status_code)).inc()
+    abort(context, error)

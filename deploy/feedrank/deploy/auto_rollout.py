@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from feedrank.deploy.control import DeployControl
 
+AUTO_ROLLOUT = "auto-rollout"
+"""The actor of the rollouts started automatically."""
+
 
 def _number(version: str) -> int:
     return int(version[1:]) if version[1:].isdigit() else -1

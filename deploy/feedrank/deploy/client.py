@@ -13,7 +13,10 @@ from typing import TypeVar
 
 import grpc
 
+from feedrank.core.bearer_tokens import bearer_metadata
+from feedrank.core.grpc_tls import open_channel
 from feedrank.core.service_errors import call_violations
+from feedrank.core.settings import TlsSettings
 from feedrank.v1 import deploy_pb2_grpc
 
 __all__ = ["DeployCallFailed", "DeployClient", "field_violations"]
@@ -42,13 +45,20 @@ class DeployCallFailed(Exception):
 class DeployClient:
     """Calls the Deploy service at ``address``, each call within ``timeout_s`` seconds."""
 
-    def __init__(self, address: str, timeout_s: float, token: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float,
+        token: str | None = None,
+        tls: TlsSettings | None = None,
+    ) -> None:
         """``token``: sent as ``authorization: Bearer …`` (calls that change a rollout
-        need an operator's, ``feedrank.deploy.access``)."""
+        need an operator's, ``feedrank.deploy.access``); ``tls``: the CA to trust and
+        the client certificate to present (default: plaintext)."""
         self.address = address
         self.timeout_s = timeout_s
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = grpc.insecure_channel(address)
+        self._metadata = bearer_metadata(token)
+        self._channel = open_channel(address, tls or TlsSettings())
         self.stub = deploy_pb2_grpc.DeployStub(self._channel)
 
     def call(self, method: Callable[..., Reply], request: object) -> Reply:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from feedrank.core.clock import Clock
 from feedrank.deploy import metrics, state
@@ -33,6 +33,8 @@ from feedrank.registry import (
 )
 
 Transition = Callable[[Rollout], Rollout]
+CANARY_CONTROLLER = "canary-controller"
+"""The actor of the steps and rollbacks the canary analysis makes."""
 OUTCOMES = {
     Phase.PROMOTED: "promoted",
     Phase.ABORTED: "aborted",
@@ -101,8 +103,9 @@ class DeployControl:
                 f"reading {version} from the registry failed: {error}"
             ) from error
 
-    # Changes asked for by people (the CLI).
-    def start(self, version: str, steps: Sequence[float] = ()) -> Rollout:
+    # Changes asked for by people (the CLI) or by the auto-rollout. ``actor`` names who
+    # asked (an operator's token or certificate name): each state in the history keeps it.
+    def start(self, version: str, steps: Sequence[float] = (), *, actor: str = "") -> Rollout:
         if not version:
             raise InvalidRolloutArgument("version", "empty; name a registry version, e.g. v0002")
         self._verify(version)
@@ -119,29 +122,34 @@ class DeployControl:
                         r, version, weights, self.clock.now_ms(), verdict.reason
                     ),
                     outcome="refused",
+                    actor=actor,
                 )
-        return self._apply(lambda r: state.start(r, version, weights, self.clock.now_ms()))
+        return self._apply(
+            lambda r: state.start(r, version, weights, self.clock.now_ms()), actor=actor
+        )
 
-    def set_weight(self, weight: float) -> Rollout:
-        return self._apply(lambda r: state.set_weight(r, weight, self.clock.now_ms()))
+    def set_weight(self, weight: float, *, actor: str = "") -> Rollout:
+        return self._apply(lambda r: state.set_weight(r, weight, self.clock.now_ms()), actor=actor)
 
-    def pause(self) -> Rollout:
-        return self._apply(lambda r: state.pause(r, self.clock.now_ms()))
+    def pause(self, *, actor: str = "") -> Rollout:
+        return self._apply(lambda r: state.pause(r, self.clock.now_ms()), actor=actor)
 
-    def resume(self) -> Rollout:
-        return self._apply(lambda r: state.resume(r, self.clock.now_ms()))
+    def resume(self, *, actor: str = "") -> Rollout:
+        return self._apply(lambda r: state.resume(r, self.clock.now_ms()), actor=actor)
 
-    def promote(self, *, full: bool) -> Rollout:
-        return self._apply(lambda r: state.promote(r, self.clock.now_ms(), full=full))
+    def promote(self, *, full: bool, actor: str = "") -> Rollout:
+        return self._apply(lambda r: state.promote(r, self.clock.now_ms(), full=full), actor=actor)
 
-    def abort(self, reason: str = "") -> Rollout:
-        return self._apply(lambda r: state.abort(r, self.clock.now_ms(), reason))
+    def abort(self, reason: str = "", *, actor: str = "") -> Rollout:
+        return self._apply(lambda r: state.abort(r, self.clock.now_ms(), reason), actor=actor)
 
-    def undo(self, to_version: str = "") -> Rollout:
+    def undo(self, to_version: str = "", *, actor: str = "") -> Rollout:
         if to_version:
             self._verify(to_version)
         return self._apply(
-            lambda r: state.undo(r, self.clock.now_ms(), to_version), outcome="undone"
+            lambda r: state.undo(r, self.clock.now_ms(), to_version),
+            outcome="undone",
+            actor=actor,
         )
 
     # Changes the canary controller makes; skipped if the rollout moved on meanwhile.
@@ -153,18 +161,23 @@ class DeployControl:
 
     def _apply_if(self, seen: Rollout, transition: Transition) -> Rollout | None:
         try:
-            return self._apply(transition, expected=seen)
+            return self._apply(transition, expected=seen, actor=CANARY_CONTROLLER)
         except RolloutPreconditionFailed:
             return None
 
     def _apply(
-        self, transition: Transition, expected: Rollout | None = None, outcome: str = ""
+        self,
+        transition: Transition,
+        expected: Rollout | None = None,
+        outcome: str = "",
+        *,
+        actor: str,
     ) -> Rollout:
         with self._lock:
             before = self._state.rollout
             if expected is not None and before != expected:
                 raise RolloutPreconditionFailed("the rollout changed since it was judged")
-            after = transition(before)
+            after = replace(transition(before), actor=actor)
             history = (*self._state.history, after)[-self.config.history_limit :]
             updated = DeployState(after, history)
             self.state_file.save(updated)  # durable before anyone sees it

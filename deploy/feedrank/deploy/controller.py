@@ -33,7 +33,7 @@ from typing import Protocol
 from feedrank.core.clock import Clock
 from feedrank.deploy import metrics
 from feedrank.deploy.analysis import ArmTotals, CanaryAnalysis, Verdict, VerdictKind
-from feedrank.deploy.auto_rollout import next_candidate
+from feedrank.deploy.auto_rollout import AUTO_ROLLOUT, next_candidate
 from feedrank.deploy.control import DeployControl
 from feedrank.deploy.slo import SloSource
 from feedrank.deploy.state import Phase, Rollout
@@ -84,7 +84,7 @@ class RolloutController:
         if not rollout.active:
             if self.auto_rollout and (candidate := next_candidate(self.control)):
                 log.info("new registry version %s: starting its rollout", candidate)
-                self.control.start(candidate)
+                self.control.start(candidate, actor=AUTO_ROLLOUT)
             return None
         # Aggregates are in event time (a simulator's clock may run ahead of this
         # process's): a step begins, in event time, where the aggregates were when the

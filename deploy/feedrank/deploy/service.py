@@ -18,8 +18,9 @@ from grpc_health.v1 import health
 from feedrank.core import service_errors
 from feedrank.core.grpc_server import build_grpc_server
 from feedrank.core.service_errors import abort, code_name
+from feedrank.core.settings import TlsSettings
 from feedrank.deploy import metrics
-from feedrank.deploy.access import AccessInterceptor, Credentials
+from feedrank.deploy.access import AccessInterceptor, Credentials, caller
 from feedrank.deploy.control import DeployControl
 from feedrank.deploy.errors import DeployError, ModelStreamsBusy, UnexpectedDeployError
 from feedrank.deploy.state import Phase, Rollout
@@ -56,6 +57,7 @@ def rollout_message(
         analysis=analysis,
         holdout_version=rollout.holdout_version if held else "",
         holdout_weight=holdout_share if held else 0.0,
+        actor=rollout.actor,
     )
 
 
@@ -116,42 +118,52 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
     ) -> deploy_pb2.Rollout:
         steps = list(request.steps)
         return self._rollout(
-            "StartRollout", context, lambda: self.control.start(request.version, steps)
+            "StartRollout",
+            context,
+            lambda: self.control.start(request.version, steps, actor=_actor()),
         )
 
     def SetWeight(
         self, request: deploy_pb2.SetWeightRequest, context: grpc.ServicerContext
     ) -> deploy_pb2.Rollout:
         return self._rollout(
-            "SetWeight", context, lambda: self.control.set_weight(request.canary_weight)
+            "SetWeight",
+            context,
+            lambda: self.control.set_weight(request.canary_weight, actor=_actor()),
         )
 
     def PauseRollout(
         self, request: deploy_pb2.PauseRolloutRequest, context: grpc.ServicerContext
     ) -> deploy_pb2.Rollout:
-        return self._rollout("PauseRollout", context, self.control.pause)
+        return self._rollout("PauseRollout", context, lambda: self.control.pause(actor=_actor()))
 
     def ResumeRollout(
         self, request: deploy_pb2.ResumeRolloutRequest, context: grpc.ServicerContext
     ) -> deploy_pb2.Rollout:
-        return self._rollout("ResumeRollout", context, self.control.resume)
+        return self._rollout("ResumeRollout", context, lambda: self.control.resume(actor=_actor()))
 
     def PromoteRollout(
         self, request: deploy_pb2.PromoteRolloutRequest, context: grpc.ServicerContext
     ) -> deploy_pb2.Rollout:
         return self._rollout(
-            "PromoteRollout", context, lambda: self.control.promote(full=request.full)
+            "PromoteRollout",
+            context,
+            lambda: self.control.promote(full=request.full, actor=_actor()),
         )
 
     def AbortRollout(
         self, request: deploy_pb2.AbortRolloutRequest, context: grpc.ServicerContext
     ) -> deploy_pb2.Rollout:
-        return self._rollout("AbortRollout", context, lambda: self.control.abort(request.reason))
+        return self._rollout(
+            "AbortRollout", context, lambda: self.control.abort(request.reason, actor=_actor())
+        )
 
     def UndoRollout(
         self, request: deploy_pb2.UndoRolloutRequest, context: grpc.ServicerContext
     ) -> deploy_pb2.Rollout:
-        return self._rollout("UndoRollout", context, lambda: self.control.undo(request.to_version))
+        return self._rollout(
+            "UndoRollout", context, lambda: self.control.undo(request.to_version, actor=_actor())
+        )
 
     def RolloutHistory(
         self, request: deploy_pb2.RolloutHistoryRequest, context: grpc.ServicerContext
@@ -244,6 +256,12 @@ class DeployServicer(deploy_pb2_grpc.DeployServicer):
         cls._fail(method, context, UnexpectedDeployError(method, error))
 
 
+def _actor() -> str:
+    """The name of who made the call (the access interceptor let them through)."""
+    identity = caller()
+    return identity.name if identity is not None else ""
+
+
 def build_server(
     control: DeployControl,
     health_servicer: health.HealthServicer,
@@ -251,11 +269,13 @@ def build_server(
     address: str,
     credentials: Credentials,
     threads: int = 6,
+    tls: TlsSettings | None = None,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server with Deploy, health and reflection; returns it and its bound port.
     Calls that change a rollout need an operator's token from ``credentials``
-    (:mod:`feedrank.deploy.access`). At most a third of the ``threads`` stream models
-    at once (``FetchModel``)."""
+    (:mod:`feedrank.deploy.access`); with ``tls`` (certificates, default plaintext on
+    loopback only), a client certificate can stand in for the token. At most a third
+    of the ``threads`` stream models at once (``FetchModel``)."""
     servicer = DeployServicer(control, max_model_streams=max(1, threads // 3))
     return build_grpc_server(
         {DEPLOY_SERVICE: partial(deploy_pb2_grpc.add_DeployServicer_to_server, servicer)},
@@ -264,6 +284,7 @@ def build_server(
         max_workers=threads,
         interceptors=[AccessInterceptor(credentials)],
         label="Deploy",
+        tls=tls,
     )
 
 

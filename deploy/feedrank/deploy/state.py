@@ -66,6 +66,7 @@ class Rollout:
     step_started_ms: int = 0  # when the current step began: its pause counts from here
     previous_stable: str = ""  # what undo restores
     holdout_version: str = ""  # the first stable version, kept for the holdout arm
+    actor: str = ""  # who made this change: a token's or certificate's name, or a machine
 
     def __post_init__(self) -> None:
         check_invariants(self)

@@ -23,8 +23,9 @@ from feedrank.deploy.state import Phase, Rollout
 
 STATE_FORMAT = "feedrank-deploy-state/1"
 # Fields added since the format began: a file written before them loads with their
-# defaults (a state file from before holdouts has no holdout version).
-_ADDED_FIELDS = frozenset({"holdout_version"})
+# defaults (a state file from before holdouts has no holdout version, one from before
+# the audit trail no actor).
+_ADDED_FIELDS = frozenset({"holdout_version", "actor"})
 _TEMP_PREFIX = ".tmp-"
 
 
@@ -105,6 +106,7 @@ def rollout_from_dict(raw: object) -> Rollout:
     _require(all(type(step) in (int, float) for step in raw["steps"]), "steps must be numbers")
     _require(isinstance(raw["previous_stable"], str), "previous_stable must be text")
     _require(isinstance(raw.get("holdout_version", ""), str), "holdout_version must be text")
+    _require(isinstance(raw.get("actor", ""), str), "actor must be text")
     return Rollout(
         **{
             **raw,

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x65\x64rank/v1/deploy.proto\x12\x0b\x66\x65\x65\x64rank.v1\"\xc9\x01\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x12\n\ncreated_ms\x18\x03 \x01(\x03\x12\x1b\n\x13\x66\x65\x61ture_schema_hash\x18\x04 \x01(\t\x12\x37\n\x07metrics\x18\x05 \x03(\x0b\x32&.feedrank.v1.ModelVersion.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.feedrank.v1.ModelVersion\"\x87\x02\n\x07Rollout\x12\x16\n\x0estable_version\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61nary_version\x18\x02 \x01(\t\x12(\n\x05phase\x18\x03 \x01(\x0e\x32\x19.feedrank.v1.RolloutPhase\x12\x15\n\rcanary_weight\x18\x04 \x01(\x01\x12\r\n\x05steps\x18\x05 \x03(\x01\x12\x14\n\x0c\x63urrent_step\x18\x06 \x01(\x05\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x12\n\nupdated_ms\x18\x08 \x01(\x03\x12\x10\n\x08\x61nalysis\x18\t \x01(\t\x12\x17\n\x0fholdout_version\x18\n \x01(\t\x12\x16\n\x0eholdout_weight\x18\x0b \x01(\x01\"\x13\n\x11GetRolloutRequest\"5\n\x13StartRolloutRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x03(\x01\")\n\x10SetWeightRequest\x12\x15\n\rcanary_weight\x18\x01 \x01(\x01\"\x15\n\x13PauseRolloutRequest\"\x16\n\x14ResumeRolloutRequest\"%\n\x15PromoteRolloutRequest\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\"%\n\x13\x41\x62ortRolloutRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"(\n\x12UndoRolloutRequest\x12\x12\n\nto_version\x18\x01 \x01(\t\"\x17\n\x15RolloutHistoryRequest\"?\n\x16RolloutHistoryResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.feedrank.v1.Rollout\"\x17\n\x15GetServingPlanRequest\"@\n\nServingArm\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"B\n\x0bServingPlan\x12%\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x17.feedrank.v1.ServingArm\x12\x0c\n\x04salt\x18\x02 \x01(\t\"$\n\x11\x46\x65tchModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"=\n\tModelFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"^\n\rModelManifest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x15\n\rmanifest_json\x18\x02 \x01(\x0c\x12%\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x16.feedrank.v1.ModelFile\"<\n\x0eModelFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"w\n\nModelChunk\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1a.feedrank.v1.ModelManifestH\x00\x12\x31\n\nfile_chunk\x18\x02 \x01(\x0b\x32\x1b.feedrank.v1.ModelFileChunkH\x00\x42\x06\n\x04part*\xd6\x01\n\x0cRolloutPhase\x12\x1d\n\x19ROLLOUT_PHASE_UNSPECIFIED\x10\x00\x12\x18\n\x14ROLLOUT_PHASE_STABLE\x10\x01\x12\x1d\n\x19ROLLOUT_PHASE_PROGRESSING\x10\x02\x12\x18\n\x14ROLLOUT_PHASE_PAUSED\x10\x03\x12\x1a\n\x16ROLLOUT_PHASE_PROMOTED\x10\x04\x12\x19\n\x15ROLLOUT_PHASE_ABORTED\x10\x05\x12\x1d\n\x19ROLLOUT_PHASE_ROLLED_BACK\x10\x06\x32\x85\x07\n\x06\x44\x65ploy\x12M\n\nListModels\x12\x1e.feedrank.v1.ListModelsRequest\x1a\x1f.feedrank.v1.ListModelsResponse\x12\x42\n\nGetRollout\x12\x1e.feedrank.v1.GetRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12\x46\n\x0cStartRollout\x12 .feedrank.v1.StartRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12@\n\tSetWeight\x12\x1d.feedrank.v1.SetWeightRequest\x1a\x14.feedrank.v1.Rollout\x12\x46\n\x0cPauseRollout\x12 .feedrank.v1.PauseRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12H\n\rResumeRollout\x12!.feedrank.v1.ResumeRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12J\n\x0ePromoteRollout\x12\".feedrank.v1.PromoteRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12\x46\n\x0c\x41\x62ortRollout\x12 .feedrank.v1.AbortRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12\x44\n\x0bUndoRollout\x12\x1f.feedrank.v1.UndoRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12Y\n\x0eRolloutHistory\x12\".feedrank.v1.RolloutHistoryRequest\x1a#.feedrank.v1.RolloutHistoryResponse\x12N\n\x0eGetServingPlan\x12\".feedrank.v1.GetServingPlanRequest\x1a\x18.feedrank.v1.ServingPlan\x12G\n\nFetchModel\x12\x1e.feedrank.v1.FetchModelRequest\x1a\x17.feedrank.v1.ModelChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x65\x64rank/v1/deploy.proto\x12\x0b\x66\x65\x65\x64rank.v1\"\xc9\x01\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x12\n\ncreated_ms\x18\x03 \x01(\x03\x12\x1b\n\x13\x66\x65\x61ture_schema_hash\x18\x04 \x01(\t\x12\x37\n\x07metrics\x18\x05 \x03(\x0b\x32&.feedrank.v1.ModelVersion.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.feedrank.v1.ModelVersion\"\x96\x02\n\x07Rollout\x12\x16\n\x0estable_version\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61nary_version\x18\x02 \x01(\t\x12(\n\x05phase\x18\x03 \x01(\x0e\x32\x19.feedrank.v1.RolloutPhase\x12\x15\n\rcanary_weight\x18\x04 \x01(\x01\x12\r\n\x05steps\x18\x05 \x03(\x01\x12\x14\n\x0c\x63urrent_step\x18\x06 \x01(\x05\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x12\n\nupdated_ms\x18\x08 \x01(\x03\x12\x10\n\x08\x61nalysis\x18\t \x01(\t\x12\x17\n\x0fholdout_version\x18\n \x01(\t\x12\x16\n\x0eholdout_weight\x18\x0b \x01(\x01\x12\r\n\x05\x61\x63tor\x18\x0c \x01(\t\"\x13\n\x11GetRolloutRequest\"5\n\x13StartRolloutRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x03(\x01\")\n\x10SetWeightRequest\x12\x15\n\rcanary_weight\x18\x01 \x01(\x01\"\x15\n\x13PauseRolloutRequest\"\x16\n\x14ResumeRolloutRequest\"%\n\x15PromoteRolloutRequest\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\"%\n\x13\x41\x62ortRolloutRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"(\n\x12UndoRolloutRequest\x12\x12\n\nto_version\x18\x01 \x01(\t\"\x17\n\x15RolloutHistoryRequest\"?\n\x16RolloutHistoryResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.feedrank.v1.Rollout\"\x17\n\x15GetServingPlanRequest\"@\n\nServingArm\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"B\n\x0bServingPlan\x12%\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x17.feedrank.v1.ServingArm\x12\x0c\n\x04salt\x18\x02 \x01(\t\"$\n\x11\x46\x65tchModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"=\n\tModelFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"^\n\rModelManifest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x15\n\rmanifest_json\x18\x02 \x01(\x0c\x12%\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x16.feedrank.v1.ModelFile\"<\n\x0eModelFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"w\n\nModelChunk\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1a.feedrank.v1.ModelManifestH\x00\x12\x31\n\nfile_chunk\x18\x02 \x01(\x0b\x32\x1b.feedrank.v1.ModelFileChunkH\x00\x42\x06\n\x04part*\xd6\x01\n\x0cRolloutPhase\x12\x1d\n\x19ROLLOUT_PHASE_UNSPECIFIED\x10\x00\x12\x18\n\x14ROLLOUT_PHASE_STABLE\x10\x01\x12\x1d\n\x19ROLLOUT_PHASE_PROGRESSING\x10\x02\x12\x18\n\x14ROLLOUT_PHASE_PAUSED\x10\x03\x12\x1a\n\x16ROLLOUT_PHASE_PROMOTED\x10\x04\x12\x19\n\x15ROLLOUT_PHASE_ABORTED\x10\x05\x12\x1d\n\x19ROLLOUT_PHASE_ROLLED_BACK\x10\x06\x32\x85\x07\n\x06\x44\x65ploy\x12M\n\nListModels\x12\x1e.feedrank.v1.ListModelsRequest\x1a\x1f.feedrank.v1.ListModelsResponse\x12\x42\n\nGetRollout\x12\x1e.feedrank.v1.GetRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12\x46\n\x0cStartRollout\x12 .feedrank.v1.StartRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12@\n\tSetWeight\x12\x1d.feedrank.v1.SetWeightRequest\x1a\x14.feedrank.v1.Rollout\x12\x46\n\x0cPauseRollout\x12 .feedrank.v1.PauseRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12H\n\rResumeRollout\x12!.feedrank.v1.ResumeRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12J\n\x0ePromoteRollout\x12\".feedrank.v1.PromoteRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12\x46\n\x0c\x41\x62ortRollout\x12 .feedrank.v1.AbortRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12\x44\n\x0bUndoRollout\x12\x1f.feedrank.v1.UndoRolloutRequest\x1a\x14.feedrank.v1.Rollout\x12Y\n\x0eRolloutHistory\x12\".feedrank.v1.RolloutHistoryRequest\x1a#.feedrank.v1.RolloutHistoryResponse\x12N\n\x0eGetServingPlan\x12\".feedrank.v1.GetServingPlanRequest\x1a\x18.feedrank.v1.ServingPlan\x12G\n\nFetchModel\x12\x1e.feedrank.v1.FetchModelRequest\x1a\x17.feedrank.v1.ModelChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,8 +23,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_ROLLOUTPHASE']._serialized_start=1513
-  _globals['_ROLLOUTPHASE']._serialized_end=1727
+  _globals['_ROLLOUTPHASE']._serialized_start=1528
+  _globals['_ROLLOUTPHASE']._serialized_end=1742
   _globals['_MODELVERSION']._serialized_start=42
   _globals['_MODELVERSION']._serialized_end=243
   _globals['_MODELVERSION_METRICSENTRY']._serialized_start=197
@@ -34,43 +34,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSRESPONSE']._serialized_start=266
   _globals['_LISTMODELSRESPONSE']._serialized_end=329
   _globals['_ROLLOUT']._serialized_start=332
-  _globals['_ROLLOUT']._serialized_end=595
-  _globals['_GETROLLOUTREQUEST']._serialized_start=597
-  _globals['_GETROLLOUTREQUEST']._serialized_end=616
-  _globals['_STARTROLLOUTREQUEST']._serialized_start=618
-  _globals['_STARTROLLOUTREQUEST']._serialized_end=671
-  _globals['_SETWEIGHTREQUEST']._serialized_start=673
-  _globals['_SETWEIGHTREQUEST']._serialized_end=714
-  _globals['_PAUSEROLLOUTREQUEST']._serialized_start=716
-  _globals['_PAUSEROLLOUTREQUEST']._serialized_end=737
-  _globals['_RESUMEROLLOUTREQUEST']._serialized_start=739
-  _globals['_RESUMEROLLOUTREQUEST']._serialized_end=761
-  _globals['_PROMOTEROLLOUTREQUEST']._serialized_start=763
-  _globals['_PROMOTEROLLOUTREQUEST']._serialized_end=800
-  _globals['_ABORTROLLOUTREQUEST']._serialized_start=802
-  _globals['_ABORTROLLOUTREQUEST']._serialized_end=839
-  _globals['_UNDOROLLOUTREQUEST']._serialized_start=841
-  _globals['_UNDOROLLOUTREQUEST']._serialized_end=881
-  _globals['_ROLLOUTHISTORYREQUEST']._serialized_start=883
-  _globals['_ROLLOUTHISTORYREQUEST']._serialized_end=906
-  _globals['_ROLLOUTHISTORYRESPONSE']._serialized_start=908
-  _globals['_ROLLOUTHISTORYRESPONSE']._serialized_end=971
-  _globals['_GETSERVINGPLANREQUEST']._serialized_start=973
-  _globals['_GETSERVINGPLANREQUEST']._serialized_end=996
-  _globals['_SERVINGARM']._serialized_start=998
-  _globals['_SERVINGARM']._serialized_end=1062
-  _globals['_SERVINGPLAN']._serialized_start=1064
-  _globals['_SERVINGPLAN']._serialized_end=1130
-  _globals['_FETCHMODELREQUEST']._serialized_start=1132
-  _globals['_FETCHMODELREQUEST']._serialized_end=1168
-  _globals['_MODELFILE']._serialized_start=1170
-  _globals['_MODELFILE']._serialized_end=1231
-  _globals['_MODELMANIFEST']._serialized_start=1233
-  _globals['_MODELMANIFEST']._serialized_end=1327
-  _globals['_MODELFILECHUNK']._serialized_start=1329
-  _globals['_MODELFILECHUNK']._serialized_end=1389
-  _globals['_MODELCHUNK']._serialized_start=1391
-  _globals['_MODELCHUNK']._serialized_end=1510
-  _globals['_DEPLOY']._serialized_start=1730
-  _globals['_DEPLOY']._serialized_end=2631
+  _globals['_ROLLOUT']._serialized_end=610
+  _globals['_GETROLLOUTREQUEST']._serialized_start=612
+  _globals['_GETROLLOUTREQUEST']._serialized_end=631
+  _globals['_STARTROLLOUTREQUEST']._serialized_start=633
+  _globals['_STARTROLLOUTREQUEST']._serialized_end=686
+  _globals['_SETWEIGHTREQUEST']._serialized_start=688
+  _globals['_SETWEIGHTREQUEST']._serialized_end=729
+  _globals['_PAUSEROLLOUTREQUEST']._serialized_start=731
+  _globals['_PAUSEROLLOUTREQUEST']._serialized_end=752
+  _globals['_RESUMEROLLOUTREQUEST']._serialized_start=754
+  _globals['_RESUMEROLLOUTREQUEST']._serialized_end=776
+  _globals['_PROMOTEROLLOUTREQUEST']._serialized_start=778
+  _globals['_PROMOTEROLLOUTREQUEST']._serialized_end=815
+  _globals['_ABORTROLLOUTREQUEST']._serialized_start=817
+  _globals['_ABORTROLLOUTREQUEST']._serialized_end=854
+  _globals['_UNDOROLLOUTREQUEST']._serialized_start=856
+  _globals['_UNDOROLLOUTREQUEST']._serialized_end=896
+  _globals['_ROLLOUTHISTORYREQUEST']._serialized_start=898
+  _globals['_ROLLOUTHISTORYREQUEST']._serialized_end=921
+  _globals['_ROLLOUTHISTORYRESPONSE']._serialized_start=923
+  _globals['_ROLLOUTHISTORYRESPONSE']._serialized_end=986
+  _globals['_GETSERVINGPLANREQUEST']._serialized_start=988
+  _globals['_GETSERVINGPLANREQUEST']._serialized_end=1011
+  _globals['_SERVINGARM']._serialized_start=1013
+  _globals['_SERVINGARM']._serialized_end=1077
+  _globals['_SERVINGPLAN']._serialized_start=1079
+  _globals['_SERVINGPLAN']._serialized_end=1145
+  _globals['_FETCHMODELREQUEST']._serialized_start=1147
+  _globals['_FETCHMODELREQUEST']._serialized_end=1183
+  _globals['_MODELFILE']._serialized_start=1185
+  _globals['_MODELFILE']._serialized_end=1246
+  _globals['_MODELMANIFEST']._serialized_start=1248
+  _globals['_MODELMANIFEST']._serialized_end=1342
+  _globals['_MODELFILECHUNK']._serialized_start=1344
+  _globals['_MODELFILECHUNK']._serialized_end=1404
+  _globals['_MODELCHUNK']._serialized_start=1406
+  _globals['_MODELCHUNK']._serialized_end=1525
+  _globals['_DEPLOY']._serialized_start=1745
+  _globals['_DEPLOY']._serialized_end=2646
 # @@protoc_insertion_point(module_scope)

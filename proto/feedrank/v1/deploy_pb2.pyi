@@ -131,6 +131,7 @@ class Rollout(google.protobuf.message.Message):
     ANALYSIS_FIELD_NUMBER: builtins.int
     HOLDOUT_VERSION_FIELD_NUMBER: builtins.int
     HOLDOUT_WEIGHT_FIELD_NUMBER: builtins.int
+    ACTOR_FIELD_NUMBER: builtins.int
     stable_version: builtins.str
     canary_version: builtins.str
     phase: global___RolloutPhase.ValueType
@@ -146,6 +147,11 @@ class Rollout(google.protobuf.message.Message):
     (deploy.holdout_share); "" and 0 without a holdout.
     """
     holdout_weight: builtins.float
+    actor: builtins.str
+    """Who made this change: the name of the operator's token or client certificate
+    (deploy/credentials.json), or "canary-controller" / "auto-rollout" for the
+    service's own steps, rollbacks and starts. "" in state written before the audit trail.
+    """
     @property
     def steps(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
         """Steps as canary weights, e.g. 0.01, 0.05, 0.25, 0.5, 1.0."""
@@ -164,8 +170,9 @@ class Rollout(google.protobuf.message.Message):
         analysis: builtins.str = ...,
         holdout_version: builtins.str = ...,
         holdout_weight: builtins.float = ...,
+        actor: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["analysis", b"analysis", "canary_version", b"canary_version", "canary_weight", b"canary_weight", "current_step", b"current_step", "holdout_version", b"holdout_version", "holdout_weight", b"holdout_weight", "message", b"message", "phase", b"phase", "stable_version", b"stable_version", "steps", b"steps", "updated_ms", b"updated_ms"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["actor", b"actor", "analysis", b"analysis", "canary_version", b"canary_version", "canary_weight", b"canary_weight", "current_step", b"current_step", "holdout_version", b"holdout_version", "holdout_weight", b"holdout_weight", "message", b"message", "phase", b"phase", "stable_version", b"stable_version", "steps", b"steps", "updated_ms", b"updated_ms"]) -> None: ...
 
 global___Rollout = Rollout
 

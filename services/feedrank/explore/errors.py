@@ -52,6 +52,20 @@ class RequestTimeNotServable(InvalidRankRequest):
         self.from_ms = from_ms
 
 
+class ApiKeyRequired(ExploreError):
+    """Rank requires per-app API keys (``explore.api_keys_file``) and the call carried
+    none, or one the service does not know."""
+
+    status_code = grpc.StatusCode.UNAUTHENTICATED
+
+    def __init__(self, offered: bool) -> None:
+        what = "an unknown API key" if offered else "no API key"
+        super().__init__(
+            f"Rank needs an app's API key (authorization: Bearer <key>) and got {what}; "
+            "`feedrank api-keys add APP` makes one"
+        )
+
+
 class UnexpectedRankError(ExploreError):
     """A failure no stage of Rank anticipated: logged with its traceback and the
     request's user, counted, and answered ``INTERNAL``, never ``UNKNOWN``."""

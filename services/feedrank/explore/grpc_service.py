@@ -18,13 +18,16 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health
 
 from feedrank.core import service_errors
+from feedrank.core.bearer_tokens import bearer
 from feedrank.core.clock import Clock
 from feedrank.core.grpc_server import build_grpc_server
 from feedrank.core.service_errors import abort, code_name
-from feedrank.core.settings import ExploreSettings
+from feedrank.core.settings import ExploreSettings, TlsSettings
 from feedrank.explore import metrics
+from feedrank.explore.api_keys import ApiKeys
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.errors import (
+    ApiKeyRequired,
     ExploreError,
     FieldViolation,
     InvalidRankRequest,
@@ -51,6 +54,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         self.backend = backend
         self.settings = settings
         self.clock = clock
+        self.api_keys = ApiKeys(settings.api_keys_file) if settings.api_keys_file else None
 
     def Rank(
         self, request: ranking_pb2.RankRequest, context: grpc.ServicerContext
@@ -75,7 +79,12 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         return response
 
     def rank_bytes(self, payload: bytes, context: grpc.ServicerContext) -> ranking_pb2.RankResponse:
-        """``Rank`` on the request's bytes as they came (see :func:`add_ranking_service`)."""
+        """``Rank`` on the request's bytes as they came (see :func:`add_ranking_service`),
+        after the caller's API key when the service requires one (``api_keys``)."""
+        if self.api_keys is not None:
+            key = bearer(context.invocation_metadata())
+            if self.api_keys.app_of(key) is None:
+                self._fail(ranking_pb2.RankRequest(), context, ApiKeyRequired(key is not None))
         try:
             request = ranking_pb2.RankRequest.FromString(payload)
         except DecodeError as error:
@@ -157,8 +166,10 @@ def build_server(
     *,
     address: str,
     reuse_port: bool,
+    tls: TlsSettings | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A gRPC server with Ranking, health and reflection; returns it and its bound port."""
+    """A gRPC server with Ranking, health and reflection; returns it and its bound port.
+    ``tls``: the server's certificates (default: plaintext, on loopback only)."""
     servicer = RankingServicer(backend, settings, clock)
     return build_grpc_server(
         {RANKING_SERVICE: partial(add_ranking_service, servicer)},
@@ -170,6 +181,7 @@ def build_server(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
         label="Ranking",
+        tls=tls,
     )
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import grpc
 
-from feedrank.core.settings import Settings
+from feedrank.core.grpc_tls import open_channel
+from feedrank.core.settings import Settings, TlsSettings
 from feedrank.explore import metrics
 from feedrank.explore.model_loader import VersionOpener
 from feedrank.registry import (
@@ -56,14 +57,15 @@ class DeployModelFetch:
     """``Deploy.FetchModel`` as a registry fetch (``VersionFetch``). The channel opens
     at the first fetch: build this anywhere, fetch only after a fork."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    def __init__(self, address: str, timeout_s: float, tls: TlsSettings | None = None) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self.tls = tls or TlsSettings()
         self._channel: grpc.Channel | None = None
 
     def __call__(self, version: str) -> Iterator[VersionPart]:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = open_channel(self.address, self.tls)
         stub = deploy_pb2_grpc.DeployStub(self._channel)
         request = deploy_pb2.FetchModelRequest(version=version)
         try:
@@ -148,7 +150,7 @@ def deploy_fetch(settings: Settings) -> DeployModelFetch:
             "explore.model_source 'deploy' needs explore.deploy_address, the deploy "
             "service's host:port (or model_source 'registry' with a registry directory)"
         )
-    return DeployModelFetch(explore.deploy_address, explore.model_fetch_timeout_s)
+    return DeployModelFetch(explore.deploy_address, explore.model_fetch_timeout_s, settings.tls)
 
 
 def replica_registry(settings: Settings, fetch: VersionFetch) -> ReplicaRegistry:

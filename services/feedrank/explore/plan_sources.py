@@ -14,7 +14,8 @@ from typing import Protocol
 
 import grpc
 
-from feedrank.core.settings import ExploreSettings
+from feedrank.core.grpc_tls import open_channel
+from feedrank.core.settings import ExploreSettings, TlsSettings
 from feedrank.explore.serving_plan import PlanError, ServingPlan
 from feedrank.v1 import deploy_pb2, deploy_pb2_grpc
 
@@ -56,10 +57,10 @@ class FilePlanSource:
 class DeployPlanSource:
     """``Deploy.GetServingPlan`` over gRPC; create it after a fork, never before."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    def __init__(self, address: str, timeout_s: float, tls: TlsSettings | None = None) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        self._channel = open_channel(address, tls or TlsSettings())
         self._stub = deploy_pb2_grpc.DeployStub(self._channel)
 
     def fetch(self) -> ServingPlan:
@@ -85,16 +86,19 @@ class DeployPlanSource:
         return f"Deploy.GetServingPlan at {self.address}"
 
 
-def plan_source(settings: ExploreSettings) -> PlanSource | None:
-    """The deploy service if configured, else the plan file, else None (no plan)."""
+def plan_source(settings: ExploreSettings, tls: TlsSettings | None = None) -> PlanSource | None:
+    """The deploy service if configured (over TLS per ``tls``), else the plan file, else
+    None (no plan)."""
     if settings.deploy_address:
-        return DeployPlanSource(settings.deploy_address, settings.plan_timeout_s)
+        return DeployPlanSource(settings.deploy_address, settings.plan_timeout_s, tls)
     if settings.plan_file is not None:
         return FilePlanSource(settings.plan_file)
     return None
 
 
-def first_plan(settings: ExploreSettings, timeout_s: float = 30.0) -> ServingPlan | None:
+def first_plan(
+    settings: ExploreSettings, timeout_s: float = 30.0, tls: TlsSettings | None = None
+) -> ServingPlan | None:
     """The plan as it stands, read once before the workers fork; None without a plan
     source or when it cannot be read.
 
@@ -106,18 +110,18 @@ def first_plan(settings: ExploreSettings, timeout_s: float = 30.0) -> ServingPla
     if source_kind is None:
         return None
     if source_kind == "file":
-        return _fetched(settings)
+        return _fetched(settings, tls)
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         try:
-            text = pool.apply_async(_fetched_json, (settings,)).get(timeout=timeout_s)
+            text = pool.apply_async(_fetched_json, (settings, tls)).get(timeout=timeout_s)
         except multiprocessing.TimeoutError:
             return None
     return ServingPlan.from_json(text) if text is not None else None
 
 
-def _fetched(settings: ExploreSettings) -> ServingPlan | None:
-    source = plan_source(settings)
+def _fetched(settings: ExploreSettings, tls: TlsSettings | None) -> ServingPlan | None:
+    source = plan_source(settings, tls)
     if source is None:
         return None
     try:
@@ -128,6 +132,6 @@ def _fetched(settings: ExploreSettings) -> ServingPlan | None:
         source.close()
 
 
-def _fetched_json(settings: ExploreSettings) -> str | None:
-    plan = _fetched(settings)
+def _fetched_json(settings: ExploreSettings, tls: TlsSettings | None) -> str | None:
+    plan = _fetched(settings, tls)
     return plan.to_json() if plan is not None else None

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from feedrank.catalogue.replay import ReplayedCatalogue
 from feedrank.core.clock import Clock, SystemClock
+from feedrank.core.grpc_tls import check_plaintext_bind
 from feedrank.core.reporting import Reporter
 from feedrank.core.settings import ExploreSettings, Settings
 from feedrank.explore.app import (
@@ -60,6 +61,8 @@ def run_explore_service(
     grpc_port = grpc_port or ports.ranking_grpc
     metrics_port = metrics_port or ports.explore_metrics
     worker_count = workers or settings.explore.workers
+    # Before the catalogue replay: a refused plaintext bind should not wait minutes.
+    check_plaintext_bind(f"{ports.bind_host}:{grpc_port}", settings.tls, "Ranking")
     clock = SystemClock()
     state = _serving_state(
         settings, clock, _replayed_catalogue(settings, clock, reporter), reporter
@@ -72,6 +75,7 @@ def run_explore_service(
             address=f"{ports.bind_host}:{grpc_port}",
             workers=worker_count,
             metrics_address=(ports.bind_host, metrics_port),
+            tls=settings.tls,
         ),
     )
     if stop is None:
@@ -99,7 +103,7 @@ def _replayed_catalogue(settings: Settings, clock: Clock, reporter: Reporter) ->
 def _serving_state(
     settings: Settings, clock: Clock, replayed: ReplayedCatalogue, reporter: Reporter
 ) -> ServingState:
-    version = main_arm_version(first_plan(settings.explore))
+    version = main_arm_version(first_plan(settings.explore, tls=settings.tls))
     doing = f"loading {version}, the serving plan's" if version else "embedding and indexing"
     with reporter.working(f"{doing} model over the catalogue…"):
         return build_serving_state(

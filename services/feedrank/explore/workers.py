@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Protocol
 
@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
 from feedrank.core.clock import Clock
 from feedrank.core.process_lifetime import die_with_parent
-from feedrank.core.settings import ExploreSettings
+from feedrank.core.settings import ExploreSettings, TlsSettings
 from feedrank.explore.grpc_service import RankingBackend, build_server, set_serving
 from feedrank.explore.multiprocess_metrics import MULTIPROC_ENV
 
@@ -47,6 +47,7 @@ class PoolConfig:
     metrics_address: tuple[str, int] | None  # (host, port) of the aggregated /metrics
     grace_s: float = 5.0
     start_timeout_s: float = 120.0
+    tls: TlsSettings = field(default_factory=TlsSettings)  # the server's certificates
 
 
 class WorkerPool:
@@ -140,6 +141,7 @@ def _worker_main(
             health_servicer,
             address=config.address,
             reuse_port=config.workers > 1,
+            tls=config.tls,
         )
         server.start()
         set_serving(health_servicer, serving=backend.is_ready())

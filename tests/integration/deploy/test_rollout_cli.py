@@ -72,9 +72,12 @@ def test_a_whole_rollout_from_the_command_line(deploy_server: RunningDeploy) -> 
     code, output = deploy_server.cli("history", "--json")
     phases = [entry["phase"] for entry in json.loads(output)]
     assert phases == ["stable", "progressing", "paused", "progressing", "progressing", "promoted"]
+    # The audit trail: every change by the operator whose token the CLI sent.
+    assert {entry["actor"] for entry in json.loads(output)} == {"local-operator"}
     code, output = deploy_server.cli("history")
     assert code == 0
     assert "Rollout history" in output
+    assert "local-op" in output  # the By column (a narrow terminal folds the name)
 
 
 def test_errors_are_one_clear_line_or_json(deploy_server: RunningDeploy) -> None:

@@ -12,30 +12,34 @@ import grpc
 import pytest
 from grpc_health.v1 import health
 
-from feedrank.core.settings import load_settings
+from feedrank.core.settings import TlsSettings, load_settings
 from feedrank.deploy import metrics
-from feedrank.deploy.access import Credentials, bearer, credentials_path, operator_token
+from feedrank.deploy.access import Credentials, credentials_path, operator_token
 from feedrank.deploy.client import DeployCallFailed, DeployClient
 from feedrank.deploy.control import DeployControl
 from feedrank.deploy.service import build_server
 from feedrank.deploy.state import Phase, Rollout
+from feedrank.stack.certificates import make_certificates
 from feedrank.v1 import deploy_pb2
 
 
 class RecordingControl:
-    """Stands in for the control plane: lists nothing, records the aborts it is asked for."""
+    """Stands in for the control plane: lists nothing, records the aborts it is asked for
+    and who asked."""
 
     def __init__(self) -> None:
         self.aborts: list[str] = []
+        self.actors: list[str] = []
         self.last_analysis = None
         self.config = type("Config", (), {"holdout_share": 0.0})()
 
     def models(self) -> list[object]:
         return []
 
-    def abort(self, reason: str = "") -> Rollout:
+    def abort(self, reason: str = "", *, actor: str = "") -> Rollout:
         self.aborts.append(reason)
-        return Rollout(phase=Phase.STABLE)
+        self.actors.append(actor)
+        return Rollout(phase=Phase.STABLE, actor=actor)
 
 
 @pytest.fixture
@@ -115,14 +119,62 @@ def test_an_operator_changes_the_rollout(
     assert credentials_path(settings) == tokens
     abort(address, operator_token(settings))  # what `feedrank rollout` sends
     assert control.aborts == ["test"]
+    assert control.actors == ["local-operator"]  # the token's name goes into the history
     told = load_settings(paths={"state_dir": tokens.parent.parent}, deploy={"token": "given"})
     assert operator_token(told) == "given"
     assert "given" not in repr(told.deploy)  # a secret: never printed
 
 
-def test_bearer_reads_the_authorization_metadata() -> None:
-    assert bearer([("authorization", "Bearer abc")]) == "abc"
-    assert bearer([("Authorization", b"bearer  xyz ")]) == "xyz"
-    assert bearer([("authorization", "Basic abc")]) is None
-    assert bearer([("authorization", "Bearer ")]) is None
-    assert bearer(None) is None
+def test_a_client_certificate_stands_in_for_the_token(tokens: Path, tmp_path: Path) -> None:
+    """With mutual TLS, the certificate's common name is the identity: the operator's
+    changes the rollout and is recorded as the actor, the viewer's is denied."""
+    issued = make_certificates(tmp_path / "certs", clients=("local-operator", "local-viewer"))
+    control = RecordingControl()
+    server, port = build_server(
+        cast(DeployControl, control),
+        health.HealthServicer(),
+        address="127.0.0.1:0",
+        credentials=Credentials.load_or_create(tokens),
+        tls=TlsSettings(
+            cert_file=issued.server_cert, key_file=issued.server_key, client_ca_file=issued.ca_cert
+        ),
+    )
+    server.start()
+    address = f"127.0.0.1:{port}"
+
+    def client_of(name: str) -> DeployClient:
+        pair = issued.client(name)
+        tls = TlsSettings(
+            ca_file=issued.ca_cert, client_cert_file=pair.cert, client_key_file=pair.key
+        )
+        return DeployClient(address, 10, tls=tls)  # no token: the certificate only
+
+    try:
+        operator = client_of("local-operator")
+        operator.call(operator.stub.AbortRollout, deploy_pb2.AbortRolloutRequest(reason="tls"))
+        assert control.actors == ["local-operator"]
+        viewer = client_of("local-viewer")
+        with pytest.raises(DeployCallFailed) as denied:
+            viewer.call(viewer.stub.AbortRollout, deploy_pb2.AbortRolloutRequest(reason="no"))
+        assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert control.aborts == ["tls"]
+    finally:
+        server.stop(None)
+
+
+def test_an_operator_s_unreadable_request_is_invalid_and_counted(
+    served: tuple[str, RecordingControl], tokens: Path
+) -> None:
+    address, control = served
+    token = Credentials.load_or_create(tokens).token_of("operator")
+    before = counted("INVALID_ARGUMENT")
+    with grpc.insecure_channel(address) as channel:
+        abort_bytes = channel.unary_unary("/feedrank.v1.Deploy/AbortRollout")
+        with pytest.raises(grpc.RpcError) as failure:
+            abort_bytes(
+                b"\xff\xff\xff", timeout=5, metadata=(("authorization", f"Bearer {token}"),)
+            )
+    assert isinstance(failure.value, grpc.Call)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert counted("INVALID_ARGUMENT") == before + 1
+    assert control.aborts == []

@@ -11,7 +11,8 @@ from prometheus_client import REGISTRY
 from feedrank.core.clock import ManualClock
 from feedrank.deploy.aggregates import AggregateBook
 from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis, ServiceLevels, VerdictKind
-from feedrank.deploy.control import ControlConfig, DeployControl
+from feedrank.deploy.auto_rollout import AUTO_ROLLOUT
+from feedrank.deploy.control import CANARY_CONTROLLER, ControlConfig, DeployControl
 from feedrank.deploy.controller import RolloutController
 from feedrank.deploy.counterfactual import GateResult
 from feedrank.deploy.errors import ModelVersionNotFound, RolloutPreconditionFailed
@@ -103,8 +104,8 @@ def test_a_healthy_canary_walks_every_step_and_is_promoted(
 ) -> None:
     stable, candidate = publish_versions(registry, 2)
     control = make_control(tmp_path, registry, clock)
-    control.start(stable)
-    control.start(candidate)
+    control.start(stable, actor="alice")
+    control.start(candidate, actor="alice")
     simulation = Simulation(control, clock)
     weights = []
     for _ in range(40):
@@ -115,6 +116,10 @@ def test_a_healthy_canary_walks_every_step_and_is_promoted(
     assert rollout.stable_version == candidate
     assert {0.5, 1.0} <= set(weights)
     assert REGISTRY.get_sample_value("feedrank_deploy_canary_weight") == 0.0
+    # The audit trail: who made each state, kept across a restart.
+    actors = [entry.actor for entry in make_control(tmp_path, registry, clock).history()]
+    assert actors[:2] == ["alice", "alice"]
+    assert set(actors[2:]) == {CANARY_CONTROLLER}
 
 
 def test_a_canary_raising_reports_is_rolled_back(
@@ -236,6 +241,7 @@ def test_auto_rollout_starts_each_new_version_once(
     simulation.controller.tick()
     rollout = control.rollout()
     assert rollout.active
+    assert rollout.actor == AUTO_ROLLOUT
     assert (rollout.stable_version, rollout.canary_version) == (stable, candidate)
 
     simulation.run(BAD, 40)  # rolled back: the same version is never tried again

@@ -34,7 +34,7 @@ def test_an_unforeseen_failure_is_internal_logged_and_counted(
         cast(DeployControl, BrokenControl()),
         health.HealthServicer(),
         address="127.0.0.1:0",
-        credentials=Credentials({}),
+        credentials=Credentials({}, {}),
     )
     server.start()
     before = failed("ListModels")

@@ -78,14 +78,16 @@ def test_an_impossible_rollout_in_the_file_is_refused(tmp_path: Path) -> None:
         store.load()
 
 
-def test_a_state_file_from_before_holdouts_loads_with_no_holdout(tmp_path: Path) -> None:
+def test_a_state_file_from_before_holdouts_and_actors_loads_without_them(tmp_path: Path) -> None:
     store = StateFile(tmp_path / "rollout.json")
     store.save(sample_state())
     document = json.loads(store.path.read_text())
     for rollout in (document["rollout"], *document["history"]):
         del rollout["holdout_version"]
+        del rollout["actor"]  # nor the audit trail
     store.path.write_text(json.dumps(document))
     loaded = store.load()
     assert loaded is not None
     assert loaded.rollout.holdout_version == ""
+    assert loaded.rollout.actor == ""
     assert loaded.rollout.stable_version == "v0001"

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from feedrank.cli.context import settings_of
+from feedrank.cli.context import InsecureOption, allowing_plaintext, settings_of
 from feedrank.core.clock import SystemClock
 from feedrank.deploy.errors import DeployError
 
@@ -32,9 +32,10 @@ def deploy(
             help="Judge canaries automatically from feedrank.metrics (default: deploy.analysis).",
         ),
     ] = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Serve the Deploy control service until Ctrl-C or SIGTERM."""
-    settings = settings_of(context)
+    settings = allowing_plaintext(settings_of(context), insecure)
     # Imported here: the registry pulls in torch, which other subcommands need not load.
     from feedrank.deploy.server import DeployServer  # noqa: PLC0415
     from feedrank.deploy.store import state_file_path  # noqa: PLC0415

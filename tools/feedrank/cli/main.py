@@ -17,6 +17,7 @@ from feedrank.cli import (
     learn_command,
     replay_command,
     rollout_command,
+    security_commands,
     serve_command,
     simulate_command,
     stack_commands,
@@ -73,6 +74,7 @@ simulate_command.register(app)
 deploy_command.register(app)
 rollout_command.register(app)
 catalogue_command.register(app)
+security_commands.register(app)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from feedrank.cli import rollout_views as views
 from feedrank.cli.context import settings_of
+from feedrank.core.settings import TlsSettings
 from feedrank.deploy.access import operator_token
 from feedrank.deploy.client import DeployCallFailed, DeployClient
 from feedrank.v1 import deploy_pb2
@@ -45,8 +46,15 @@ DeadlineOption = Annotated[float, typer.Option("--rpc-timeout", help="Seconds pe
 class _RolloutClient(DeployClient):
     """A deploy client whose failed calls print the error (JSON with ``--json``), exit 1."""
 
-    def __init__(self, address: str, timeout_s: float, as_json: bool, token: str | None) -> None:
-        super().__init__(address, timeout_s, token)
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float,
+        as_json: bool,
+        token: str | None,
+        tls: TlsSettings,
+    ) -> None:
+        super().__init__(address, timeout_s, token, tls)
         self.as_json = as_json
 
     def call(self, method: Callable[..., Reply], request: object) -> Reply:
@@ -69,7 +77,7 @@ def _client(
     settings = settings_of(context)
     address = address or f"127.0.0.1:{settings.ports.deploy_grpc}"
     token = operator_token(settings)
-    return _RolloutClient(address, rpc_timeout, as_json, token)
+    return _RolloutClient(address, rpc_timeout, as_json, token, settings.tls)
 
 
 def _show(client: _RolloutClient, rollout: deploy_pb2.Rollout) -> None:

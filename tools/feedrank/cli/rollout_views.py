@@ -52,6 +52,7 @@ def rollout_dict(rollout: deploy_pb2.Rollout) -> dict[str, Any]:
         "updated_ms": rollout.updated_ms,
         "holdout_version": rollout.holdout_version,
         "holdout_weight": rollout.holdout_weight,
+        "actor": rollout.actor,
     }
 
 
@@ -88,7 +89,8 @@ def rollout_table(rollout: deploy_pb2.Rollout) -> Table:
     if rollout.analysis:
         table.add_row("Analysis", rollout.analysis)
     if rollout.updated_ms:
-        table.add_row("Updated", _time(rollout.updated_ms))
+        by = f" by {rollout.actor}" if rollout.actor else ""
+        table.add_row("Updated", f"{_time(rollout.updated_ms)}{by}")
     return table
 
 
@@ -120,13 +122,14 @@ def models_table(models: list[deploy_pb2.ModelVersion], rollout: deploy_pb2.Roll
 
 def history_table(entries: list[deploy_pb2.Rollout]) -> Table:
     table = Table(title="Rollout history (oldest first)")
-    for column in ("#", "Time (UTC)", "Phase", "Stable", "Canary", "Weight", "Message"):
-        table.add_column(column)
+    for column in ("#", "Time (UTC)", "By", "Phase", "Stable", "Canary", "Weight", "Message"):
+        table.add_column(column, overflow="fold")  # a narrow terminal wraps, never hides
     for index, entry in enumerate(entries, start=1):
         phase = phase_name(entry)
         table.add_row(
             str(index),
             _time(entry.updated_ms),
+            entry.actor or "-",
             f"[{PHASE_STYLES.get(phase, 'white')}]{phase}[/]",
             entry.stable_version or "-",
             entry.canary_version or "-",

@@ -61,6 +61,7 @@ def compose_settings() -> Settings:
     return load_settings(
         paths={"state_dir": CONTAINER_STATE_DIR, "jar_cache": IMAGE_JAR_CACHE},
         ports={"bind_host": ALL_INTERFACES},
+        tls={"insecure": True},
     )
 
 

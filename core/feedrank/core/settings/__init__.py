@@ -8,7 +8,7 @@ variables prefixed ``FEEDRANK_`` (nested groups joined by ``__``, e.g.
 The groups live by concern: ``infrastructure`` (Kafka, topics, ports, paths, Flink),
 ``explore`` (the Rank service, its rules and cold start), ``world`` (the simulated
 world), ``event_time`` (the reward window, the clock, the join), ``learner``,
-``deploy``; ``loading`` holds the root ``Settings`` and how it is loaded.
+``deploy``, ``security`` (TLS); ``loading`` holds the root ``Settings`` and how it is loaded.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from feedrank.core.settings.loading import (
     load_settings,
     settings_to_environment,
 )
+from feedrank.core.settings.security import TlsSettings
 from feedrank.core.settings.world import WorldSettings
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "RuleSettings",
     "Settings",
     "TimeSettings",
+    "TlsSettings",
     "TopicSettings",
     "WorldSettings",
     "load_settings",

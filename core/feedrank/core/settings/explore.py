@@ -164,6 +164,11 @@ class ExploreSettings(SettingsGroup):
         "re-join the rest from the catalogue, docs/contracts.md); full, every post feature "
         "and the user's by name (~7x the bytes).",
     )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="Per-app API keys Rank requires (JSON, `feedrank api-keys add APP` "
+        "writes it; read again when it changes); unset: Rank takes every caller.",
+    )
     deploy_address: str | None = Field(
         default=None,
         description="host:port of Deploy.GetServingPlan to follow; unset: use plan_file.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from feedrank.core.settings.group import SettingsGroup
 
@@ -26,6 +26,12 @@ class WorldSettings(SettingsGroup):
         ge=0,
         description="Days after the start over which new posts keep appearing (a long demo "
         "needs fresh posts, or engagement decays with the catalogue's age).",
+    )
+
+    rank_api_key: SecretStr | None = Field(
+        default=None,
+        description="The API key the simulated app sends to Rank, when the service requires "
+        "one (explore.api_keys_file). Never printed.",
     )
 
     def start_or(self, now_ms: int) -> int:
