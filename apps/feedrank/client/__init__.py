@@ -45,7 +45,14 @@ from feedrank.client.errors import (
     Unavailable,
 )
 from feedrank.client.events import DEFAULT_BOOTSTRAP, EventProducer, TopicNames
-from feedrank.client.ranking import DEFAULT_RANKING_ADDRESS, Feed, FeedItem, RankingClient
+from feedrank.client.ranking import (
+    DEFAULT_RANKING_ADDRESS,
+    Feed,
+    FeedItem,
+    RankingClient,
+    tls_credentials,
+)
+from feedrank.core.kafka_clients import KafkaAccess, KafkaSecurity
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -61,6 +68,8 @@ __all__ = [
     "FileFormat",
     "InvalidEvent",
     "InvalidRequest",
+    "KafkaAccess",
+    "KafkaSecurity",
     "LoadedRow",
     "RankFailed",
     "RankingClient",
@@ -71,4 +80,5 @@ __all__ = [
     "catalogue_events",
     "open_rows",
     "row_event",
+    "tls_credentials",
 ]

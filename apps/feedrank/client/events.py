@@ -20,6 +20,15 @@ Example::
         producer.send_reward(decision_id=feed.decision_id, post_id="p1", user_id="u1",
                              type="like")
     # leaving the block flushes: DeliveryFailed if a record was not acknowledged
+
+On a secured cluster, say how to authenticate (SASL/SCRAM over TLS here)::
+
+    from pathlib import Path
+    from feedrank.client import KafkaSecurity
+
+    security = KafkaSecurity.sasl_ssl("my-app", password, ca_file=Path("ca.pem"))
+    with EventProducer("kafka.example:9093", security=security) as producer:
+        ...
 """
 
 from __future__ import annotations
@@ -37,7 +46,12 @@ from feedrank.client.entities import FeatureInput
 from feedrank.client.errors import DeliveryFailed
 from feedrank.core import codecs, entity_codecs
 from feedrank.core.clock import SystemClock
-from feedrank.core.kafka_clients import DEFAULT_LINGER_MS, idempotent_producer_config
+from feedrank.core.kafka_clients import (
+    DEFAULT_LINGER_MS,
+    KafkaAccess,
+    KafkaSecurity,
+    idempotent_producer_config,
+)
 from feedrank.v1 import catalogue_pb2
 
 __all__ = ["DEFAULT_BOOTSTRAP", "EventProducer", "TopicNames"]
@@ -64,22 +78,29 @@ class TopicNames:
 class EventProducer:
     """An idempotent, batched producer of catalogue events and rewards.
 
-    ``bootstrap`` is the Kafka bootstrap string; ``topics`` the topic names (default:
-    :class:`TopicNames`); ``linger_ms`` how long a record waits for others to share its
-    batch; ``clock`` gives the ``ts_ms`` of events that do not say (default: wall time,
-    ms since the epoch); ``producer_config`` adds librdkafka settings (SSL, SASL, …).
-    Nothing contacts the broker until the first event is produced.
+    ``bootstrap`` is the Kafka bootstrap string (or a ``KafkaAccess``, bootstrap and
+    security together); ``security`` how to authenticate (SSL, SASL/SCRAM; default:
+    plaintext), given only with a bootstrap string; ``topics`` the topic names
+    (default: :class:`TopicNames`); ``linger_ms`` how long a record waits for others to
+    share its batch; ``clock`` gives the ``ts_ms`` of events that do not say (default:
+    wall time, ms since the epoch); ``producer_config`` adds or replaces librdkafka
+    settings. Nothing contacts the broker until the first event is produced.
     """
 
     def __init__(
         self,
-        bootstrap: str = DEFAULT_BOOTSTRAP,
+        bootstrap: str | KafkaAccess = DEFAULT_BOOTSTRAP,
         *,
+        security: KafkaSecurity | None = None,
         topics: TopicNames | None = None,
         linger_ms: int = DEFAULT_LINGER_MS,
         clock: Callable[[], int] | None = None,
         producer_config: Mapping[str, Any] | None = None,
     ) -> None:
+        if security is not None:
+            if isinstance(bootstrap, KafkaAccess):
+                raise ValueError("give security with a bootstrap string; a KafkaAccess has its own")
+            bootstrap = KafkaAccess(bootstrap, security)
         self.topics = topics or TopicNames()
         self._clock = clock or SystemClock().now_ms
         self._config = idempotent_producer_config(

@@ -5,14 +5,14 @@ from __future__ import annotations
 from confluent_kafka import KafkaError, Message, Producer
 
 from feedrank.core import codecs
-from feedrank.core.kafka_clients import idempotent_producer_config
+from feedrank.core.kafka_clients import KafkaTarget, idempotent_producer_config
 from feedrank.v1 import events_pb2
 
 
 class KafkaRewardSink:
     """Idempotent producer of rewards; delivery failures are counted, not swallowed."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: KafkaTarget, topic: str) -> None:
         self.topic = topic
         self.failed = 0
         self._producer = Producer(idempotent_producer_config(bootstrap, linger_ms=20))

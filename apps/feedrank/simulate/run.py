@@ -78,7 +78,12 @@ def run_simulation(
     with display.working(f"building the simulated world ({settings.world.num_posts:,} posts)…"):
         world = generate_world(world_config(settings.world, start_ms))
         behaviour = BehaviourModel(world, seed=settings.world.behaviour_seed)
-    client = GrpcRankClient(options.address)
+    api_key = settings.world.rank_api_key
+    client = GrpcRankClient(
+        options.address,
+        tls=settings.tls,
+        api_key=api_key.get_secret_value() if api_key is not None else None,
+    )
     try:
         client.wait_ready(timeout_s=options.ready_timeout_s)
     except grpc.FutureTimeoutError:
@@ -87,7 +92,7 @@ def run_simulation(
         return False
     if not publish_catalogue(settings, world, display):
         return False
-    sink = KafkaRewardSink(settings.kafka.bootstrap, settings.topics.rewards)
+    sink = KafkaRewardSink(settings.kafka.access, settings.topics.rewards)
     clock = AcceleratedClock(start_ms, options.speed)
     ledger = EngagementLedger(
         bucket_ms=int(options.bucket_hours * HOUR_MS),
@@ -154,7 +159,7 @@ def publish_catalogue(settings: Settings, world: World, display: RunDisplay) -> 
     names = TopicNames(posts=topics.posts, users=topics.users, graph=topics.graph)
     progress = thinned_progress(display.show)
     display.show(f"publishing the simulated catalogue to {topics.users} and {topics.posts}…")
-    with EventProducer(settings.kafka.bootstrap, topics=names) as producer:
+    with EventProducer(settings.kafka.access, topics=names) as producer:
         published = publish_world(world, producer, progress)
     display.show(
         f"published {published.posts:,} posts, {published.users:,} users and "

@@ -41,7 +41,7 @@ from confluent_kafka import (
 
 from feedrank.catalogue.state import CatalogueState, ConflictingEvent
 from feedrank.core import codecs, entity_codecs
-from feedrank.core.kafka_clients import consumer_config, idempotent_producer_config
+from feedrank.core.kafka_clients import KafkaTarget, consumer_config, idempotent_producer_config
 from feedrank.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ DLQ_STAGE = "catalogue"
 
 @dataclass(frozen=True)
 class CatalogueTopics:
-    bootstrap: str
+    bootstrap: KafkaTarget  # a bootstrap string (plaintext), or one with its security
     posts: str = "feedrank.posts"
     users: str = "feedrank.users"
     graph: str = "feedrank.graph"

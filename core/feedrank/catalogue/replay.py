@@ -21,13 +21,14 @@ from feedrank.catalogue.kafka_feed import (
     FeedStatus,
 )
 from feedrank.catalogue.state import CatalogueState
+from feedrank.core.kafka_clients import admin_config
 from feedrank.core.settings import Settings
 
 
 def catalogue_topics(settings: Settings) -> CatalogueTopics:
     topics = settings.topics
     return CatalogueTopics(
-        bootstrap=settings.kafka.bootstrap,
+        bootstrap=settings.kafka.access,
         posts=topics.posts,
         users=topics.users,
         graph=topics.graph,
@@ -74,7 +75,7 @@ def missing_entity_topics(settings: Settings, timeout_s: float = 10.0) -> list[s
     checks this instead of waiting for them."""
     names = catalogue_topics(settings).entity_topics()
     try:
-        admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "log_level": 3})
+        admin = AdminClient(admin_config(settings.kafka.access))
         existing = admin.list_topics(timeout=timeout_s).topics
     except KafkaException:
         return names

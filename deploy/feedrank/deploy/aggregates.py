@@ -20,7 +20,7 @@ from functools import partial
 from confluent_kafka import Consumer, KafkaError, Message
 
 from feedrank.core import codecs
-from feedrank.core.kafka_clients import consumer_config
+from feedrank.core.kafka_clients import KafkaTarget, consumer_config
 from feedrank.core.kafka_link import BrokerLink
 from feedrank.deploy import metrics
 from feedrank.deploy.analysis import ArmTotals
@@ -75,7 +75,7 @@ class AggregateBook:
 class KafkaAggregateFeed:
     """Reads EngagementAggregate records into a book until stopped."""
 
-    def __init__(self, book: AggregateBook, bootstrap: str, topic: str) -> None:
+    def __init__(self, book: AggregateBook, bootstrap: KafkaTarget, topic: str) -> None:
         self.book = book
         self.topic = topic
         self.link = BrokerLink("deploy's aggregate feed", on_change=metrics.KAFKA_UP.set)

@@ -133,7 +133,7 @@ class DeployServer:
             self._http, _ = start_http_server(self._metrics_port, addr=host)
         if self.analysis:
             self._feed = KafkaAggregateFeed(
-                self.book, self.settings.kafka.bootstrap, self.settings.topics.metrics
+                self.book, self.settings.kafka.access, self.settings.topics.metrics
             )
             self._feed.start()
             thread = threading.Thread(

@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from feedrank.core import codecs
 from feedrank.core.compact_features import is_compact_user
-from feedrank.core.kafka_clients import consumer_config
+from feedrank.core.kafka_clients import KafkaTarget, consumer_config
 from feedrank.v1 import events_pb2
 
 _SCALARS = (
@@ -65,7 +65,7 @@ class KafkaRange:
 
 
 def read_kafka_range(
-    bootstrap: str, topic: str, *, timeout_s: float = 120.0, max_examples: int | None = None
+    bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 120.0, max_examples: int | None = None
 ) -> KafkaRange:
     """Examples from the start of ``topic`` to its end offsets as of now (read committed)."""
     consumer = Consumer(consumer_config(bootstrap, f"feedrank-train-{uuid.uuid4().hex}"))

@@ -61,7 +61,7 @@ def logged_examples(
     posts = catalogue_posts(catalogue, now_ms) if catalogue is not None else None
     if from_kafka:
         topic = settings.topics.examples
-        kafka = read_kafka_range(settings.kafka.bootstrap, topic)
+        kafka = read_kafka_range(settings.kafka.access, topic)
         examples = list(backfill.examples(kafka.examples))
         batch = batch_from_examples(examples, topics=topics)
         run = TrainingRun(batch, f"kafka:{topic}", kafka.offsets, posts)

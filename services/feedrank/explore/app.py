@@ -141,7 +141,7 @@ def explore_service(
     decision_log = (
         DecisionLogger(
             DecisionLogConfig(
-                bootstrap=settings.kafka.bootstrap,
+                bootstrap=settings.kafka.access,
                 topic=settings.topics.decisions,
                 max_queued_decisions=settings.explore.log_queue_limit,
                 linger_ms=settings.explore.log_linger_ms,
@@ -197,7 +197,7 @@ def feature_updater(settings: Settings, clock: Clock, state: ServingState) -> Fe
     if not explore.feature_updates:
         return None
     config = KafkaSourceConfig(
-        bootstrap=settings.kafka.bootstrap,
+        bootstrap=settings.kafka.access,
         rewards_topic=settings.topics.rewards,
         decisions_topic=settings.topics.decisions,
         replay_ms=int(explore.feature_replay_days * DAY_MS),

@@ -26,7 +26,7 @@ from typing import Literal
 from confluent_kafka import KafkaError, Message, Producer
 
 from feedrank.core import codecs
-from feedrank.core.kafka_clients import idempotent_producer_config
+from feedrank.core.kafka_clients import KafkaTarget, idempotent_producer_config
 from feedrank.explore import metrics
 from feedrank.v1 import events_pb2
 
@@ -60,7 +60,7 @@ class DecisionLogStats:
 
 @dataclass(frozen=True)
 class DecisionLogConfig:
-    bootstrap: str
+    bootstrap: KafkaTarget  # a bootstrap string (plaintext), or one with its security
     topic: str
     max_queued_decisions: int = 100_000
     # Decisions wait up to this long to share a produce request. The broker's cost is per

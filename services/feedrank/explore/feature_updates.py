@@ -49,7 +49,7 @@ from confluent_kafka import (
 
 from feedrank.core import codecs
 from feedrank.core.clock import Clock
-from feedrank.core.kafka_clients import consumer_config
+from feedrank.core.kafka_clients import KafkaTarget, consumer_config
 from feedrank.explore import metrics
 from feedrank.features import FeatureStore, apply_reward
 
@@ -80,7 +80,7 @@ class EventSource(Protocol):
 
 @dataclass(frozen=True)
 class KafkaSourceConfig:
-    bootstrap: str
+    bootstrap: KafkaTarget  # a bootstrap string (plaintext), or one with its security
     rewards_topic: str
     decisions_topic: str
     replay_ms: int  # how far before now reading starts (by Kafka record timestamp)

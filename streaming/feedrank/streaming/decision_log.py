@@ -25,7 +25,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from feedrank.core.kafka_clients import consumer_config
+from feedrank.core.kafka_clients import KafkaTarget, consumer_config
 from feedrank.streaming.join_logic import DecisionUnavailable
 from feedrank.streaming.label_state import LogPosition
 
@@ -34,7 +34,7 @@ READ_BATCH = 500  # records per consume() call when reading the log forward
 
 @dataclass(frozen=True)
 class DecisionLogConfig:
-    bootstrap: str
+    bootstrap: KafkaTarget  # a bootstrap string (plaintext), or one with its security
     topic: str
     # Bytes of decisions kept in memory (recent arrivals and what reads passed).
     cache_bytes: int = 64 * 1024 * 1024

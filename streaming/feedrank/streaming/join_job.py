@@ -24,6 +24,7 @@ from pyflink.table.expressions import col, row
 from pyflink.util.java_utils import get_j_env_configuration
 
 from feedrank.core import codecs
+from feedrank.core.kafka_clients import KafkaTarget
 from feedrank.streaming.aggregates import join_out_table, register_aggregates
 from feedrank.streaming.decision_log import DecisionLogConfig
 from feedrank.streaming.join_logic import JoinConfig
@@ -57,7 +58,7 @@ class JoinTopics:
 
 @dataclass(frozen=True)
 class JoinJobConfig:
-    bootstrap: str
+    bootstrap: KafkaTarget  # a bootstrap string (plaintext), or one with its security
     topics: JoinTopics
     join: JoinConfig
     group_id: str

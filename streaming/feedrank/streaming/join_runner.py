@@ -42,7 +42,7 @@ def job_config(settings: Settings) -> JoinJobConfig:
     topics = settings.topics
     join = settings.join
     return JoinJobConfig(
-        bootstrap=settings.kafka.bootstrap,
+        bootstrap=settings.kafka.access,
         topics=JoinTopics(
             topics.decisions, topics.rewards, topics.examples, topics.dlq, topics.metrics
         ),

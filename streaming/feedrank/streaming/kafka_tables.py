@@ -1,19 +1,29 @@
-"""Flink SQL DDL for Kafka-backed tables, built in one place for every job."""
+"""Flink SQL DDL for Kafka-backed tables, built in one place for every job.
+
+A table's ``bootstrap`` is a bootstrap string (plaintext) or a
+:class:`~feedrank.core.kafka_clients.KafkaAccess`, whose security becomes the
+connector's ``properties.*`` (SSL, SASL/SCRAM) for the Java Kafka client inside it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
+from feedrank.core.kafka_clients import KafkaTarget, kafka_access
+
 DeliveryGuarantee = Literal["exactly-once", "at-least-once", "none"]
 # Kafka's broker default transaction.max.timeout.ms is 15 minutes; stay under it.
 SINK_TRANSACTION_TIMEOUT_MS = 10 * 60 * 1000
+# flink-sql-connector-kafka relocates the Kafka clients under this package; a JAAS
+# config names its login module by class, so it must name the relocated one.
+SHADED_KAFKA_PREFIX = "org.apache.flink.kafka.shaded."
 
 
 @dataclass(frozen=True)
 class KafkaSource:
     topic: str
-    bootstrap: str
+    bootstrap: KafkaTarget
     group_id: str
     # Stop at the offsets that were latest when the job started (for bounded jobs).
     bounded: bool = False
@@ -23,13 +33,20 @@ class KafkaSource:
 @dataclass(frozen=True)
 class KafkaSink:
     topic: str
-    bootstrap: str
+    bootstrap: KafkaTarget
     delivery: DeliveryGuarantee = "exactly-once"
     transactional_id_prefix: str = "feedrank"
 
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def connection_options(bootstrap: KafkaTarget) -> dict[str, str]:
+    """``properties.bootstrap.servers`` and the security properties of the connector's
+    Kafka client (none for plaintext)."""
+    properties = kafka_access(bootstrap).java_properties(SHADED_KAFKA_PREFIX)
+    return {f"properties.{key}": value for key, value in properties.items()}
 
 
 def _with_clause(options: dict[str, str]) -> str:
@@ -47,7 +64,7 @@ def raw_source_options(source: KafkaSource) -> dict[str, str]:
     options = {
         "connector": "kafka",
         "topic": source.topic,
-        "properties.bootstrap.servers": source.bootstrap,
+        **connection_options(source.bootstrap),
         "properties.group.id": source.group_id,
         # Never read aborted or open transactions of upstream exactly-once producers.
         "properties.isolation.level": "read_committed",
@@ -66,7 +83,7 @@ def raw_sink_options(sink: KafkaSink) -> dict[str, str]:
     options = {
         "connector": "kafka",
         "topic": sink.topic,
-        "properties.bootstrap.servers": sink.bootstrap,
+        **connection_options(sink.bootstrap),
         "key.format": "raw",
         "key.fields": "key",
         "value.format": "raw",

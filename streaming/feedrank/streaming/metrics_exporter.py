@@ -26,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from feedrank.core import codecs
-from feedrank.core.kafka_clients import consumer_config
+from feedrank.core.kafka_clients import KafkaTarget, consumer_config
 from feedrank.core.settings import Settings
 from feedrank.streaming.aggregates import AGGREGATE_KIND, METRICS_KIND_HEADER, TOP_POSTS_KIND
 from feedrank.v1 import events_pb2
@@ -176,7 +176,7 @@ class MetricsExporter:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         topic: str,
         registry: CollectorRegistry,
         *,
@@ -267,7 +267,7 @@ def serve_metrics(
     )
     log.info("window metrics on http://%s:%d/metrics", ports.bind_host, ports.streaming_metrics)
     try:
-        MetricsExporter(settings.kafka.bootstrap, settings.topics.metrics, registry).run(stop_event)
+        MetricsExporter(settings.kafka.access, settings.topics.metrics, registry).run(stop_event)
     finally:
         server.shutdown()
         server.server_close()

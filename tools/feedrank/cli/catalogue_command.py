@@ -39,6 +39,7 @@ from feedrank.client import (
     open_rows,
 )
 from feedrank.core.clock import SystemClock
+from feedrank.core.kafka_clients import admin_config
 from feedrank.core.kafka_topics import ensure_topics
 from feedrank.core.settings import Settings
 from feedrank.stack.topics import entity_topics
@@ -162,10 +163,11 @@ def _cannot_read(file: Path, error: CatalogueFileError) -> NoReturn:
 
 def _producer(settings: Settings, create_topics: bool) -> EventProducer:
     topics = settings.topics
-    bootstrap = settings.kafka.bootstrap
+    bootstrap = settings.kafka.access
     if create_topics:
         try:
-            ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), entity_topics(topics))
+            admin = AdminClient(admin_config(bootstrap, log_level=None))
+            ensure_topics(admin, entity_topics(topics))
         except KafkaException as error:
             error_console.print(f"[red]Kafka at {bootstrap} failed:[/] {escape(str(error))}")
             raise typer.Exit(1) from error

@@ -92,7 +92,7 @@ def evaluate_command(
         loaded = load_logs(
             logs,
             kafka=from_examples,
-            bootstrap=settings.kafka.bootstrap,
+            bootstrap=settings.kafka.access,
             topic=examples_topic or settings.topics.examples,
             file_format=file_format.value if file_format else None,
             per_row_columns=per_row_target_columns(target_probabilities),

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from feedrank.cli.context import settings_of
+from feedrank.core.kafka_clients import KafkaAccess
 from feedrank.learners.replay import (
     DeliveryReport,
     ReplayFormatError,
@@ -74,8 +75,8 @@ def replay(
     report = DeliveryReport()
     if not dry_run and log.decisions:
         try:
-            ensure_replay_topics(settings.kafka.bootstrap, topics, settings.topics)
-            report = _produce(log, settings.kafka.bootstrap, topics)
+            ensure_replay_topics(settings.kafka.access, topics, settings.topics)
+            report = _produce(log, settings.kafka.access, topics)
         except KafkaException as error:
             error_console.print(f"[red]Kafka at {settings.kafka.bootstrap} failed:[/] {error}")
             raise typer.Exit(1) from error
@@ -84,7 +85,7 @@ def replay(
         raise typer.Exit(1)
 
 
-def _produce(log: ReplayLog, bootstrap: str, topics: ReplayTopics) -> DeliveryReport:
+def _produce(log: ReplayLog, bootstrap: KafkaAccess, topics: ReplayTopics) -> DeliveryReport:
     producer = ReplayProducer(bootstrap, topics)
     columns = (
         "[progress.description]{task.description}",

@@ -20,6 +20,7 @@ import grpc
 from confluent_kafka.admin import AdminClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from feedrank.core.kafka_clients import admin_config
 from feedrank.core.kafka_topics import ensure_topics
 from feedrank.core.settings import Settings, settings_to_environment
 from feedrank.stack.jars import require_jars
@@ -99,7 +100,7 @@ class KafkaComponent:
         return Health("healthy", f"{len(self.settings.topics.names())} feedrank topics")
 
     def _admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.endpoint, "log_level": 0})
+        return AdminClient(admin_config(self.settings.kafka.access, log_level=0))
 
 
 def ensure_port_free(port: int, *, owner: str, host: str = "127.0.0.1") -> None:

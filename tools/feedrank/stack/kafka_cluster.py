@@ -25,6 +25,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, ResourceType
 
+from feedrank.core.kafka_clients import admin_config
 from feedrank.core.kafka_topics import TopicSpec, ensure_topics
 from feedrank.core.settings import LOOPBACK, Settings
 from feedrank.stack.components import Component, Health, StackError, ensure_port_free
@@ -197,7 +198,7 @@ class KafkaNodeComponent:
         return up > len(self.node_ids) // 2
 
     def _admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap, "log_level": 0})
+        return AdminClient(admin_config(self.settings.kafka.access, log_level=0))
 
 
 def kafka_cluster_components(settings: Settings) -> list[Component]:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
+from feedrank.core.kafka_clients import (
+    KafkaAccess,
+    KafkaSecurity,
+    SaslMechanism,
+    SecurityProtocol,
+    security_problem,
+)
 from feedrank.core.settings.group import SettingsGroup
 
 LOOPBACK = "127.0.0.1"
@@ -29,11 +36,75 @@ class KafkaSettings(SettingsGroup):
     ready_timeout_s: float = Field(
         default=90.0, gt=0, description="How long to wait for the broker to answer metadata."
     )
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="How every client talks to Kafka: PLAINTEXT (the local stack), SSL, "
+        "SASL_PLAINTEXT or SASL_SSL.",
+    )
+    sasl_mechanism: SaslMechanism = Field(
+        default="SCRAM-SHA-512",
+        description="The SASL mechanism of the SASL protocols: SCRAM-SHA-512, SCRAM-SHA-256 "
+        "or PLAIN.",
+    )
+    sasl_username: str | None = Field(
+        default=None, description="The SASL user of this process (SASL protocols only)."
+    )
+    sasl_password: SecretStr | None = Field(
+        default=None,
+        description="The SASL user's password (SASL protocols only); never printed or "
+        "logged. Prefer the environment: FEEDRANK_KAFKA__SASL_PASSWORD.",
+    )
+    ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA the clients trust for the brokers' certificates "
+        "(SSL protocols only); unset: the system's trust store.",
+    )
+    ssl_cert_file: Path | None = Field(
+        default=None,
+        description="PEM client certificate, for brokers that authenticate clients by SSL "
+        "(SSL protocols only; with ssl_key_file).",
+    )
+    ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of ssl_cert_file (unencrypted)."
+    )
+
+    @model_validator(mode="after")
+    def _security_fits_together(self) -> Self:
+        problem = security_problem(
+            self.security_protocol,
+            self.sasl_mechanism,
+            username=self.sasl_username,
+            password=self.sasl_password,
+            ca_file=self.ssl_ca_file,
+            cert_file=self.ssl_cert_file,
+            key_file=self.ssl_key_file,
+        )
+        if problem is not None:
+            raise ValueError(f"kafka settings: {problem}")
+        return self
 
     @property
     def bootstrap(self) -> str:
         """The bootstrap string every client uses."""
         return self.bootstrap_servers or f"{LOOPBACK}:{self.broker_port}"
+
+    @property
+    def security(self) -> KafkaSecurity:
+        """How every client authenticates and what it trusts (plaintext by default)."""
+        return KafkaSecurity(
+            protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=self.sasl_password,
+            ssl_ca_file=self.ssl_ca_file,
+            ssl_cert_file=self.ssl_cert_file,
+            ssl_key_file=self.ssl_key_file,
+        )
+
+    @property
+    def access(self) -> KafkaAccess:
+        """The bootstrap string and the security: what every client is built from."""
+        return KafkaAccess(self.bootstrap, self.security)
 
 
 class TopicSettings(SettingsGroup):

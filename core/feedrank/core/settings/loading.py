@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,6 +32,7 @@ from feedrank.core.settings.infrastructure import (
     TopicSettings,
 )
 from feedrank.core.settings.learner import LearnerSettings
+from feedrank.core.settings.security import TlsSettings
 from feedrank.core.settings.topology import ClusterSettings
 from feedrank.core.settings.world import WorldSettings
 
@@ -60,6 +61,7 @@ class Settings(BaseSettings):
     deploy: DeploySettings = DeploySettings()
     learner: LearnerSettings = LearnerSettings()
     cluster: ClusterSettings = ClusterSettings()
+    tls: TlsSettings = TlsSettings()
 
     @model_validator(mode="after")
     def _bootstrap_from_every_kafka_node(self) -> Self:
@@ -129,7 +131,9 @@ def _reject_unknown_environment() -> None:
 
 
 def settings_to_environment(settings: Settings) -> dict[str, str]:
-    """``FEEDRANK_*`` variables that rebuild ``settings`` in a child process."""
+    """``FEEDRANK_*`` variables that rebuild ``settings`` in a child process; secrets
+    (the Kafka SASL password) in clear, as the child needs them: pass these only to a
+    child's environment, never to a log."""
     environment: dict[str, str] = {}
     for group, values in settings.model_dump().items():
         _to_environment(f"FEEDRANK_{group.upper()}", values, environment)
@@ -141,7 +145,9 @@ def _to_environment(prefix: str, values: dict[str, Any], environment: dict[str, 
         key = f"{prefix}__{name.upper()}"
         if value is None:
             continue
-        if isinstance(value, dict):  # a nested group, e.g. explore.rules
+        if isinstance(value, SecretStr):  # the child process needs the secret itself
+            environment[key] = value.get_secret_value()
+        elif isinstance(value, dict):  # a nested group, e.g. explore.rules
             _to_environment(key, value, environment)
         elif isinstance(value, (set, frozenset, list, tuple)):
             items = sorted(value) if isinstance(value, (set, frozenset)) else list(value)

@@ -6,6 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from feedrank.core.kafka_clients import KafkaTarget
 from feedrank.learners.evaluation.logged_data import LoggedBandit, from_examples, from_replay_rows
 from feedrank.learners.replay import FileFormat, read_replay
 from feedrank.learners.sources import read_kafka_range
@@ -42,7 +43,7 @@ def load_logs(
     replay_file: Path | None,
     *,
     kafka: bool,
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topic: str,
     file_format: FileFormat | None = None,
     per_row_columns: Collection[str] = (),
@@ -60,7 +61,7 @@ def load_logs(
     return loaded
 
 
-def from_kafka(bootstrap: str, topic: str, timeout_s: float = 60.0) -> LoadedLogs:
+def from_kafka(bootstrap: KafkaTarget, topic: str, timeout_s: float = 60.0) -> LoadedLogs:
     """Every labelled example on ``topic`` up to its end offsets when reading started."""
     batch = read_kafka_range(bootstrap, topic, timeout_s=timeout_s)
     rejected = [f"{batch.undecodable} records are not LabelledExample"] if batch.undecodable else []

@@ -41,6 +41,7 @@ from confluent_kafka import KafkaError, Message
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core import codecs
+from feedrank.core.kafka_clients import KafkaTarget
 from feedrank.core.kafka_link import BrokerLink
 from feedrank.learners.examples import (
     ExampleBatch,
@@ -68,7 +69,7 @@ log = logging.getLogger("feedrank.learners")
 class ConsumerConfig:
     """Where the learner reads, keeps state, and how often it checkpoints and publishes."""
 
-    bootstrap: str
+    bootstrap: KafkaTarget  # a bootstrap string (plaintext), or one with its security
     topic: str
     group_id: str
     state_dir: Path

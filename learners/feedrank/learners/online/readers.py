@@ -27,7 +27,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from feedrank.core.kafka_clients import consumer_config
+from feedrank.core.kafka_clients import KafkaTarget, consumer_config
 from feedrank.core.kafka_link import BrokerLink
 
 SHOWN_ITEMS_PER_DECISION = 16  # about a feed's length: decisions polled per example record
@@ -50,7 +50,7 @@ class TopicReaders:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: KafkaTarget,
         group_id: str,
         topics: list[str],
         decisions_topic: str | None,

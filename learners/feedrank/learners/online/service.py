@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import start_http_server
 
 from feedrank.core.clock import SystemClock
+from feedrank.core.kafka_clients import KafkaAccess, admin_config
 from feedrank.core.kafka_link import BrokerLink
 from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
@@ -62,7 +63,7 @@ def run_online_learner(
     if stop is None:
         stop = _stop_on_signals()
     link = BrokerLink("the online learner", on_change=metrics.KAFKA_UP.set)
-    _wait_for_kafka(settings.kafka.bootstrap, link, stop, reporter)
+    _wait_for_kafka(settings.kafka.access, link, stop, reporter)
     learner_settings = settings.learner
     torch.set_num_threads(learner_settings.torch_threads)
     registry = LocalModelRegistry(settings.paths.registry)
@@ -95,7 +96,7 @@ def run_online_learner(
     )
     consumer = OnlineConsumer(
         ConsumerConfig(
-            bootstrap=settings.kafka.bootstrap,
+            bootstrap=settings.kafka.access,
             topic=settings.topics.examples,
             decisions_topic=settings.topics.decisions
             if learner_settings.feedback == "fake_negatives"
@@ -138,12 +139,12 @@ def run_online_learner(
 
 
 def _wait_for_kafka(
-    bootstrap: str, link: BrokerLink, stop: threading.Event, reporter: Reporter
+    bootstrap: KafkaAccess, link: BrokerLink, stop: threading.Event, reporter: Reporter
 ) -> None:
     """Return once Kafka answers a metadata request (or ``stop`` is set), retrying with
     backoff: the learner reads nothing without it, and its catalogue replay must not
     start against a broker that is down (it would go on without the posts)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(admin_config(bootstrap, log_level=0))
     waited = False
     while not stop.is_set():
         link.attempt(lambda: admin.list_topics(timeout=5.0), "metadata request")

@@ -18,7 +18,7 @@ from typing import Protocol
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from feedrank.core.kafka_clients import idempotent_producer_config
+from feedrank.core.kafka_clients import KafkaTarget, admin_config, idempotent_producer_config
 from feedrank.core.kafka_topics import TopicSpec, ensure_topics
 from feedrank.core.settings import TopicSettings
 from feedrank.core.time_units import DAY_MS
@@ -68,16 +68,20 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)
 
 
-def ensure_replay_topics(bootstrap: str, topics: ReplayTopics, settings: TopicSettings) -> None:
+def ensure_replay_topics(
+    bootstrap: KafkaTarget, topics: ReplayTopics, settings: TopicSettings
+) -> None:
     """Create the two topics when they do not exist yet (partitions and retention from
     settings, as ``feedrank up`` would)."""
-    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), topics.specs(settings))
+    ensure_topics(AdminClient(admin_config(bootstrap, log_level=None)), topics.specs(settings))
 
 
 class ReplayProducer:
     """Sends :class:`ReplayEvents` and counts what the broker acknowledged."""
 
-    def __init__(self, bootstrap: str, topics: ReplayTopics, delivery_timeout_s: float = 60.0):
+    def __init__(
+        self, bootstrap: KafkaTarget, topics: ReplayTopics, delivery_timeout_s: float = 60.0
+    ):
         self.topics = topics
         self.report = DeliveryReport()
         self._producer = Producer(
