@@ -6,6 +6,8 @@ Storage is formatted on first start under a project-owned directory and never ag
 (a node restarted after a crash rejoins with its data); readiness is awaited by asking
 the broker for cluster metadata (never by sleeping); stop sends SIGTERM to the broker's
 process group and escalates to SIGKILL only after a grace period, so no JVM is left behind.
+With a :class:`~feedrank.stack.broker_security.BrokerSecurity` its client listener is
+SASL_SSL with SCRAM users and ACLs enforced (a single node only).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from feedrank.core.kafka_clients import KafkaAccess, admin_config
+from feedrank.stack.broker_security import CLIENT_LISTENER, BrokerSecurity
 from feedrank.stack.process import ManagedProcess, java_executable
 
 BROKER_MAIN_CLASS = "kafka.Kafka"
@@ -56,9 +60,13 @@ class BrokerConfig:
     # Ask the controller to move leadership away before stopping. The last node of a
     # stopping cluster has no quorum left to ask and would wait five minutes for it.
     controlled_shutdown: bool = True
+    # SASL_SSL with SCRAM users and ACLs on the client listener; None: plaintext.
+    security: BrokerSecurity | None = None
 
     def __post_init__(self) -> None:
         voters = self.voters()
+        if self.security is not None and len(voters) > 1:
+            raise KafkaBrokerError("a secured broker runs alone (no quorum_voters)")
         if self.node_id not in dict(voters):
             raise KafkaBrokerError(f"node {self.node_id} is not among the voters {voters}")
         if not 1 <= self.min_insync_replicas <= self.replication_factor <= len(voters):
@@ -70,6 +78,17 @@ class BrokerConfig:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def access(self) -> KafkaAccess:
+        """How the stack's own probes reach the broker: plaintext, or as the admin."""
+        if self.security is None:
+            return KafkaAccess(self.bootstrap)
+        return self.security.client_access(self.bootstrap)
+
+    @property
+    def client_listener(self) -> str:
+        return "PLAINTEXT" if self.security is None else CLIENT_LISTENER
 
     @property
     def process_tag(self) -> str:
@@ -90,17 +109,18 @@ class BrokerConfig:
     def server_properties(self) -> str:
         replicas, min_isr = str(self.replication_factor), str(self.min_insync_replicas)
         voters = ",".join(f"{node}@{self.host}:{port}" for node, port in self.voters())
+        listener = self.client_listener
         lines = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": voters,
             "listeners": (
-                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+                f"{listener}://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "advertised.listeners": f"{listener}://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.log_dirs.resolve()),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
@@ -121,6 +141,8 @@ class BrokerConfig:
             "log.retention.check.interval.ms": "60000",
             "controlled.shutdown.enable": str(self.controlled_shutdown).lower(),
         }
+        if self.security is not None:
+            lines.update(self.security.server_properties(self.data_dir))
         return "".join(f"{key}={value}\n" for key, value in lines.items())
 
 
@@ -135,13 +157,23 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         return self.config.bootstrap
 
+    @property
+    def access(self) -> KafkaAccess:
+        """The bootstrap and, on a secured broker, the admin's credentials."""
+        return self.config.access
+
     def is_formatted(self) -> bool:
         return (self.config.log_dirs / "meta.properties").is_file()
 
     def format_storage(self) -> None:
         """Write server.properties and format the storage directory once."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config.properties_file.write_text(self.config.server_properties())
+        security = self.config.security
+        properties = self.config.properties_file
+        properties.touch(mode=0o600, exist_ok=True)  # a secured one holds the admin's password
+        properties.write_text(self.config.server_properties())
+        if security is not None:
+            security.write_keystore(self.config.data_dir)
         if self.is_formatted():
             return
         command = [
@@ -150,7 +182,8 @@ class KafkaBroker:
             # One argument: a random id may start with "-", which argparse would misread.
             f"--cluster-id={self.config.cluster_id or new_cluster_id()}",
             "--config",
-            str(self.config.properties_file),
+            str(properties),
+            *(security.format_arguments() if security is not None else []),
         ]
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
         if completed.returncode != 0:
@@ -173,7 +206,7 @@ class KafkaBroker:
     def wait_ready(self, process: ManagedProcess | None, timeout_s: float) -> None:
         """Block until the broker answers a metadata request, or fail with its log tail."""
         deadline = time.monotonic() + timeout_s
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient(admin_config(self.access, log_level=0))
         while time.monotonic() < deadline:
             if process is not None and not process.is_running():
                 raise KafkaBrokerError(
