@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from feedrank.client import DeliveryFailed, EventProducer, InvalidEvent, TopicNames
+from feedrank.client import (
+    DeliveryFailed,
+    EventProducer,
+    InvalidEvent,
+    KafkaAccess,
+    KafkaSecurity,
+    TopicNames,
+)
 from feedrank.client.entities import graph_event, post_upsert
 from feedrank.core.kafka_clients import idempotent_producer_config
 from feedrank.v1 import catalogue_pb2
@@ -128,3 +135,11 @@ def test_idempotent_producer_config() -> None:
     }
     with pytest.raises(ValueError, match="linger_ms"):
         idempotent_producer_config("h:1", linger_ms=-1)
+
+
+def test_security_is_given_with_a_bootstrap_string_or_inside_an_access() -> None:
+    security = KafkaSecurity.sasl_ssl("app", "app-secret")
+    EventProducer("kafka:9093", security=security)  # nothing contacts the broker yet
+    EventProducer(KafkaAccess("kafka:9093", security))
+    with pytest.raises(ValueError, match="KafkaAccess has its own"):
+        EventProducer(KafkaAccess("kafka:9093", security), security=security)

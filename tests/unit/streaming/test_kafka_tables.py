@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from feedrank.core.kafka_clients import KafkaAccess, KafkaSecurity
 from feedrank.streaming.kafka_tables import (
     SINK_TRANSACTION_TIMEOUT_MS,
     KafkaSink,
@@ -31,3 +34,26 @@ def test_ddl_quotes_option_values() -> None:
     ddl = raw_table_ddl("src", {"topic": "it's"})
     assert "CREATE TEMPORARY TABLE `src`" in ddl
     assert "'topic' = 'it''s'" in ddl
+
+
+def test_a_secured_table_gives_the_connector_its_security_properties() -> None:
+    access = KafkaAccess(
+        "kafka:9093",
+        KafkaSecurity.sasl_ssl("join", "it's-secret", ca_file=Path("/certs/ca.pem")),
+    )
+    source = raw_source_options(KafkaSource("t", access, "g"))
+    sink = raw_sink_options(KafkaSink("t", access))
+    for options in (source, sink):
+        assert options["properties.bootstrap.servers"] == "kafka:9093"
+        assert options["properties.security.protocol"] == "SASL_SSL"
+        assert options["properties.sasl.mechanism"] == "SCRAM-SHA-512"
+        assert options["properties.sasl.jaas.config"].startswith(
+            "org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram."
+            'ScramLoginModule required username="join"'
+        )
+        assert options["properties.ssl.truststore.type"] == "PEM"
+        assert options["properties.ssl.truststore.location"] == "/certs/ca.pem"
+    # The DDL quotes the password's apostrophe like any other value.
+    assert "it''s-secret" in raw_table_ddl("t", source)
+    plaintext = raw_source_options(KafkaSource("t", "h:1", "g"))
+    assert not any(key.startswith("properties.s") for key in plaintext)
