@@ -127,6 +127,7 @@ class DeployServer:
             self.health,
             address=f"{host}:{self._grpc_port}",
             credentials=Credentials.load_or_create(credentials_path(self.settings)),
+            tls=self.settings.tls,
         )
         self._server.start()
         if self._metrics_port is not None:

@@ -171,7 +171,7 @@ def plan_follower(
 ) -> PlanFollower | None:
     """A follower of the configured serving plan into ``slots``; None without a plan."""
     explore = settings.explore
-    source = plan_source(explore)
+    source = plan_source(explore, settings.tls)
     if source is None:
         return None
     loader = ModelLoader(
