@@ -21,9 +21,9 @@ import ipaddress
 import logging
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -94,9 +94,11 @@ def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials | None:
     if tls.cert_file is None or tls.key_file is None:
         return None
     certificates = ReloadingServerCertificates(tls.cert_file, tls.key_file, tls.client_ca_file)
+    # The stubs miss that the fetcher returns None for "unchanged" (grpc's own docs).
+    fetch = cast(Callable[[], grpc.ServerCertificateConfiguration], certificates.fetch)
     return grpc.dynamic_ssl_server_credentials(
         certificates.initial,
-        certificates.fetch,
+        fetch,
         require_client_authentication=tls.client_ca_file is not None,
     )
 

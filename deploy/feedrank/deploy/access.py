@@ -25,10 +25,10 @@ from __future__ import annotations
 import contextvars
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 import grpc
 
@@ -154,10 +154,11 @@ def caller() -> Identity | None:
 def certificate_name(context: grpc.ServicerContext) -> str | None:
     """The common name of the client's certificate, when the connection is TLS and the
     server verified that certificate (mutual TLS); None otherwise."""
-    auth = context.auth_context()
-    if auth.get("transport_security_type") != [b"ssl"]:
+    # Each property is a list of values (the stubs say a single bytes value).
+    auth = cast(Mapping[str, Sequence[bytes]], context.auth_context())
+    if list(auth.get("transport_security_type") or ()) != [b"ssl"]:
         return None
-    names = auth.get("x509_common_name") or []
+    names = list(auth.get("x509_common_name") or ())
     return names[0].decode() if names else None
 
 

@@ -9,6 +9,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -49,15 +50,14 @@ def healthy(port: int, tls: TlsSettings) -> bool:
     """One health check over a fresh channel; False when the connection is refused."""
     with open_channel(f"127.0.0.1:{port}", tls) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=5
-            )
+            stub: Any = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
         except grpc.RpcError as error:
             code = error.code() if isinstance(error, grpc.Call) else None
             if code != grpc.StatusCode.UNAVAILABLE:
                 raise
             return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 @pytest.fixture

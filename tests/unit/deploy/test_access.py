@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -169,7 +169,7 @@ def test_an_operator_s_unreadable_request_is_invalid_and_counted(
     token = Credentials.load_or_create(tokens).token_of("operator")
     before = counted("INVALID_ARGUMENT")
     with grpc.insecure_channel(address) as channel:
-        abort_bytes = channel.unary_unary("/feedrank.v1.Deploy/AbortRollout")
+        abort_bytes: Any = channel.unary_unary("/feedrank.v1.Deploy/AbortRollout")
         with pytest.raises(grpc.RpcError) as failure:
             abort_bytes(
                 b"\xff\xff\xff", timeout=5, metadata=(("authorization", f"Bearer {token}"),)
