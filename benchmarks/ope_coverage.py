@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core.exploration import EpsilonGreedy, ExplorationPolicy, PlackettLuce
 from feedrank.core.feature_schema import COUNTRIES, LANGUAGES
 from feedrank.core.time_units import DAY_MS
-from feedrank.explore.exploration import EpsilonGreedy, ExplorationPolicy, PlackettLuce
 from feedrank.learners.evaluation import (
     Estimate,
     LoggedBandit,

@@ -44,15 +44,15 @@ import numpy as np
 import torch
 
 from feedrank.core.clock import ManualClock
-from feedrank.core.feature_schema import IntArray, post_index, user_id
-from feedrank.core.settings import Settings, load_settings
-from feedrank.explore.deadline import Deadline
-from feedrank.explore.exploration import (
+from feedrank.core.exploration import (
     ExplorationPolicy,
     ExplorationSettings,
     policy_from_name,
     policy_from_settings,
 )
+from feedrank.core.feature_schema import IntArray, post_index, user_id
+from feedrank.core.settings import Settings, load_settings
+from feedrank.explore.deadline import Deadline
 from feedrank.explore.model_loader import ModelLoader, check_user_ids
 from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService

@@ -16,6 +16,7 @@ import numpy as np
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import ManualClock
+from feedrank.core.exploration import policy_from_name
 from feedrank.core.feature_schema import (
     CONTENT_DIM,
     IntArray,
@@ -27,7 +28,6 @@ from feedrank.core.settings import ExploreSettings
 from feedrank.core.time_units import DAY_MS, HOUR_MS
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogger
-from feedrank.explore.exploration import policy_from_name
 from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, index_catalogue
@@ -122,9 +122,10 @@ class ServedWorld:
         *,
         decision_features: Literal["compact", "full"] = "compact",
         policy: str = "greedy",
+        epsilon: float = 0.1,
     ) -> list[bytes]:
         """One Rank call for each of the first ``users`` users at SERVE_MS (``policy``: the
-        exploration policy's name, epsilon 0.1); the decisions."""
+        exploration policy's name, with ``epsilon``); the decisions."""
         posts = all_posts(self.store, SERVE_MS)
         bundle = small_bundle(posts, seed=3)
         created = np.asarray(self.ranker.post_column("created_ms"), dtype=np.int64)
@@ -132,7 +133,7 @@ class ServedWorld:
         service = ExploreService(
             store=self.store,
             settings=ExploreSettings(candidates=300, decision_features=decision_features),
-            policy=policy_from_name(policy, epsilon=0.1, temperature=1.0),
+            policy=policy_from_name(policy, epsilon=epsilon, temperature=1.0),
             clock=ManualClock(SERVE_MS),
             decision_log=cast(DecisionLogger, self.log),
         )

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core.exploration import EpsilonGreedy, ExplorationPolicy, seed_for_decision
 from feedrank.core.feature_schema import (
     FloatArray,
     IntArray,
@@ -32,7 +33,6 @@ from feedrank.core.feature_schema import (
     UserFeatures,
     user_id,
 )
-from feedrank.explore.exploration import EpsilonGreedy, ExplorationPolicy, seed_for_decision
 from feedrank.features import InMemoryFeatureStore, apply_reward
 from feedrank.simulate.world import BehaviourModel, World
 from feedrank.simulate.world.catalogue import catalogue_from_world

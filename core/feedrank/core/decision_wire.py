@@ -116,16 +116,34 @@ def _country_entry(code: int) -> bytes:
 
 
 _ITEM_TAG = tag(9, LEN)  # Decision.items
+_POOL_TAG = tag(12, LEN)  # Decision.pool
 # ShownItem: post_id = 1, position = 2, score = 3, propensity = 4, features = 5,
 # catalogue_version = 6.
 _POST_ID_TAG, _POSITION_TAG, _FEATURES_TAG = tag(1, LEN), tag(2, VARINT), tag(5, LEN)
 _VERSION_TAG = tag(6, VARINT)
 _SCORE_AND_PROPENSITY = struct.Struct("<BdBd")  # each tag is one byte, then a double
+_SCORE = struct.Struct("<Bd")
 _SCORE_TAG, _PROPENSITY_TAG = 3 << 3 | I64, 4 << 3 | I64
 
 
 _COUNTRY_CODE_TAG = tag(6, VARINT)  # FeatureVector.country_code
 assert len(COUNTRIES) < 0x80, "a country code is a one-byte varint"  # country_codes' range
+
+
+@dataclass(frozen=True)
+class UnshownPool:
+    """The exploration pool's items a decision did not show (``Decision.pool``): row i
+    of ``posts`` is post ``post_ids[i]``, with the logging list's ``scores[i]`` and, for a
+    compact decision, catalogue version ``catalogue_versions[i]``."""
+
+    posts: PostFeatureBatch
+    post_ids: Sequence[str]
+    scores: Sequence[float]
+    catalogue_versions: IntArray | None = None
+
+    def __post_init__(self) -> None:
+        if not len(self.posts) == len(self.post_ids) == len(self.scores):
+            raise ValueError("an unshown pool needs one id and one score per post")
 
 
 @dataclass(frozen=True)
@@ -178,18 +196,22 @@ def encode_decision(
     posts: PostFeatureBatch,
     items: Sequence[ShownItemFields],
     catalogue_versions: IntArray | None = None,
+    pool: UnshownPool | None = None,
 ) -> bytes:
     """``header`` (a Decision without items) with ``items`` shown, ``posts`` row i being
     the features of item i, as protobuf bytes; compact with ``catalogue_versions`` (row i:
-    the version of post i's static features in ``posts``)."""
-    if header.items or header.item_feature_names:
+    the version of post i's static features in ``posts``). ``pool``: the exploration
+    pool's unshown items (``Decision.pool``), compact exactly when the items are."""
+    if header.items or header.item_feature_names or header.pool:
         raise ValueError("the header must not carry items or their names: they are encoded here")
     if len(items) != len(posts):
         raise ValueError(f"{len(items)} items but features of {len(posts)} posts")
+    if pool is not None and (pool.catalogue_versions is None) != (catalogue_versions is None):
+        raise ValueError("the pool is compact exactly when the shown items are")
     encoded = [header.SerializeToString(deterministic=True)]
     if catalogue_versions is None:
-        features = [_FEATURES_TAG + varint(len(full)) + full for full in feature_vectors(posts)]
-        versions = [0] * len(posts)
+        features, versions = _full_features(posts)
+        layout = None
     else:
         if catalogue_versions.shape != (len(posts),):
             raise ValueError(
@@ -199,6 +221,22 @@ def encode_decision(
         layout = _LAYOUT_ITEMS if at_decision_time else _NAMED_ITEMS
         features, versions = _compact_features(posts, catalogue_versions, layout)
         encoded.append(layout.names)
+    encoded += _shown_items(items, features, versions)
+    if pool is not None and len(pool.posts):
+        encoded += _pool_items(pool, layout)
+    return b"".join(encoded)
+
+
+def _full_features(posts: PostFeatureBatch) -> tuple[list[bytes], list[int]]:
+    """Each post's encoded ``features`` field, whole (no catalogue version)."""
+    features = [_FEATURES_TAG + varint(len(full)) + full for full in feature_vectors(posts)]
+    return features, [0] * len(posts)
+
+
+def _shown_items(
+    items: Sequence[ShownItemFields], features: list[bytes], versions: list[int]
+) -> list[bytes]:
+    encoded: list[bytes] = []
     pack_scores = _SCORE_AND_PROPENSITY.pack
     for item, item_features, version in zip(items, features, versions, strict=True):
         post = item.post_id.encode()
@@ -215,7 +253,34 @@ def encode_decision(
             )
         )
         encoded += (_ITEM_TAG, varint(len(shown)), shown)
-    return b"".join(encoded)
+    return encoded
+
+
+def _pool_items(pool: UnshownPool, layout: _CompactItems | None) -> list[bytes]:
+    """The pool's items (``Decision.pool``): a shown item's fields but position and
+    propensity, features as the shown items have them (whole, or by ``layout``)."""
+    if layout is None or pool.catalogue_versions is None:
+        features, versions = _full_features(pool.posts)
+    else:
+        features, versions = _compact_features(pool.posts, pool.catalogue_versions, layout)
+    encoded: list[bytes] = []
+    pack_score = _SCORE.pack
+    for post_id, score, item_features, version in zip(
+        pool.post_ids, pool.scores, features, versions, strict=True
+    ):
+        post = post_id.encode()
+        unshown = b"".join(
+            (
+                _POST_ID_TAG,
+                varint(len(post)),
+                post,
+                pack_score(_SCORE_TAG, float(score)),
+                item_features,
+                _VERSION_TAG + varint(version) if version > 0 else b"",
+            )
+        )
+        encoded += (_POOL_TAG, varint(len(unshown)), unshown)
+    return encoded
 
 
 def _compact_features(

@@ -144,9 +144,20 @@ class PostFeatureRejoin:
     ) -> list[tuple[events_pb2.ShownItem, events_pb2.FeatureVector]]:
         """Each shown item of ``decision`` with its full post features (a full item's own);
         items whose version cannot be found are left out, counted and logged."""
+        return self._full_items(decision, decision.items)
+
+    def pool_items(
+        self, decision: events_pb2.Decision
+    ) -> list[tuple[events_pb2.ShownItem, events_pb2.FeatureVector]]:
+        """The same for the decision's unshown exploration pool (``Decision.pool``)."""
+        return self._full_items(decision, decision.pool)
+
+    def _full_items(
+        self, decision: events_pb2.Decision, items: Iterable[events_pb2.ShownItem]
+    ) -> list[tuple[events_pb2.ShownItem, events_pb2.FeatureVector]]:
         names, at_ms = decision.item_feature_names, decision.event_time_ms
         shown = []
-        for item in decision.items:
+        for item in items:
             version = item.catalogue_version
             if version == 0:
                 shown.append((item, item.features))

@@ -22,11 +22,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from confluent_kafka import Consumer, TopicPartition
+from google.protobuf.message import Message
 
 from feedrank.core import codecs
 from feedrank.core.compact_features import is_compact_user
@@ -64,36 +65,70 @@ class KafkaRange:
     complete: bool = True  # False when the deadline or max_examples came before the end
 
 
+Record = TypeVar("Record", bound=Message)
+
+
+@dataclass
+class RecordRange(Generic[Record]):
+    """The records of a topic range, decoded, and how far reading got."""
+
+    records: list[Record] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset
+    undecodable: int = 0
+    complete: bool = True  # False when the deadline or max_records came before the end
+
+
 def read_kafka_range(
     bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 120.0, max_examples: int | None = None
 ) -> KafkaRange:
     """Examples from the start of ``topic`` to its end offsets as of now (read committed)."""
-    consumer = Consumer(consumer_config(bootstrap, f"feedrank-train-{uuid.uuid4().hex}"))
-    result = KafkaRange()
+    read = read_records(
+        bootstrap,
+        topic,
+        events_pb2.LabelledExample,
+        timeout_s=timeout_s,
+        max_records=max_examples,
+    )
+    return KafkaRange(read.records, read.offsets, read.undecodable, read.complete)
+
+
+def read_records(
+    bootstrap: KafkaTarget,
+    topic: str,
+    message_type: type[Record],
+    *,
+    since_ms: int | None = None,
+    timeout_s: float = 120.0,
+    max_records: int | None = None,
+) -> RecordRange[Record]:
+    """``message_type`` records of ``topic`` from its start (or from the first record
+    written at ``since_ms`` or later, by Kafka timestamp) to its end offsets as of now,
+    read committed; records that do not decode are counted, not kept."""
+    consumer = Consumer(consumer_config(bootstrap, f"feedrank-read-{uuid.uuid4().hex}"))
+    result: RecordRange[Record] = RecordRange()
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if metadata is None or metadata.error is not None:
             raise ExampleSourceError(f"topic {topic!r} is not available")
+        starts = _start_offsets(consumer, topic, sorted(metadata.partitions), since_ms)
         ends: dict[int, int] = {}
         for partition in sorted(metadata.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
-            if high > low:
+            if high > max(low, starts[partition]):
                 ends[partition] = high
             result.offsets[f"{topic}:{partition}"] = high
-        consumer.assign([TopicPartition(topic, partition, 0) for partition in ends])
-        reached = dict.fromkeys(ends, 0)
+        consumer.assign([TopicPartition(topic, p, max(starts[p], 0)) for p in ends])
+        reached = {partition: starts[partition] for partition in ends}
         deadline = time.monotonic() + timeout_s
         while any(reached[p] < ends[p] for p in ends) and time.monotonic() < deadline:
-            if max_examples is not None and len(result.examples) >= max_examples:
+            if max_records is not None and len(result.records) >= max_records:
                 break
             for message in consumer.consume(num_messages=1000, timeout=0.5):
                 if message.error() is not None:
                     continue
                 reached[int(message.partition() or 0)] = int(message.offset() or 0) + 1
                 try:
-                    result.examples.append(
-                        codecs.decode(events_pb2.LabelledExample, message.value())
-                    )
+                    result.records.append(codecs.decode(message_type, message.value()))
                 except codecs.EventDecodeError:
                     result.undecodable += 1
             for partition in ends:  # transaction markers leave gaps: ask where we are
@@ -104,6 +139,27 @@ def read_kafka_range(
     finally:
         consumer.close()
     return result
+
+
+def _start_offsets(
+    consumer: Consumer, topic: str, partitions: Sequence[int], since_ms: int | None
+) -> dict[int, int]:
+    """Where reading starts in each partition: 0, or the first offset at ``since_ms``
+    (the end, -1 from Kafka, where nothing was written since)."""
+    if since_ms is None:
+        return dict.fromkeys(partitions, 0)
+    found = consumer.offsets_for_times(
+        [TopicPartition(topic, partition, since_ms) for partition in partitions], timeout=30
+    )
+    starts = {}
+    for position in found:
+        offset = int(position.offset)
+        if offset < 0:  # nothing at or after since_ms: start at the end
+            offset = consumer.get_watermark_offsets(TopicPartition(topic, position.partition), 30)[
+                1
+            ]
+        starts[int(position.partition)] = offset
+    return starts
 
 
 def write_examples(examples: Sequence[events_pb2.LabelledExample], path: Path) -> None:

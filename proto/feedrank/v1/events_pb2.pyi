@@ -301,6 +301,7 @@ class Decision(google.protobuf.message.Message):
     ITEMS_FIELD_NUMBER: builtins.int
     CONTEXT_FIELD_NUMBER: builtins.int
     ITEM_FEATURE_NAMES_FIELD_NUMBER: builtins.int
+    POOL_FIELD_NUMBER: builtins.int
     decision_id: builtins.str
     event_time_ms: builtins.int
     user_id: builtins.str
@@ -326,6 +327,15 @@ class Decision(google.protobuf.message.Message):
         (docs/contracts.md), which stands for its names in order.
         """
 
+    @property
+    def pool(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ShownItem]:
+        """With explore.log_pool: the exploration pool's items that were not shown, each as a
+        shown item logs it (post_id, score, features, catalogue_version) but with no position
+        or propensity. With the shown items they are the whole support of the logged
+        propensities, so a target policy can be replayed over the same items (`feedrank
+        evaluate --version`, docs/replay-and-evaluation.md). Empty when the pool is the slate.
+        """
+
     def __init__(
         self,
         *,
@@ -340,9 +350,10 @@ class Decision(google.protobuf.message.Message):
         items: collections.abc.Iterable[global___ShownItem] | None = ...,
         context: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
         item_feature_names: collections.abc.Iterable[builtins.str] | None = ...,
+        pool: collections.abc.Iterable[global___ShownItem] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["user_features", b"user_features"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["arm", b"arm", "context", b"context", "decision_id", b"decision_id", "event_time_ms", b"event_time_ms", "exploration_policy", b"exploration_policy", "exploration_seed", b"exploration_seed", "item_feature_names", b"item_feature_names", "items", b"items", "model_version", b"model_version", "user_features", b"user_features", "user_id", b"user_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["arm", b"arm", "context", b"context", "decision_id", b"decision_id", "event_time_ms", b"event_time_ms", "exploration_policy", b"exploration_policy", "exploration_seed", b"exploration_seed", "item_feature_names", b"item_feature_names", "items", b"items", "model_version", b"model_version", "pool", b"pool", "user_features", b"user_features", "user_id", b"user_id"]) -> None: ...
 
 global___Decision = Decision
 

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import Clock
+from feedrank.core.exploration import policy_from_name
 from feedrank.core.settings import Settings
 from feedrank.core.time_units import DAY_MS
 from feedrank.explore.catalogue_source import CatalogueTail, Positions
@@ -32,7 +33,6 @@ from feedrank.explore.cold_start import catalogue_creation_times
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogConfig, DecisionLogger
 from feedrank.explore.errors import ModelRefused
-from feedrank.explore.exploration import policy_from_name
 from feedrank.explore.feature_updates import (
     FeatureUpdater,
     KafkaSourceConfig,

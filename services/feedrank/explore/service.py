@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from feedrank.core.clock import Clock
 from feedrank.core.compact_features import logged_user_features
-from feedrank.core.decision_wire import encode_decision
+from feedrank.core.decision_wire import UnshownPool, encode_decision
+from feedrank.core.exploration import ExplorationPolicy, seed_for_decision
 from feedrank.core.feature_schema import (
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
@@ -35,7 +36,6 @@ from feedrank.explore import metrics
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogger
 from feedrank.explore.errors import ModelNotLoaded
-from feedrank.explore.exploration import ExplorationPolicy, seed_for_decision
 from feedrank.explore.model_slots import DEFAULT_ARM, ModelSlots, ServingSet
 from feedrank.explore.queries import RankedPost, RankQuery, RankResult
 from feedrank.explore.rules import RuleOutcome, UserRuleContext, apply_rules
@@ -179,6 +179,7 @@ class ExploreService:
                 shown_posts=shown_posts,
                 shown_versions=shown_versions,
                 items=items,
+                pool=lambda: self._unshown_pool(candidates, outcome, slate.rows, query.limit),
             )
             self.store.record_seen(query.user_id, shown_posts.post_index, query.request_time_ms)
         return RankResult(decision_id, model.version, arm, items)
@@ -251,10 +252,14 @@ class ExploreService:
         shown_posts: PostFeatureBatch,
         shown_versions: IntArray,
         items: tuple[RankedPost, ...],
+        pool: Callable[[], UnshownPool],
     ) -> None:
         if self.decision_log is None:
             return
         compact = self.settings.decision_features == "compact"
+        unshown = pool() if self.settings.log_pool else None
+        if unshown is not None and not compact:
+            unshown = replace(unshown, catalogue_versions=None)
         header = events_pb2.Decision(  # every field but the items
             decision_id=decision_id,
             event_time_ms=query.request_time_ms,
@@ -268,8 +273,25 @@ class ExploreService:
             ),
             context={"surface": query.surface, **_context_codes(query)},
         )
-        encoded = encode_decision(header, shown_posts, items, shown_versions if compact else None)
+        encoded = encode_decision(
+            header, shown_posts, items, shown_versions if compact else None, unshown
+        )
         self.decision_log.log_encoded(query.user_id, encoded)
+
+    def _unshown_pool(
+        self, candidates: Candidates, outcome: RuleOutcome, shown: IntArray, limit: int
+    ) -> UnshownPool:
+        """The exploration pool's items the slate did not take (list order)."""
+        pool = self.policy.pool(len(outcome.rows), limit)
+        unshown = np.setdiff1d(np.arange(pool, dtype=np.int64), shown, assume_unique=True)
+        rows = outcome.rows[unshown]
+        posts = candidates.posts.take(rows)
+        return UnshownPool(
+            posts=posts,
+            post_ids=self.store.post_ids(posts.post_index),
+            scores=outcome.adjusted_scores[unshown].tolist(),
+            catalogue_versions=candidates.catalogue_versions[rows],
+        )
 
 
 def _languages(user: UserFeatures, query: RankQuery) -> frozenset[int]:

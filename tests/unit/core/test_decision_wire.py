@@ -16,7 +16,7 @@ from feedrank.core.compact_features import (
     logged_item_values,
     logged_user_features,
 )
-from feedrank.core.decision_wire import encode_decision
+from feedrank.core.decision_wire import UnshownPool, encode_decision
 from feedrank.core.feature_schema import (
     DYNAMIC_POST_FEATURES,
     NUM_TOPICS,
@@ -228,3 +228,70 @@ def test_a_realistic_30_item_compact_decision_is_at_most_2_kb() -> None:
     )
     assert len(compact) <= 2_048
     assert len(compact) * 6 <= len(full)
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["compact", "full"])
+def test_the_unshown_pool_parses_to_pool_items_as_a_shown_item_logs_them(compact: bool) -> None:
+    rng = np.random.default_rng(12)
+    posts, pool_posts = make_posts(rng, 3), make_posts(rng, 4)
+    items = items_for(3, rng)
+    versions = np.array([7, 8, 9], dtype=np.int64)
+    pool_versions = np.array([11, 0, 12, 13], dtype=np.int64)
+    pool = UnshownPool(
+        posts=pool_posts,
+        post_ids=[f"q{row}" for row in range(4)],
+        scores=[0.5, 0.25, 0.125, 0.0625],
+        catalogue_versions=pool_versions if compact else None,
+    )
+    decision_header = at_posts_time(header())
+    encoded = encode_decision(decision_header, posts, items, versions if compact else None, pool)
+    decision = events_pb2.Decision.FromString(encoded)
+    # The pool, logged as shown items without position or propensity (position 0, as a
+    # compact item's is encoded, parses the same), equals the runtime's own encoding.
+    pool_items = [
+        RankedPost(post_id=f"q{row}", position=0, score=score, propensity=0.0)
+        for row, score in enumerate(pool.scores)
+    ]
+    if compact:
+        expected_pool = built_compact(decision_header, pool_posts, pool_items, pool_versions)
+        expected = built_compact(decision_header, posts, items, versions)
+    else:
+        expected_pool = built_with_protobuf(decision_header, pool_posts, pool_items)
+        expected = built_with_protobuf(decision_header, posts, items)
+    expected.pool.extend(expected_pool.items)
+    assert decision == expected
+    assert [item.post_id for item in decision.pool] == ["q0", "q1", "q2", "q3"]
+    with pytest.raises(ValueError, match="compact exactly when"):
+        encode_decision(decision_header, posts, items, None if compact else versions, pool)
+
+
+def test_a_20_item_decision_with_its_30_unshown_pool_items_costs_about_50_bytes_each() -> None:
+    """The demo's decisions: 20 shown of an ε-greedy pool of 50 (docs/replay-and-evaluation.md
+    gives these bytes as the cost of evaluating versions off-policy)."""
+    world = small_world(3_000, 300, AS_OF_MS)
+    store = InMemoryFeatureStore(catalogue_from_world(world))
+    posts, versions = store.versioned_post_features(np.arange(1_000, 1_050), AS_OF_MS)
+    identifiers = store.post_ids(posts.post_index)
+    rng = np.random.default_rng(20)
+    items = [
+        RankedPost(identifiers[row], row, float(np.float32(rng.random())), 0.5) for row in range(20)
+    ]
+    rows = np.arange(20, 50)
+    pool = UnshownPool(
+        posts=posts.take(rows),
+        post_ids=identifiers[20:],
+        scores=rng.random(30).astype(np.float32).tolist(),
+        catalogue_versions=versions[rows],
+    )
+    decision = at_posts_time(header())
+    decision.user_features.CopyFrom(
+        logged_user_features(store.user_features("u5", AS_OF_MS), AS_OF_MS)
+    )
+    shown_only = encode_decision(decision, posts.take(np.arange(20)), items, versions[:20])
+    with_pool = encode_decision(decision, posts.take(np.arange(20)), items, versions[:20], pool)
+    per_pool_item = (len(with_pool) - len(shown_only)) / 30
+    print(
+        f"20 shown: {len(shown_only):,} B; with 30 unshown pool items {len(with_pool):,} B "
+        f"({per_pool_item:.1f} B each)"
+    )
+    assert 40 <= per_pool_item <= 60

@@ -12,6 +12,7 @@ import pytest
 
 from feedrank.catalogue import CatalogueState, UserProfile
 from feedrank.core.clock import ManualClock
+from feedrank.core.exploration import policy_from_name
 from feedrank.core.feature_schema import NUM_TOPICS, FloatArray, IntArray
 from feedrank.core.settings import ExploreSettings, Settings
 from feedrank.core.time_units import HOUR_MS
@@ -25,7 +26,6 @@ from feedrank.explore.cold_start import (
 )
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogger
-from feedrank.explore.exploration import policy_from_name
 from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, initial_serving_model

@@ -1,4 +1,6 @@
-"""A 30-item decision as the real ranking path logs it is at most 2 KB (issue 19).
+"""A 30-item decision as the real ranking path logs it is at most 2 KB (issue 19), its
+exploration pool's unshown items (``explore.log_pool``) aside, which cost under 60 bytes
+each (issue 21).
 
 Explore ranks a simulated world with epsilon-greedy exploration (the default policy) and
 logs compact decisions; before that, every user engaged with a dozen posts over the last
@@ -17,6 +19,8 @@ from tests.support.compact_serving import FEED_LENGTH, SERVE_MS, served_world
 
 USERS = 12
 MAX_DECISION_BYTES = 2_048
+POOL_SIZE = 50  # EpsilonGreedy's default pool
+MAX_POOL_ITEM_BYTES = 60
 
 
 def test_a_30_item_decision_from_the_real_ranking_path_is_at_most_2_kb() -> None:
@@ -47,9 +51,17 @@ def test_a_30_item_decision_from_the_real_ranking_path_is_at_most_2_kb() -> None
             header = events_pb2.Decision()
             header.CopyFrom(decision)
             del header.items[:]
+            del header.pool[:]
+            shown = events_pb2.Decision()
+            shown.CopyFrom(decision)
+            del shown.pool[:]
+            pool_bytes = len(payload) - shown.ByteSize()
             print(
                 f"{len(payload):,} B: header {header.ByteSize()} B (user features "
                 f"{decision.user_features.ByteSize()} B, {topics} topics), "
-                f"items {len(payload) - header.ByteSize()} B"
+                f"items {shown.ByteSize() - header.ByteSize()} B, "
+                f"{len(decision.pool)} unshown pool items {pool_bytes} B"
             )
-            assert len(payload) <= MAX_DECISION_BYTES
+            assert shown.ByteSize() <= MAX_DECISION_BYTES
+            assert len(decision.pool) == POOL_SIZE - FEED_LENGTH  # the ε-greedy pool of 50
+            assert pool_bytes <= MAX_POOL_ITEM_BYTES * len(decision.pool)

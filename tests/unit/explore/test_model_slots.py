@@ -9,12 +9,12 @@ from typing import cast
 
 import pytest
 
+from feedrank.core.exploration import policy_from_name
 from feedrank.core.feature_schema import UserFeatures
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.deadline import Deadline
 from feedrank.explore.decision_log import DecisionLogger
 from feedrank.explore.errors import ModelRefused
-from feedrank.explore.exploration import policy_from_name
 from feedrank.explore.model_slots import ModelSlots, ServingSet, free_when_unused
 from feedrank.explore.queries import RankQuery, RankResult
 from feedrank.explore.service import ExploreService

@@ -4,6 +4,7 @@ decisions, next to the logging policy's own value. Formulas: docs/replay-and-eva
 from __future__ import annotations
 
 import json
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,13 +15,18 @@ from rich.console import Console
 from rich.table import Table
 
 from feedrank.cli.context import settings_of
+from feedrank.core.reporting import Reporter
+from feedrank.core.settings import Settings
+from feedrank.core.time_units import parse_duration_ms
 from feedrank.learners.evaluation import (
     REWARD_MODELS,
     Estimate,
     EvaluationReport,
     TargetPolicyError,
+    Weighting,
     evaluate,
 )
+from feedrank.learners.evaluation.report import compare
 from feedrank.learners.evaluation.sources import LoadedLogs, load_logs
 from feedrank.learners.evaluation.target import (
     TARGET_PROBABILITY,
@@ -84,10 +90,49 @@ def evaluate_command(
         WeightingName,
         typer.Option(help="cascade: product of ratios over earlier slots; item: this slot's."),
     ] = WeightingName.cascade,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate a registry version: it re-ranks each logged decision's exploration "
+            "pool (feedrank.decisions; labels from feedrank.examples) as explore would serve it.",
+        ),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            help="With --version: also evaluate this version (e.g. the stable one) on the same "
+            "decisions, and the DR difference between the two with its paired interval.",
+        ),
+    ] = None,
+    since: Annotated[
+        str,
+        typer.Option(
+            help="With --version: the decisions logged this long before now (90m, 2h, 1d)."
+        ),
+    ] = "1h",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Estimate a target policy's value per shown slot from logged decisions."""
+    """Estimate a target policy's value per shown slot from logged decisions: supplied
+    target probabilities, or a registry version (--version, --against)."""
     settings = settings_of(context)
+    if version is not None:
+        if logs is not None or from_examples:
+            error_console.print(
+                "[red]cannot evaluate:[/] --version reads Kafka itself; drop --logs"
+            )
+            raise typer.Exit(2)
+        evaluate_versions(
+            settings,
+            version,
+            against=against,
+            since=since,
+            weighting=weighting.value,
+            as_json=as_json,
+        )
+        return
+    if against is not None:
+        error_console.print("[red]cannot evaluate:[/] --against needs --version")
+        raise typer.Exit(2)
     try:
         loaded = load_logs(
             logs,
@@ -112,7 +157,7 @@ def evaluate_command(
         document = {"source": loaded.source, "rejected_rows": len(loaded.rejected)}
         print(json.dumps({**document, **report.to_dict()}, indent=2))
     else:
-        _print_table(loaded, report)
+        _print_table(loaded.source, report)
 
 
 def _report_rejected(loaded: LoadedLogs) -> None:
@@ -124,9 +169,9 @@ def _report_rejected(loaded: LoadedLogs) -> None:
         error_console.print("[yellow]the topic was not read to its end before the timeout[/]")
 
 
-def _print_table(loaded: LoadedLogs, report: EvaluationReport) -> None:
+def _print_table(source: str, report: EvaluationReport) -> None:
     table = Table(
-        title=f"off-policy evaluation ({report.weighting} weights) of {loaded.source}",
+        title=f"off-policy evaluation ({report.weighting} weights) of {source}",
         title_justify="left",
     )
     table.add_column("estimator")
@@ -151,6 +196,70 @@ def _cells(estimate: Estimate) -> tuple[str, str, str, str, str]:
         f"{estimate.ess:,.0f}",
         f"{estimate.decisions:,}",
     )
+
+
+def evaluate_versions(
+    settings: Settings,
+    version: str,
+    *,
+    against: str | None,
+    since: str,
+    weighting: Weighting,
+    as_json: bool,
+) -> None:
+    """``feedrank evaluate --version``: one version (or two, paired) on logged decisions."""
+    # Imported here: the registry and the models pull in torch.
+    from feedrank.learners.evaluation.version_logs import (  # noqa: PLC0415
+        read_version_logs,
+        version_policy,
+    )
+    from feedrank.registry import RegistryError  # noqa: PLC0415
+
+    reporter = Reporter(say=error_console.print, warn=_in_yellow, working=error_console.status)
+    try:
+        since_ms = int(time.time() * 1000) - parse_duration_ms(since)
+        loaded = read_version_logs(settings, since_ms=since_ms, reporter=reporter)
+        if loaded.logs.num_rows == 0:
+            raise ValueError(
+                f"no decision logged in the last {since} has its pool and all its labels "
+                f"(read {loaded.decisions_read:,}; left out: {loaded.skipped_summary()})"
+            )
+        candidate = version_policy(settings, version, loaded.supports)
+        with error_console.status(f"re-ranking {loaded.logs.num_decisions:,} decisions…"):
+            if against is None:
+                report = evaluate(loaded.logs, candidate, weighting=weighting)
+            else:
+                reference = version_policy(settings, against, loaded.supports)
+                comparison = compare(loaded.logs, candidate, reference, weighting=weighting)
+    except (RegistryError, TargetPolicyError, ValueError, KafkaException) as error:
+        error_console.print(f"[red]cannot evaluate:[/] {error}")
+        raise typer.Exit(2) from error
+    error_console.print(
+        f"{loaded.logs.num_decisions:,} of {loaded.decisions_read:,} decisions of the last "
+        f"{since} evaluated (left out: {loaded.skipped_summary()})"
+    )
+    source = f"decisions of the last {since}"
+    if against is None:
+        if as_json:
+            print(json.dumps({"source": source, "version": version, **report.to_dict()}, indent=2))
+        else:
+            _print_table(f"{version} on {source}", report)
+        return
+    if as_json:
+        document = {"source": source, "version": version, "against": against}
+        print(json.dumps({**document, **comparison.to_dict()}, indent=2))
+        return
+    _print_table(f"{version} on {source}", comparison.candidate)
+    _print_table(f"{against} on the same decisions", comparison.reference)
+    difference = comparison.difference
+    console.print(
+        f"{version} - {against} (DR, paired): {difference.value:+.5f} "
+        f"[{difference.ci_low:+.5f}, {difference.ci_high:+.5f}] per slot, ESS {difference.ess:,.0f}"
+    )
+
+
+def _in_yellow(message: str) -> None:
+    error_console.print(f"[yellow]{message}[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -164,6 +164,13 @@ class ExploreSettings(SettingsGroup):
         "re-join the rest from the catalogue, docs/contracts.md); full, every post feature "
         "and the user's by name (~7x the bytes).",
     )
+    log_pool: bool = Field(
+        default=True,
+        description="Also log the exploration pool's items not shown (Decision.pool): the "
+        "whole support of the logged propensities, so `feedrank evaluate --version` and the "
+        "counterfactual gate can replay a model over it. Costs about 50 bytes per unshown "
+        "pool item (none when the limit is at least the pool).",
+    )
     api_keys_file: Path | None = Field(
         default=None,
         description="Per-app API keys Rank requires (JSON, `feedrank api-keys add APP` "

@@ -140,14 +140,37 @@ def doubly_robust(
 ) -> Estimate:
     """Doubly robust with an action-independent reward model ``b``:
     ``Σ [w (r - b) + w⁻ b] / Σ k``."""
-    terms = weights.through * (logs.rewards - baseline) + weights.before * baseline
     return _ratio_estimate(
         "DR",
         logs,
-        _per_decision(logs, terms),
+        _per_decision(logs, _dr_terms(logs, weights, baseline)),
         logs.rows_per_decision().astype(np.float64),
         effective_sample_size(weights.through),
     )
+
+
+def dr_difference(
+    logs: LoggedBandit,
+    candidate: ImportanceWeights,
+    reference: ImportanceWeights,
+    baseline: FloatColumn,
+) -> Estimate:
+    """DR of a candidate target minus DR of a reference target on the same decisions,
+    paired decision by decision (their shared reward noise cancels in the interval);
+    the ESS is the smaller of the two."""
+    terms = _dr_terms(logs, candidate, baseline) - _dr_terms(logs, reference, baseline)
+    return _ratio_estimate(
+        "DR difference",
+        logs,
+        _per_decision(logs, terms),
+        logs.rows_per_decision().astype(np.float64),
+        min(effective_sample_size(candidate.through), effective_sample_size(reference.through)),
+    )
+
+
+def _dr_terms(logs: LoggedBandit, weights: ImportanceWeights, baseline: FloatColumn) -> FloatColumn:
+    terms: FloatColumn = weights.through * (logs.rewards - baseline) + weights.before * baseline
+    return terms
 
 
 def _per_decision(logs: LoggedBandit, values: FloatColumn) -> FloatColumn:

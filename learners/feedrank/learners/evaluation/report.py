@@ -11,6 +11,7 @@ from feedrank.learners.evaluation.estimators import (
     Estimate,
     Weighting,
     doubly_robust,
+    dr_difference,
     importance_weights,
     ips,
     logging_value,
@@ -22,7 +23,11 @@ from feedrank.learners.evaluation.reward_model import (
     RidgeRewardModel,
     cross_fitted_baseline,
 )
-from feedrank.learners.evaluation.target import TargetPolicy, check_probabilities
+from feedrank.learners.evaluation.target import (
+    SuppliedProbabilities,
+    TargetPolicy,
+    check_probabilities,
+)
 
 
 @dataclass(frozen=True)
@@ -83,4 +88,52 @@ def evaluate(
             zero_target_share=float(np.mean(probabilities == 0)),
         ),
         weighting=weighting,
+    )
+
+
+@dataclass(frozen=True)
+class VersionComparison:
+    """Two targets on the same logged decisions, and the paired DR difference."""
+
+    candidate: EvaluationReport
+    reference: EvaluationReport
+    difference: Estimate  # DR(candidate) - DR(reference)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate.to_dict(),
+            "reference": self.reference.to_dict(),
+            "difference": self.difference.to_dict(),
+        }
+
+
+def compare(
+    logs: LoggedBandit,
+    candidate: TargetPolicy,
+    reference: TargetPolicy,
+    *,
+    reward_model: RewardModelFactory = RidgeRewardModel,
+    weighting: Weighting = "cascade",
+    folds: int = 2,
+    seed: int = 0,
+) -> VersionComparison:
+    """Both targets evaluated as :func:`evaluate` does, and DR(candidate) -
+    DR(reference) with its paired interval (the same reward-model baseline for both)."""
+    reports, weights = [], []
+    for target in (candidate, reference):
+        probabilities = check_probabilities(target.probabilities(logs), logs)  # scored once
+        reports.append(
+            evaluate(
+                logs,
+                SuppliedProbabilities(probabilities),
+                reward_model=reward_model,
+                weighting=weighting,
+                folds=folds,
+                seed=seed,
+            )
+        )
+        weights.append(importance_weights(logs, probabilities, weighting))
+    baseline = cross_fitted_baseline(logs, reward_model, folds=folds, seed=seed)
+    return VersionComparison(
+        reports[0], reports[1], dr_difference(logs, weights[0], weights[1], baseline)
     )

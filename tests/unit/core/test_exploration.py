@@ -6,7 +6,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from feedrank.explore.exploration import (
+from feedrank.core.exploration import (
     EpsilonGreedy,
     ExplorationPolicy,
     ExplorationSettings,

@@ -67,6 +67,11 @@ class ExplorationPolicy(Protocol):
         """P(item at the next position | ``placed`` took the earlier ones), per list item."""
         ...
 
+    def pool(self, count: int, limit: int) -> int:
+        """How many items of a ``count``-item list the policy may show (the first ones):
+        its exploration pool, the support of every propensity it logs."""
+        ...
+
 
 @dataclass(frozen=True)
 class Greedy:
@@ -88,6 +93,10 @@ class Greedy:
         if remaining.size:
             probabilities[remaining[0]] = 1.0
         return probabilities
+
+    def pool(self, count: int, limit: int) -> int:
+        """The shown items: nothing else could be shown."""
+        return min(count, max(limit, 0))
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,9 @@ class EpsilonGreedy:
             probabilities[remaining] = self.epsilon / remaining.size
             probabilities[remaining[0]] = self._propensity(is_best=True, left=remaining.size)
         return probabilities
+
+    def pool(self, count: int, limit: int) -> int:
+        return _pool_size(count, self.pool_size, limit)
 
     def _propensity(self, *, is_best: bool, left: int) -> float:
         exploit = (1.0 - self.epsilon) if is_best else 0.0
@@ -195,6 +207,9 @@ class PlackettLuce:
             logits = self.logits(scores[remaining])
             probabilities[remaining] = np.exp(logits - np.logaddexp.reduce(logits))
         return probabilities
+
+    def pool(self, count: int, limit: int) -> int:
+        return _pool_size(count, self.pool_size, limit)
 
 
 def _sequential_softmax(chosen: ProbabilityArray, unchosen: ProbabilityArray) -> ProbabilityArray:
