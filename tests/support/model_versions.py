@@ -7,10 +7,14 @@ come from the version's own post tower, as a learner would publish them.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core.feature_schema import PostFeatureBatch
@@ -57,6 +61,18 @@ def small_bundle(posts: PostFeatureBatch, seed: int) -> ModelBundle:
         RankerConfig(seed=seed, tower_dim=DIM, user_id_buckets=256, post_id_buckets=1024)
     )
     return ModelBundle(two_tower, ranker, posts.post_index, two_tower.encode_posts(posts))
+
+
+def reversed_ranking(bundle: ModelBundle) -> ModelBundle:
+    """``bundle`` with its ranker's scores reversed: the MLP head's last layer and the
+    topic cross negated, so the logit is negated but for the position constant (a
+    deliberately degraded version, as a real model file)."""
+    ranker = copy.deepcopy(bundle.ranker)
+    last = [module for module in ranker.head.modules() if isinstance(module, nn.Linear)][-1]
+    with torch.no_grad():
+        for parameter in (*last.parameters(), *ranker.topic_interest.parameters()):
+            parameter.neg_()
+    return dataclasses.replace(bundle, ranker=ranker)
 
 
 def index_of(bundle: ModelBundle, state: CatalogueState) -> CandidateIndex:

@@ -46,3 +46,14 @@ VERSIONS_PRUNED = Counter(
     "feedrank_deploy_registry_versions_pruned",
     "Registry versions deleted by retention (deploy.keep_versions; never what serves).",
 )
+GATE_VERDICTS = Counter(
+    "feedrank_deploy_gate_verdicts",
+    "Counterfactual gate verdicts before a canary's first step (passed, refused, skipped).",
+    ["verdict"],
+)
+for _verdict in ("passed", "refused", "skipped"):  # at 0 from the start: the first one counts
+    GATE_VERDICTS.labels(verdict=_verdict)
+GATE_DIFFERENCE = Gauge(
+    "feedrank_deploy_gate_difference",
+    "The last judged candidate's estimated reward per slot minus the stable version's.",
+)

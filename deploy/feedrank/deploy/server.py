@@ -23,11 +23,7 @@ from feedrank.deploy.aggregates import AggregateBook, KafkaAggregateFeed
 from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis
 from feedrank.deploy.control import ControlConfig, DeployControl
 from feedrank.deploy.controller import RolloutController
-from feedrank.deploy.counterfactual import (
-    CounterfactualGate,
-    EstimateComparisonGate,
-    manifest_estimator,
-)
+from feedrank.deploy.counterfactual import CounterfactualGate, PairedEstimateGate
 from feedrank.deploy.service import build_server, set_serving
 from feedrank.deploy.slo import PrometheusSlo
 from feedrank.deploy.store import StateFile, state_file_path
@@ -37,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def default_gate(registry: ModelRegistry, settings: Settings) -> CounterfactualGate:
-    """Compare the off-policy estimates learners store in registry metrics."""
+    """Judge the paired off-policy estimate a learner stored in the version's metrics."""
 
     def metrics_of(version: str) -> dict[str, float]:
         try:
@@ -45,9 +41,10 @@ def default_gate(registry: ModelRegistry, settings: Settings) -> CounterfactualG
         except RegistryError:
             return {}
 
-    return EstimateComparisonGate(
-        manifest_estimator(metrics_of),
+    return PairedEstimateGate(
+        metrics_of,
         alpha=settings.deploy.alpha,
+        margin=settings.deploy.gate_margin,
         min_effective_samples=settings.deploy.gate_min_effective_samples,
     )
 

@@ -72,6 +72,14 @@ class DeploySettings(SettingsGroup):
     gate_min_effective_samples: float = Field(
         default=500.0, ge=0, description="Least effective sample size of a counterfactual gate."
     )
+    gate_margin: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Counterfactual gate: how much worse than the stable version a candidate "
+        "may be estimated (a share of the stable version's value) before it is refused, at "
+        "confidence 1 - alpha; 0 refuses any significant drop.",
+    )
     prometheus_url: str | None = Field(
         default=None,
         description="Prometheus HTTP API for error-rate and latency SLOs; unset: not judged.",

@@ -38,6 +38,19 @@ class LearnerSettings(SettingsGroup):
         description="Seconds between published versions (if any news); an engagement "
         "reaches a version about half this plus the join's checkpoint interval later.",
     )
+    ope_window_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Before publishing a version, estimate it off-policy against the stable "
+        "version on the decisions logged this many seconds back (their pools and final "
+        "labels), for deploy's counterfactual gate; 0: no estimate.",
+    )
+    ope_max_decisions: int = Field(
+        default=2_000,
+        ge=1,
+        description="The most recent labelled decisions an estimate re-ranks (each costs two "
+        "rankings of its pool).",
+    )
     feedback: Literal["fake_negatives", "complete"] = Field(
         default="fake_negatives",
         description="fake_negatives: learn each shown item as a negative from "

@@ -4,6 +4,7 @@ themselves from the registry, as target policies (:mod:`.version_policy`)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from feedrank.core.exploration import ExplorationPolicy, policy_from_name
@@ -38,15 +39,23 @@ class VersionLogs:
 
 
 def read_version_logs(
-    settings: Settings, *, since_ms: int | None, reporter: Reporter, timeout_s: float = 120.0
+    settings: Settings,
+    *,
+    since_ms: int | None,
+    reporter: Reporter,
+    rejoin: PostFeatureRejoin | None = None,
+    max_decisions: int | None = None,
+    timeout_s: float = 120.0,
 ) -> VersionLogs:
-    """The decisions logged since ``since_ms`` (Kafka time; None: all kept) that have
-    their pool and a final label for every shown item, the catalogue replayed to re-join
-    compact ones."""
-    catalogue = replay_catalogue_if_present(
-        settings, without="compact decisions cannot be re-joined", reporter=reporter
-    )
-    rejoin = PostFeatureRejoin(catalogue) if catalogue is not None else None
+    """The decisions logged since ``since_ms`` (Kafka time; None: all kept) that have a
+    final label for every shown item (the ``max_decisions`` most recent of them), with
+    their pools; compact ones re-joined by ``rejoin``, else from the catalogue replayed
+    now."""
+    if rejoin is None:
+        catalogue = replay_catalogue_if_present(
+            settings, without="compact decisions cannot be re-joined", reporter=reporter
+        )
+        rejoin = PostFeatureRejoin(catalogue) if catalogue is not None else None
     access, topics = settings.kafka.access, settings.topics
     with reporter.working(f"reading decisions from {topics.decisions}…"):
         decisions = read_records(
@@ -60,7 +69,13 @@ def read_version_logs(
             since_ms=since_ms,
             timeout_s=timeout_s,
         )
-    supports = DecisionSupports.from_decisions(decisions.records, rejoin)
+    labelled = Counter(example.decision_id for example in examples.records)
+    complete = [d for d in decisions.records if labelled[d.decision_id] >= len(d.items)]
+    complete.sort(key=lambda decision: decision.event_time_ms)
+    chosen = complete[-max_decisions:] if max_decisions else complete
+    supports = DecisionSupports.from_decisions(chosen, rejoin)
+    if waiting := len(decisions.records) - len(complete):
+        supports.skipped["not every shown item labelled yet"] += waiting
     return VersionLogs(
         supports=supports,
         logs=supports.logs_of(examples.records),

@@ -56,6 +56,8 @@ class DecisionSupport:
     at_ms: int
     surface: str
     exploration_policy: int  # events_pb2.ExplorationPolicy the decision was logged with
+    model_version: str  # what served the decision, on which arm
+    arm: str
 
 
 VersionScorer = Callable[[DecisionSupport], F64Array]
@@ -175,6 +177,8 @@ class DecisionSupports:
             at_ms=decision.event_time_ms,
             surface=decision.context.get("surface", ""),
             exploration_policy=decision.exploration_policy,
+            model_version=decision.model_version,
+            arm=decision.arm,
         )
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +59,7 @@ from feedrank.learners.online.readers import TopicReaders
 from feedrank.learners.post_topics import TopicLookup
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
 from feedrank.learners.publishing import publish_version
-from feedrank.registry import ModelRegistry, TrainingData
+from feedrank.registry import ModelBundle, ModelRegistry, TrainingData
 from feedrank.v1 import events_pb2
 
 log = logging.getLogger("feedrank.learners")
@@ -99,8 +99,12 @@ class OnlineConsumer:
         initial_catalogue: PostCatalogue | None = None,
         rejoin: PostFeatureRejoin | None = None,
         link: BrokerLink | None = None,
+        judge: Callable[[ModelBundle], Mapping[str, float]] | None = None,
     ) -> None:
+        """``judge``: the off-policy estimate of each version before it is published
+        (:class:`~feedrank.learners.evaluation.version_judge.CounterfactualJudge`)."""
         self.config = config
+        self.judge = judge
         self.link = link or BrokerLink("the online learner", on_change=metrics.KAFKA_UP.set)
         self.registry = registry
         self.topics = topics
@@ -294,6 +298,7 @@ class OnlineConsumer:
             ),
             metrics={**self.monitor.snapshot(), "examples": float(progress.examples_applied)},
             parent=progress.last_version,
+            judge=self.judge,
         )
         progress.last_version = manifest.version
         self._published_examples = progress.examples_applied

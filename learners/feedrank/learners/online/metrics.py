@@ -52,3 +52,12 @@ EVENT_LAG = Gauge(
 def count_rejoin_skip(reason: str) -> None:
     """``PostFeatureRejoin.on_skip`` of the online learner."""
     REJOIN_SKIPPED.labels(reason=reason).inc()
+
+
+OPE_ESTIMATES = Counter(
+    "feedrank_learner_ope_estimates",
+    "Off-policy estimates of versions before publishing, by outcome (estimated, no_data: "
+    "no labelled decisions or no stable version among them, no_reference: the stable "
+    "version unreadable).",
+    ["outcome"],
+)

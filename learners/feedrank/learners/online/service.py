@@ -31,6 +31,7 @@ from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
 from feedrank.learners.bootstrap import catalogue_posts, starting_model
 from feedrank.learners.catalogue_replay import follow_catalogue
+from feedrank.learners.evaluation.version_judge import CounterfactualJudge
 from feedrank.learners.feature_rejoin import PostFeatureRejoin
 from feedrank.learners.joint import StepConfig
 from feedrank.learners.online import metrics
@@ -117,6 +118,14 @@ def run_online_learner(
         initial_catalogue=catalogue_posts(catalogue, now_ms),
         rejoin=rejoin,
         link=link,
+        judge=CounterfactualJudge(
+            settings,
+            registry,
+            PostFeatureRejoin(catalogue),  # its own skips: not the learner's "not learned"
+            on_outcome=lambda outcome: metrics.OPE_ESTIMATES.labels(outcome=outcome).inc(),
+        )
+        if registry is not None and learner_settings.ope_window_s > 0
+        else None,
     )
     if serve_metrics:
         start_http_server(settings.ports.learner_metrics, addr=settings.ports.bind_host)
