@@ -77,6 +77,7 @@ class Size:
     reward_window_s: int
     quiet_s: float  # steady traffic before the first fault and after each recovery
     recover_timeout_s: float
+    faults: tuple[str, ...] = FAULTS
 
 
 FULL = Size(
@@ -89,7 +90,16 @@ FULL = Size(
     recover_timeout_s=300,
 )
 CI = Size(
-    rate=8, threads=2, users=500, posts=3_000, reward_window_s=30, quiet_s=5, recover_timeout_s=300
+    rate=8,
+    threads=2,
+    users=500,
+    posts=3_000,
+    reward_window_s=30,
+    quiet_s=5,
+    recover_timeout_s=300,
+    # A lost TaskManager is tested alone (test_join_on_flink_cluster.py, exactly once
+    # through it and a savepoint); CI's run leaves it out for time.
+    faults=tuple(fault for fault in FAULTS if fault != "flink-taskmanager-1"),
 )
 SIZES = {"full": FULL, "ci": CI}
 
@@ -315,7 +325,7 @@ def run(size: Size, work: Path) -> dict[str, Any]:
             publish_catalogue(settings)
             traffic = start_traffic(settings, size, calls_file, work / "traffic.log")
             time.sleep(size.quiet_s)
-            for fault in FAULTS:
+            for fault in size.faults:
                 result = inject(stack, settings, fault, size)
                 results.append(result)
                 if not result.recovered:
@@ -390,6 +400,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="feedrank-chaos-") as work:
             report = run(size, Path(work))
+    report["faults_planned"] = len(size.faults)
     report["targets"] = targets(report)
     if arguments.json:
         print(json.dumps(report, indent=2))

@@ -1,9 +1,10 @@
-"""A CI-sized run of benchmarks/scale_out.py on the session broker: replicas, balancer, join.
+"""A CI-sized run of benchmarks/scale_out.py on the session broker: replicas and balancer.
 
 Two real ``feedrank serve`` replicas behind a real HAProxy take a closed loop straight and
-through the balancer, and the join drains a backlog at parallelism 1 and 2 in child
-processes. No timing is asserted (docs/benchmarks.md, "Scale-out", holds the full run's
-figures), only that every figure is there, sane and error-free.
+through the balancer. No timing is asserted (docs/benchmarks.md, "Scale-out", holds the
+full run's figures), only that every figure is there, sane and error-free. The join part
+(``--parts join``) runs ``benchmarks/join_throughput.py`` at parallelism 1 and 2, whose
+own smoke test (test_benchmark_smoke.py) covers that code; CI skips it here for time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ RANK_RUNS = {"direct_1": (1, False), "balanced_1": (1, True), "balanced_2": (2, 
 
 def test_scale_out_smoke(kafka: KafkaBroker) -> None:
     result = subprocess.run(
-        [*BENCHMARK, "--smoke", "--json", "--bootstrap", kafka.bootstrap],
+        [*BENCHMARK, "--smoke", "--parts", "rank", "--json", "--bootstrap", kafka.bootstrap],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -45,9 +46,5 @@ def test_scale_out_smoke(kafka: KafkaBroker) -> None:
     for key in ("rank_2_vs_1_replicas", "rank_balancer_vs_direct", "rank_qps_per_explore_core"):
         assert math.isfinite(report[key])
         assert report[key] > 0
-    for parallelism in (1, 2):
-        run = report["join_runs"][f"parallelism_{parallelism}"]
-        assert run["parallelism"] == parallelism
-        assert run["join_items_per_s"] > 0
-    assert report["join_2_vs_1_parallelism"] > 0
+    assert "join_runs" not in report
     assert report["decision_bytes_mean"] > 0
