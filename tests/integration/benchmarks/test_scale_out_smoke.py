@@ -46,5 +46,4 @@ def test_scale_out_smoke(kafka: KafkaBroker) -> None:
     for key in ("rank_2_vs_1_replicas", "rank_balancer_vs_direct", "rank_qps_per_explore_core"):
         assert math.isfinite(report[key])
         assert report[key] > 0
-    assert "join_runs" not in report
-    assert report["decision_bytes_mean"] > 0
+    assert "join_runs" not in report  # the join part: test_benchmark_smoke.py

@@ -1,4 +1,7 @@
-"""`feedrank up --detach` / `status` / `down`, as a user runs them, leave nothing behind."""
+"""`feedrank up` as a user runs it: in the foreground with the demo (a component that
+dies is restarted and counted, Ctrl-C stops everything), and `up --detach` / `status` /
+`down`, leaving nothing behind. The detached stack's supervisor restarts components in
+the chaos test (``tests/integration/chaos``)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ FEEDRANK = [sys.executable, "-m", "feedrank.cli.main"]
 STACK = ["kafka", "deploy", "explore", "join", "learner"]
 # Bootstrap training plus the start of every component, on a loaded 2-core CI box.
 FOREGROUND_READY_S = 420.0
+RESTART_S = 240.0  # the backoff, a Python start and the component's own start-up, loaded
 
 
 @pytest.fixture
@@ -127,7 +132,7 @@ class OutputWatcher:
         return "".join(self.lines)
 
 
-def test_foreground_up_runs_the_demo_and_stops_everything_on_ctrl_c(
+def test_foreground_up_runs_the_demo_restarts_a_killed_component_and_stops_on_ctrl_c(
     stack_env: dict[str, str],
 ) -> None:
     process = subprocess.Popen(
@@ -145,15 +150,45 @@ def test_foreground_up_runs_the_demo_and_stops_everything_on_ctrl_c(
         assert process.poll() is None, f"`feedrank up` exited early:\n{watcher.output(10)}"
         code, statuses = status_json(stack_env)
         assert code == 0, f"stack not healthy: {statuses}\n`feedrank up` said:\n{watcher.output()}"
-        pids = [status["pid"] for status in statuses]
+        # A component that dies is restarted and counted while the demo runs.
+        deploy = component(statuses, "deploy")
+        assert isinstance(deploy["pid"], int)
+        os.kill(deploy["pid"], signal.SIGKILL)
+        restarted = wait_for_restart(stack_env, "deploy", deploy["pid"], watcher)
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
     output = watcher.output(timeout=10)
     assert process.returncode == 0, output
     assert "stack stopped" in output
+    assert "deploy killed by SIGKILL after" in output, output
+    assert "restarted deploy" in output, output
     assert "engagement over the whole run" in output, output  # the demo ran and reported
     assert (Path(stack_env["FEEDRANK_PATHS__STATE_DIR"]) / "demo" / "engagement.png").is_file()
+    pids = [status["pid"] for status in statuses] + [restarted["pid"]]
     assert not any(pid_alive(pid) for pid in pids if isinstance(pid, int))
+
+
+def component(statuses: list[dict[str, object]], name: str) -> dict[str, object]:
+    (found,) = [status for status in statuses if status["name"] == name]
+    return found
+
+
+def wait_for_restart(
+    env: dict[str, str], name: str, killed_pid: int, watcher: OutputWatcher
+) -> dict[str, object]:
+    """Poll `feedrank status --json` until ``name`` runs again, healthy, counted once."""
+    deadline = time.monotonic() + RESTART_S
+    seen: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        seen = status_json(env)[1]
+        now = component(seen, name)
+        if now["state"] == "healthy" and now["pid"] != killed_pid and now["restarts"] == 1:
+            return now
+        time.sleep(1.0)
+    raise AssertionError(
+        f"{name} not restarted within {RESTART_S:.0f}s: {seen}\n`feedrank up` said:\n"
+        f"{watcher.output()}"
+    )

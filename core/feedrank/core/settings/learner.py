@@ -46,7 +46,7 @@ class LearnerSettings(SettingsGroup):
         "labels), for deploy's counterfactual gate; 0: no estimate.",
     )
     ope_max_decisions: int = Field(
-        default=2_000,
+        default=500,
         ge=1,
         description="The most recent labelled decisions an estimate re-ranks (each costs two "
         "rankings of its pool).",
