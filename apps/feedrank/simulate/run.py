@@ -27,6 +27,7 @@ from feedrank.core.time_units import HOUR_MS
 from feedrank.simulate.catalogue_publisher import Progress, publish_world, wait_until_served
 from feedrank.simulate.driver import Simulation, SimulationConfig
 from feedrank.simulate.engagement import EngagementLedger
+from feedrank.simulate.ope_report import gate_report_lines
 from feedrank.simulate.rank_client import GrpcRankClient
 from feedrank.simulate.reward_sink import KafkaRewardSink
 from feedrank.simulate.world import BehaviourModel, World, generate_world, world_config
@@ -146,6 +147,10 @@ def run_simulation(
     if (versus_holdout := holdout_summary(ledger)) is not None:
         display.show(versus_holdout)
     display.show(f"curve: {options.out_dir / 'engagement.png'} (data: engagement.csv beside it)")
+    ports = settings.ports
+    deploy = settings.explore.deploy_address or f"{ports.bind_host}:{ports.deploy_grpc}"
+    for line in gate_report_lines(ledger, deploy, settings.tls, options.out_dir):
+        display.show(line)
     if undelivered or sink.failed:
         display.show(f"[red]{undelivered + sink.failed} rewards were not delivered to Kafka[/]")
         return False
