@@ -12,7 +12,6 @@ from feedrank.core.kafka_clients import (
     KafkaSecurity,
     SaslMechanism,
     SecurityProtocol,
-    security_problem,
 )
 from feedrank.core.settings.group import SettingsGroup
 
@@ -70,17 +69,10 @@ class KafkaSettings(SettingsGroup):
 
     @model_validator(mode="after")
     def _security_fits_together(self) -> Self:
-        problem = security_problem(
-            self.security_protocol,
-            self.sasl_mechanism,
-            username=self.sasl_username,
-            password=self.sasl_password,
-            ca_file=self.ssl_ca_file,
-            cert_file=self.ssl_cert_file,
-            key_file=self.ssl_key_file,
-        )
-        if problem is not None:
-            raise ValueError(f"kafka settings: {problem}")
+        try:
+            self.security  # noqa: B018 - KafkaSecurity refuses what does not fit together
+        except ValueError as error:
+            raise ValueError(f"kafka settings: {error}") from None
         return self
 
     @property
