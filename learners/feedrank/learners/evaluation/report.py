@@ -9,6 +9,7 @@ import numpy as np
 
 from feedrank.learners.evaluation.estimators import (
     Estimate,
+    ImportanceWeights,
     Weighting,
     doubly_robust,
     dr_difference,
@@ -17,17 +18,13 @@ from feedrank.learners.evaluation.estimators import (
     logging_value,
     snips,
 )
-from feedrank.learners.evaluation.logged_data import LoggedBandit
+from feedrank.learners.evaluation.logged_data import FloatColumn, LoggedBandit
 from feedrank.learners.evaluation.reward_model import (
     RewardModelFactory,
     RidgeRewardModel,
     cross_fitted_baseline,
 )
-from feedrank.learners.evaluation.target import (
-    SuppliedProbabilities,
-    TargetPolicy,
-    check_probabilities,
-)
+from feedrank.learners.evaluation.target import TargetPolicy, check_probabilities
 
 
 @dataclass(frozen=True)
@@ -75,6 +72,16 @@ def evaluate(
     probabilities = check_probabilities(target.probabilities(logs), logs)
     weights = importance_weights(logs, probabilities, weighting)
     baseline = cross_fitted_baseline(logs, reward_model, folds=folds, seed=seed)
+    return _report(logs, probabilities, weights, baseline, weighting)
+
+
+def _report(
+    logs: LoggedBandit,
+    probabilities: FloatColumn,
+    weights: ImportanceWeights,
+    baseline: FloatColumn,
+    weighting: Weighting,
+) -> EvaluationReport:
     return EvaluationReport(
         logging=logging_value(logs),
         estimates=(
@@ -118,22 +125,14 @@ def compare(
     seed: int = 0,
 ) -> VersionComparison:
     """Both targets evaluated as :func:`evaluate` does, and DR(candidate) -
-    DR(reference) with its paired interval (the same reward-model baseline for both)."""
+    DR(reference) with its paired interval: each target scored once, one reward-model
+    baseline for both."""
+    baseline = cross_fitted_baseline(logs, reward_model, folds=folds, seed=seed)
     reports, weights = [], []
     for target in (candidate, reference):
-        probabilities = check_probabilities(target.probabilities(logs), logs)  # scored once
-        reports.append(
-            evaluate(
-                logs,
-                SuppliedProbabilities(probabilities),
-                reward_model=reward_model,
-                weighting=weighting,
-                folds=folds,
-                seed=seed,
-            )
-        )
+        probabilities = check_probabilities(target.probabilities(logs), logs)
         weights.append(importance_weights(logs, probabilities, weighting))
-    baseline = cross_fitted_baseline(logs, reward_model, folds=folds, seed=seed)
+        reports.append(_report(logs, probabilities, weights[-1], baseline, weighting))
     return VersionComparison(
         reports[0], reports[1], dr_difference(logs, weights[0], weights[1], baseline)
     )
