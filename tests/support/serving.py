@@ -11,11 +11,24 @@ from grpc_health.v1 import health
 from feedrank.core.clock import Clock
 from feedrank.core.settings import Settings
 from feedrank.explore.app import ServingState, build_serving_state
+from feedrank.explore.deadline import Deadline
 from feedrank.explore.grpc_service import build_server
+from feedrank.explore.queries import RankQuery, RankResult
 from feedrank.explore.workers import WorkerBackend
 from feedrank.simulate.world import generate_world, world_config
 from feedrank.simulate.world.catalogue import catalogue_from_world
 from feedrank.v1 import ranking_pb2_grpc
+
+
+class EmptyFeed:
+    """A ranking backend that answers every call with an empty feed on the stable arm:
+    for tests of what happens around ranking (keys, TLS, metrics)."""
+
+    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
+        return RankResult(decision_id="d1", model_version="v1", arm="stable", items=())
+
+    def arm_of(self, user_id: str) -> str:
+        return "stable"
 
 
 @contextmanager

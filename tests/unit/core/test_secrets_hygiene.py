@@ -15,10 +15,9 @@ from prometheus_client import REGISTRY, generate_latest
 from feedrank.core.clock import ManualClock
 from feedrank.core.settings import ExploreSettings, load_settings, settings_to_environment
 from feedrank.explore.api_keys import add_key
-from feedrank.explore.deadline import Deadline
 from feedrank.explore.grpc_service import build_server
-from feedrank.explore.queries import RankQuery, RankResult
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
+from tests.support.serving import EmptyFeed
 
 SECRETS = {"deploy-token-s3cret", "rank-key-s3cret", "sasl-s3cret"}
 
@@ -37,14 +36,6 @@ def test_settings_never_print_their_secrets() -> None:
     assert not any(secret in shown for secret in SECRETS)
     # A child process of the stack needs them, so its environment (never logged) has them.
     assert set(settings_to_environment(settings).values()) >= SECRETS
-
-
-class EmptyFeed:
-    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
-        return RankResult(decision_id="d1", model_version="v1", arm="stable", items=())
-
-    def arm_of(self, user_id: str) -> str:
-        return "stable"
 
 
 def test_refused_keys_reach_no_metric_and_no_log(

@@ -20,20 +20,11 @@ from feedrank.core.clock import ManualClock
 from feedrank.core.settings import ExploreSettings, TlsSettings
 from feedrank.explore import metrics
 from feedrank.explore.api_keys import add_key, read_keys
-from feedrank.explore.deadline import Deadline
 from feedrank.explore.grpc_service import build_server
-from feedrank.explore.queries import RankQuery, RankResult
 from feedrank.stack.certificates import IssuedCertificates, make_certificates
+from tests.support.serving import EmptyFeed
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
-
-class EmptyFeed:
-    def rank(self, query: RankQuery, deadline: Deadline) -> RankResult:
-        return RankResult(decision_id="d1", model_version="v1", arm="stable", items=())
-
-    def arm_of(self, user_id: str) -> str:
-        return "stable"
 
 
 @pytest.fixture
