@@ -1,4 +1,5 @@
-"""Durable file writes: flush files and directories to disk, and replace files atomically.
+"""Durable file writes: flush files and directories to disk, and replace files atomically;
+and the stamp by which a reader of such a file notices it was replaced (``file_stamp``).
 
 A write is only durable once the file's data *and* the directory entry naming it have
 been fsynced; a reader sees either the old file or the new one when the new one is
@@ -51,3 +52,13 @@ def replace_atomically(path: Path, data: bytes, *, temporary: Path, mode: int = 
         os.close(descriptor)
     os.replace(temporary, path)
     fsync_directory(path.parent)
+
+
+def file_stamp(path: Path) -> tuple[int, int]:
+    """``path``'s modification time (ns) and size, (-1, -1) when it cannot be read: a
+    reader that keeps the stamp of what it loaded reads the file again when it differs."""
+    try:
+        status = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (status.st_mtime_ns, status.st_size)

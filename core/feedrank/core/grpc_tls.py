@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import grpc
 
+from feedrank.core.durable_files import file_stamp
 from feedrank.core.settings import TlsSettings
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,7 @@ class ReloadingServerCertificates:
             return configuration
 
     def _stamps(self) -> tuple[tuple[int, int], ...]:
-        stamps = []
-        for path in self.files:
-            try:
-                status = path.stat()
-            except OSError:
-                stamps.append((-1, -1))
-            else:
-                stamps.append((status.st_mtime_ns, status.st_size))
-        return tuple(stamps)
+        return tuple(file_stamp(path) for path in self.files)
 
     def _read(self) -> grpc.ServerCertificateConfiguration:
         # The ssl module checks that the key belongs to the certificate; gRPC would only

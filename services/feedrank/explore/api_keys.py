@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from feedrank.core.bearer_tokens import new_token, same_secret
-from feedrank.core.durable_files import replace_atomically
+from feedrank.core.durable_files import file_stamp, replace_atomically
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ApiKeys:
         self.recheck_s = recheck_s
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._stamp = _stamp(path)
+        self._stamp = file_stamp(path)
         self._keys = read_keys(path)  # raises: a service with a broken key file won't start
         self._checked = monotonic()
 
@@ -63,7 +63,7 @@ class ApiKeys:
             if now - self._checked < self.recheck_s:
                 return self._keys
             self._checked = now
-            stamp = _stamp(self.path)
+            stamp = file_stamp(self.path)
             if stamp != self._stamp:
                 try:
                     self._keys = read_keys(self.path)
@@ -110,11 +110,3 @@ def add_key(path: Path, app: str) -> str:
         path, json.dumps(document, indent=2).encode(), temporary=temporary, mode=0o600
     )
     return key
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    try:
-        status = path.stat()
-    except OSError:
-        return (-1, -1)
-    return (status.st_mtime_ns, status.st_size)
