@@ -30,16 +30,21 @@ def security(tmp_path: Path) -> BrokerSecurity:
     )
 
 
-def test_the_client_listener_is_sasl_ssl_and_the_controller_stays_plaintext(
-    tmp_path: Path,
-) -> None:
-    config = BrokerConfig(
+def secured_config(tmp_path: Path) -> BrokerConfig:
+    """A broker on 19092 (controller 19093) with :func:`security`'s listener and users."""
+    return BrokerConfig(
         data_dir=tmp_path,
         jar_dir=tmp_path,
         port=19092,
         controller_port=19093,
         security=security(tmp_path),
     )
+
+
+def test_the_client_listener_is_sasl_ssl_and_the_controller_stays_plaintext(
+    tmp_path: Path,
+) -> None:
+    config = secured_config(tmp_path)
     properties = parse(config.server_properties())
     assert properties["listeners"] == "SASL_SSL://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
     assert properties["advertised.listeners"] == "SASL_SSL://127.0.0.1:19092"
@@ -63,13 +68,7 @@ def test_every_user_is_created_at_format_time(tmp_path: Path) -> None:
 
 
 def test_no_repr_shows_a_password(tmp_path: Path) -> None:
-    config = BrokerConfig(
-        data_dir=tmp_path,
-        jar_dir=tmp_path,
-        port=19092,
-        controller_port=19093,
-        security=security(tmp_path),
-    )
+    config = secured_config(tmp_path)
     for text in (repr(config), repr(config.access), repr(security(tmp_path).client_access("x:1"))):
         assert ADMIN_PASSWORD not in text
         assert APP_PASSWORD not in text
