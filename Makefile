@@ -17,14 +17,16 @@ PROTOC = PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I pro
 setup: venv jars tools
 
 # Debian tools the tests use for real: promtool (Prometheus), docker-compose's static
-# validation and HAProxy (the explore replicas' balancer). Installed once, only when missing.
+# validation, HAProxy (the explore replicas' balancer) and openssl (`feedrank certs`: the
+# TLS tests' certificates). Installed once, only when missing.
 tools:
 	@command -v promtool >/dev/null && command -v docker-compose >/dev/null && \
+	  command -v openssl >/dev/null && \
 	  { command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null || { \
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus docker-compose haproxy >/dev/null; }
+	    prometheus docker-compose haproxy openssl >/dev/null; }
 
 # The virtual environment is rebuilt whenever pyproject.toml or the lock changes: the
 # dependencies come from the lock only (exact versions, hash-checked, nothing resolved

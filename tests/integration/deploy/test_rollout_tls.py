@@ -5,7 +5,6 @@ history; the viewer's is denied; a plaintext client never gets through."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from feedrank.registry import LocalModelRegistry
 from feedrank.stack.certificates import IssuedCertificates, make_certificates
 from tests.integration.deploy.conftest import START_MS
 from tests.support.deploy import publish_versions
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
 
 @pytest.fixture

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import stat
 import subprocess
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from feedrank.cli.main import app
 from feedrank.explore.api_keys import read_keys
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 def test_certs_makes_a_ca_server_and_client_certificates(tmp_path: Path) -> None:
     target = tmp_path / "certs"
     result = CliRunner().invoke(app, ["certs", "--dir", str(target), "--client", "ops"])

@@ -30,8 +30,6 @@ from feedrank.stack.certificates import (
     renew_server_certificate,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
 
 @pytest.fixture(scope="module")
 def issued(tmp_path_factory: pytest.TempPathFactory) -> IssuedCertificates:

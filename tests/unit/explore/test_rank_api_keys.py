@@ -4,7 +4,6 @@ without a restart. ``feedrank.client`` sends the key and trusts the local CA."""
 
 from __future__ import annotations
 
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -23,8 +22,6 @@ from feedrank.explore.api_keys import add_key, read_keys
 from feedrank.explore.grpc_service import build_server
 from feedrank.stack.certificates import IssuedCertificates, make_certificates
 from tests.support.serving import EmptyFeed
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
 
 @pytest.fixture
