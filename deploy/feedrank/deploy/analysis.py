@@ -8,8 +8,18 @@ latency) from Prometheus. The verdict is one of
 * ``rollback``: a safeguard (prompt reports, blocks, hides per impression) is
   significantly higher on the canary, the prompt engagement rate significantly lower (when
   ``rollback_on_engagement_drop``), or the canary breaks its error-rate or latency SLO;
-* ``continue``: not enough impressions yet on either arm (``min_impressions``);
-* ``advance``: enough data and no significant regression.
+* ``continue``: not enough impressions yet on either arm (``min_impressions``), or, with
+  an ``advance_margin``, the engagement rate not yet shown to be within that margin of
+  stable's;
+* ``advance``: enough data and no significant regression (and, with an
+  ``advance_margin``, the engagement rate's lower bound within it).
+
+Without a margin a step advances as soon as it holds ``min_impressions`` and nothing is
+significantly worse: absence of evidence. At a 1% step that is far too little data to
+see a 5% drop, so such a canary walks on to larger steps before it is caught
+(``benchmarks/canary_sensitivity.py``). With ``advance_margin = m`` a step is a
+sequential non-inferiority test: it holds until the canary is either significantly
+worse (rollback) or shown to be no worse than ``m`` of stable's rate (advance).
 
 Each metric is judged with an always-valid confidence sequence
 (:mod:`feedrank.deploy.sequential`) at ``alpha / m`` for ``m`` metrics, so the chance
@@ -23,7 +33,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from feedrank.core.settings import DeploySettings
-from feedrank.deploy.sequential import RateDifference, rate_difference
+from feedrank.deploy.sequential import (
+    RateDifference,
+    corrected_rate_difference,
+    rate_difference,
+)
 
 # Rewards within the settle time of their impression ("prompt"). All rewards, counted
 # when they happen, mix in late ones from impressions made under the previous split:
@@ -86,9 +100,10 @@ class MetricComparison:
 
     def describe(self) -> str:
         c = self.comparison
+        before = f", {c.offset:+.4%} before the rollout taken off" if c.offset else ""
         return (
             f"{self.metric} {c.canary_rate:.4%} vs {c.stable_rate:.4%} "
-            f"(difference in [{c.lower:+.4%}, {c.upper:+.4%}])"
+            f"(difference in [{c.lower:+.4%}, {c.upper:+.4%}]{before})"
         )
 
 
@@ -112,6 +127,7 @@ class AnalysisConfig:
     max_error_rate: float = 0.01
     max_latency_p99_s: float = 0.25
     min_requests: int = 200
+    advance_margin: float = 0.0  # relative: 0.03 advances once the drop is shown < 3%
 
     @classmethod
     def from_settings(cls, settings: DeploySettings) -> AnalysisConfig:
@@ -123,6 +139,7 @@ class AnalysisConfig:
             max_error_rate=settings.max_error_rate,
             max_latency_p99_s=settings.max_latency_p99_s,
             min_requests=settings.min_requests,
+            advance_margin=settings.advance_margin,
         )
 
     @property
@@ -135,8 +152,15 @@ class CanaryAnalysis:
         self.config = config
 
     def judge(
-        self, canary: ArmTotals, stable: ArmTotals, service_levels: ServiceLevels | None = None
+        self,
+        canary: ArmTotals,
+        stable: ArmTotals,
+        service_levels: ServiceLevels | None = None,
+        before: tuple[ArmTotals, ArmTotals] | None = None,
     ) -> Verdict:
+        """The verdict on the arms' totals; ``before``: the totals of the users now on
+        the canary and on stable from before the rollout, when known, whose difference
+        is taken off each comparison (see :func:`corrected_rate_difference`)."""
         slo_breaches = self._slo_breaches(service_levels)
         if slo_breaches:
             return Verdict(VerdictKind.ROLLBACK, slo_breaches)
@@ -149,7 +173,9 @@ class CanaryAnalysis:
                     f"{stable.impressions:,} of {needed:,} impressions each",
                 ),
             )
-        comparisons = tuple(self._compare(metric, canary, stable) for metric in self.config.metrics)
+        comparisons = tuple(
+            self._compare(metric, canary, stable, before) for metric in self.config.metrics
+        )
         regressions = tuple(
             f"{item.describe()}: significantly {'lower' if item.metric == TOPLINE else 'higher'}"
             for item in comparisons
@@ -158,22 +184,58 @@ class CanaryAnalysis:
         )
         if regressions:
             return Verdict(VerdictKind.ROLLBACK, regressions, comparisons)
+        unproven = self._not_yet_within_margin(comparisons)
+        if unproven:
+            return Verdict(VerdictKind.CONTINUE, (unproven,), comparisons)
         return Verdict(
             VerdictKind.ADVANCE,
             ("no significant regression: " + "; ".join(c.describe() for c in comparisons),),
             comparisons,
         )
 
-    def _compare(self, metric: str, canary: ArmTotals, stable: ArmTotals) -> MetricComparison:
-        comparison = rate_difference(
+    def _compare(
+        self,
+        metric: str,
+        canary: ArmTotals,
+        stable: ArmTotals,
+        before: tuple[ArmTotals, ArmTotals] | None,
+    ) -> MetricComparison:
+        during = (
             canary.count(metric),
             canary.impressions,
             stable.count(metric),
             stable.impressions,
-            alpha=self.config.alpha / len(self.config.metrics),
-            relative_effect=self.config.mixture_effect,
         )
+        alpha = self.config.alpha / len(self.config.metrics)
+        effect = self.config.mixture_effect
+        if before is None:
+            comparison = rate_difference(*during, alpha=alpha, relative_effect=effect)
+        else:
+            canary_before, stable_before = before
+            counts = (
+                canary_before.count(metric),
+                canary_before.impressions,
+                stable_before.count(metric),
+                stable_before.impressions,
+            )
+            comparison = corrected_rate_difference(
+                during, counts, alpha=alpha, relative_effect=effect
+            )
         return MetricComparison(metric, comparison)
+
+    def _not_yet_within_margin(self, comparisons: tuple[MetricComparison, ...]) -> str:
+        """Why the step may not advance yet under ``advance_margin`` ("" when it may)."""
+        margin = self.config.advance_margin
+        topline = next((c for c in comparisons if c.metric == TOPLINE), None)
+        if margin <= 0.0 or topline is None:
+            return ""
+        allowed = -margin * topline.comparison.stable_rate
+        if topline.comparison.lower >= allowed:
+            return ""
+        return (
+            f"not yet shown within {margin:.0%} of stable: {topline.describe()}, "
+            f"lower bound below {allowed:+.4%}"
+        )
 
     def _slo_breaches(self, levels: ServiceLevels | None) -> tuple[str, ...]:
         if levels is None or levels.requests < self.config.min_requests:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from feedrank.core.clock import Clock
 from feedrank.deploy import metrics, state
-from feedrank.deploy.counterfactual import CounterfactualGate, OpenGate
+from feedrank.deploy.counterfactual import CounterfactualGate, GateResult, OpenGate
 from feedrank.deploy.errors import (
     FieldViolation,
     InvalidRolloutArgument,
@@ -48,6 +48,9 @@ class ControlConfig:
     salt: str
     history_limit: int = 200
     holdout_share: float = 0.0  # users kept on the first stable version (0: no holdout)
+    # A candidate the counterfactual gate finds better with confidence starts at the
+    # largest step up to this weight (0: always at the first step).
+    confident_first_step: float = 0.0
 
 
 class DeployControl:
@@ -124,9 +127,28 @@ class DeployControl:
                     outcome="refused",
                     actor=actor,
                 )
+            weights, note = self._first_step(weights, verdict)
+        else:
+            note = ""
         return self._apply(
-            lambda r: state.start(r, version, weights, self.clock.now_ms()), actor=actor
+            lambda r: state.start(r, version, weights, self.clock.now_ms(), note), actor=actor
         )
+
+    def _first_step(
+        self, weights: tuple[float, ...], verdict: GateResult
+    ) -> tuple[tuple[float, ...], str]:
+        """``weights`` from the largest step up to ``confident_first_step`` on, when the
+        gate found the candidate better with confidence; else as they are."""
+        limit = self.config.confident_first_step
+        reachable = [weight for weight in weights if weight <= limit and weight < 1.0]
+        if not verdict.better or not reachable or max(reachable) == weights[0]:
+            return weights, ""
+        first = max(reachable)
+        note = (
+            f"first step {first:.0%} instead of {weights[0]:.0%} "
+            f"(deploy.confident_first_step): {verdict.reason}"
+        )
+        return tuple(weight for weight in weights if weight >= first), note
 
     def set_weight(self, weight: float, *, actor: str = "") -> Rollout:
         return self._apply(lambda r: state.set_weight(r, weight, self.clock.now_ms()), actor=actor)

@@ -20,6 +20,10 @@ only windows that start ``settle_ms`` (event time) after the current step began,
 both arms' flows follow the current split again; evidence starts afresh at every step.
 At 100% (no stable traffic to compare with) it judges the previous step's windows.
 
+The arms are fixed sets of users, and one may hold users who engage more whatever they
+are shown. With a ``pre_period`` source (the same users' totals from before the
+rollout), that difference is taken off each comparison (``corrected_rate_difference``).
+
 It changes the rollout only if nobody else did since it looked (see
 ``DeployControl.advance``), so a person's abort or pause always wins a race.
 """
@@ -51,6 +55,13 @@ class AggregateTotals(Protocol):
         ...
 
 
+class PrePeriod(Protocol):
+    def before(self, rollout: Rollout, canary_weight: float) -> tuple[ArmTotals, ArmTotals] | None:
+        """From before ``rollout`` began, the totals of the users a canary of
+        ``canary_weight`` holds and of those stable holds (None: not known)."""
+        ...
+
+
 class RolloutController:
     def __init__(
         self,
@@ -64,6 +75,7 @@ class RolloutController:
         auto_rollout: bool = False,
         keep_versions: int | None = None,
         settle_ms: int = 0,
+        pre_period: PrePeriod | None = None,
     ) -> None:
         self.control = control
         self.aggregates = aggregates
@@ -74,6 +86,7 @@ class RolloutController:
         self.auto_rollout = auto_rollout
         self.keep_versions = keep_versions
         self.settle_ms = settle_ms
+        self.pre_period = pre_period
         self._step: tuple[str, int, int] | None = None  # (canary, step, started) judged
         self._step_event_ms = 0  # event time when that step was first seen
         self._previous_step_event_ms = 0  # ... and the step before it
@@ -92,13 +105,16 @@ class RolloutController:
         if (rollout.canary_version, rollout.current_step, rollout.step_started_ms) != self._step:
             self._mark_step(rollout)  # a step this controller has not seen begin
         since_ms, until_ms = self._step_event_ms + self.settle_ms, None
+        judged_weight = rollout.canary_weight
         if rollout.canary_weight >= 1.0:  # no stable traffic: the last split's evidence
             since_ms = self._previous_step_event_ms + self.settle_ms
             until_ms = self._step_event_ms
+            judged_weight = rollout.steps[max(rollout.current_step - 1, 0)]
         canary = self.aggregates.totals(rollout.canary_version, since_ms, until_ms)
         stable = self.aggregates.totals(rollout.stable_version, since_ms, until_ms)
         levels = self.slo.canary_levels() if self.slo is not None else None
-        verdict = self.analysis.judge(canary, stable, levels)
+        before = self.pre_period.before(rollout, judged_weight) if self.pre_period else None
+        verdict = self.analysis.judge(canary, stable, levels, before)
         metrics.VERDICTS.labels(verdict=verdict.kind.value).inc()
         self.control.last_analysis = f"{verdict.kind}: {verdict.summary}"
         if verdict.kind is VerdictKind.ROLLBACK:

@@ -9,6 +9,10 @@ reads it and refuses the candidate when it is worse than the stable version beyo
 ``margin`` (a share of the stable version's value) with confidence ``1 - alpha``: when
 the one-sided upper bound of DR(candidate) - DR(stable) is below ``-margin * DR(stable)``.
 
+A candidate whose one-sided lower bound lies above zero is significantly better; with
+``deploy.confident_first_step`` its rollout starts at a larger first step (the reason is
+in the rollout's history).
+
 Where there is no estimate (the learner estimates nothing, or had no labelled decisions),
 or it rests on fewer than ``min_effective_samples`` effective samples, the gate lets the
 candidate through and says so: the online canary analysis still guards every step.
@@ -34,6 +38,7 @@ class GateResult:
     passed: bool
     reason: str
     verdict: Verdict = "passed"
+    better: bool = False  # significantly better than stable (``deploy.confident_first_step``)
 
 
 class CounterfactualGate(Protocol):
@@ -104,4 +109,12 @@ class PairedEstimateGate:
         )
         if upper < allowed:
             return GateResult(False, f"significantly worse: {summary}", "refused")
+        lower = 2 * estimate.difference - upper  # the one-sided lower bound
+        if lower > 0.0:
+            return GateResult(
+                True,
+                f"significantly better (one-sided lower bound {lower:+.4f}): {summary}",
+                "passed",
+                better=True,
+            )
         return GateResult(True, f"not significantly worse: {summary}", "passed")

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 class RateDifference:
     canary_rate: float
     stable_rate: float
-    lower: float  # of canary_rate - stable_rate, valid at every look
+    lower: float  # of canary_rate - stable_rate (less ``offset``), valid at every look
     upper: float
+    offset: float = 0.0  # the same users' difference before the rollout, taken off
 
     @property
     def difference(self) -> float:
@@ -86,3 +87,43 @@ def rate_difference(
     radius = mixture_radius(variance, relative_effect * pooled, alpha)
     difference = canary_rate - stable_rate
     return RateDifference(canary_rate, stable_rate, difference - radius, difference + radius)
+
+
+def corrected_rate_difference(
+    during: tuple[int, int, int, int],
+    before: tuple[int, int, int, int],
+    *,
+    alpha: float,
+    relative_effect: float,
+) -> RateDifference:
+    """:func:`rate_difference` less the same users' difference before the rollout.
+
+    ``during`` and ``before`` are (canary events, canary trials, stable events, stable
+    trials), ``before`` counting the users now on each arm while all of them were on
+    stable. The arms are fixed sets of users (a sticky hash), so one arm may simply hold
+    users who engage more: a difference that no amount of data makes go away, and that
+    an always-valid test eventually calls significant. Taking the pre-period difference
+    off (a difference in differences: CUPED with its coefficient at 1) removes it; its
+    variance adds the pre-period's, small when the pre-period is long. The rates
+    reported stay the raw ones; the bounds are of the corrected difference.
+    """
+    raw = rate_difference(*during, alpha=alpha, relative_effect=relative_effect)
+    canary_events, canary_trials, stable_events, stable_trials = before
+    if canary_trials <= 0 or stable_trials <= 0:
+        return raw  # no pre-period for one arm: nothing to correct with
+    offset = canary_events / canary_trials - stable_events / stable_trials
+    variance = sum(
+        rate_variance(events, trials) / trials
+        for events, trials in (
+            (during[0], during[1]),
+            (during[2], during[3]),
+            (canary_events, canary_trials),
+            (stable_events, stable_trials),
+        )
+    )
+    pooled = (during[0] + during[2] + 1.0) / (during[1] + during[3])
+    radius = mixture_radius(variance, relative_effect * pooled, alpha)
+    difference = raw.difference - offset
+    return RateDifference(
+        raw.canary_rate, raw.stable_rate, difference - radius, difference + radius, offset
+    )

@@ -66,6 +66,7 @@ def build_control(
             salt=settings.deploy.salt,
             history_limit=settings.deploy.history_limit,
             holdout_share=settings.deploy.holdout_share,
+            confident_first_step=settings.deploy.confident_first_step,
         ),
         gate=gate or default_gate(registry, settings),
     )

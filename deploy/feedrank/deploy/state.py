@@ -133,8 +133,11 @@ def validate_weight(weight: float) -> float:
     return weight
 
 
-def start(rollout: Rollout, version: str, steps: Sequence[float], now_ms: int) -> Rollout:
-    """Begin a canary of ``version`` at its first step (or make it stable, if first)."""
+def start(
+    rollout: Rollout, version: str, steps: Sequence[float], now_ms: int, note: str = ""
+) -> Rollout:
+    """Begin a canary of ``version`` at its first step (or make it stable, if first);
+    ``note`` says why the steps are what they are, when that needs saying."""
     if not version:
         raise InvalidRolloutArgument("version", "empty; name a registry version, e.g. v0002")
     if rollout.active:
@@ -162,7 +165,8 @@ def start(rollout: Rollout, version: str, steps: Sequence[float], now_ms: int) -
         canary_weight=weights[0],
         steps=weights,
         current_step=0,
-        message=f"canary {version} at step 1/{len(weights)} ({weights[0]:.0%})",
+        message=f"canary {version} at step 1/{len(weights)} ({weights[0]:.0%})"
+        + (f"; {note}" if note else ""),
         updated_ms=now_ms,
         started_ms=now_ms,
         step_started_ms=now_ms,

@@ -169,3 +169,37 @@ def test_confidence_sequence_is_wider_than_a_fixed_sample_interval_and_shrinks()
     assert large.upper - large.lower < small.upper - small.lower
     with pytest.raises(ValueError, match="at least one trial"):
         rate_difference(0, 0, 1, 10, alpha=0.05, relative_effect=0.25)
+
+
+def test_with_an_advance_margin_a_step_holds_until_the_drop_is_shown_small() -> None:
+    strict = CanaryAnalysis(AnalysisConfig(min_impressions=5_000, advance_margin=0.05))
+    stable = totals(500_000, np.array([25_000, 1_000, 300, 1_500]))
+    # Equal rates, little canary data: nothing is significantly worse (today's rule
+    # advances), but a drop of more than 5% is not ruled out yet: hold.
+    thin = totals(6_000, np.array([300, 12, 4, 18]))
+    assert ANALYSIS.judge(thin, stable).kind is VerdictKind.ADVANCE
+    held = strict.judge(thin, stable)
+    assert held.kind is VerdictKind.CONTINUE
+    assert "not yet shown within 5% of stable" in held.summary
+    # Equal rates and enough data: the lower bound is within the margin.
+    thick = totals(400_000, np.array([20_000, 800, 240, 1_200]))
+    assert strict.judge(thick, stable).kind is VerdictKind.ADVANCE
+    # A 10% drop with enough data is still rolled back, not held.
+    worse = totals(400_000, np.array([18_000, 800, 240, 1_200]))
+    assert strict.judge(worse, stable).kind is VerdictKind.ROLLBACK
+
+
+def test_a_user_mix_that_engages_less_anyway_is_not_blamed_on_the_canary() -> None:
+    # The canary's users engaged 8% less than stable's before the rollout too: the same
+    # gap during it is theirs, not the model's. A real 8% drop on top is still caught.
+    stable = totals(2_000_000, np.array([100_000, 4_000, 1_200, 6_000]))
+    canary = totals(400_000, np.array([18_400, 800, 240, 1_200]))
+    stable_before = totals(4_000_000, np.array([200_000, 8_000, 2_400, 12_000]))
+    canary_before = totals(800_000, np.array([36_800, 1_600, 480, 2_400]))
+    before = (canary_before, stable_before)
+    assert ANALYSIS.judge(canary, stable).kind is VerdictKind.ROLLBACK
+    corrected = ANALYSIS.judge(canary, stable, before=before)
+    assert corrected.kind is VerdictKind.ADVANCE
+    assert "before the rollout taken off" in corrected.summary
+    dropped = totals(400_000, np.array([16_900, 800, 240, 1_200]))
+    assert ANALYSIS.judge(dropped, stable, before=before).kind is VerdictKind.ROLLBACK

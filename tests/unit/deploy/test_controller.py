@@ -198,6 +198,39 @@ def test_the_gate_refuses_before_any_traffic(
     assert "counterfactual gate" in control.last_analysis
 
 
+class BetterGate:
+    def check(self, stable_version: str, candidate_version: str) -> GateResult:
+        return GateResult(True, "significantly better: +0.02 [+0.01, +0.03]", better=True)
+
+
+@pytest.mark.parametrize("confident_first_step", [0.0, 0.25])
+def test_a_confidently_better_candidate_may_start_at_a_larger_step(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock, confident_first_step: float
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = DeployControl(
+        registry,
+        StateFile(tmp_path / "rollout.json"),
+        clock,
+        ControlConfig(
+            default_steps=(0.01, 0.05, 0.25, 0.5, 1.0),
+            salt="s",
+            confident_first_step=confident_first_step,
+        ),
+        gate=BetterGate(),
+    )
+    control.start(stable)
+    rollout = control.start(candidate, actor="alice")
+    if confident_first_step == 0.0:  # off by default: the anchors hold
+        assert (rollout.canary_weight, rollout.steps) == (0.01, (0.01, 0.05, 0.25, 0.5, 1.0))
+        return
+    assert (rollout.canary_weight, rollout.steps) == (0.25, (0.25, 0.5, 1.0))
+    assert "first step 25% instead of 1%" in rollout.message
+    assert "significantly better" in rollout.message
+    latest = control.history()[-1]
+    assert (latest.actor, latest.message) == ("alice", rollout.message)
+
+
 def test_unknown_or_corrupt_versions_are_refused(
     tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
 ) -> None:

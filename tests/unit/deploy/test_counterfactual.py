@@ -87,3 +87,13 @@ def test_estimates_round_trip_through_version_metrics() -> None:
     assert PairedEstimate.from_metrics({"auc": 0.8}) is None
     assert PairedEstimate.from_metrics({**metrics, "ope_difference": math.nan}) is None
     assert version_name(version_number("v0042")) == "v0042"
+
+
+def test_a_significantly_better_candidate_is_marked_better() -> None:
+    better = gate({"v0002": estimate(0.02, 0.005)}).check("v0001", "v0002")
+    assert better.passed
+    assert better.better
+    assert "significantly better" in better.reason
+    unsure = gate({"v0002": estimate(0.005, 0.005)}).check("v0001", "v0002")
+    assert unsure.passed
+    assert not unsure.better

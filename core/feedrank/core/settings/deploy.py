@@ -80,6 +80,23 @@ class DeploySettings(SettingsGroup):
         "may be estimated (a share of the stable version's value) before it is refused, at "
         "confidence 1 - alpha; 0 refuses any significant drop.",
     )
+    advance_margin: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Non-inferiority margin of a canary step, a share of stable's "
+        "engagement rate: a step advances only once the canary is shown, at confidence "
+        "1 - alpha, to be no more than this much worse (0.03: 3%); until then it holds. "
+        "0: advance when nothing is significantly worse (absence of evidence).",
+    )
+    confident_first_step: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="A candidate the counterfactual gate finds significantly better than "
+        "stable starts at the largest of its steps up to this weight instead of the first "
+        "(the reason is in the rollout history). 0: every rollout starts at its first step.",
+    )
     prometheus_url: str | None = Field(
         default=None,
         description="Prometheus HTTP API for error-rate and latency SLOs; unset: not judged.",
