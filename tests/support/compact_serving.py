@@ -9,6 +9,7 @@ entity events (``apply``), as a ranker and a learner replaying ``feedrank.posts`
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
@@ -136,6 +137,9 @@ class ServedWorld:
             policy=policy_from_name(policy, epsilon=epsilon, temperature=1.0),
             clock=ManualClock(SERVE_MS),
             decision_log=cast(DecisionLogger, self.log),
+            # Fixed ids: each seeds its decision's exploration, so every run serves the
+            # same slates (random ids made the OPE tests' data differ from run to run).
+            decision_ids=map("{:032x}".format, itertools.count(len(self.log.payloads))).__next__,
         )
         service.load(ServingModel("v0001", bundle.two_tower, bundle.ranker, index, vectors))
         start = len(self.log.payloads)

@@ -73,7 +73,10 @@ class ExploreService:
         decision_log: DecisionLogger | None = None,
         arm: str = DEFAULT_ARM,
         slots: ModelSlots | None = None,
+        decision_ids: Callable[[], str] | None = None,
     ) -> None:
+        """``decision_ids`` makes each decision's id (random by default); the id also
+        seeds the decision's exploration, so a fixed sequence replays the same slates."""
         self.store = store
         self.settings = settings
         self.policy = policy
@@ -81,6 +84,7 @@ class ExploreService:
         self.decision_log = decision_log
         self.arm = arm  # the arm ``load`` serves a single model on
         self.slots = slots or ModelSlots()
+        self.decision_ids = decision_ids or _random_decision_id
 
     # Model lifecycle -------------------------------------------------------------
     def load(self, model: ServingModel) -> None:
@@ -122,7 +126,7 @@ class ExploreService:
 
     def _rank(self, serving: ServingSet, query: RankQuery, deadline: Deadline) -> RankResult:
         arm, model = serving.route(query.user_id)
-        decision_id = uuid.uuid4().hex
+        decision_id = self.decision_ids()
         with stage("features"):
             user = self.store.user_features(
                 query.user_id,
@@ -307,3 +311,7 @@ def _context_codes(query: RankQuery) -> dict[str, str]:
     if query.country is not None:
         codes["country"] = COUNTRY_VOCABULARY.code(query.country)
     return codes
+
+
+def _random_decision_id() -> str:
+    return uuid.uuid4().hex
