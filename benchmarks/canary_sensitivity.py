@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.progress import progress
+from feedrank.core.arms import user_position
 from feedrank.core.clock import ManualClock
 from feedrank.core.feature_schema import user_id
 from feedrank.deploy.aggregates import AggregateBook
@@ -58,7 +59,6 @@ from feedrank.deploy.control import ControlConfig, DeployControl
 from feedrank.deploy.controller import RolloutController
 from feedrank.deploy.state import Phase, Rollout
 from feedrank.deploy.store import StateFile
-from feedrank.explore.traffic_splitter import user_position
 from feedrank.registry import LocalModelRegistry, TrainingData
 from feedrank.simulate.world.config import WorldConfig
 from feedrank.simulate.world.generator import generate_world
@@ -143,7 +143,9 @@ class SimulatedPrePeriod:
             rng.binomial(self.impressions, rate) for rate in SAFEGUARD_RATES
         ]
 
-    def before(self, rollout: Rollout, canary_weight: float) -> tuple[ArmTotals, ArmTotals]:
+    def before(
+        self, rollout: Rollout, canary_weight: float, until_ms: int
+    ) -> tuple[ArmTotals, ArmTotals]:
         on_canary = self.positions < canary_weight
         return self._totals(on_canary), self._totals(~on_canary)
 

@@ -24,10 +24,12 @@ from feedrank.core.kafka_clients import KafkaTarget, consumer_config
 from feedrank.core.kafka_link import BrokerLink
 from feedrank.deploy import metrics
 from feedrank.deploy.analysis import ArmTotals
+from feedrank.deploy.pre_period import SegmentBook
 from feedrank.v1 import events_pb2
 
 # As written by feedrank.streaming.aggregates (not imported here: it pulls in PyFlink).
 AGGREGATE_KIND = "engagement-aggregate"
+SEGMENT_KIND = "segment-aggregate"
 KIND_HEADER = "feedrank.metrics.kind"
 _POLL_S = 0.5
 _PROBE_TIMEOUT_S = 2.0
@@ -75,8 +77,16 @@ class AggregateBook:
 class KafkaAggregateFeed:
     """Reads EngagementAggregate records into a book until stopped."""
 
-    def __init__(self, book: AggregateBook, bootstrap: KafkaTarget, topic: str) -> None:
+    def __init__(
+        self,
+        book: AggregateBook,
+        bootstrap: KafkaTarget,
+        topic: str,
+        *,
+        segments: SegmentBook | None = None,
+    ) -> None:
         self.book = book
+        self.segments = segments  # the segment aggregates, when given
         self.topic = topic
         self.link = BrokerLink("deploy's aggregate feed", on_change=metrics.KAFKA_UP.set)
         self._consumer = Consumer(
@@ -117,6 +127,9 @@ class KafkaAggregateFeed:
 
     def _read(self, message: Message) -> None:
         kind = codecs.header_value(message.headers(), KIND_HEADER)
+        if kind == SEGMENT_KIND and self.segments is not None:
+            self._read_segment(message)
+            return
         if kind is not None and kind != AGGREGATE_KIND:
             return  # top-posts records share the topic
         try:
@@ -125,4 +138,14 @@ class KafkaAggregateFeed:
             metrics.AGGREGATES_REJECTED.inc()
             return
         self.book.add(aggregate)
+        metrics.AGGREGATES_READ.inc()
+
+    def _read_segment(self, message: Message) -> None:
+        assert self.segments is not None
+        try:
+            segment = codecs.decode(events_pb2.SegmentAggregate, message.value())
+        except codecs.EventDecodeError:
+            metrics.AGGREGATES_REJECTED.inc()
+            return
+        self.segments.add(segment)
         metrics.AGGREGATES_READ.inc()

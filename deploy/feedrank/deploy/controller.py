@@ -56,9 +56,12 @@ class AggregateTotals(Protocol):
 
 
 class PrePeriod(Protocol):
-    def before(self, rollout: Rollout, canary_weight: float) -> tuple[ArmTotals, ArmTotals] | None:
-        """From before ``rollout`` began, the totals of the users a canary of
-        ``canary_weight`` holds and of those stable holds (None: not known)."""
+    def before(
+        self, rollout: Rollout, canary_weight: float, until_ms: int
+    ) -> tuple[ArmTotals, ArmTotals] | None:
+        """From before ``until_ms`` (event time: when ``rollout`` began), the totals of
+        the users a canary of ``canary_weight`` holds and of those stable holds (None:
+        not known)."""
         ...
 
 
@@ -90,6 +93,7 @@ class RolloutController:
         self._step: tuple[str, int, int] | None = None  # (canary, step, started) judged
         self._step_event_ms = 0  # event time when that step was first seen
         self._previous_step_event_ms = 0  # ... and the step before it
+        self._rollout_event_ms = 0  # ... and the rollout's first step
 
     def tick(self) -> Verdict | None:
         """Judge the rollout in progress once and act; None when there is none."""
@@ -113,7 +117,11 @@ class RolloutController:
         canary = self.aggregates.totals(rollout.canary_version, since_ms, until_ms)
         stable = self.aggregates.totals(rollout.stable_version, since_ms, until_ms)
         levels = self.slo.canary_levels() if self.slo is not None else None
-        before = self.pre_period.before(rollout, judged_weight) if self.pre_period else None
+        before = (
+            self.pre_period.before(rollout, judged_weight, self._rollout_event_ms)
+            if self.pre_period is not None
+            else None
+        )
         verdict = self.analysis.judge(canary, stable, levels, before)
         metrics.VERDICTS.labels(verdict=verdict.kind.value).inc()
         self.control.last_analysis = f"{verdict.kind}: {verdict.summary}"
@@ -131,9 +139,15 @@ class RolloutController:
     def _mark_step(self, rollout: Rollout) -> None:
         """Remember where, in event time, ``rollout``'s current step began: the latest
         aggregate seen (before any, this process's clock is the best guess)."""
+        same_rollout = self._step is not None and self._step[0] == rollout.canary_version
         self._previous_step_event_ms = self._step_event_ms if self._step else 0
         self._step = (rollout.canary_version, rollout.current_step, rollout.step_started_ms)
         self._step_event_ms = self.aggregates.latest_event_ms() or self.clock.now_ms()
+        if not same_rollout:  # a restarted controller may first see a later step
+            first = rollout.current_step == 0
+            self._rollout_event_ms = (
+                self._step_event_ms if first else min(self._step_event_ms, rollout.started_ms)
+            )
 
     def prune(self) -> list[str]:
         """Delete registry versions beyond the newest ``keep_versions`` that no rollout

@@ -24,6 +24,7 @@ from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis
 from feedrank.deploy.control import ControlConfig, DeployControl
 from feedrank.deploy.controller import RolloutController
 from feedrank.deploy.counterfactual import CounterfactualGate, PairedEstimateGate
+from feedrank.deploy.pre_period import SegmentBook, SegmentPrePeriod
 from feedrank.deploy.service import build_server, set_serving
 from feedrank.deploy.slo import PrometheusSlo
 from feedrank.deploy.store import StateFile, state_file_path
@@ -91,6 +92,13 @@ class DeployServer:
         set_serving(self.health, serving=False)
         self.control = build_control(settings, clock, registry=registry, gate=gate)
         self.book = AggregateBook()
+        pre_period_ms = int(settings.deploy.pre_period_s * 1000)
+        self.segments = SegmentBook(keep_ms=2 * pre_period_ms)
+        pre_period = SegmentPrePeriod(
+            self.segments,
+            pre_period_ms=pre_period_ms,
+            holdout_share=settings.deploy.holdout_share,
+        )
         self.controller = RolloutController(
             self.control,
             self.book,
@@ -103,6 +111,7 @@ class DeployServer:
             auto_rollout=settings.deploy.auto_rollout,
             keep_versions=settings.deploy.keep_versions,
             settle_ms=int(settings.deploy.settle_s * 1000),
+            pre_period=pre_period if pre_period_ms > 0 else None,
         )
         self.analysis = settings.deploy.analysis if analysis is None else analysis
         self._grpc_port = settings.ports.deploy_grpc if port is None else port
@@ -132,7 +141,10 @@ class DeployServer:
             self._http, _ = start_http_server(self._metrics_port, addr=host)
         if self.analysis:
             self._feed = KafkaAggregateFeed(
-                self.book, self.settings.kafka.access, self.settings.topics.metrics
+                self.book,
+                self.settings.kafka.access,
+                self.settings.topics.metrics,
+                segments=self.segments,
             )
             self._feed.start()
             thread = threading.Thread(

@@ -584,6 +584,52 @@ class EngagementAggregate(google.protobuf.message.Message):
 global___EngagementAggregate = EngagementAggregate
 
 @typing.final
+class SegmentAggregate(google.protobuf.message.Message):
+    """Topic feedrank.metrics (header feedrank.metrics.kind = segment-aggregate): one
+    5-minute aggregate of one segment of users, whatever version or arm served them. A
+    user's segment is where their position on the traffic split (the salted hash under
+    deploy.salt) falls among `segments` equal parts of [0, 1). The canary analysis sums
+    the segments a canary holds over the day before the rollout (its pre-period).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WINDOW_START_MS_FIELD_NUMBER: builtins.int
+    WINDOW_END_MS_FIELD_NUMBER: builtins.int
+    SEGMENT_FIELD_NUMBER: builtins.int
+    SEGMENTS_FIELD_NUMBER: builtins.int
+    IMPRESSIONS_FIELD_NUMBER: builtins.int
+    PROMPT_ENGAGEMENTS_FIELD_NUMBER: builtins.int
+    PROMPT_REPORTS_FIELD_NUMBER: builtins.int
+    PROMPT_BLOCKS_FIELD_NUMBER: builtins.int
+    PROMPT_HIDES_FIELD_NUMBER: builtins.int
+    window_start_ms: builtins.int
+    window_end_ms: builtins.int
+    segment: builtins.int
+    segments: builtins.int
+    impressions: builtins.int
+    prompt_engagements: builtins.int
+    prompt_reports: builtins.int
+    prompt_blocks: builtins.int
+    prompt_hides: builtins.int
+    def __init__(
+        self,
+        *,
+        window_start_ms: builtins.int = ...,
+        window_end_ms: builtins.int = ...,
+        segment: builtins.int = ...,
+        segments: builtins.int = ...,
+        impressions: builtins.int = ...,
+        prompt_engagements: builtins.int = ...,
+        prompt_reports: builtins.int = ...,
+        prompt_blocks: builtins.int = ...,
+        prompt_hides: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["impressions", b"impressions", "prompt_blocks", b"prompt_blocks", "prompt_engagements", b"prompt_engagements", "prompt_hides", b"prompt_hides", "prompt_reports", b"prompt_reports", "segment", b"segment", "segments", b"segments", "window_end_ms", b"window_end_ms", "window_start_ms", b"window_start_ms"]) -> None: ...
+
+global___SegmentAggregate = SegmentAggregate
+
+@typing.final
 class DeadLetter(google.protobuf.message.Message):
     """Topic feedrank.dlq: anything that could not be decoded or joined. The
     original topic, partition and offset also travel as Kafka headers.

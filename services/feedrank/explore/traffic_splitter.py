@@ -18,21 +18,15 @@ the other arms never moves its users. So:
 from __future__ import annotations
 
 import bisect
-import hashlib
 import math
 from collections.abc import Mapping
 
-from feedrank.core.arms import HOLDOUT_ARM  # laid out first: [0, its share)
+from feedrank.core.arms import (
+    HOLDOUT_ARM,  # laid out first: [0, its share)
+    user_position,
+)
 
-_HASH_BYTES = 8
-_MANTISSA_BITS = 53  # a float64 holds this many bits exactly, so the position stays < 1
-
-
-def user_position(salt: str, user_id: str) -> float:
-    """Where ``user_id`` falls on [0, 1) under ``salt`` (uniform over user ids)."""
-    keyed = hashlib.blake2b(salt.encode() + b"\x00" + user_id.encode(), digest_size=_HASH_BYTES)
-    top_bits = int.from_bytes(keyed.digest(), "big") >> (8 * _HASH_BYTES - _MANTISSA_BITS)
-    return top_bits / float(1 << _MANTISSA_BITS)
+__all__ = ["TrafficSplitter", "user_position"]
 
 
 class TrafficSplitter:

@@ -10,7 +10,13 @@ from prometheus_client import REGISTRY
 
 from feedrank.core.clock import ManualClock
 from feedrank.deploy.aggregates import AggregateBook
-from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis, ServiceLevels, VerdictKind
+from feedrank.deploy.analysis import (
+    AnalysisConfig,
+    ArmTotals,
+    CanaryAnalysis,
+    ServiceLevels,
+    VerdictKind,
+)
 from feedrank.deploy.auto_rollout import AUTO_ROLLOUT
 from feedrank.deploy.control import CANARY_CONTROLLER, ControlConfig, DeployControl
 from feedrank.deploy.controller import RolloutController
@@ -411,3 +417,44 @@ def test_retention_never_deletes_the_holdout_version(
     controller.keep_versions = 3
     assert controller.prune() == []  # v0001 is the holdout's; v0002 undo's; v0003 stable
     assert first in [manifest.version for manifest in registry.versions()]
+
+
+def test_the_pre_period_ends_where_the_rollout_began_in_event_time(
+    tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
+) -> None:
+    stable, candidate = publish_versions(registry, 2)
+    control = make_control(tmp_path, registry, clock)
+    control.start(stable)
+    book = AggregateBook()
+    book.add(  # the latest window before the rollout: it ends at START_MS
+        window_aggregate(
+            np.random.default_rng(0),
+            version=stable,
+            arm="stable",
+            window_start_ms=START_MS - WINDOW_MS,
+            impressions=1_000,
+            rates=GOOD,
+        )
+    )
+    asked: list[tuple[float, int]] = []
+
+    class RecordingPrePeriod:
+        def before(
+            self, rollout: object, canary_weight: float, until_ms: int
+        ) -> tuple[ArmTotals, ArmTotals] | None:
+            asked.append((canary_weight, until_ms))
+            return None
+
+    controller = RolloutController(
+        control,
+        book,
+        CanaryAnalysis(AnalysisConfig(min_impressions=20_000)),
+        clock,
+        step_pause_ms=PAUSE_MS,
+        pre_period=RecordingPrePeriod(),
+    )
+    control.start(candidate)
+    controller.tick()
+    clock.advance(WINDOW_MS)
+    controller.tick()
+    assert asked == [(0.05, START_MS), (0.05, START_MS)]  # the latest window's end

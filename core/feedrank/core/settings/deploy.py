@@ -97,6 +97,13 @@ class DeploySettings(SettingsGroup):
         "stable starts at the largest of its steps up to this weight instead of the first "
         "(the reason is in the rollout history). 0: every rollout starts at its first step.",
     )
+    pre_period_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="The canary analysis takes off each comparison the difference the "
+        "same users (the canary's and stable's) showed over this long before the rollout "
+        "began, from the join's segment aggregates; 0: compare the arms as they are.",
+    )
     prometheus_url: str | None = Field(
         default=None,
         description="Prometheus HTTP API for error-rate and latency SLOs; unset: not judged.",
