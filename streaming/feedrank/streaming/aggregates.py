@@ -54,6 +54,12 @@ from pyflink.table.udf import udf
 from feedrank.core import codecs
 from feedrank.core.time_units import MINUTE_MS
 from feedrank.streaming.kafka_tables import KafkaSink, raw_sink_options, raw_table_ddl
+from feedrank.streaming.segment_aggregates import (
+    SEGMENT_ENCODER,
+    SEGMENT_KIND,
+    segment_encoder,
+    segments_select,
+)
 from feedrank.v1 import events_pb2
 
 METRICS_KIND_HEADER = "feedrank.metrics.kind"
@@ -98,6 +104,7 @@ class AggregateOptions:
     windows_view: str = "engagement_windows"
     sink_table: str = "metrics_sink"
     encode_function: str = "feedrank_encode_aggregate"
+    segments: bool = False  # also per segment of users (segment_aggregates)
 
     @property
     def window_ms(self) -> int:
@@ -105,8 +112,10 @@ class AggregateOptions:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The join_out columns read: ``post_id`` only for the top posts (``top_n`` > 0)."""
-        return INPUT_COLUMNS if self.top_n > 0 else INPUT_COLUMNS[:-1]
+        """The join_out columns read: ``post_id`` only for the top posts (``top_n`` > 0),
+        ``segment`` only for the segment aggregates."""
+        columns = INPUT_COLUMNS if self.top_n > 0 else INPUT_COLUMNS[:-1]
+        return (*columns, "segment") if self.segments else columns
 
 
 @dataclass(frozen=True)
@@ -402,6 +411,16 @@ def metrics_insert(options: AggregateOptions) -> str:
     selects = [aggregates_select(options)]
     if options.top_n > 0:
         selects.append(top_posts_select(options))
+    if options.segments:
+        selects.append(
+            segments_select(
+                tumble=_tumble(options),
+                window_end_ms=_window_end_ms(),
+                window_ms=options.window_ms,
+                prompt=_prompt,
+                headers=_headers(codecs.PROTOBUF_CONTENT_TYPE, SEGMENT_KIND),
+            )
+        )
     return f"INSERT INTO `{options.sink_table}`\n" + "\nUNION ALL\n".join(selects)
 
 
@@ -414,8 +433,12 @@ def register_aggregates(
     window_minutes: int = 5,
     top_n: int = 10,
     watermark_delay_ms: int | None = None,
+    segments: bool = False,
 ) -> None:
     """Declare the window aggregates over ``join_out``; add their INSERT to ``statements``.
+
+    With ``segments``, also the per-segment aggregates (:mod:`segment_aggregates`; the
+    join's ``segment`` column is then read).
 
     ``join_out`` is the join's output with the columns of ``join_operator.OUTPUT_FIELDS``
     (``INPUT_COLUMNS`` at least; ``top_n=0`` turns the top posts off and with them the
@@ -428,11 +451,13 @@ def register_aggregates(
     """
     if window_minutes < 1 or top_n < 0:
         raise ValueError("window_minutes must be at least 1 and top_n at least 0")
-    options = AggregateOptions(window_minutes, top_n, watermark_delay_ms)
+    options = AggregateOptions(window_minutes, top_n, watermark_delay_ms, segments=segments)
     table_env.create_temporary_view(
         options.input_view, aggregate_input(table_env, join_out, options)
     )
     table_env.create_temporary_function(options.encode_function, aggregate_encoder())
+    if segments:
+        table_env.create_temporary_function(SEGMENT_ENCODER, segment_encoder())
     table_env.execute_sql(raw_table_ddl(options.sink_table, raw_sink_options(sink)))
     table_env.execute_sql(windows_view_sql(options))
     statements.add_insert_sql(metrics_insert(options))

@@ -254,5 +254,6 @@ def build_join_job(
             statements=statements,
             window_minutes=config.aggregate_window_minutes,
             top_n=config.top_posts,
+            segments=config.join.segment_salt is not None,
         )
     statements.attach_as_datastream()

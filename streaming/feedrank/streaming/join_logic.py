@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from feedrank.core import codecs
+from feedrank.core.arms import position_segment
 from feedrank.streaming.example_wire import DecisionExamples, label_bytes
 from feedrank.streaming.label_state import LabelState, LogPosition, post_hashes
 from feedrank.v1 import events_pb2
@@ -60,6 +61,13 @@ class JoinConfig:
     # A reward this soon after its impression is prompt (see JoinOutput.prompt); the
     # deploy service's settle time.
     prompt_horizon_ms: int = 900_000
+    # The deploy salt: impressions and rewards carry their user's position segment under
+    # it, for the canary analysis's pre-period (segment aggregates); None: no segments.
+    segment_salt: str | None = None
+
+    def segment_of(self, user_id: str) -> int:
+        """``user_id``'s position segment under ``segment_salt`` (-1 without one)."""
+        return -1 if self.segment_salt is None else position_segment(self.segment_salt, user_id)
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,9 @@ class JoinOutput:
     prompt: int = 0
     detail: str = ""  # why, for late, dangling and malformed records
     post_id: str = ""  # examples and attributed rewards
+    # Impressions and attributed rewards: the user's position segment under
+    # JoinConfig.segment_salt (feedrank.core.arms.position_segment); -1 without a salt.
+    segment: int = -1
     # "examples": the payloads of several examples of one decision, in one record
     # (join_operator.output_rows); the sink writes one Kafka record per payload.
     payloads: tuple[bytes, ...] = ()
@@ -162,6 +173,7 @@ def on_decision(
             decision.arm,
             decision.event_time_ms,
             impressions=len(decision.items),
+            segment=config.segment_of(decision.user_id),
         )
     ]
     early, state.early = state.early, []
@@ -215,7 +227,7 @@ def _apply_reward(
     breakdown = state.breakdowns.setdefault(index, {})
     _add(breakdown, reward)
     prompt = reward.ts_ms - state.decision_time_ms <= config.prompt_horizon_ms
-    outputs = [_attributed(state, reward, prompt=prompt)]
+    outputs = [_attributed(state, reward, prompt=prompt, segment=config.segment_of(state.user_id))]
     if reward.reward_type in ENGAGEMENT_TYPES and not state.labelled >> index & 1:
         state.labelled |= 1 << index
         label_ms = max(reward.ts_ms, 0)
@@ -300,7 +312,9 @@ def _unavailable(state: LabelState, why: str, at_ms: int) -> JoinOutput:
     )
 
 
-def _attributed(state: LabelState, reward: RewardRecord, *, prompt: bool) -> JoinOutput:
+def _attributed(
+    state: LabelState, reward: RewardRecord, *, prompt: bool, segment: int
+) -> JoinOutput:
     """A joined reward, for the 5-minute aggregates of its model version and arm;
     ``prompt``: it came within the prompt horizon of its impression."""
     kind = reward.reward_type
@@ -318,6 +332,7 @@ def _attributed(state: LabelState, reward: RewardRecord, *, prompt: bool) -> Joi
         hides=int(kind == "hide"),
         prompt=int(prompt),
         post_id=reward.post_id,
+        segment=segment,
     )
 
 

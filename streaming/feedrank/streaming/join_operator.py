@@ -62,6 +62,7 @@ OUTPUT_FIELDS = [
     ("prompt", Types.INT()),
     ("detail", Types.STRING()),
     ("post_id", Types.STRING()),
+    ("segment", Types.INT()),
     ("payloads", Types.OBJECT_ARRAY(BYTES)),
 ]
 OUTPUT_NAMES = tuple(name for name, _ in OUTPUT_FIELDS)

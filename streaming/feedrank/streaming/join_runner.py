@@ -54,6 +54,8 @@ def job_config(settings: Settings) -> JoinJobConfig:
             # The canary analysis judges a split from settle_s after it began and
             # compares engagements this prompt: all of them from that split's impressions.
             prompt_horizon_ms=int(settings.deploy.settle_s * 1000),
+            # Segment aggregates for the canary analysis's pre-period, when it has one.
+            segment_salt=settings.deploy.salt if settings.deploy.pre_period_s > 0 else None,
         ),
         group_id=GROUP_ID,
         # Stable across restarts: on recovery Flink aborts the transactions a crashed run

@@ -30,6 +30,7 @@ from pyflink.common import Duration, Row, WatermarkStrategy
 from pyflink.common.typeinfo import Types
 
 from feedrank.core import codecs
+from feedrank.core.arms import POSITION_SEGMENTS
 from feedrank.core.settings import Settings, load_settings
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.streaming.aggregates import (
@@ -56,6 +57,7 @@ from feedrank.streaming.metrics_exporter import (
     MetricsExporter,
     serve_metrics,
 )
+from feedrank.streaming.segment_aggregates import SEGMENT_KIND
 from feedrank.v1 import events_pb2
 from tests.support.kafka import CommittedReader, TopicFactory, free_port
 
@@ -74,7 +76,9 @@ JOIN_OUT_ROW = Types.ROW_NAMED([n for n, _ in JOIN_OUT_FIELDS], [t for _, t in J
 def _row(
     kind: str, at: int, model: str = "", arm: str = "", post: str = "", **counts: float
 ) -> Row:
-    """A join_out row; ``counts`` names impressions/engagements/dwell_seconds/... ."""
+    """A join_out row; ``counts`` names impressions/engagements/dwell_seconds/... and
+    ``segment`` (the user's position segment: 3 on the canary, 7 on stable, else -1)."""
+    segment = {"canary": 3, "stable": 7}.get(arm, -1)
     return Row(
         kind,
         b"user",
@@ -91,6 +95,7 @@ def _row(
         int(counts.get("prompt", 0)),
         "",
         post,
+        int(counts.get("segment", segment)),
         (),
     )
 
@@ -148,6 +153,14 @@ EXPECTED_UNBOUNDED = EXPECTED | {
     (W2, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 0, 1, 0, 0, 0, 0),
 }
 EXPECTED_BOUNDED = EXPECTED | {(W1, "", ""): (0, 0, 0.0, 0.0, 0, 0, 0, 1, 1, 0, 0, 0, 0)}
+# (window start, segment) -> (impressions, prompt engagements, reports, blocks, hides):
+# impressions and attributed rewards of the segment's users, whatever version served them.
+EXPECTED_SEGMENTS = {
+    (W0, 7): (5, 1, 0, 0, 0),
+    (W0, 3): (4, 1, 1, 0, 0),
+    (W1, 7): (5, 0, 0, 0, 0),
+    (W1, 3): (0, 0, 0, 0, 0),
+}
 # window start -> [(rank, post id, engagements)]: ties in engagements go by post id.
 EXPECTED_TOP = {W0: [(1, "p1", 2), (2, "p2", 1)], W1: [(1, "p1", 1), (2, "p9", 1)]}
 # How each run gets its watermarks: the input's own (as from the join) or derived here.
@@ -223,7 +236,9 @@ def _aggregates_into(
     table_env.create_temporary_view("join_out", join_out)
     statements = table_env.create_statement_set()
     sink = KafkaSink(topic, bootstrap, transactional_id_prefix=f"agg-{uuid.uuid4().hex[:8]}")
-    register_aggregates(table_env, sink=sink, statements=statements, top_n=TOP_N, **options)
+    register_aggregates(
+        table_env, sink=sink, statements=statements, top_n=TOP_N, segments=True, **options
+    )
     statements.attach_as_datastream()
 
 
@@ -247,10 +262,11 @@ def _run_unbounded(settings: Settings, topics: TopicFactory, metrics: str) -> No
     job = stream_env.execute_async("aggregates-test-unbounded")
     try:
         consume = CommittedReader(settings.kafka.bootstrap)
-        w0_w1 = len(EXPECTED) + sum(len(posts) for posts in EXPECTED_TOP.values())
+        top = sum(len(posts) for posts in EXPECTED_TOP.values())
+        w0_w1 = len(EXPECTED) + top + len(EXPECTED_SEGMENTS)
         consume(metrics, w0_w1, timeout_s=60)  # both windows closed and committed
         send(LATE_THEN_CLOSE_W2)
-        consume(metrics, w0_w1 + 2, timeout_s=60)  # and W2's two rows
+        consume(metrics, w0_w1 + 3, timeout_s=60)  # and W2's two rows and one segment
     finally:
         job.cancel().result()
 
@@ -313,6 +329,36 @@ def test_one_aggregate_per_window_and_arm(
         assert record.key() == aggregate.model_version.encode()
         content_type = codecs.header_value(record.headers(), codecs.CONTENT_TYPE_HEADER)
         assert content_type == codecs.PROTOBUF_CONTENT_TYPE
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [(SOURCE, EXPECTED_SEGMENTS | {(W2, 7): (0, 0, 0, 0, 0)}), (DERIVED, EXPECTED_SEGMENTS)],
+)
+def test_one_segment_aggregate_per_window_and_segment(
+    metrics_records: dict[str, list[Message]],
+    mode: str,
+    expected: dict[tuple[int, int], tuple[int, ...]],
+) -> None:
+    records = [record for record in metrics_records[mode] if _kind(record) == SEGMENT_KIND]
+    segments = [codecs.decode(events_pb2.SegmentAggregate, r.value()) for r in records]
+    by_window = {(a.window_start_ms, a.segment): a for a in segments}
+    assert len(by_window) == len(segments), "one aggregate per window and segment"
+    values = {
+        key: (
+            a.impressions,
+            a.prompt_engagements,
+            a.prompt_reports,
+            a.prompt_blocks,
+            a.prompt_hides,
+        )
+        for key, a in by_window.items()
+    }
+    assert values == expected
+    for record, aggregate in zip(records, segments, strict=True):
+        assert aggregate.segments == POSITION_SEGMENTS
+        assert aggregate.window_end_ms == aggregate.window_start_ms + WINDOW_MS
+        assert record.key() == str(aggregate.segment).encode()
 
 
 @pytest.mark.parametrize("mode", [SOURCE, DERIVED])

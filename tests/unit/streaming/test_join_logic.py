@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import dataclasses
+
 from feedrank.core import codecs
+from feedrank.core.arms import position_segment
 from feedrank.streaming.join_logic import (
     JoinConfig,
     JoinOutput,
@@ -84,6 +87,19 @@ def test_rewards_within_the_prompt_horizon_are_marked_prompt() -> None:
     assert [attributed[name].engagements for name in rewards] == [1, 1, 0]
     assert [attributed[name].reports for name in rewards] == [0, 0, 1]
     assert [attributed[name].prompt for name in rewards] == [1, 0, 1]
+
+
+def test_impressions_and_rewards_carry_the_users_segment_under_the_salt() -> None:
+    segmented = dataclasses.replace(CONFIG, segment_salt="feedrank-arms-1")
+    state = LabelState()
+    [impressions], _ = on_decision(state, decision(), segmented)
+    outputs, _ = on_reward(state, reward("p1", "like", T0 + 500), segmented, inline_decision)
+    [attributed] = [output for output in outputs if output.kind == "reward"]
+    expected = position_segment("feedrank-arms-1", "u1")
+    assert impressions.segment == attributed.segment == expected
+    # Without a salt, no segment: the segment aggregates skip -1.
+    [unsegmented], _ = on_decision(LabelState(), decision(), CONFIG)
+    assert unsegmented.segment == -1
 
 
 def test_window_close_makes_negatives_for_the_rest() -> None:
