@@ -33,14 +33,13 @@ from feedrank.core import codecs
 from feedrank.core.arms import POSITION_SEGMENTS
 from feedrank.core.settings import Settings, load_settings
 from feedrank.stack.kafka_broker import KafkaBroker
+from feedrank.streaming.aggregate_records import TopPost, parse_top_post
 from feedrank.streaming.aggregates import (
     AGGREGATE_KIND,
     METRICS_KIND_HEADER,
     TOP_POSTS_KEY,
     TOP_POSTS_KIND,
-    TopPost,
     join_out_table,
-    parse_top_post,
     register_aggregates,
 )
 from feedrank.streaming.flink_environment import FlinkJobOptions, create_stream_environment

@@ -7,19 +7,21 @@ import json
 import pytest
 
 from feedrank.core import codecs
-from feedrank.streaming.aggregates import (
-    AGGREGATED_KINDS,
+from feedrank.streaming.aggregate_records import (
     WINDOW_ROW_FIELDS,
-    AggregateOptions,
     TopPost,
     WindowAggregate,
-    aggregates_select,
-    counted_at_sql,
     encode_window_row,
     engagement_rate,
-    metrics_insert,
     parse_top_post,
     to_proto,
+)
+from feedrank.streaming.aggregates import (
+    AGGREGATED_KINDS,
+    AggregateOptions,
+    aggregates_select,
+    counted_at_sql,
+    metrics_insert,
     top_posts_select,
     windows_view_sql,
 )
