@@ -86,6 +86,7 @@ def measure_join(
     work: Path,
     *,
     throughput_only: bool = False,
+    segment_salt: str | None = None,
 ) -> dict[str, Any]:
     decisions, rewards = topics.new("decisions"), topics.new("rewards")
     relay_in, relay_out = topics.new("relay-in"), topics.new("relay-out")
@@ -93,7 +94,11 @@ def measure_join(
     decision_bytes_total = produce_backlog(producer, [decisions, relay_in], rewards, sizes)
     bootstrap = settings.kafka.bootstrap
     join = JoinConfig(
-        reward_window_ms=2_000, max_skew_ms=1_000, dangling_wait_ms=2_000, tombstone_ms=1_000
+        reward_window_ms=2_000,
+        max_skew_ms=1_000,
+        dangling_wait_ms=2_000,
+        tombstone_ms=1_000,
+        segment_salt=segment_salt,
     )
     config = join_config(bootstrap, JoinTopics(decisions, rewards, examples, dlq, metrics), join)
     with running_join(settings, config, work / "join-checkpoints"):
@@ -176,6 +181,7 @@ def run(
     rate: float,
     *,
     throughput_only: bool = False,
+    segment_salt: str | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-join-") as temporary:
         work = Path(temporary)
@@ -193,7 +199,13 @@ def run(
                 "parallelism": PARTITIONS,
             }
             report |= measure_join(
-                producer, topics, settings, sizes, work, throughput_only=throughput_only
+                producer,
+                topics,
+                settings,
+                sizes,
+                work,
+                throughput_only=throughput_only,
+                segment_salt=segment_salt,
             )
             report["join_and_relay_phase_s"] = round(time.monotonic() - started, 1)
             if throughput_only:
@@ -232,6 +244,12 @@ def main() -> None:
         action="store_true",
         help="drain the backlog and stop: no relay, latency or state phase (experiments)",
     )
+    parser.add_argument(
+        "--segments",
+        action="store_true",
+        help="the join also marks each user's position segment and the aggregates sum "
+        "them per segment (the canary analysis's pre-period; on in the stack)",
+    )
     args = parser.parse_args()
     if args.python_mode == "process":
         join_job.run_python_operators_in_threads = lambda stream_env: None
@@ -244,8 +262,10 @@ def main() -> None:
         args.checkpoint_interval_s,
         args.feed_requests_per_s,
         throughput_only=args.throughput_only,
+        segment_salt="feedrank-arms-1" if args.segments else None,
     )
     report["python_mode"] = args.python_mode
+    report["segments"] = args.segments
     print(json.dumps(report, indent=None if args.json else 2))
 
 
