@@ -127,7 +127,9 @@ class AnalysisConfig:
     max_error_rate: float = 0.01
     max_latency_p99_s: float = 0.25
     min_requests: int = 200
-    advance_margin: float = 0.0  # relative: 0.03 advances once the drop is shown < 3%
+    # Relative: 0.03 advances once the drop is shown < 3%. The service takes
+    # deploy.advance_margin (0.03 by default); 0 here keeps the plain rule for callers.
+    advance_margin: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: DeploySettings) -> AnalysisConfig:

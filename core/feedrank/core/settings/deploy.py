@@ -81,13 +81,14 @@ class DeploySettings(SettingsGroup):
         "confidence 1 - alpha; 0 refuses any significant drop.",
     )
     advance_margin: float = Field(
-        default=0.0,
+        default=0.03,
         ge=0,
         lt=1,
         description="Non-inferiority margin of a canary step, a share of stable's "
         "engagement rate: a step advances only once the canary is shown, at confidence "
         "1 - alpha, to be no more than this much worse (0.03: 3%); until then it holds. "
-        "0: advance when nothing is significantly worse (absence of evidence).",
+        "0: advance when nothing is significantly worse (absence of evidence: faster, "
+        "but 5% drops reach the larger steps; docs/deploy.md, canary sensitivity).",
     )
     confident_first_step: float = Field(
         default=0.0,
