@@ -39,6 +39,21 @@ def test_single_topology_runs_one_of_each(tmp_path: Path) -> None:
     assert names == ["kafka", "deploy", "explore", "join", "learner"]
 
 
+def test_only_the_named_components_run_in_their_usual_order(tmp_path: Path) -> None:
+    single = load_settings(paths={"state_dir": tmp_path}, cluster={"only": ["deploy", "kafka"]})
+    assert [component.name for component in stack_components(single)] == ["kafka", "deploy"]
+    cluster = with_topology(single, "cluster")  # a prefix names every broker
+    assert [c.name for c in stack_components(cluster)] == [
+        "kafka-1",
+        "kafka-2",
+        "kafka-3",
+        "deploy",
+    ]
+    unknown = load_settings(paths={"state_dir": tmp_path}, cluster={"only": ["kafak"]})
+    with pytest.raises(StackError, match=r"cluster\.only names no component: kafak"):
+        stack_components(unknown)
+
+
 def test_cluster_topology_runs_every_piece_in_start_order(tmp_path: Path) -> None:
     settings = with_topology(load_settings(paths={"state_dir": tmp_path}), "cluster")
     assert [component.name for component in stack_components(settings)] == CLUSTER

@@ -31,7 +31,12 @@ TOPOLOGIES: tuple[Topology, ...] = ("single", "cluster")
 
 
 def stack_components(settings: Settings) -> list[Component]:
-    """The components of ``settings.cluster.topology``, in start order (stop: reverse)."""
+    """The components of ``settings.cluster.topology``, in start order (stop: reverse);
+    with ``cluster.only``, those it names."""
+    return _chosen(_topology_components(settings), settings.cluster.only)
+
+
+def _topology_components(settings: Settings) -> list[Component]:
     if settings.cluster.topology == "single":
         return default_components(settings)
     # Deploy before explore (replicas follow its plan and fetch models from it); the
@@ -44,6 +49,22 @@ def stack_components(settings: Settings) -> list[Component]:
         ClusterJoinComponent(settings),
         LearnerComponent(settings),
     ]
+
+
+def _chosen(components: list[Component], only: list[str]) -> list[Component]:
+    """The components named in ``only`` (a name or a name's prefix before '-'), all
+    when it is empty; a name that matches nothing is an error."""
+    if not only:
+        return components
+    chosen = [c for c in components if c.name in only or c.name.split("-")[0] in only]
+    known = {c.name for c in components} | {c.name.split("-")[0] for c in components}
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise StackError(
+            f"cluster.only names no component: {', '.join(unknown)} "
+            f"(the stack's: {', '.join(c.name for c in components)})"
+        )
+    return chosen
 
 
 class ClusterJoinComponent(JoinComponent):

@@ -26,6 +26,13 @@ class ClusterSettings(SettingsGroup):
         description="'single': one broker, the mini-cluster, one explore host. 'cluster': "
         "a Kafka cluster, a Flink session cluster and explore replicas behind a balancer.",
     )
+    only: list[str] = Field(
+        default=[],
+        description="Start only the components with these names (or name prefixes: "
+        "'kafka' is every broker of the cluster), in their usual order, e.g. "
+        "[\"kafka\"] for a broker alone while developing; empty: all of them. `status`, "
+        "`down` and the supervisor see the same ones.",
+    )
     kafka_brokers: int = Field(
         default=3, ge=1, description="KRaft nodes (each broker and controller)."
     )
