@@ -30,7 +30,7 @@ class ClusterSettings(SettingsGroup):
         default=[],
         description="Start only the components with these names (or name prefixes: "
         "'kafka' is every broker of the cluster), in their usual order, e.g. "
-        "[\"kafka\"] for a broker alone while developing; empty: all of them. `status`, "
+        '["kafka"] for a broker alone while developing; empty: all of them. `status`, '
         "`down` and the supervisor see the same ones.",
     )
     kafka_brokers: int = Field(
