@@ -59,13 +59,13 @@ from feedrank.deploy.control import ControlConfig, DeployControl
 from feedrank.deploy.controller import RolloutController
 from feedrank.deploy.state import Phase, Rollout
 from feedrank.deploy.store import StateFile
-from feedrank.registry import LocalModelRegistry, TrainingData
+from feedrank.registry import LocalModelRegistry
 from feedrank.simulate.world.config import WorldConfig
 from feedrank.simulate.world.generator import generate_world
 from feedrank.v1 import events_pb2
+from tests.support.deploy import WINDOW_MS, prompt_aggregate, publish_versions
 
 F64 = npt.NDArray[np.float64]
-WINDOW_MS = 5 * 60 * 1000
 START_MS = 1_764_000_000_000
 SAFEGUARD_RATES = (0.002, 0.0006, 0.003)  # reports, blocks, hides per impression
 DROPS = (0.0, 0.02, 0.05, 0.10)
@@ -176,7 +176,7 @@ def run_trial(
     with tempfile.TemporaryDirectory() as directory:
         clock = ManualClock(START_MS)
         registry = LocalModelRegistry(Path(directory) / "registry", clock=clock)
-        stable, candidate = (_placeholder_version(registry) for _ in range(2))
+        stable, candidate = publish_versions(registry, 2)
         control = DeployControl(
             registry,
             StateFile(Path(directory) / "rollout.json"),
@@ -228,14 +228,6 @@ def run_trial(
         return TrialOutcome("undecided", -1, scenario.max_hours)
 
 
-def _placeholder_version(registry: LocalModelRegistry) -> str:
-    def write(directory: Path) -> None:
-        (directory / "weights.bin").write_bytes(b"\x00" * 16)
-
-    training = TrainingData(source="benchmark", examples=1, start_ms=1, end_ms=2)
-    return registry.publish(write, training=training, metrics={"auc": 0.8}).version
-
-
 def _aggregate(
     rng: np.random.Generator,
     version: str,
@@ -244,23 +236,14 @@ def _aggregate(
     impressions: npt.NDArray[np.int64],
     engaged: npt.NDArray[np.int64],
 ) -> events_pb2.EngagementAggregate:
-    shown, engagements = int(impressions.sum()), int(engaged.sum())
+    shown = int(impressions.sum())
     reports, blocks, hides = (int(rng.binomial(shown, rate)) for rate in SAFEGUARD_RATES)
-    return events_pb2.EngagementAggregate(
-        window_start_ms=window_start_ms,
-        window_end_ms=window_start_ms + WINDOW_MS,
-        model_version=version,
+    return prompt_aggregate(
+        version=version,
         arm=arm,
+        window_start_ms=window_start_ms,
         impressions=shown,
-        engagements=engagements,
-        engagement_rate=engagements / shown if shown else 0.0,
-        reports=reports,
-        blocks=blocks,
-        hides=hides,
-        prompt_engagements=engagements,
-        prompt_reports=reports,
-        prompt_blocks=blocks,
-        prompt_hides=hides,
+        counts=(int(engaged.sum()), reports, blocks, hides),
     )
 
 

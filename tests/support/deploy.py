@@ -45,6 +45,25 @@ def window_aggregate(
     """One 5-minute aggregate with binomial engagements, reports, blocks and hides, all
     prompt."""
     engagements, reports, blocks, hides = (int(rng.binomial(impressions, p)) for p in rates)
+    return prompt_aggregate(
+        version=version,
+        arm=arm,
+        window_start_ms=window_start_ms,
+        impressions=impressions,
+        counts=(engagements, reports, blocks, hides),
+    )
+
+
+def prompt_aggregate(
+    *,
+    version: str,
+    arm: str,
+    window_start_ms: int,
+    impressions: int,
+    counts: tuple[int, int, int, int],
+) -> events_pb2.EngagementAggregate:
+    """One 5-minute aggregate of these engagements, reports, blocks and hides, all prompt."""
+    engagements, reports, blocks, hides = counts
     return events_pb2.EngagementAggregate(
         window_start_ms=window_start_ms,
         window_end_ms=window_start_ms + WINDOW_MS,

@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 import uuid
+from collections.abc import Callable
 from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, Message
@@ -22,15 +23,12 @@ from confluent_kafka import Consumer, KafkaError, Message
 from feedrank.core import codecs
 from feedrank.core.kafka_clients import KafkaTarget, consumer_config
 from feedrank.core.kafka_link import BrokerLink
+from feedrank.core.metrics_kinds import AGGREGATE_KIND, METRICS_KIND_HEADER, SEGMENT_KIND
 from feedrank.deploy import metrics
 from feedrank.deploy.analysis import ArmTotals
 from feedrank.deploy.pre_period import SegmentBook
 from feedrank.v1 import events_pb2
 
-# As written by feedrank.streaming.aggregates (not imported here: it pulls in PyFlink).
-AGGREGATE_KIND = "engagement-aggregate"
-SEGMENT_KIND = "segment-aggregate"
-KIND_HEADER = "feedrank.metrics.kind"
 _POLL_S = 0.5
 _PROBE_TIMEOUT_S = 2.0
 log = logging.getLogger(__name__)
@@ -126,26 +124,22 @@ class KafkaAggregateFeed:
             self._read(message)
 
     def _read(self, message: Message) -> None:
-        kind = codecs.header_value(message.headers(), KIND_HEADER)
-        if kind == SEGMENT_KIND and self.segments is not None:
-            self._read_segment(message)
-            return
-        if kind is not None and kind != AGGREGATE_KIND:
-            return  # top-posts records share the topic
-        try:
-            aggregate = codecs.decode(events_pb2.EngagementAggregate, message.value())
-        except codecs.EventDecodeError:
-            metrics.AGGREGATES_REJECTED.inc()
-            return
-        self.book.add(aggregate)
-        metrics.AGGREGATES_READ.inc()
+        kind = codecs.header_value(message.headers(), METRICS_KIND_HEADER)
+        if kind is None or kind == AGGREGATE_KIND:
+            self._add(message, events_pb2.EngagementAggregate, self.book.add)
+        elif kind == SEGMENT_KIND and self.segments is not None:
+            self._add(message, events_pb2.SegmentAggregate, self.segments.add)
+        # else top-posts records, which share the topic
 
-    def _read_segment(self, message: Message) -> None:
-        assert self.segments is not None
+    @staticmethod
+    def _add(
+        message: Message, record_type: type[codecs.EventT], add: Callable[[codecs.EventT], None]
+    ) -> None:
+        """Decode ``message`` as ``record_type`` and ``add`` it; count it either way."""
         try:
-            segment = codecs.decode(events_pb2.SegmentAggregate, message.value())
+            record = codecs.decode(record_type, message.value())
         except codecs.EventDecodeError:
             metrics.AGGREGATES_REJECTED.inc()
             return
-        self.segments.add(segment)
+        add(record)
         metrics.AGGREGATES_READ.inc()

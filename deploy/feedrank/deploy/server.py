@@ -92,12 +92,17 @@ class DeployServer:
         set_serving(self.health, serving=False)
         self.control = build_control(settings, clock, registry=registry, gate=gate)
         self.book = AggregateBook()
+        # With a pre-period, the segment aggregates are kept for it (deploy.pre_period_s).
         pre_period_ms = int(settings.deploy.pre_period_s * 1000)
-        self.segments = SegmentBook(keep_ms=2 * pre_period_ms)
-        pre_period = SegmentPrePeriod(
-            self.segments,
-            pre_period_ms=pre_period_ms,
-            holdout_share=settings.deploy.holdout_share,
+        self.segments = SegmentBook(keep_ms=2 * pre_period_ms) if pre_period_ms > 0 else None
+        pre_period = (
+            SegmentPrePeriod(
+                self.segments,
+                pre_period_ms=pre_period_ms,
+                holdout_share=settings.deploy.holdout_share,
+            )
+            if self.segments is not None
+            else None
         )
         self.controller = RolloutController(
             self.control,
@@ -111,7 +116,7 @@ class DeployServer:
             auto_rollout=settings.deploy.auto_rollout,
             keep_versions=settings.deploy.keep_versions,
             settle_ms=int(settings.deploy.settle_s * 1000),
-            pre_period=pre_period if pre_period_ms > 0 else None,
+            pre_period=pre_period,
         )
         self.analysis = settings.deploy.analysis if analysis is None else analysis
         self._grpc_port = settings.ports.deploy_grpc if port is None else port

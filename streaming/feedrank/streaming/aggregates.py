@@ -49,6 +49,12 @@ from pyflink.table import Schema, StatementSet, StreamTableEnvironment, Table
 from pyflink.table.expressions import col
 
 from feedrank.core import codecs
+from feedrank.core.metrics_kinds import (
+    AGGREGATE_KIND,
+    METRICS_KIND_HEADER,
+    SEGMENT_KIND,
+    TOP_POSTS_KIND,
+)
 from feedrank.core.time_units import MINUTE_MS
 from feedrank.streaming.aggregate_records import (
     WINDOW_ROW_FIELDS,
@@ -57,14 +63,10 @@ from feedrank.streaming.aggregate_records import (
 from feedrank.streaming.kafka_tables import KafkaSink, raw_sink_options, raw_table_ddl
 from feedrank.streaming.segment_aggregates import (
     SEGMENT_ENCODER,
-    SEGMENT_KIND,
     segment_encoder,
     segments_select,
 )
 
-METRICS_KIND_HEADER = "feedrank.metrics.kind"
-AGGREGATE_KIND = "engagement-aggregate"
-TOP_POSTS_KIND = "top-posts"
 TOP_POSTS_KEY = TOP_POSTS_KIND
 EVENT_TIME = "event_time"
 # The join output kinds the aggregates read (examples and malformed records are not).

@@ -27,8 +27,8 @@ from prometheus_client.registry import Collector
 
 from feedrank.core import codecs
 from feedrank.core.kafka_clients import KafkaTarget, consumer_config
+from feedrank.core.metrics_kinds import AGGREGATE_KIND, METRICS_KIND_HEADER, TOP_POSTS_KIND
 from feedrank.core.settings import Settings
-from feedrank.streaming.aggregates import AGGREGATE_KIND, METRICS_KIND_HEADER, TOP_POSTS_KIND
 from feedrank.v1 import events_pb2
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from feedrank.core import codecs
 from feedrank.core.arms import POSITION_SEGMENTS
 from feedrank.v1 import events_pb2
 
-SEGMENT_KIND = "segment-aggregate"
 SEGMENT_ENCODER = "feedrank_encode_segment"
 SEGMENT_COLUMNS = (
     "window_end_ms",

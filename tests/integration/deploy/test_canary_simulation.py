@@ -19,7 +19,8 @@ from confluent_kafka import Producer
 
 from feedrank.core import codecs
 from feedrank.core.clock import ManualClock
-from feedrank.deploy.aggregates import AGGREGATE_KIND, KIND_HEADER, KafkaAggregateFeed
+from feedrank.core.metrics_kinds import AGGREGATE_KIND, METRICS_KIND_HEADER
+from feedrank.deploy.aggregates import KafkaAggregateFeed
 from feedrank.deploy.server import DeployServer
 from feedrank.registry import LocalModelRegistry
 from feedrank.stack.kafka_broker import KafkaBroker
@@ -85,7 +86,7 @@ def run_windows(
                 topic,
                 key=version.encode(),
                 value=codecs.encode(aggregate),
-                headers=[(KIND_HEADER, AGGREGATE_KIND.encode())],
+                headers=[(METRICS_KIND_HEADER, AGGREGATE_KIND.encode())],
             )
         producer.flush(10)
         wait_until_read(deploy, rollout.canary_version, start, canary)

@@ -31,14 +31,17 @@ from pyflink.common.typeinfo import Types
 
 from feedrank.core import codecs
 from feedrank.core.arms import POSITION_SEGMENTS
+from feedrank.core.metrics_kinds import (
+    AGGREGATE_KIND,
+    METRICS_KIND_HEADER,
+    SEGMENT_KIND,
+    TOP_POSTS_KIND,
+)
 from feedrank.core.settings import Settings, load_settings
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.streaming.aggregate_records import TopPost, parse_top_post
 from feedrank.streaming.aggregates import (
-    AGGREGATE_KIND,
-    METRICS_KIND_HEADER,
     TOP_POSTS_KEY,
-    TOP_POSTS_KIND,
     join_out_table,
     register_aggregates,
 )
@@ -56,7 +59,6 @@ from feedrank.streaming.metrics_exporter import (
     MetricsExporter,
     serve_metrics,
 )
-from feedrank.streaming.segment_aggregates import SEGMENT_KIND
 from feedrank.v1 import events_pb2
 from tests.support.kafka import CommittedReader, TopicFactory, free_port
 

@@ -12,9 +12,9 @@ import uuid
 from confluent_kafka import Producer
 
 from feedrank.core import codecs
+from feedrank.core.metrics_kinds import AGGREGATE_KIND, METRICS_KIND_HEADER
 from feedrank.core.settings import Settings
 from feedrank.stack.kafka_broker import KafkaBroker
-from feedrank.streaming.aggregates import AGGREGATE_KIND, METRICS_KIND_HEADER
 from feedrank.streaming.flink_environment import FlinkJobOptions, create_stream_environment
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig

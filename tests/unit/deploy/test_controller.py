@@ -20,7 +20,7 @@ from feedrank.deploy.analysis import (
 from feedrank.deploy.auto_rollout import AUTO_ROLLOUT
 from feedrank.deploy.control import CANARY_CONTROLLER, ControlConfig, DeployControl
 from feedrank.deploy.controller import RolloutController
-from feedrank.deploy.counterfactual import GateResult
+from feedrank.deploy.counterfactual import CounterfactualGate, GateResult
 from feedrank.deploy.errors import ModelVersionNotFound, RolloutPreconditionFailed
 from feedrank.deploy.state import Phase
 from feedrank.deploy.store import StateFile
@@ -49,12 +49,19 @@ def registry(tmp_path: Path, clock: ManualClock) -> LocalModelRegistry:
     return LocalModelRegistry(tmp_path / "registry", clock=clock)
 
 
-def make_control(tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock) -> DeployControl:
+def make_control(
+    tmp_path: Path,
+    registry: LocalModelRegistry,
+    clock: ManualClock,
+    config: ControlConfig | None = None,
+    gate: CounterfactualGate | None = None,
+) -> DeployControl:
     return DeployControl(
         registry,
         StateFile(tmp_path / "rollout.json"),
         clock,
-        ControlConfig(default_steps=(0.05, 0.5, 1.0), salt="s"),
+        config or ControlConfig(default_steps=(0.05, 0.5, 1.0), salt="s"),
+        gate=gate,
     )
 
 
@@ -190,13 +197,8 @@ def test_the_gate_refuses_before_any_traffic(
     tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock
 ) -> None:
     stable, candidate = publish_versions(registry, 2)
-    control = DeployControl(
-        registry,
-        StateFile(tmp_path / "rollout.json"),
-        clock,
-        ControlConfig(default_steps=(0.5, 1.0), salt="s"),
-        gate=RefuseGate(),
-    )
+    config = ControlConfig(default_steps=(0.5, 1.0), salt="s")
+    control = make_control(tmp_path, registry, clock, config, RefuseGate())
     control.start(stable)
     rollout = control.start(candidate)
     assert (rollout.phase, rollout.canary_weight) == (Phase.ABORTED, 0.0)
@@ -214,17 +216,12 @@ def test_a_confidently_better_candidate_may_start_at_a_larger_step(
     tmp_path: Path, registry: LocalModelRegistry, clock: ManualClock, confident_first_step: float
 ) -> None:
     stable, candidate = publish_versions(registry, 2)
-    control = DeployControl(
-        registry,
-        StateFile(tmp_path / "rollout.json"),
-        clock,
-        ControlConfig(
-            default_steps=(0.01, 0.05, 0.25, 0.5, 1.0),
-            salt="s",
-            confident_first_step=confident_first_step,
-        ),
-        gate=BetterGate(),
+    config = ControlConfig(
+        default_steps=(0.01, 0.05, 0.25, 0.5, 1.0),
+        salt="s",
+        confident_first_step=confident_first_step,
     )
+    control = make_control(tmp_path, registry, clock, config, BetterGate())
     control.start(stable)
     rollout = control.start(candidate, actor="alice")
     if confident_first_step == 0.0:  # off by default: the anchors hold

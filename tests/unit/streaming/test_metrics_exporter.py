@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 
 from feedrank.core import codecs
-from feedrank.streaming.aggregates import AGGREGATE_KIND, METRICS_KIND_HEADER, TOP_POSTS_KIND
+from feedrank.core.metrics_kinds import AGGREGATE_KIND, METRICS_KIND_HEADER, TOP_POSTS_KIND
 from feedrank.streaming.metrics_exporter import (
     GAUGES,
     INVALID_KIND,
