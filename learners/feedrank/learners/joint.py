@@ -27,6 +27,7 @@ import json
 import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -89,6 +90,72 @@ class StepLosses:
         return self.ranker + self.retrieval_pointwise + self.retrieval_in_batch
 
 
+class StepParallel(Protocol):
+    """How one step is spread over training processes (data parallelism): the batch-time
+    logQ estimate over every process's posts, and the gradients made equal on every
+    process before the optimisers step (see ``feedrank.learners.batch.workers``)."""
+
+    def log_q(self, model: JointModel, post_keys: npt.NDArray[np.int64]) -> torch.Tensor:
+        """``log q`` of this process's rows, the estimator having seen every process's."""
+        ...
+
+    def after_backward(self, model: JointModel) -> None:
+        """Called between the backward pass and the optimiser steps."""
+        ...
+
+
+class JointLosses(torch.nn.Module):
+    """The forward pass of one training step, as a module (so data parallelism can wrap
+    it): the ranker's loss, the two-tower's pointwise and in-batch losses, and the ranker's
+    logits."""
+
+    def __init__(self, two_tower: TwoTowerModel, ranker: RankerModel, config: StepConfig):
+        super().__init__()
+        self.two_tower = two_tower
+        self.ranker = ranker
+        self.config = config
+
+    def forward(
+        self,
+        batch: ExampleBatch,
+        labels: torch.Tensor,
+        weights: torch.Tensor,
+        log_q: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        two_tower, ranker, config = self.two_tower, self.ranker, self.config
+        users = _user_tensors(two_tower, ranker, batch)
+        posts = two_tower.post_tensors(batch.posts)
+        user_vectors = two_tower.user_tower(users[0])
+        post_vectors = two_tower.post_tower(posts)
+        similarity = (user_vectors * post_vectors).sum(dim=1)
+        pointwise = weighted_bce(two_tower.logits_from_similarity(similarity), labels, weights)
+        positive_rows = torch.nonzero(labels > 0.5).squeeze(1)
+        in_batch = torch.zeros(())
+        if positive_rows.numel() > 0 and config.in_batch_weight > 0:
+            logits = two_tower.logits_from_similarity(user_vectors[positive_rows] @ post_vectors.T)
+            in_batch = in_batch_softmax_loss(
+                logits,
+                positive_rows,
+                torch.from_numpy(batch.posts.post_key),
+                log_q,
+                weights[positive_rows],
+            )
+        ranker_posts = (
+            posts
+            if ranker.config.post_id_buckets == two_tower.config.post_id_buckets
+            else ranker.post_tensors(batch.posts)
+        )
+        context = ranker.context_tensors(batch.decision_time_ms.tolist(), [""] * len(batch))
+        positions = torch.from_numpy(batch.positions)
+        ranker_logits = ranker(users[1], ranker_posts, context, similarity.detach(), positions)
+        return (
+            weighted_bce(ranker_logits, labels, weights),
+            config.pointwise_weight * pointwise,
+            config.in_batch_weight * in_batch,
+            ranker_logits,
+        )
+
+
 class JointModel:
     """The two-tower and the ranker trained together on the same examples."""
 
@@ -115,6 +182,14 @@ class JointModel:
             torch.manual_seed(self.config.seed)
             self.rng_state = torch.get_rng_state()
         self.steps = 0
+        self.losses = JointLosses(two_tower, ranker, self.config)
+        self.loss_module: torch.nn.Module = self.losses  # or a DistributedDataParallel of it
+        self.parallel: StepParallel | None = None
+
+    @property
+    def sparse_parameters(self) -> list[torch.Tensor]:
+        """The hashed-id tables (sparse gradients, SparseAdam)."""
+        return _parameters(self.sparse_optimizer)
 
     @classmethod
     def new(
@@ -147,61 +222,24 @@ class JointModel:
             np.ones(len(batch), dtype=np.float32) if weights is None else weights.astype(np.float32)
         )
         labels = torch.from_numpy(batch.labels.astype(np.float32, copy=True))
-        log_q = self.frequency.observe(batch.posts.post_key)
+        parallel = self.parallel
+        keys = batch.posts.post_key
+        log_q = self.frequency.observe(keys) if parallel is None else parallel.log_q(self, keys)
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.rng_state)
-            *losses, ranker_logits = self._losses(batch, labels, example_weights, log_q)
+            *losses, ranker_logits = self.loss_module(batch, labels, example_weights, log_q)
             self.rng_state = torch.get_rng_state()
         total = losses[0] + losses[1] + losses[2]
         self.dense_optimizer.zero_grad(set_to_none=True)
         self.sparse_optimizer.zero_grad(set_to_none=True)
-        total.backward()  # type: ignore[no-untyped-call]
+        total.backward()
+        if parallel is not None:
+            parallel.after_backward(self)
         self.dense_optimizer.step()
         self.sparse_optimizer.step()  # type: ignore[no-untyped-call]
         self.steps += 1
         probabilities = _sigmoid(ranker_logits.detach().numpy().astype(np.float64))
         return StepLosses(*(float(loss.detach()) for loss in losses)), probabilities
-
-    def _losses(
-        self,
-        batch: ExampleBatch,
-        labels: torch.Tensor,
-        weights: torch.Tensor,
-        log_q: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Ranker loss, two-tower pointwise and in-batch losses, and the ranker logits."""
-        two_tower, ranker, config = self.two_tower, self.ranker, self.config
-        users = self._user_tensors(batch)
-        posts = two_tower.post_tensors(batch.posts)
-        user_vectors = two_tower.user_tower(users[0])
-        post_vectors = two_tower.post_tower(posts)
-        similarity = (user_vectors * post_vectors).sum(dim=1)
-        pointwise = weighted_bce(two_tower.logits_from_similarity(similarity), labels, weights)
-        positive_rows = torch.nonzero(labels > 0.5).squeeze(1)
-        in_batch = torch.zeros(())
-        if positive_rows.numel() > 0 and config.in_batch_weight > 0:
-            logits = two_tower.logits_from_similarity(user_vectors[positive_rows] @ post_vectors.T)
-            in_batch = in_batch_softmax_loss(
-                logits,
-                positive_rows,
-                torch.from_numpy(batch.posts.post_key),
-                log_q,
-                weights[positive_rows],
-            )
-        ranker_posts = (
-            posts
-            if ranker.config.post_id_buckets == two_tower.config.post_id_buckets
-            else ranker.post_tensors(batch.posts)
-        )
-        context = ranker.context_tensors(batch.decision_time_ms.tolist(), [""] * len(batch))
-        positions = torch.from_numpy(batch.positions)
-        ranker_logits = ranker(users[1], ranker_posts, context, similarity.detach(), positions)
-        return (
-            weighted_bce(ranker_logits, labels, weights),
-            config.pointwise_weight * pointwise,
-            config.in_batch_weight * in_batch,
-            ranker_logits,
-        )
 
     # Prediction -------------------------------------------------------------------
     def predict_proba(self, batch: ExampleBatch) -> F64Array:
@@ -239,11 +277,7 @@ class JointModel:
         return self.two_tower.post_tensors(batch.posts)
 
     def _user_tensors(self, batch: ExampleBatch) -> tuple[UserTensors, UserTensors]:
-        tower_buckets = self.two_tower.config.user_id_buckets
-        tower_users = user_tensors(batch.users, id_buckets=tower_buckets)
-        if self.ranker.config.user_id_buckets == tower_buckets:
-            return tower_users, tower_users
-        return tower_users, self.ranker.user_tensors(batch.users)
+        return _user_tensors(self.two_tower, self.ranker, batch)
 
     # Persistence ------------------------------------------------------------------
     def save(self, directory: Path) -> None:
@@ -283,6 +317,16 @@ class JointModel:
         return mine.keys() == theirs.keys() and all(
             torch.equal(mine[name], theirs[name]) for name in mine
         )
+
+
+def _user_tensors(
+    two_tower: TwoTowerModel, ranker: RankerModel, batch: ExampleBatch
+) -> tuple[UserTensors, UserTensors]:
+    tower_buckets = two_tower.config.user_id_buckets
+    tower_users = user_tensors(batch.users, id_buckets=tower_buckets)
+    if ranker.config.user_id_buckets == tower_buckets:
+        return tower_users, tower_users
+    return tower_users, ranker.user_tensors(batch.users)
 
 
 def _prefixed(prefix: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -78,16 +78,43 @@ class RecordRange(Generic[Record]):
     complete: bool = True  # False when the deadline or max_records came before the end
 
 
+@dataclass(frozen=True)
+class Share:
+    """One process's share of a source read by ``size`` processes (data parallelism):
+    the topic partitions ``p`` with ``p % size == index``, or every ``size``-th row of a
+    file starting at row ``index``."""
+
+    index: int = 0
+    size: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.size:
+            raise ValueError(f"share {self.index} of {self.size} does not exist")
+
+    def holds(self, number: int) -> bool:
+        return number % self.size == self.index
+
+
+WHOLE = Share()
+
+
 def read_kafka_range(
-    bootstrap: KafkaTarget, topic: str, *, timeout_s: float = 120.0, max_examples: int | None = None
+    bootstrap: KafkaTarget,
+    topic: str,
+    *,
+    timeout_s: float = 120.0,
+    max_examples: int | None = None,
+    share: Share = WHOLE,
 ) -> KafkaRange:
-    """Examples from the start of ``topic`` to its end offsets as of now (read committed)."""
+    """Examples from the start of ``topic`` to its end offsets as of now (read committed);
+    of ``share``'s partitions only."""
     read = read_records(
         bootstrap,
         topic,
         events_pb2.LabelledExample,
         timeout_s=timeout_s,
         max_records=max_examples,
+        share=share,
     )
     return KafkaRange(read.records, read.offsets, read.undecodable, read.complete)
 
@@ -100,19 +127,27 @@ def read_records(
     since_ms: int | None = None,
     timeout_s: float = 120.0,
     max_records: int | None = None,
+    share: Share = WHOLE,
 ) -> RecordRange[Record]:
     """``message_type`` records of ``topic`` from its start (or from the first record
     written at ``since_ms`` or later, by Kafka timestamp) to its end offsets as of now,
-    read committed; records that do not decode are counted, not kept."""
+    read committed; records that do not decode are counted, not kept. Only ``share``'s
+    partitions are read (a topic with fewer partitions than shares is refused)."""
     consumer = Consumer(consumer_config(bootstrap, f"feedrank-read-{uuid.uuid4().hex}"))
     result: RecordRange[Record] = RecordRange()
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if metadata is None or metadata.error is not None:
             raise ExampleSourceError(f"topic {topic!r} is not available")
-        starts = _start_offsets(consumer, topic, sorted(metadata.partitions), since_ms)
+        if len(metadata.partitions) < share.size:
+            raise ExampleSourceError(
+                f"topic {topic!r} has {len(metadata.partitions)} partitions: too few for "
+                f"{share.size} readers (each reads whole partitions)"
+            )
+        partitions = [p for p in sorted(metadata.partitions) if share.holds(p)]
+        starts = _start_offsets(consumer, topic, partitions, since_ms)
         ends: dict[int, int] = {}
-        for partition in sorted(metadata.partitions):
+        for partition in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
             if high > max(low, starts[partition]):
                 ends[partition] = high
@@ -187,8 +222,9 @@ def write_examples(examples: Sequence[events_pb2.LabelledExample], path: Path) -
         raise ExampleSourceError(f"{path}: want a .parquet or .csv file")
 
 
-def read_examples(path: Path) -> list[events_pb2.LabelledExample]:
-    """Examples from a Parquet or CSV export; ExampleSourceError naming the bad row."""
+def read_examples(path: Path, share: Share = WHOLE) -> list[events_pb2.LabelledExample]:
+    """Examples from a Parquet or CSV export (``share``'s rows); ExampleSourceError naming
+    the bad row."""
     if path.suffix == ".parquet":
         rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
         columns = set(rows[0]) if rows else set()
@@ -204,6 +240,8 @@ def read_examples(path: Path) -> list[events_pb2.LabelledExample]:
         raise ExampleSourceError(f"{path} lacks columns {missing}")
     examples = []
     for number, row in enumerate(rows, start=2):
+        if not share.holds(number - 2):
+            continue
         try:
             examples.append(_example(row))
         except (ValueError, TypeError, KeyError) as error:

@@ -14,7 +14,7 @@ from feedrank.learners.feature_backfill import FeatureBackfill
 from feedrank.learners.post_topics import CatalogueTopics
 from feedrank.learners.posts import PostCatalogue
 from feedrank.learners.publishing import publish_version
-from feedrank.learners.sources import read_examples, read_kafka_range
+from feedrank.learners.sources import WHOLE, Share, read_examples, read_kafka_range
 from feedrank.registry import ModelRegistry, TrainingData
 
 
@@ -34,6 +34,11 @@ class TrainingRun:
     report: TrainingReport | None = None
     backfilled: tuple[int, int] = (0, 0)  # examples whose user, post features were filled
     not_rejoined: str = ""  # compact examples left out: their post version was not found
+    examples_read: int | None = None  # every process's examples; None: len(batch)
+
+    @property
+    def example_count(self) -> int:
+        return len(self.batch) if self.examples_read is None else self.examples_read
 
     def trained(self, trainer: BatchTrainer, report: TrainingReport) -> TrainingRun:
         return replace(self, trainer=trainer, report=report)
@@ -46,6 +51,7 @@ def logged_examples(
     file: Path | None,
     catalogue: CatalogueState | None = None,
     now_ms: int = 0,
+    share: Share = WHOLE,
 ) -> TrainingRun:
     """Labelled examples from ``topics.examples`` (its start to its end offsets) or from
     an exported file, as a batch with its provenance.
@@ -55,18 +61,19 @@ def logged_examples(
     (:class:`FeatureBackfill`), and the post features of compact examples at the version
     their ranker saw (those it lacks are left out: ``not_rejoined``); its live posts, as
     of ``now_ms``, are indexed in the published version beside the examples' own.
+    ``share``: this process's partitions or rows only (data-parallel training).
     """
     backfill = FeatureBackfill(catalogue)
     topics = CatalogueTopics(catalogue) if catalogue is not None else None
     posts = catalogue_posts(catalogue, now_ms) if catalogue is not None else None
     if from_kafka:
         topic = settings.topics.examples
-        kafka = read_kafka_range(settings.kafka.access, topic)
+        kafka = read_kafka_range(settings.kafka.access, topic, share=share)
         examples = list(backfill.examples(kafka.examples))
         batch = batch_from_examples(examples, topics=topics)
         run = TrainingRun(batch, f"kafka:{topic}", kafka.offsets, posts)
     elif file is not None:
-        examples = list(backfill.examples(read_examples(file)))
+        examples = list(backfill.examples(read_examples(file, share)))
         run = TrainingRun(
             batch_from_examples(examples, topics=topics), f"file:{file}", catalogue=posts
         )
@@ -92,7 +99,7 @@ def publish_run(registry: ModelRegistry, run: TrainingRun, metrics: dict[str, fl
         None,
         training=TrainingData(
             source=run.source,
-            examples=len(run.batch),
+            examples=run.example_count,
             start_ms=int(times.min()),
             end_ms=int(times.max()),
             kafka_offsets=run.kafka_offsets,

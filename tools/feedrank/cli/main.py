@@ -25,6 +25,7 @@ from feedrank.cli import (
 )
 from feedrank.cli.context import CliState
 from feedrank.core.settings import load_settings
+from feedrank.learners.batch.launch import worker_arguments
 
 app = typer.Typer(
     name="feedrank",
@@ -78,4 +79,4 @@ security_commands.register(app)
 
 
 if __name__ == "__main__":
-    app()
+    app(args=worker_arguments())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -13,18 +15,22 @@ from rich.table import Table
 
 from feedrank.cli.context import settings_of
 from feedrank.cli.job_console import console_reporter
+from feedrank.core.reporting import Reporter
+from feedrank.learners.batch.launch import backend_of, report_status, run_under_torchrun
 from feedrank.learners.batch.train_job import (
     BelowAucGateError,
     LoggedExamples,
     RoundHistory,
     train_and_publish,
 )
+from feedrank.learners.batch.workers import ProcessGroup, launched_by_torchrun
 from feedrank.learners.bootstrap import trainer_config
 from feedrank.learners.training_run import TrainingRun
 from feedrank.simulate.training_history import SimulatedHistory, simulated_history
 from feedrank.simulate.world_views import local_world, world_topics
 
 console = Console()
+log = logging.getLogger("feedrank.learners")
 
 
 def train(
@@ -66,6 +72,14 @@ def train(
         bool, typer.Option(help="Publish to the registry if the gate passes.")
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, sampling, simulation.")] = 0,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Training processes (data-parallel, under torchrun): each reads its share "
+            "of the examples (Kafka partitions or file rows) and they average gradients.",
+            min=1,
+        ),
+    ] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Train the two-tower and the ranker; print AUC, log loss, recall@K; publish if good."""
@@ -74,6 +88,10 @@ def train(
     sources = sum([from_kafka, file is not None, simulate > 0])
     if sources != 1:
         raise typer.BadParameter("give exactly one of --from-kafka, --file or --simulate N")
+    if nproc > 1 and not launched_by_torchrun():
+        console.print(f"training in {nproc} processes (torchrun, {backend_of(settings)})")
+        raise typer.Exit(run_under_torchrun(nproc, sys.argv[1:]))
+    workers = ProcessGroup.from_environment(backend_of(settings)) if nproc > 1 else None
     config = trainer_config(
         settings,
         batch_size=batch_size,
@@ -98,6 +116,7 @@ def train(
             examples = _ShownHistory(history, history.first_run())
     else:
         examples = LoggedExamples(from_kafka=from_kafka, file=file, catalogue=catalogue)
+    leader = workers is None or workers.leader
     try:
         train_and_publish(
             settings,
@@ -108,11 +127,16 @@ def train(
             force=force,
             publish=publish,
             show_metrics=lambda metrics: _print(metrics, json_output),
-            reporter=console_reporter(console),
+            reporter=console_reporter(console) if leader else Reporter.logging_to(log),
+            workers=workers,
         )
     except BelowAucGateError as below:
         console.print(f"[red]{below}[/]")
-        raise typer.Exit(3) from below
+        if not report_status(3):
+            raise typer.Exit(3) from below
+    finally:
+        if workers is not None:
+            workers.close()
 
 
 @dataclass(frozen=True)

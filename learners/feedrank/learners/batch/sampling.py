@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from feedrank.learners.examples import ExampleBatch
 
 FloatArray = npt.NDArray[np.float32]
+F64Array = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,16 @@ def split_by_time(batch: ExampleBatch, share: float) -> tuple[ExampleBatch, Exam
 
 
 def balance(
-    batch: ExampleBatch, rng: np.random.Generator, *, negative_rate: float = 1.0
+    batch: ExampleBatch,
+    rng: np.random.Generator,
+    *,
+    negative_rate: float = 1.0,
+    total: Callable[[F64Array], F64Array] | None = None,
 ) -> WeightedExamples:
-    """Downsample negatives at ``negative_rate`` and balance the classes by weight."""
+    """Downsample negatives at ``negative_rate`` and balance the classes by weight.
+
+    ``total`` sums the class counts over every share of the examples (data-parallel
+    training: each process balances its share with the counts of all of them)."""
     if not 0.0 < negative_rate <= 1.0:
         raise ValueError(f"negative_rate must be in (0, 1], got {negative_rate}")
     positive = batch.labels > 0.5
@@ -50,12 +59,13 @@ def balance(
     rows = np.flatnonzero(keep).astype(np.int64)
     kept = batch.take(rows)
     kept_positive = positive[rows]
-    positives, negatives = int(kept_positive.sum()), int((~kept_positive).sum())
+    counts = np.array([kept_positive.sum(), (~kept_positive).sum()], dtype=np.float64)
+    positives, negatives = (int(count) for count in (counts if total is None else total(counts)))
     if positives == 0 or negatives == 0:
         raise ValueError("training needs both engaged and not-engaged examples")
-    total = positives + negatives
-    positive_weight = total / (2.0 * positives)
-    negative_weight = total / (2.0 * negatives)
+    examples = positives + negatives
+    positive_weight = examples / (2.0 * positives)
+    negative_weight = examples / (2.0 * negatives)
     weights = np.where(kept_positive, positive_weight, negative_weight).astype(np.float32)
     # Kept negatives stand for 1/rate of their kind, and the weights scale the odds again.
     shift = math.log(positive_weight / negative_weight) - math.log(negative_rate)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -23,8 +23,11 @@ from feedrank.core.clock import SystemClock
 from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
+from feedrank.learners.batch.workers import SingleProcess, Workers, gathered_batch
 from feedrank.learners.bootstrap import model_configs
 from feedrank.learners.catalogue_replay import replay_catalogue_if_present
+from feedrank.learners.examples import ExampleBatch
+from feedrank.learners.sources import WHOLE, Share
 from feedrank.learners.training_run import TrainingRun, logged_examples, publish_run
 from feedrank.registry import LocalModelRegistry
 
@@ -73,31 +76,44 @@ def train_and_publish(
     publish: bool = True,
     show_metrics: Callable[[dict[str, float]], None] | None = None,
     reporter: Reporter | None = None,
+    workers: Workers | None = None,
 ) -> str | None:
     """Train the two-tower and the ranker on ``examples`` (``rounds`` rounds of a
     :class:`RoundHistory`, one of logs) with ``config``, hand their validation metrics to
     ``show_metrics``, and publish them to the registry (with ``publish``) if their AUC
     reaches ``min_auc`` (by default ``learner.min_auc``). Returns the version published,
-    or None. Below the gate, :class:`BelowAucGateError` unless ``force``."""
+    or None. Below the gate, :class:`BelowAucGateError` unless ``force``.
+
+    With ``workers`` (``feedrank train --nproc N``), each process reads its share of the
+    logs (or takes its share of a round history every process makes whole), the models
+    train data-parallel, and the leader alone reports, judges and publishes."""
     reporter = reporter or Reporter.logging_to(log)
+    workers = workers or SingleProcess()
     torch.set_num_threads(settings.learner.torch_threads)
     two_tower, ranker = model_configs(settings, config.seed)
 
-    def fit(run: TrainingRun) -> TrainingRun:
+    def fit(run: TrainingRun, share: ExampleBatch) -> TrainingRun:
         trainer = BatchTrainer(config, two_tower=two_tower, ranker=ranker)
-        return fit_run(run, config, trainer, reporter)
+        return fit_run(run, share, config, trainer, reporter=reporter, workers=workers)
 
     if isinstance(examples, LoggedExamples):
-        run = fit(logged_run(settings, examples, reporter))
+        run = logged_run(settings, examples, reporter, Share(workers.rank, workers.size))
+        run = fit(run, run.batch)
+        if workers.size > 1:
+            run = every_share(run, workers)
     else:
-        run = fit(examples.first_run())
+        run = examples.first_run()
+        run = fit(run, workers.shard(run.batch))
         for _ in range(rounds - 1):
-            run = fit(examples.next_round(run, config.seed))
+            run = examples.next_round(run, config.seed)
+            run = fit(run, workers.shard(run.batch))
+    if not workers.leader:
+        return None
     assert run.report is not None
     metrics = {
         **run.report.metrics,
         "epochs": float(run.report.epochs),
-        "examples": float(len(run.batch)),
+        "examples": float(run.example_count),
     }
     if show_metrics is not None:
         show_metrics(metrics)
@@ -118,9 +134,12 @@ def train_and_publish(
     return version
 
 
-def logged_run(settings: Settings, examples: LoggedExamples, reporter: Reporter) -> TrainingRun:
-    """The logged examples as a run; with ``examples.catalogue``, the catalogue replayed
-    (when the broker has its topics) to fill in what they lack."""
+def logged_run(
+    settings: Settings, examples: LoggedExamples, reporter: Reporter, share: Share = WHOLE
+) -> TrainingRun:
+    """The logged examples (``share``'s partitions or rows) as a run; with
+    ``examples.catalogue``, the catalogue replayed (when the broker has its topics) to
+    fill in what they lack."""
     state = None
     if examples.catalogue:
         state = replay_catalogue_if_present(
@@ -137,6 +156,7 @@ def logged_run(settings: Settings, examples: LoggedExamples, reporter: Reporter)
             file=examples.file,
             catalogue=state,
             now_ms=SystemClock().now_ms(),
+            share=share,
         )
     if run.not_rejoined:
         reporter.warn(f"compact examples left out, post version not found: {run.not_rejoined}")
@@ -150,11 +170,37 @@ def logged_run(settings: Settings, examples: LoggedExamples, reporter: Reporter)
 
 
 def fit_run(
-    run: TrainingRun, config: TrainerConfig, trainer: BatchTrainer, reporter: Reporter
+    run: TrainingRun,
+    share: ExampleBatch,
+    config: TrainerConfig,
+    trainer: BatchTrainer,
+    *,
+    reporter: Reporter,
+    workers: Workers,
 ) -> TrainingRun:
-    """``run`` trained by ``trainer``, its steps counted by ``reporter.counting``."""
-    training_rows = len(run.batch) * (1 - config.validation_share)
-    steps = config.max_epochs * math.ceil(training_rows / config.batch_size)
-    with reporter.counting(f"training on {len(run.batch):,} examples", steps) as advance:
-        report = trainer.fit(run.batch, progress=advance)
+    """``run`` trained by ``trainer`` on ``share`` (this process's share of its examples:
+    all of them in one process), its steps counted by ``reporter.counting``."""
+    count = int(workers.total(np.array([len(share)], dtype=np.float64))[0])
+    local_batch = math.ceil(config.batch_size / workers.size)
+    steps = config.max_epochs * math.ceil(len(share) * (1 - config.validation_share) / local_batch)
+    spread = f" in {workers.size} processes" if workers.size > 1 else ""
+    with reporter.counting(f"training on {count:,} examples{spread}", steps) as advance:
+        report = trainer.fit(share, progress=advance, workers=workers)
     return run.trained(trainer, report)
+
+
+def every_share(run: TrainingRun, workers: Workers) -> TrainingRun:
+    """On the leader, ``run`` with what publishing needs from every process's share:
+    each post any share saw (with the first and last decision times) and the offsets
+    each share read up to; elsewhere ``run`` unchanged. Collective: every process calls."""
+    times = run.batch.decision_time_ms
+    _, first = np.unique(run.batch.posts.post_key, return_index=True)
+    if len(run.batch):
+        first = np.union1d(first, [int(times.argmin()), int(times.argmax())])
+    posts = gathered_batch(workers, run.batch.take(first.astype(np.int64)))
+    offsets = workers.gather(run.kafka_offsets)
+    count = int(workers.total(np.array([len(run.batch)], dtype=np.float64))[0])
+    if not workers.leader or posts is None:
+        return run
+    merged = {name: offset for share in offsets for name, offset in share.items()}
+    return replace(run, batch=posts, kafka_offsets=merged, examples_read=count)

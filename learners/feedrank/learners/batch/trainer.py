@@ -24,7 +24,8 @@ import numpy.typing as npt
 import torch
 
 from feedrank.learners.batch.early_stopping import EarlyStopping
-from feedrank.learners.batch.sampling import balance, split_by_time
+from feedrank.learners.batch.sampling import balance
+from feedrank.learners.batch.workers import SingleProcess, Workers, gathered_batch
 from feedrank.learners.examples import ExampleBatch
 from feedrank.learners.joint import JointModel, StepConfig
 from feedrank.learners.metrics import log_loss, recall_at_k, roc_auc
@@ -113,13 +114,27 @@ class BatchTrainer:
         self.rng = np.random.default_rng(self.config.seed)
 
     def fit(
-        self, examples: ExampleBatch, *, progress: StepProgress | None = None
+        self,
+        examples: ExampleBatch,
+        *,
+        progress: StepProgress | None = None,
+        workers: Workers | None = None,
     ) -> TrainingReport:
-        """Train on ``examples`` (split off a validation set) and report on it."""
+        """Train on ``examples`` (split off a validation set) and report on it.
+
+        With ``workers`` (data parallelism), ``examples`` is this process's share: the
+        split, the balancing and the validation loss span every share, each step
+        averages every process's gradients, and only the leader's report has metrics."""
         config, model = self.config, self.model
-        training, validation = split_by_time(examples, config.validation_share)
-        weighted = balance(training, self.rng, negative_rate=config.negative_rate)
-        validation_weights = _validation_weights(validation)
+        workers = workers or SingleProcess()
+        training, validation = workers.split(examples, config.validation_share)
+        weighted = balance(
+            training, self.rng, negative_rate=config.negative_rate, total=workers.total
+        )
+        validation_weights = _validation_weights(validation, workers)
+        workers.spread(model)
+        local_batch = math.ceil(config.batch_size / workers.size)
+        steps = workers.most(math.ceil(len(weighted.examples) / local_batch))
         self._shift_output_biases(-self.prior_shift)  # train on the balanced scale
         for optimizer in (model.dense_optimizer, model.sparse_optimizer):
             for group in optimizer.param_groups:
@@ -132,28 +147,32 @@ class BatchTrainer:
         best_state = self._snapshot()
         for _ in range(config.max_epochs):
             order = self.rng.permutation(len(weighted.examples)).astype(np.int64)
-            for start in range(0, order.size, config.batch_size):
-                rows = order[start : start + config.batch_size]
+            if workers.size > 1:  # a smaller share wraps around: every process steps
+                order = np.resize(order, steps * local_batch)
+            for start in range(0, steps * local_batch, local_batch):
+                rows = order[start : start + local_batch]
                 model.step(weighted.examples.take(rows), weighted.weights[rows])
                 if progress is not None:
                     progress(1)
             for scheduler in schedulers:
                 scheduler.step()
-            probabilities = _sigmoid(model.ranker_logits(validation))
-            if stopping.update(log_loss(validation.labels, probabilities, validation_weights)):
+            loss = _validation_loss(model, validation, validation_weights, workers)
+            if stopping.update(loss):
                 best_state = self._snapshot()
             if stopping.should_stop:
                 break
         self._restore(best_state)
         self.prior_shift = weighted.prior_shift
         self._shift_output_biases(self.prior_shift)
+        everything = gathered_batch(workers, validation) if workers.size > 1 else validation
+        counts = workers.total(np.array([len(weighted.examples), len(validation)], np.float64))
         return TrainingReport(
-            metrics=evaluate(model, validation, config.recall_k),
+            metrics=evaluate(model, everything, config.recall_k) if everything else {},
             epochs=len(stopping.history),
             best_epoch=stopping.best_epoch,
             validation_losses=list(stopping.history),
-            training_examples=len(weighted.examples),
-            validation_examples=len(validation),
+            training_examples=int(counts[0]),
+            validation_examples=int(counts[1]),
         )
 
     # The learner contract -------------------------------------------------------------
@@ -204,12 +223,30 @@ class BatchTrainer:
         self.model.ranker.load_state_dict(state[1])
 
 
-def _validation_weights(validation: ExampleBatch) -> npt.NDArray[np.float32]:
+def _validation_weights(validation: ExampleBatch, workers: Workers) -> npt.NDArray[np.float32]:
     """Balanced weights for the validation loss (all 1 when a class is missing)."""
     try:
-        return balance(validation, np.random.default_rng(0)).weights
+        return balance(validation, np.random.default_rng(0), total=workers.total).weights
     except ValueError:
         return np.ones(len(validation), dtype=np.float32)
+
+
+def _validation_loss(
+    model: JointModel,
+    validation: ExampleBatch,
+    weights: npt.NDArray[np.float32],
+    workers: Workers,
+) -> float:
+    """The ranker's weighted log loss on the validation set (every share of it)."""
+    if workers.size == 1:
+        return log_loss(validation.labels, _sigmoid(model.ranker_logits(validation)), weights)
+    share = np.zeros(2, dtype=np.float64)
+    if len(validation):
+        probabilities = _sigmoid(model.ranker_logits(validation))
+        weight = float(weights.sum())
+        share[:] = (log_loss(validation.labels, probabilities, weights) * weight, weight)
+    summed = workers.total(share)
+    return float(summed[0] / summed[1]) if summed[1] > 0 else math.nan
 
 
 def _sigmoid(logits: F64Array) -> F64Array:

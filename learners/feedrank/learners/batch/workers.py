@@ -1,0 +1,294 @@
+"""The processes one batch training run is spread over (``feedrank train --nproc N``).
+
+:class:`SingleProcess` is the plain path: every operation is the identity, and
+training is exactly what it was before data parallelism existed.
+
+:class:`ProcessGroup` is N processes started by ``torchrun`` (``torch.distributed``;
+gloo on CPU, NCCL where the models live on GPUs). Each holds its own share of the
+examples (its Kafka partitions, or its shard of a file) and a full replica of both
+models. The trainer asks it for the few things that need every share:
+
+* the time-ordered validation split: one cut time over every share's decision times;
+* class counts for the balancing weights, and the validation loss for early stopping
+  (sums over the shares);
+* steps per epoch: the largest share sets it, smaller shares wrap around, so every
+  process takes part in every step;
+* the validation set, gathered on the leader (rank 0) for the final metrics.
+
+The step itself (:class:`DataParallelStep`): the dense layers are wrapped in
+``DistributedDataParallel``, which averages their gradients with bucketed all-reduces
+that overlap the backward pass. The hashed-id tables are left out of DDP
+(``_set_params_and_buffers_to_ignore_for_model``). Their gradients are sparse (the
+rows a batch touched), so each process all-gathers the others' touched rows and values
+and sums them (sparse all-reduce; NCCL has none, gloo's is slower). The tables stay
+replicated rather than sharded by row: at the default sizes they are 2 x 2^18-2^19 rows
+of 32 floats (about 100 MB), far below one machine's memory; see docs/learners.md for
+when row sharding pays. The logQ frequency estimator sees every process's posts each
+step, so each replica's estimate is the one a single process would keep.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from feedrank.learners.batch.sampling import split_by_time
+from feedrank.learners.examples import ExampleBatch, concat
+from feedrank.learners.joint import JointModel
+from feedrank.learners.post_ids import LEARNER_POST_IDS
+
+F64Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Gathered = TypeVar("Gathered")
+
+
+class Workers(Protocol):
+    """What a training run needs from the processes it is spread over."""
+
+    rank: int
+    size: int
+
+    @property
+    def leader(self) -> bool:
+        """The process that evaluates, reports and publishes."""
+        ...
+
+    def split(self, batch: ExampleBatch, share: float) -> tuple[ExampleBatch, ExampleBatch]:
+        """(training, validation) of this share: validation is the latest ``share`` of
+        every share's decisions together."""
+        ...
+
+    def total(self, values: F64Array) -> F64Array:
+        """``values`` summed over every process."""
+        ...
+
+    def most(self, value: int) -> int:
+        """The largest ``value`` of any process."""
+        ...
+
+    def gather(self, item: Gathered) -> list[Gathered]:
+        """Every process's ``item`` in rank order, on the leader (empty elsewhere)."""
+        ...
+
+    def shard(self, batch: ExampleBatch) -> ExampleBatch:
+        """This process's share of a batch every process holds whole."""
+        ...
+
+    def spread(self, model: JointModel) -> None:
+        """Make ``model``'s steps data-parallel over the processes."""
+        ...
+
+
+@dataclass
+class SingleProcess:
+    """One process: the plain path."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def leader(self) -> bool:
+        return True
+
+    def split(self, batch: ExampleBatch, share: float) -> tuple[ExampleBatch, ExampleBatch]:
+        return split_by_time(batch, share)
+
+    def total(self, values: F64Array) -> F64Array:
+        return values
+
+    def most(self, value: int) -> int:
+        return value
+
+    def gather(self, item: Gathered) -> list[Gathered]:
+        return [item]
+
+    def shard(self, batch: ExampleBatch) -> ExampleBatch:
+        return batch
+
+    def spread(self, model: JointModel) -> None:
+        return None
+
+
+@dataclass
+class CommunicationCounter:
+    """Bytes this process put into collectives (its payload, not the wire's framing)."""
+
+    dense_bytes: int = 0
+    sparse_bytes: int = 0
+    other_bytes: int = 0
+    steps: int = 0
+
+    def per_step(self) -> float:
+        total = self.dense_bytes + self.sparse_bytes + self.other_bytes
+        return total / self.steps if self.steps else math.nan
+
+
+@dataclass
+class ProcessGroup:
+    """The processes of one ``torchrun`` launch, joined in a ``torch.distributed`` group."""
+
+    rank: int
+    size: int
+    backend: str
+    traffic: CommunicationCounter = field(default_factory=CommunicationCounter)
+
+    @classmethod
+    def from_environment(cls, backend: str = "gloo") -> ProcessGroup:
+        """Join the group ``torchrun`` describes in RANK, WORLD_SIZE and MASTER_ADDR."""
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend)
+        return cls(dist.get_rank(), dist.get_world_size(), backend)
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def split(self, batch: ExampleBatch, share: float) -> tuple[ExampleBatch, ExampleBatch]:
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"validation share must be in (0, 1), got {share}")
+        times = self._all_gather_array(batch.decision_time_ms.astype(np.int64))
+        count = times.size
+        cut = round(count * (1.0 - share))
+        if cut <= 0 or cut >= count:
+            raise ValueError(f"{count} examples are too few for a validation split")
+        cut_ms = int(np.sort(times, kind="stable")[cut])
+        later = batch.decision_time_ms >= cut_ms
+        return (
+            batch.take(np.flatnonzero(~later).astype(np.int64)),
+            batch.take(np.flatnonzero(later).astype(np.int64)),
+        )
+
+    def total(self, values: F64Array) -> F64Array:
+        tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        summed: F64Array = tensor.numpy()
+        return summed
+
+    def most(self, value: int) -> int:
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor.item())
+
+    def gather(self, item: Gathered) -> list[Gathered]:
+        gathered: list[Gathered] | None = [item] * self.size if self.leader else None
+        dist.gather_object(item, gathered, dst=0)
+        return list(gathered) if gathered is not None else []
+
+    def shard(self, batch: ExampleBatch) -> ExampleBatch:
+        return batch.take(np.arange(self.rank, len(batch), self.size, dtype=np.int64))
+
+    def spread(self, model: JointModel) -> None:
+        if model.parallel is None:
+            DataParallelStep(self).install(model)
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    def _all_gather_array(self, values: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        """Every process's ``values`` (any lengths), concatenated in rank order."""
+        self.traffic.other_bytes += values.nbytes
+        return np.concatenate(
+            [part.numpy() for part in all_gather_ragged(torch.from_numpy(values))]
+        )
+
+
+def all_gather_ragged(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's ``tensor`` (same dtype and trailing shape, any first dimension),
+    in rank order: the sizes are gathered first and the tensors padded to the largest."""
+    size = dist.get_world_size()
+    length = torch.tensor([tensor.shape[0]], dtype=torch.int64)
+    lengths = [torch.zeros_like(length) for _ in range(size)]
+    dist.all_gather(lengths, length)
+    longest = max(int(item.item()) for item in lengths)
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype)
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.zeros_like(padded) for _ in range(size)]
+    dist.all_gather(gathered, padded)
+    return [item[: int(count.item())] for item, count in zip(gathered, lengths, strict=True)]
+
+
+class DataParallelStep:
+    """One training step spread over the group: DDP for the dense layers, gathered
+    sparse gradients for the id tables, logQ over every process's posts."""
+
+    def __init__(self, group: ProcessGroup) -> None:
+        self.group = group
+
+    def install(self, model: JointModel) -> None:
+        tables = {id(table) for table in model.sparse_parameters}
+        ignored = [name for name, p in model.losses.named_parameters() if id(p) in tables]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(  # type: ignore[no-untyped-call]
+            model.losses, ignored
+        )
+        model.loss_module = DistributedDataParallel(model.losses)
+        dense = [p for p in model.losses.parameters() if id(p) not in tables]
+        self.dense_bytes = sum(p.numel() * p.element_size() for p in dense)
+        model.parallel = self
+
+    def log_q(self, model: JointModel, post_keys: IntArray) -> torch.Tensor:
+        self.group.traffic.other_bytes += post_keys.nbytes
+        shares = all_gather_ragged(torch.from_numpy(post_keys))
+        everyone = torch.cat(shares).numpy()
+        log_q = model.frequency.observe(everyone)
+        start = sum(int(share.shape[0]) for share in shares[: self.group.rank])
+        return log_q[start : start + post_keys.size]
+
+    def after_backward(self, model: JointModel) -> None:
+        traffic = self.group.traffic
+        traffic.steps += 1
+        traffic.dense_bytes += self.dense_bytes  # DDP's all-reduce of every dense gradient
+        for table in model.sparse_parameters:
+            rows, values = _touched_rows(table)
+            traffic.sparse_bytes += _bytes(rows) + _bytes(values)
+            all_rows = torch.cat(all_gather_ragged(rows))
+            all_values = torch.cat(all_gather_ragged(values))
+            summed = torch.sparse_coo_tensor(
+                all_rows.unsqueeze(0),
+                all_values / self.group.size,
+                table.shape,
+                check_invariants=False,  # rows from coalesced gradients, in range
+            ).coalesce()
+            table.grad = summed
+
+
+def _touched_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row numbers, gradient rows) of a table's sparse gradient (none: empty)."""
+    grad = table.grad
+    if grad is None:
+        return torch.zeros(0, dtype=torch.int64), torch.zeros((0, table.shape[1]))
+    grad = grad.coalesce()
+    return grad.indices()[0].contiguous(), grad.values().contiguous()
+
+
+def _bytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def gathered_batch(workers: Workers, batch: ExampleBatch) -> ExampleBatch | None:
+    """Every process's ``batch`` as one, on the leader (None elsewhere). Post rows mean
+    something in one process only: each share travels with its post ids, and the
+    leader interns them into its own rows."""
+    ids = LEARNER_POST_IDS.ids(batch.posts.post_index)
+    shares = [
+        replace(share, posts=replace(share.posts, post_index=LEARNER_POST_IDS.rows(share_ids)))
+        for share, share_ids in workers.gather((batch, ids))
+        if len(share)
+    ]
+    return concat(shares) if shares else None
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of a ``torchrun`` launch's workers."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
