@@ -110,11 +110,18 @@ def train_and_publish(
     if not workers.leader:
         return None
     assert run.report is not None
+    report = run.report
     metrics = {
-        **run.report.metrics,
-        "epochs": float(run.report.epochs),
+        **report.metrics,
+        "epochs": float(report.epochs),
         "examples": float(run.example_count),
+        "processes": float(workers.size),
+        "training_seconds": report.seconds,
+        "examples_per_second": report.training_examples * report.epochs / report.seconds
+        if report.seconds > 0
+        else math.nan,
     }
+    metrics |= {f"{kind}_bytes_per_step": value for kind, value in report.bytes_per_step.items()}
     if show_metrics is not None:
         show_metrics(metrics)
     gate = settings.learner.min_auc if min_auc is None else min_auc

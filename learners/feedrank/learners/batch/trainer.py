@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,6 +70,10 @@ class TrainingReport:
     validation_losses: list[float] = field(default_factory=list)
     training_examples: int = 0
     validation_examples: int = 0
+    seconds: float = 0.0  # the epochs' wall time (not reading or evaluation)
+    steps: int = 0
+    # Put into collectives per process and step, by kind (data parallel; else empty).
+    bytes_per_step: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate(model: JointModel, validation: ExampleBatch, recall_k: int) -> dict[str, float]:
@@ -145,6 +150,7 @@ class BatchTrainer:
         ]
         stopping = EarlyStopping(config.patience)
         best_state = self._snapshot()
+        started = time.perf_counter()
         for _ in range(config.max_epochs):
             order = self.rng.permutation(len(weighted.examples)).astype(np.int64)
             if workers.size > 1:  # a smaller share wraps around: every process steps
@@ -161,6 +167,7 @@ class BatchTrainer:
                 best_state = self._snapshot()
             if stopping.should_stop:
                 break
+        seconds = time.perf_counter() - started
         self._restore(best_state)
         self.prior_shift = weighted.prior_shift
         self._shift_output_biases(self.prior_shift)
@@ -173,6 +180,9 @@ class BatchTrainer:
             validation_losses=list(stopping.history),
             training_examples=int(counts[0]),
             validation_examples=int(counts[1]),
+            seconds=seconds,
+            steps=steps * len(stopping.history),
+            bytes_per_step=workers.bytes_per_step(),
         )
 
     # The learner contract -------------------------------------------------------------

@@ -86,6 +86,11 @@ class Workers(Protocol):
         """Make ``model``'s steps data-parallel over the processes."""
         ...
 
+    def bytes_per_step(self) -> dict[str, float]:
+        """Bytes this process put into collectives per training step, by kind (empty:
+        one process)."""
+        ...
+
 
 @dataclass
 class SingleProcess:
@@ -116,6 +121,9 @@ class SingleProcess:
     def spread(self, model: JointModel) -> None:
         return None
 
+    def bytes_per_step(self) -> dict[str, float]:
+        return {}
+
 
 @dataclass
 class CommunicationCounter:
@@ -126,9 +134,15 @@ class CommunicationCounter:
     other_bytes: int = 0
     steps: int = 0
 
-    def per_step(self) -> float:
-        total = self.dense_bytes + self.sparse_bytes + self.other_bytes
-        return total / self.steps if self.steps else math.nan
+    def per_step(self) -> dict[str, float]:
+        """Bytes per step: dense (DDP's all-reduce), sparse (the tables' touched rows),
+        other (post keys, split times) and their total."""
+        parts = {"dense": self.dense_bytes, "sparse": self.sparse_bytes}
+        parts["other"] = self.other_bytes
+        parts["total"] = sum(parts.values())
+        return {
+            name: value / self.steps if self.steps else math.nan for name, value in parts.items()
+        }
 
 
 @dataclass
@@ -188,6 +202,9 @@ class ProcessGroup:
     def spread(self, model: JointModel) -> None:
         if model.parallel is None:
             DataParallelStep(self).install(model)
+
+    def bytes_per_step(self) -> dict[str, float]:
+        return self.traffic.per_step()
 
     def barrier(self) -> None:
         dist.barrier()
