@@ -24,6 +24,7 @@ from feedrank.deploy.analysis import AnalysisConfig, CanaryAnalysis
 from feedrank.deploy.control import ControlConfig, DeployControl
 from feedrank.deploy.controller import RolloutController
 from feedrank.deploy.counterfactual import CounterfactualGate, PairedEstimateGate
+from feedrank.deploy.learner_gate import PublishVerdictGate
 from feedrank.deploy.pre_period import SegmentBook, SegmentPrePeriod
 from feedrank.deploy.service import build_server, set_serving
 from feedrank.deploy.slo import PrometheusSlo
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def default_gate(registry: ModelRegistry, settings: Settings) -> CounterfactualGate:
-    """Judge the paired off-policy estimate a learner stored in the version's metrics."""
+    """Enforce the learner's publish verdict, then judge the paired off-policy estimate
+    a learner stored in the version's metrics."""
 
     def metrics_of(version: str) -> dict[str, float]:
         try:
@@ -42,11 +44,14 @@ def default_gate(registry: ModelRegistry, settings: Settings) -> CounterfactualG
         except RegistryError:
             return {}
 
-    return PairedEstimateGate(
+    return PublishVerdictGate(
         metrics_of,
-        alpha=settings.deploy.alpha,
-        margin=settings.deploy.gate_margin,
-        min_effective_samples=settings.deploy.gate_min_effective_samples,
+        PairedEstimateGate(
+            metrics_of,
+            alpha=settings.deploy.alpha,
+            margin=settings.deploy.gate_margin,
+            min_effective_samples=settings.deploy.gate_min_effective_samples,
+        ),
     )
 
 

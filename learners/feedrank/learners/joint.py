@@ -39,13 +39,13 @@ from safetensors.torch import save_file as save_tensors
 
 from feedrank.core.feature_schema import PostFeatureBatch, UserFeatures
 from feedrank.learners.examples import ExampleBatch, candidate_batch, validate_batch
-from feedrank.learners.losses import StreamingFrequency, in_batch_softmax_loss, weighted_bce
+from feedrank.learners.joint_losses import JointLosses, on_device, user_tensors_of
+from feedrank.learners.losses import StreamingFrequency
 from feedrank.models.encoding import (
     IdEmbedding,
     PostTensors,
     UserTensors,
     evaluating,
-    user_tensors,
 )
 from feedrank.models.ranker import PROBABILITY_EPSILON, RankerConfig, RankerModel
 from feedrank.models.serialization import load_ranker, load_two_tower, save_model
@@ -102,58 +102,6 @@ class StepParallel(Protocol):
     def after_backward(self, model: JointModel) -> None:
         """Called between the backward pass and the optimiser steps."""
         ...
-
-
-class JointLosses(torch.nn.Module):
-    """The forward pass of one training step, as a module (so data parallelism can wrap
-    it): the ranker's loss, the two-tower's pointwise and in-batch losses, and the ranker's
-    logits."""
-
-    def __init__(self, two_tower: TwoTowerModel, ranker: RankerModel, config: StepConfig):
-        super().__init__()
-        self.two_tower = two_tower
-        self.ranker = ranker
-        self.config = config
-
-    def forward(
-        self,
-        batch: ExampleBatch,
-        labels: torch.Tensor,
-        weights: torch.Tensor,
-        log_q: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        two_tower, ranker, config = self.two_tower, self.ranker, self.config
-        users = _user_tensors(two_tower, ranker, batch)
-        posts = two_tower.post_tensors(batch.posts)
-        user_vectors = two_tower.user_tower(users[0])
-        post_vectors = two_tower.post_tower(posts)
-        similarity = (user_vectors * post_vectors).sum(dim=1)
-        pointwise = weighted_bce(two_tower.logits_from_similarity(similarity), labels, weights)
-        positive_rows = torch.nonzero(labels > 0.5).squeeze(1)
-        in_batch = torch.zeros(())
-        if positive_rows.numel() > 0 and config.in_batch_weight > 0:
-            logits = two_tower.logits_from_similarity(user_vectors[positive_rows] @ post_vectors.T)
-            in_batch = in_batch_softmax_loss(
-                logits,
-                positive_rows,
-                torch.from_numpy(batch.posts.post_key),
-                log_q,
-                weights[positive_rows],
-            )
-        ranker_posts = (
-            posts
-            if ranker.config.post_id_buckets == two_tower.config.post_id_buckets
-            else ranker.post_tensors(batch.posts)
-        )
-        context = ranker.context_tensors(batch.decision_time_ms.tolist(), [""] * len(batch))
-        positions = torch.from_numpy(batch.positions)
-        ranker_logits = ranker(users[1], ranker_posts, context, similarity.detach(), positions)
-        return (
-            weighted_bce(ranker_logits, labels, weights),
-            config.pointwise_weight * pointwise,
-            config.in_batch_weight * in_batch,
-            ranker_logits,
-        )
 
 
 class JointModel:
@@ -218,13 +166,15 @@ class JointModel:
         validate_batch(batch)
         if weights is not None and not (np.isfinite(weights).all() and (weights >= 0).all()):
             raise ValueError("example weights must be finite and non-negative")
+        device = self.device
         example_weights = torch.from_numpy(
             np.ones(len(batch), dtype=np.float32) if weights is None else weights.astype(np.float32)
-        )
-        labels = torch.from_numpy(batch.labels.astype(np.float32, copy=True))
+        ).to(device)
+        labels = torch.from_numpy(batch.labels.astype(np.float32, copy=True)).to(device)
         parallel = self.parallel
         keys = batch.posts.post_key
         log_q = self.frequency.observe(keys) if parallel is None else parallel.log_q(self, keys)
+        log_q = log_q.to(device)
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.rng_state)
             *losses, ranker_logits = self.loss_module(batch, labels, example_weights, log_q)
@@ -238,7 +188,7 @@ class JointModel:
         self.dense_optimizer.step()
         self.sparse_optimizer.step()  # type: ignore[no-untyped-call]
         self.steps += 1
-        probabilities = _sigmoid(ranker_logits.detach().numpy().astype(np.float64))
+        probabilities = _sigmoid(ranker_logits.detach().cpu().numpy().astype(np.float64))
         return StepLosses(*(float(loss.detach()) for loss in losses)), probabilities
 
     # Prediction -------------------------------------------------------------------
@@ -250,7 +200,7 @@ class JointModel:
         """The two-tower's engagement probability per example."""
         with evaluating(self.two_tower):
             logits = self.two_tower(self._user_tensors(batch)[0], self.two_tower_posts(batch))
-        return _sigmoid(logits.numpy().astype(np.float64))
+        return _sigmoid(logits.cpu().numpy().astype(np.float64))
 
     def score_candidates(self, user: UserFeatures, posts: PostFeatureBatch, at_ms: int) -> F64Array:
         """Engagement probabilities of ``posts`` for ``user`` (a simulator's scorer)."""
@@ -263,21 +213,40 @@ class JointModel:
             similarity = (
                 two_tower.user_tower(users[0]) * two_tower.post_tower(self.two_tower_posts(batch))
             ).sum(dim=1)
+            context = ranker.context_tensors(batch.decision_time_ms.tolist(), [""] * len(batch))
             logits = ranker(
                 users[1],
-                ranker.post_tensors(batch.posts),
-                ranker.context_tensors(batch.decision_time_ms.tolist(), [""] * len(batch)),
+                on_device(ranker.post_tensors(batch.posts), self.device),
+                on_device(context, self.device),
                 similarity,
-                torch.from_numpy(batch.positions),
+                torch.from_numpy(batch.positions).to(self.device),
             )
-        result: F64Array = logits.numpy().astype(np.float64)
+        result: F64Array = logits.cpu().numpy().astype(np.float64)
         return result
 
     def two_tower_posts(self, batch: ExampleBatch) -> PostTensors:
-        return self.two_tower.post_tensors(batch.posts)
+        return on_device(self.two_tower.post_tensors(batch.posts), self.device)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the models' parameters (and so each step's tensors) live."""
+        return self.two_tower.logit_bias.device
+
+    def to(self, device: torch.device | str) -> JointModel:
+        """Move both models and their optimizer moments to ``device`` (in place)."""
+        target = torch.device(device)
+        self.two_tower.to(target)
+        self.ranker.to(target)
+        for optimizer in (self.dense_optimizer, self.sparse_optimizer):
+            for state in optimizer.state.values():
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor):
+                        state[key] = value.to(target)
+        return self
 
     def _user_tensors(self, batch: ExampleBatch) -> tuple[UserTensors, UserTensors]:
-        return _user_tensors(self.two_tower, self.ranker, batch)
+        users = user_tensors_of(self.two_tower, self.ranker, batch)
+        return on_device(users[0], self.device), on_device(users[1], self.device)
 
     # Persistence ------------------------------------------------------------------
     def save(self, directory: Path) -> None:
@@ -317,16 +286,6 @@ class JointModel:
         return mine.keys() == theirs.keys() and all(
             torch.equal(mine[name], theirs[name]) for name in mine
         )
-
-
-def _user_tensors(
-    two_tower: TwoTowerModel, ranker: RankerModel, batch: ExampleBatch
-) -> tuple[UserTensors, UserTensors]:
-    tower_buckets = two_tower.config.user_id_buckets
-    tower_users = user_tensors(batch.users, id_buckets=tower_buckets)
-    if ranker.config.user_id_buckets == tower_buckets:
-        return tower_users, tower_users
-    return tower_users, ranker.user_tensors(batch.users)
 
 
 def _prefixed(prefix: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:

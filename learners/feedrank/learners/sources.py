@@ -105,13 +105,15 @@ def read_kafka_range(
     timeout_s: float = 120.0,
     max_examples: int | None = None,
     share: Share = WHOLE,
+    since_ms: int | None = None,
 ) -> KafkaRange:
-    """Examples from the start of ``topic`` to its end offsets as of now (read committed);
-    of ``share``'s partitions only."""
+    """Examples from the start of ``topic`` (or from the first written at ``since_ms``)
+    to its end offsets as of now (read committed); of ``share``'s partitions only."""
     read = read_records(
         bootstrap,
         topic,
         events_pb2.LabelledExample,
+        since_ms=since_ms,
         timeout_s=timeout_s,
         max_records=max_examples,
         share=share,

@@ -52,6 +52,7 @@ def logged_examples(
     catalogue: CatalogueState | None = None,
     now_ms: int = 0,
     share: Share = WHOLE,
+    since_ms: int | None = None,
 ) -> TrainingRun:
     """Labelled examples from ``topics.examples`` (its start to its end offsets) or from
     an exported file, as a batch with its provenance.
@@ -62,18 +63,21 @@ def logged_examples(
     their ranker saw (those it lacks are left out: ``not_rejoined``); its live posts, as
     of ``now_ms``, are indexed in the published version beside the examples' own.
     ``share``: this process's partitions or rows only (data-parallel training).
+    ``since_ms``: only the examples Kafka received since then (a file's: decided since).
     """
     backfill = FeatureBackfill(catalogue)
     topics = CatalogueTopics(catalogue) if catalogue is not None else None
     posts = catalogue_posts(catalogue, now_ms) if catalogue is not None else None
     if from_kafka:
         topic = settings.topics.examples
-        kafka = read_kafka_range(settings.kafka.access, topic, share=share)
+        kafka = read_kafka_range(settings.kafka.access, topic, share=share, since_ms=since_ms)
         examples = list(backfill.examples(kafka.examples))
         batch = batch_from_examples(examples, topics=topics)
         run = TrainingRun(batch, f"kafka:{topic}", kafka.offsets, posts)
     elif file is not None:
-        examples = list(backfill.examples(read_examples(file, share)))
+        read = read_examples(file, share)
+        recent = [e for e in read if since_ms is None or e.decision_time_ms >= since_ms]
+        examples = list(backfill.examples(recent))
         run = TrainingRun(
             batch_from_examples(examples, topics=topics), f"file:{file}", catalogue=posts
         )
@@ -85,8 +89,11 @@ def logged_examples(
     )
 
 
-def publish_run(registry: ModelRegistry, run: TrainingRun, metrics: dict[str, float]) -> str:
-    """Publish the run's models with every post it knows embedded and indexed."""
+def publish_run(
+    registry: ModelRegistry, run: TrainingRun, metrics: dict[str, float], *, parent: str = ""
+) -> str:
+    """Publish the run's models with every post it knows embedded and indexed
+    (``parent``: the version a warm start continued)."""
     if run.trainer is None:
         raise ValueError("the run has not been trained")
     catalogue = run.catalogue if run.catalogue is not None else PostCatalogue()
@@ -105,6 +112,6 @@ def publish_run(registry: ModelRegistry, run: TrainingRun, metrics: dict[str, fl
             kafka_offsets=run.kafka_offsets,
         ),
         metrics=metrics,
-        parent="",
+        parent=parent,
     )
     return manifest.version

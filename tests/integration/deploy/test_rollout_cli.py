@@ -11,7 +11,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from typer.testing import CliRunner
 
 from feedrank.cli.main import app
+from feedrank.learners.online.publish_gate import PublishGate
+from feedrank.registry import LocalModelRegistry
 from tests.integration.deploy.conftest import RunningDeploy
+from tests.support.deploy import publish_versions
 
 
 def test_health_and_reflection(deploy_server: RunningDeploy) -> None:
@@ -129,3 +132,28 @@ def test_status_watch_times_out_unless_healthy(deploy_server: RunningDeploy) -> 
     code, output = deploy_server.cli("status", "--watch", "--timeout", "5")
     assert code == 1  # aborted: degraded, ends the watch at once
     assert "testing" in output
+
+
+def test_a_version_its_learner_failed_is_refused_and_shown(deploy_server: RunningDeploy) -> None:
+    first = deploy_server.versions[0]
+    failed_metrics = {
+        "rolling_auc": 0.51,
+        "calibration": 1.0,
+        **PublishGate(0.55, (0.33, 3.0)).judge({"rolling_auc": 0.51, "calibration": 1.0}).metrics,
+    }
+    registry = LocalModelRegistry(deploy_server.settings.paths.registry, clock=deploy_server.clock)
+    (failed,) = publish_versions(registry, 1, failed_metrics)
+    assert deploy_server.cli("start", first, "--json")[0] == 0
+
+    code, output = deploy_server.cli("start", failed, "--json")
+    refused = json.loads(output)
+    assert refused["stable_version"] == first
+    assert refused["canary_weight"] == 0.0
+    assert "publish gate failed: rolling AUC 0.510 (floor 0.55)" in refused["message"]
+
+    code, output = deploy_server.cli("models", "--json")
+    gates = {model["version"]: model["publish_gate"] for model in json.loads(output)}
+    assert gates[failed] == "failed"
+    assert gates[first] == ""  # published by no learner's gate
+    code, output = deploy_server.cli("models")
+    assert "FAILED" in output

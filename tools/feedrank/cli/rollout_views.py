@@ -7,6 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from feedrank.core.clock import to_datetime
+from feedrank.registry.publish_verdict import PublishVerdict
 from feedrank.v1 import deploy_pb2
 
 PHASE_NAMES = {
@@ -63,6 +64,7 @@ def model_dict(model: deploy_pb2.ModelVersion) -> dict[str, Any]:
         "created_ms": model.created_ms,
         "feature_schema_hash": model.feature_schema_hash,
         "metrics": dict(model.metrics),
+        "publish_gate": _gate_word(model),
     }
 
 
@@ -96,7 +98,7 @@ def rollout_table(rollout: deploy_pb2.Rollout) -> Table:
 
 def models_table(models: list[deploy_pb2.ModelVersion], rollout: deploy_pb2.Rollout) -> Table:
     table = Table(title="Model versions")
-    for column in ("Version", "Role", "Parent", "Created (UTC)", "Schema", "Metrics"):
+    for column in ("Version", "Role", "Parent", "Created (UTC)", "Schema", "Gate", "Metrics"):
         table.add_column(column)
     for model in models:
         roles = [
@@ -115,9 +117,24 @@ def models_table(models: list[deploy_pb2.ModelVersion], rollout: deploy_pb2.Roll
             model.parent or "-",
             _time(model.created_ms),
             model.feature_schema_hash[:12],
+            publish_gate(model),
             metrics or "-",
         )
     return table
+
+
+def publish_gate(model: deploy_pb2.ModelVersion) -> str:
+    """The learner's publish verdict: passed, FAILED (deploy refuses it) or '-'."""
+    word = _gate_word(model)
+    return "[red]FAILED[/]" if word == "failed" else word or "-"
+
+
+def _gate_word(model: deploy_pb2.ModelVersion) -> str:
+    """'passed', 'failed', or '' for a version no learner's gate judged."""
+    verdict = PublishVerdict.from_metrics(model.metrics)
+    if verdict is None:
+        return ""
+    return "passed" if verdict.passed else "failed"
 
 
 def history_table(entries: list[deploy_pb2.Rollout]) -> Table:

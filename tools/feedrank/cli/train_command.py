@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ from rich.table import Table
 from feedrank.cli.context import settings_of
 from feedrank.cli.job_console import console_reporter
 from feedrank.core.reporting import Reporter
+from feedrank.core.time_units import parse_duration_ms
 from feedrank.learners.batch.launch import backend_of, report_status, run_under_torchrun
 from feedrank.learners.batch.train_job import (
     BelowAucGateError,
@@ -25,6 +27,7 @@ from feedrank.learners.batch.train_job import (
 )
 from feedrank.learners.batch.workers import ProcessGroup, launched_by_torchrun
 from feedrank.learners.bootstrap import trainer_config
+from feedrank.learners.device import DeviceUnavailableError
 from feedrank.learners.training_run import TrainingRun
 from feedrank.simulate.training_history import SimulatedHistory, simulated_history
 from feedrank.simulate.world_views import local_world, world_topics
@@ -45,6 +48,20 @@ def train(
     simulate: Annotated[
         int, typer.Option(help="Train on this many examples from the simulated world.", min=0)
     ] = 0,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only the examples of this last stretch, e.g. 7d (Kafka: written since; "
+            "a file: decided since). Default: all of them."
+        ),
+    ] = None,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the registry's latest version instead of a fresh model (with "
+            "--from-kafka or --file); the version published names it as its parent."
+        ),
+    ] = False,
     catalogue: Annotated[
         bool,
         typer.Option(
@@ -88,10 +105,21 @@ def train(
     sources = sum([from_kafka, file is not None, simulate > 0])
     if sources != 1:
         raise typer.BadParameter("give exactly one of --from-kafka, --file or --simulate N")
+    if simulate and (warm or since is not None):
+        raise typer.BadParameter("--warm and --since train on logs: not with --simulate")
+    try:
+        since_ms = None if since is None else int(time.time() * 1000) - parse_duration_ms(since)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from error
+    try:
+        backend = backend_of(settings)
+    except DeviceUnavailableError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
     if nproc > 1 and not launched_by_torchrun():
-        console.print(f"training in {nproc} processes (torchrun, {backend_of(settings)})")
+        console.print(f"training in {nproc} processes (torchrun, {backend})")
         raise typer.Exit(run_under_torchrun(nproc, sys.argv[1:]))
-    workers = ProcessGroup.from_environment(backend_of(settings)) if nproc > 1 else None
+    workers = ProcessGroup.from_environment(backend) if nproc > 1 else None
     config = trainer_config(
         settings,
         batch_size=batch_size,
@@ -115,7 +143,9 @@ def train(
             )
             examples = _ShownHistory(history, history.first_run())
     else:
-        examples = LoggedExamples(from_kafka=from_kafka, file=file, catalogue=catalogue)
+        examples = LoggedExamples(
+            from_kafka=from_kafka, file=file, catalogue=catalogue, since_ms=since_ms, warm=warm
+        )
     leader = workers is None or workers.leader
     try:
         train_and_publish(

@@ -7,7 +7,6 @@ same small protocol and join the supervisor's list.
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import sys
 import time
@@ -22,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from feedrank.core.kafka_clients import admin_config
 from feedrank.core.kafka_topics import ensure_topics
-from feedrank.core.settings import Settings, settings_to_environment
+from feedrank.core.settings import Settings, child_environment
 from feedrank.stack.jars import require_jars
 from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker, probe_broker
 from feedrank.stack.process import ManagedProcess
@@ -119,11 +118,7 @@ def ensure_port_free(port: int, *, owner: str, host: str = "127.0.0.1") -> None:
 def subcommand_environment(settings: Settings) -> dict[str, str]:
     """This process's environment with its FEEDRANK_ variables replaced by ``settings``:
     a ``feedrank`` child process sees exactly the stack's settings."""
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")
-    }
-    environment.update(settings_to_environment(settings))
-    return environment
+    return child_environment(settings)
 
 
 class SubcommandComponent:

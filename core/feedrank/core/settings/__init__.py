@@ -33,6 +33,7 @@ from feedrank.core.settings.learner import LearnerSettings
 from feedrank.core.settings.loading import (
     CONFIG_FILE_ENV,
     Settings,
+    child_environment,
     load_settings,
     settings_to_environment,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "TlsSettings",
     "TopicSettings",
     "WorldSettings",
+    "child_environment",
     "load_settings",
     "settings_to_environment",
 ]

@@ -38,6 +38,19 @@ class LearnerSettings(SettingsGroup):
         description="Seconds between published versions (if any news); an engagement "
         "reaches a version about half this plus the join's checkpoint interval later.",
     )
+    publish_min_auc: float = Field(
+        default=0.55,
+        ge=0,
+        le=1,
+        description="The online learner's publish gate: a version whose rolling "
+        "(prequential) AUC is below this is published marked failed, and deploy refuses "
+        "it before its first step.",
+    )
+    publish_calibration_range: tuple[float, float] = Field(
+        default=(0.33, 3.0),
+        description="The publish gate's calibration range: mean prediction / observed "
+        "engagement on the rolling window must lie within it (a collapse lies outside).",
+    )
     ope_window_s: float = Field(
         default=600.0,
         ge=0,
@@ -90,10 +103,35 @@ class LearnerSettings(SettingsGroup):
         default=0.002, gt=0, lt=1, description="ADWIN confidence for drift on the loss."
     )
     retrain_on_drift: bool = Field(
-        default=False, description="Start `feedrank train --from-kafka` when drift is detected."
+        default=False,
+        description="Start a warm batch retrain (as retrain_every_s does) when drift is detected.",
+    )
+    retrain_every_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="The online learner starts a warm batch retrain this often: `feedrank "
+        "train --from-kafka --warm --since <retrain_window_s>`, published through the AUC "
+        "gate (min_auc); one at a time. 0: never (e.g. 86400: daily).",
+    )
+    retrain_window_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="A scheduled or drift retrain trains on the examples of this last stretch.",
+    )
+    retrain_nproc: int = Field(
+        default=1,
+        ge=1,
+        description="Data-parallel processes of a scheduled or drift retrain (`--nproc`).",
     )
     torch_threads: int = Field(
         default=1, ge=1, description="Torch intra-op threads (small models: 1 is fastest)."
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        default="cpu",
+        description="Where `feedrank train` (and scheduled retrains) trains: cpu, cuda (an "
+        "error without a GPU) or auto (a GPU when torch sees one). Under --nproc each "
+        "process takes its local rank's GPU and they talk over NCCL. The online learner "
+        "and serving stay on the CPU (docs/learners.md).",
     )
     batch_size: int = Field(default=128, ge=1, description="Batch size of `feedrank train`.")
     batch_learning_rate: float = Field(

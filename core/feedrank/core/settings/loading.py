@@ -140,6 +140,16 @@ def settings_to_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
+def child_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with its ``FEEDRANK_*`` variables replaced by
+    ``settings``: a ``feedrank`` child process sees exactly these settings."""
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("FEEDRANK_")
+    }
+    environment.update(settings_to_environment(settings))
+    return environment
+
+
 def _to_environment(prefix: str, values: dict[str, Any], environment: dict[str, str]) -> None:
     for name, value in values.items():
         key = f"{prefix}__{name.upper()}"

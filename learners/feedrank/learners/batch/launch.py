@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from feedrank.core.settings import Settings
+from feedrank.learners.device import collective_backend, training_device
 
 ARGUMENTS_VARIABLE = "TORCHRUN_FEEDRANK_ARGUMENTS"  # not FEEDRANK_*: settings only
 """The workers' command-line arguments, as a JSON list: passed in the environment, since
@@ -74,6 +75,5 @@ def worker_arguments() -> list[str] | None:
 
 
 def backend_of(settings: Settings) -> str:
-    """The collective backend: gloo on CPU (the only one there)."""
-    del settings
-    return "gloo"
+    """The collective backend for ``learner.device``: NCCL on GPUs, gloo on CPUs."""
+    return collective_backend(training_device(settings.learner.device))

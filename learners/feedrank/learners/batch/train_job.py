@@ -24,9 +24,11 @@ from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings
 from feedrank.learners.batch.trainer import BatchTrainer, TrainerConfig
 from feedrank.learners.batch.workers import SingleProcess, Workers, gathered_batch
-from feedrank.learners.bootstrap import model_configs
+from feedrank.learners.bootstrap import model_configs, starting_model
 from feedrank.learners.catalogue_replay import replay_catalogue_if_present
+from feedrank.learners.device import training_device
 from feedrank.learners.examples import ExampleBatch
+from feedrank.learners.joint import JointModel
 from feedrank.learners.sources import WHOLE, Share
 from feedrank.learners.training_run import TrainingRun, logged_examples, publish_run
 from feedrank.registry import LocalModelRegistry
@@ -44,6 +46,8 @@ class LoggedExamples:
     from_kafka: bool = False
     file: Path | None = None
     catalogue: bool = True
+    since_ms: int | None = None  # only examples written (Kafka) or decided (file) since
+    warm: bool = False  # start from the registry's latest version, not a fresh model
 
 
 class RoundHistory(Protocol):
@@ -91,14 +95,25 @@ def train_and_publish(
     workers = workers or SingleProcess()
     torch.set_num_threads(settings.learner.torch_threads)
     two_tower, ranker = model_configs(settings, config.seed)
+    registry = LocalModelRegistry(settings.paths.registry)
+    parent = ""
+    device = training_device(settings.learner.device)
+    if device.type != "cpu":
+        reporter.say(f"training on {device}")
 
-    def fit(run: TrainingRun, share: ExampleBatch) -> TrainingRun:
-        trainer = BatchTrainer(config, two_tower=two_tower, ranker=ranker)
+    def fit(run: TrainingRun, share: ExampleBatch, model: JointModel | None = None) -> TrainingRun:
+        trainer = BatchTrainer(
+            config, two_tower=two_tower, ranker=ranker, model=model, device=device
+        )
         return fit_run(run, share, config, trainer, reporter=reporter, workers=workers)
 
     if isinstance(examples, LoggedExamples):
         run = logged_run(settings, examples, reporter, Share(workers.rank, workers.size))
-        run = fit(run, run.batch)
+        warm = None
+        if examples.warm:
+            warm, parent = starting_model(settings, registry, config.step())
+            reporter.say(f"warm start from {parent or 'a fresh model (no version yet)'}")
+        run = fit(run, run.batch, warm)
         if workers.size > 1:
             run = every_share(run, workers)
     else:
@@ -133,10 +148,9 @@ def train_and_publish(
         reporter.warn(f"{below}; --force given")
     if not publish:
         return None
-    registry = LocalModelRegistry(settings.paths.registry)
     if not isinstance(examples, LoggedExamples):
         run = examples.for_publishing(run)
-    version = publish_run(registry, run, metrics)
+    version = publish_run(registry, run, metrics, parent=parent)
     reporter.say(f"published {version} to {settings.paths.registry}")
     return version
 
@@ -164,6 +178,7 @@ def logged_run(
             catalogue=state,
             now_ms=SystemClock().now_ms(),
             share=share,
+            since_ms=examples.since_ms,
         )
     if run.not_rejoined:
         reporter.warn(f"compact examples left out, post version not found: {run.not_rejoined}")

@@ -59,6 +59,12 @@ class TrainerConfig:
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
 
+    def step(self) -> StepConfig:
+        """The optimisation of each step."""
+        return StepConfig(
+            learning_rate=self.learning_rate, weight_decay=self.weight_decay, seed=self.seed
+        )
+
 
 @dataclass(frozen=True)
 class TrainingReport:
@@ -103,13 +109,13 @@ class BatchTrainer:
         two_tower: TwoTowerConfig | None = None,
         ranker: RankerConfig | None = None,
         model: JointModel | None = None,
+        device: torch.device | None = None,
     ) -> None:
+        """``device``: where :meth:`fit` trains (``learner.device``); the models come
+        back to the CPU for evaluation, publishing and serving."""
         self.config = config or TrainerConfig()
-        step = StepConfig(
-            learning_rate=self.config.learning_rate,
-            weight_decay=self.config.weight_decay,
-            seed=self.config.seed,
-        )
+        self.device = device or torch.device("cpu")
+        step = self.config.step()
         tower_config = two_tower or TwoTowerConfig(seed=self.config.seed)
         ranker_config = ranker or RankerConfig(
             seed=self.config.seed, tower_dim=tower_config.embedding_dim
@@ -137,6 +143,7 @@ class BatchTrainer:
             training, self.rng, negative_rate=config.negative_rate, total=workers.total
         )
         validation_weights = _validation_weights(validation, workers)
+        model.to(self.device)
         workers.spread(model)
         local_batch = math.ceil(config.batch_size / workers.size)
         steps = workers.most(math.ceil(len(weighted.examples) / local_batch))
@@ -169,6 +176,7 @@ class BatchTrainer:
                 break
         seconds = time.perf_counter() - started
         self._restore(best_state)
+        model.to("cpu")
         self.prior_shift = weighted.prior_shift
         self._shift_output_biases(self.prior_shift)
         everything = gathered_batch(workers, validation) if workers.size > 1 else validation

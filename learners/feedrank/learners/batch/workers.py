@@ -152,14 +152,20 @@ class ProcessGroup:
     rank: int
     size: int
     backend: str
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # collectives'
     traffic: CommunicationCounter = field(default_factory=CommunicationCounter)
 
     @classmethod
     def from_environment(cls, backend: str = "gloo") -> ProcessGroup:
-        """Join the group ``torchrun`` describes in RANK, WORLD_SIZE and MASTER_ADDR."""
+        """Join the group ``torchrun`` describes in RANK, WORLD_SIZE and MASTER_ADDR
+        (NCCL's collectives run on this process's GPU, gloo's on the CPU)."""
         if not dist.is_initialized():
             dist.init_process_group(backend=backend)
-        return cls(dist.get_rank(), dist.get_world_size(), backend)
+        device = torch.device("cpu")
+        if backend == "nccl":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        return cls(dist.get_rank(), dist.get_world_size(), backend, device)
 
     @property
     def leader(self) -> bool:
@@ -182,12 +188,13 @@ class ProcessGroup:
 
     def total(self, values: F64Array) -> F64Array:
         tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+        tensor = tensor.to(self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        summed: F64Array = tensor.numpy()
+        summed: F64Array = tensor.cpu().numpy()
         return summed
 
     def most(self, value: int) -> int:
-        tensor = torch.tensor([value], dtype=torch.int64)
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return int(tensor.item())
 
@@ -225,11 +232,11 @@ def all_gather_ragged(tensor: torch.Tensor) -> list[torch.Tensor]:
     """Every process's ``tensor`` (same dtype and trailing shape, any first dimension),
     in rank order: the sizes are gathered first and the tensors padded to the largest."""
     size = dist.get_world_size()
-    length = torch.tensor([tensor.shape[0]], dtype=torch.int64)
+    length = torch.tensor([tensor.shape[0]], dtype=torch.int64, device=tensor.device)
     lengths = [torch.zeros_like(length) for _ in range(size)]
     dist.all_gather(lengths, length)
     longest = max(int(item.item()) for item in lengths)
-    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype)
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
     padded[: tensor.shape[0]] = tensor
     gathered = [torch.zeros_like(padded) for _ in range(size)]
     dist.all_gather(gathered, padded)
@@ -249,15 +256,18 @@ class DataParallelStep:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(  # type: ignore[no-untyped-call]
             model.losses, ignored
         )
-        model.loss_module = DistributedDataParallel(model.losses)
+        on_gpu = model.device.type == "cuda"
+        model.loss_module = DistributedDataParallel(
+            model.losses, device_ids=[model.device] if on_gpu else None
+        )
         dense = [p for p in model.losses.parameters() if id(p) not in tables]
         self.dense_bytes = sum(p.numel() * p.element_size() for p in dense)
         model.parallel = self
 
     def log_q(self, model: JointModel, post_keys: IntArray) -> torch.Tensor:
         self.group.traffic.other_bytes += post_keys.nbytes
-        shares = all_gather_ragged(torch.from_numpy(post_keys))
-        everyone = torch.cat(shares).numpy()
+        shares = all_gather_ragged(torch.from_numpy(post_keys).to(self.group.device))
+        everyone = torch.cat(shares).cpu().numpy()
         log_q = model.frequency.observe(everyone)
         start = sum(int(share.shape[0]) for share in shares[: self.group.rank])
         return log_q[start : start + post_keys.size]
@@ -284,7 +294,10 @@ def _touched_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(row numbers, gradient rows) of a table's sparse gradient (none: empty)."""
     grad = table.grad
     if grad is None:
-        return torch.zeros(0, dtype=torch.int64), torch.zeros((0, table.shape[1]))
+        return (
+            torch.zeros(0, dtype=torch.int64, device=table.device),
+            torch.zeros((0, table.shape[1]), device=table.device),
+        )
     grad = grad.coalesce()
     return grad.indices()[0].contiguous(), grad.values().contiguous()
 

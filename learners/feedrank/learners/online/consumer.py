@@ -55,6 +55,7 @@ from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress
 from feedrank.learners.online.feedback import Feedback, fake_negatives, learns_from
 from feedrank.learners.online.learner import OnlineLearner
 from feedrank.learners.online.monitoring import StreamMonitor
+from feedrank.learners.online.publish_gate import PublishGate
 from feedrank.learners.online.readers import TopicReaders
 from feedrank.learners.post_topics import TopicLookup
 from feedrank.learners.posts import EmbeddingIndex, PostCatalogue
@@ -100,11 +101,14 @@ class OnlineConsumer:
         rejoin: PostFeatureRejoin | None = None,
         link: BrokerLink | None = None,
         judge: Callable[[ModelBundle], Mapping[str, float]] | None = None,
+        gate: PublishGate | None = None,
     ) -> None:
         """``judge``: the off-policy estimate of each version before it is published
-        (:class:`~feedrank.learners.evaluation.version_judge.CounterfactualJudge`)."""
+        (:class:`~feedrank.learners.evaluation.version_judge.CounterfactualJudge`);
+        ``gate``: the verdict on its rolling AUC and calibration, recorded with it."""
         self.config = config
         self.judge = judge
+        self.gate = gate or PublishGate()
         self.link = link or BrokerLink("the online learner", on_change=metrics.KAFKA_UP.set)
         self.registry = registry
         self.topics = topics
@@ -284,6 +288,11 @@ class OnlineConsumer:
         if self.registry is None:
             return ""
         progress = self.progress
+        snapshot = self.monitor.snapshot()
+        outcome = self.gate.judge(snapshot)
+        metrics.PUBLISH_GATE.labels(verdict=outcome.verdict).inc()
+        if outcome.verdict == "failed":
+            log.warning("the new version fails the publish gate: %s", outcome.reason)
         manifest = publish_version(
             self.registry,
             self.learner.model,
@@ -296,7 +305,11 @@ class OnlineConsumer:
                 end_ms=max(progress.last_decision_ms, progress.first_decision_ms),
                 kafka_offsets=dict(progress.offsets),
             ),
-            metrics={**self.monitor.snapshot(), "examples": float(progress.examples_applied)},
+            metrics={
+                **snapshot,
+                **outcome.metrics,
+                "examples": float(progress.examples_applied),
+            },
             parent=progress.last_version,
             judge=self.judge,
         )

@@ -36,6 +36,17 @@ CHECKPOINT_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 VERSIONS = Counter("feedrank_learner_versions_published", "Registry versions published.")
+RETRAINS = Counter(
+    "feedrank_learner_retrains",
+    "Batch retrains the learner started that ended, by trigger (schedule, drift) and "
+    "outcome (published, below_gate, failed).",
+    ["trigger", "outcome"],
+)
+PUBLISH_GATE = Counter(
+    "feedrank_learner_publish_gate",
+    "Publish-gate verdicts on the versions published (failed: deploy refuses them).",
+    ["verdict"],
+)
 LAST_PUBLISH = Gauge(
     "feedrank_learner_last_publish_timestamp_seconds", "Wall time of the latest publish."
 )

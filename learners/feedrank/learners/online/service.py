@@ -8,7 +8,8 @@ to ``CATALOGUE_WAIT_S`` for a post version the feed has not applied yet). The le
 starts from the registry's latest version (or a fresh model), resumes from its
 checkpoint, and reads ``topics.examples`` (and, learning fake negatives, the decisions)
 until SIGINT, SIGTERM or, with ``until_idle_s``, a quiet stream stops it. With
-``learner.retrain_on_drift``, detected drift starts a batch retrain. Started while the
+``learner.retrain_on_drift``, detected drift starts a warm batch retrain, and with
+``learner.retrain_every_s`` one starts on that schedule (``retraining``). Started while the
 broker is down, it waits for Kafka (retrying with backoff) before anything else.
 """
 
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
-import sys
 import threading
 
 import torch
@@ -39,6 +38,8 @@ from feedrank.learners.online.checkpoint import StreamProgress
 from feedrank.learners.online.consumer import ConsumerConfig, OnlineConsumer
 from feedrank.learners.online.learner import OnlineLearner, OnlineLearnerConfig
 from feedrank.learners.online.monitoring import StreamMonitor
+from feedrank.learners.online.publish_gate import PublishGate
+from feedrank.learners.online.retraining import Retrainer, RetrainSchedule
 from feedrank.learners.post_topics import CatalogueTopics
 from feedrank.registry import LocalModelRegistry
 
@@ -89,12 +90,14 @@ def run_online_learner(
     rejoin = PostFeatureRejoin(
         catalogue, wait_s=CATALOGUE_WAIT_S, on_skip=metrics.count_rejoin_skip
     )
-    retrain = DriftRetrainer(reporter) if learner_settings.retrain_on_drift else None
+    retrainer = Retrainer(settings, reporter)
     monitor = StreamMonitor(
         window=learner_settings.monitor_window,
         adwin_delta=learner_settings.adwin_delta,
-        on_drift=(retrain.start) if retrain else None,
+        on_drift=retrainer.on_drift if learner_settings.retrain_on_drift else None,
     )
+    if learner_settings.retrain_every_s > 0:
+        RetrainSchedule(retrainer, learner_settings.retrain_every_s, stop).begin()
     consumer = OnlineConsumer(
         ConsumerConfig(
             bootstrap=settings.kafka.access,
@@ -126,6 +129,9 @@ def run_online_learner(
         )
         if registry is not None and learner_settings.ope_window_s > 0
         else None,
+        gate=PublishGate(
+            learner_settings.publish_min_auc, learner_settings.publish_calibration_range
+        ),
     )
     if serve_metrics:
         start_http_server(settings.ports.learner_metrics, addr=settings.ports.bind_host)
@@ -170,20 +176,3 @@ def _stop_on_signals() -> threading.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     return stop
-
-
-class DriftRetrainer:
-    """Starts one ``feedrank train --from-kafka`` child process at a time when drift is
-    detected (a :class:`StreamMonitor`'s ``on_drift``)."""
-
-    def __init__(self, reporter: Reporter) -> None:
-        self.reporter = reporter
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, event: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            return
-        self.reporter.warn(f"drift detected ({event}); starting a batch retrain")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "feedrank.cli.main", "train", "--from-kafka"]
-        )

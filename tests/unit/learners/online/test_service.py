@@ -3,9 +3,7 @@ starts one batch retrain at a time."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from feedrank.core.reporting import Reporter
 from feedrank.core.settings import Settings, load_settings
 from feedrank.learners.online import service
 from feedrank.learners.online.checkpoint import StreamProgress
-from feedrank.learners.online.service import DriftRetrainer, run_online_learner
+from feedrank.learners.online.service import run_online_learner
 
 
 class FakeConsumer:
@@ -81,36 +79,4 @@ def test_the_learner_is_set_up_from_the_settings_and_reports_where_it_stopped(
         "learning from feedrank.examples + feedrank.decisions (fake_negatives; state in "
         f"{settings.paths.state_dir / 'learner'}, 1,200 examples applied so far)",
         "stopped after 1,200 examples; offsets {'feedrank.examples:0': 1300}; latest version v7",
-    ]
-
-
-@dataclass
-class FakeProcess:
-    args: list[str]
-    exit_code: int | None = None
-
-    def poll(self) -> int | None:
-        return self.exit_code
-
-
-def test_drift_starts_one_retrain_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[FakeProcess] = []
-
-    def popen(args: list[str]) -> FakeProcess:
-        started.append(FakeProcess(args))
-        return started[-1]
-
-    monkeypatch.setattr(subprocess, "Popen", popen)
-    warned: list[str] = []
-    retrainer = DriftRetrainer(Reporter(warn=warned.append))
-    retrainer.start("auc fell")
-    retrainer.start("auc fell again")  # the first retrain still runs
-    assert len(started) == 1
-    assert started[0].args[-3:] == ["feedrank.cli.main", "train", "--from-kafka"]
-    started[0].exit_code = 0
-    retrainer.start("auc fell once more")
-    assert len(started) == 2
-    assert warned == [
-        "drift detected (auc fell); starting a batch retrain",
-        "drift detected (auc fell once more); starting a batch retrain",
     ]
