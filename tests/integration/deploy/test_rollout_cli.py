@@ -146,14 +146,17 @@ def test_a_version_its_learner_failed_is_refused_and_shown(deploy_server: Runnin
     assert deploy_server.cli("start", first, "--json")[0] == 0
 
     code, output = deploy_server.cli("start", failed, "--json")
+    assert code == 0, output
     refused = json.loads(output)
     assert refused["stable_version"] == first
     assert refused["canary_weight"] == 0.0
     assert "publish gate failed: rolling AUC 0.510 (floor 0.55)" in refused["message"]
 
     code, output = deploy_server.cli("models", "--json")
+    assert code == 0
     gates = {model["version"]: model["publish_gate"] for model in json.loads(output)}
     assert gates[failed] == "failed"
     assert gates[first] == ""  # published by no learner's gate
     code, output = deploy_server.cli("models")
+    assert code == 0
     assert "FAILED" in output
