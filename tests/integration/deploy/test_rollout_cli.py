@@ -146,8 +146,9 @@ def test_a_version_its_learner_failed_is_refused_and_shown(deploy_server: Runnin
     assert deploy_server.cli("start", first, "--json")[0] == 0
 
     code, output = deploy_server.cli("start", failed, "--json")
-    assert code == 0, output
+    assert code == 1, output  # aborted: not healthy
     refused = json.loads(output)
+    assert refused["phase"] == "aborted"
     assert refused["stable_version"] == first
     assert refused["canary_weight"] == 0.0
     assert "publish gate failed: rolling AUC 0.510 (floor 0.55)" in refused["message"]
