@@ -3,6 +3,7 @@ its metrics and provenance."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,14 @@ from typer.testing import CliRunner
 from feedrank.cli.main import app
 from feedrank.core.feature_schema import LANGUAGES, post_index
 from feedrank.core.settings import load_settings
+from feedrank.learners.sources import write_examples
 from feedrank.models.ann_index import CandidateIndex
 from feedrank.registry import LocalModelRegistry, read_bundle
 from feedrank.simulate.world import WorldConfig
 from feedrank.simulate.world_views import local_world
 from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
 from feedrank.stack.components import StackError
+from tests.unit.learners.factories import simulated_examples
 
 runner = CliRunner()
 
@@ -136,3 +139,31 @@ def test_posts_published_after_the_history_are_not_indexed_early(
         )
         created = created_by_world_row[[world_row[int(row)] for row in found]]
         assert (created <= start).all()  # nothing from the future
+
+
+def test_a_warm_retrain_continues_the_latest_version_on_the_recent_examples(
+    small_world: Path, tmp_path: Path
+) -> None:
+    first = runner.invoke(
+        app, ["train", "--simulate", "1500", "--max-epochs", "1", "--min-auc", "0", "--force"]
+    )
+    assert first.exit_code == 0, first.output
+    examples = simulated_examples(1500, seed=2)
+    exported = tmp_path / "logs.parquet"
+    write_examples(examples, exported)
+    times = sorted(example.decision_time_ms for example in examples)
+    since_s = (int(time.time() * 1000) - times[len(times) // 2]) // 1000  # the later half
+    source = ["--file", str(exported), "--no-catalogue", "--warm", "--since", f"{since_s}s"]
+    gate = ["--max-epochs", "1", "--min-auc", "0", "--force", "--json"]
+    warm = runner.invoke(app, ["train", *source, *gate])
+    assert warm.exit_code == 0, warm.output
+    assert "warm start from v0001" in warm.output
+    newest = LocalModelRegistry(small_world).versions()[-1]
+    assert newest.parent == "v0001"
+    assert len(examples) * 0.4 < newest.training.examples < len(examples) * 0.6
+
+
+def test_since_must_be_a_duration(small_world: Path) -> None:
+    result = runner.invoke(app, ["train", "--from-kafka", "--since", "a week"])
+    assert result.exit_code == 2
+    assert "is not a duration" in result.output
