@@ -35,7 +35,9 @@ WORLD = {
 }
 
 
-def train_once(examples: int, epochs: int, nproc: int, state_dir: str) -> dict[str, float]:
+def train_once(
+    examples: int, epochs: int, nproc: int, state_dir: str, seed: int = 0
+) -> dict[str, float]:
     environment = {
         **os.environ,
         **{f"FEEDRANK_{name}": value for name, value in WORLD.items()},
@@ -56,6 +58,8 @@ def train_once(examples: int, epochs: int, nproc: int, state_dir: str) -> dict[s
         "--json",
         "--nproc",
         str(nproc),
+        "--seed",
+        str(seed),
     ]
     result = subprocess.run(
         command, env=environment, capture_output=True, text=True, timeout=1800, check=False
@@ -92,6 +96,8 @@ def main() -> None:
                     f"  {metrics['examples_per_second']:,.0f} examples/s, "
                     f"AUC {metrics['auc']:.4f}, log loss {metrics['log_loss']:.5f}",
                 )
+        say("for scale, the spread between seeds: 1 process, seed 1 (other init and data)")
+        other_seed = train_once(arguments.examples, arguments.epochs, 1, state_dir, seed=1)
     one = statistics.median(run["examples_per_second"] for run in runs[1])
     two = statistics.median(run["examples_per_second"] for run in runs[2])
     last_two = runs[2][-1]
@@ -106,6 +112,8 @@ def main() -> None:
         "auc_2": round(last_two["auc"], 4),
         "log_loss_1": round(runs[1][-1]["log_loss"], 5),
         "log_loss_2": round(last_two["log_loss"], 5),
+        "auc_1_seed_1": round(other_seed["auc"], 4),
+        "log_loss_1_seed_1": round(other_seed["log_loss"], 5),
         "bytes_per_step": round(last_two["total_bytes_per_step"]),
         "dense_bytes_per_step": round(last_two["dense_bytes_per_step"]),
         "sparse_bytes_per_step": round(last_two["sparse_bytes_per_step"]),
@@ -117,8 +125,9 @@ def main() -> None:
         return
     print(f"examples/s: 1 process {one:,.0f}, 2 processes {two:,.0f} ({two / one:.2f}x)")
     print(
-        f"AUC {report['auc_1']} vs {report['auc_2']}; "
-        f"log loss {report['log_loss_1']} vs {report['log_loss_2']}"
+        f"AUC {report['auc_1']} vs {report['auc_2']} (seed 1: {report['auc_1_seed_1']}); "
+        f"log loss {report['log_loss_1']} vs {report['log_loss_2']} "
+        f"(seed 1: {report['log_loss_1_seed_1']})"
     )
     print(
         f"per step and process: {report['bytes_per_step']:,} bytes "

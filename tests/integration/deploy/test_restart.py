@@ -32,7 +32,7 @@ def launch(state_dir: Path, port: int, metrics_port: int) -> subprocess.Popen[st
     )
 
 
-def wait_serving(address: str, process: subprocess.Popen[str], timeout_s: float = 30) -> None:
+def wait_serving(address: str, process: subprocess.Popen[str], timeout_s: float = 90) -> None:
     stub: Any = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

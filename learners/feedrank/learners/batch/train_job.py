@@ -203,6 +203,12 @@ def fit_run(
     """``run`` trained by ``trainer`` on ``share`` (this process's share of its examples:
     all of them in one process), its steps counted by ``reporter.counting``."""
     count = int(workers.total(np.array([len(share)], dtype=np.float64))[0])
+    largest, smallest = workers.most(len(share)), -workers.most(-len(share))
+    if largest > 1.25 * max(smallest, 1):
+        reporter.warn(
+            f"the shares are uneven ({smallest:,} to {largest:,} examples): the smaller "
+            "ones repeat within an epoch; give the topic a multiple of --nproc partitions"
+        )
     local_batch = math.ceil(config.batch_size / workers.size)
     steps = config.max_epochs * math.ceil(len(share) * (1 - config.validation_share) / local_batch)
     spread = f" in {workers.size} processes" if workers.size > 1 else ""

@@ -46,6 +46,7 @@ from feedrank.learners.joint import JointModel
 from feedrank.learners.post_ids import LEARNER_POST_IDS
 
 F64Array = npt.NDArray[np.float64]
+EXACT_FLOAT_ROWS = 1 << 24  # float32 holds every integer below this exactly
 IntArray = npt.NDArray[np.int64]
 Gathered = TypeVar("Gathered")
 
@@ -223,24 +224,29 @@ class ProcessGroup:
     def _all_gather_array(self, values: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
         """Every process's ``values`` (any lengths), concatenated in rank order."""
         self.traffic.other_bytes += values.nbytes
-        return np.concatenate(
-            [part.numpy() for part in all_gather_ragged(torch.from_numpy(values))]
-        )
+        (parts,) = all_gather_ragged(torch.from_numpy(values).to(self.device))
+        return np.concatenate([part.cpu().numpy() for part in parts])
 
 
-def all_gather_ragged(tensor: torch.Tensor) -> list[torch.Tensor]:
-    """Every process's ``tensor`` (same dtype and trailing shape, any first dimension),
-    in rank order: the sizes are gathered first and the tensors padded to the largest."""
+def all_gather_ragged(*tensors: torch.Tensor) -> list[list[torch.Tensor]]:
+    """Every process's ``tensors`` in rank order, one list per tensor given. The tensors
+    of one process share their first dimension (any length: the lengths are gathered
+    first, once, and each tensor padded to the longest)."""
     size = dist.get_world_size()
-    length = torch.tensor([tensor.shape[0]], dtype=torch.int64, device=tensor.device)
+    first = tensors[0]
+    length = torch.tensor([first.shape[0]], dtype=torch.int64, device=first.device)
     lengths = [torch.zeros_like(length) for _ in range(size)]
     dist.all_gather(lengths, length)
-    longest = max(int(item.item()) for item in lengths)
-    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-    padded[: tensor.shape[0]] = tensor
-    gathered = [torch.zeros_like(padded) for _ in range(size)]
-    dist.all_gather(gathered, padded)
-    return [item[: int(count.item())] for item, count in zip(gathered, lengths, strict=True)]
+    counts = [int(item.item()) for item in lengths]
+    longest = max(counts)
+    gathered_all = []
+    for tensor in tensors:
+        padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+        padded[: tensor.shape[0]] = tensor
+        gathered = [torch.zeros_like(padded) for _ in range(size)]
+        dist.all_gather(gathered, padded)
+        gathered_all.append([item[:count] for item, count in zip(gathered, counts, strict=True)])
+    return gathered_all
 
 
 class DataParallelStep:
@@ -249,6 +255,7 @@ class DataParallelStep:
 
     def __init__(self, group: ProcessGroup) -> None:
         self.group = group
+        self._batch_rows = 0  # this step's local batch (set by log_q, before the forward)
 
     def install(self, model: JointModel) -> None:
         tables = {id(table) for table in model.sparse_parameters}
@@ -266,28 +273,64 @@ class DataParallelStep:
 
     def log_q(self, model: JointModel, post_keys: IntArray) -> torch.Tensor:
         self.group.traffic.other_bytes += post_keys.nbytes
-        shares = all_gather_ragged(torch.from_numpy(post_keys).to(self.group.device))
+        # Every process steps on a local batch of the same size (the trainer wraps the
+        # smaller shares around): one plain all-gather, no lengths first.
+        keys = torch.from_numpy(post_keys).to(self.group.device)
+        shares = [torch.empty_like(keys) for _ in range(self.group.size)]
+        dist.all_gather(shares, keys)
         everyone = torch.cat(shares).cpu().numpy()
         log_q = model.frequency.observe(everyone)
-        start = sum(int(share.shape[0]) for share in shares[: self.group.rank])
+        self._batch_rows = post_keys.size
+        start = self.group.rank * post_keys.size
         return log_q[start : start + post_keys.size]
 
     def after_backward(self, model: JointModel) -> None:
+        """Sum the tables' sparse gradients over the processes: every table's touched
+        rows (numbered across the tables) and values travel in one all-gather each."""
         traffic = self.group.traffic
         traffic.steps += 1
         traffic.dense_bytes += self.dense_bytes  # DDP's all-reduce of every dense gradient
-        for table in model.sparse_parameters:
-            rows, values = _touched_rows(table)
-            traffic.sparse_bytes += _bytes(rows) + _bytes(values)
-            all_rows = torch.cat(all_gather_ragged(rows))
-            all_values = torch.cat(all_gather_ragged(values))
-            summed = torch.sparse_coo_tensor(
-                all_rows.unsqueeze(0),
-                all_values / self.group.size,
+        tables = model.sparse_parameters
+        widths = {table.shape[1] for table in tables}
+        if len(widths) != 1:
+            for table in tables:  # tables of different widths: one gather each
+                self._sum_gradients([table])
+            return
+        self._sum_gradients(tables)
+
+    def _sum_gradients(self, tables: list[torch.Tensor]) -> None:
+        offsets = np.cumsum([0] + [table.shape[0] for table in tables])
+        touched = [_touched_rows(table) for table in tables]
+        rows = torch.cat(
+            [found[0] + int(offset) for found, offset in zip(touched, offsets, strict=False)]
+        )
+        values = torch.cat([found[1] for found in touched])
+        self.group.traffic.sparse_bytes += _bytes(rows) + _bytes(values)
+        # A batch touches at most its row count in each table: pad to that bound (rows -1)
+        # so every process's tensors have one size, and skip gathering the lengths. Row
+        # numbers below 2^24 are exact in float32: they ride as the values' last column,
+        # one all-gather for both.
+        if int(offsets[-1]) >= EXACT_FLOAT_ROWS:
+            raise ValueError(f"{int(offsets[-1]):,} table rows: too many to pack (2^24)")
+        bound = self._batch_rows * len(tables)
+        packed = values.new_zeros((bound, values.shape[1] + 1))
+        packed[:, -1] = -1.0
+        packed[: rows.shape[0], :-1] = values
+        packed[: rows.shape[0], -1] = rows.to(values.dtype)
+        every = [torch.empty_like(packed) for _ in range(self.group.size)]
+        dist.all_gather(every, packed)
+        gathered = torch.cat(every)
+        all_rows = gathered[:, -1].to(torch.int64)
+        all_values = gathered[:, :-1] / self.group.size
+        for number, table in enumerate(tables):
+            low, high = int(offsets[number]), int(offsets[number + 1])
+            mine = (all_rows >= low) & (all_rows < high)  # padding (-1) is no table's
+            table.grad = torch.sparse_coo_tensor(
+                (all_rows[mine] - low).unsqueeze(0),
+                all_values[mine],
                 table.shape,
                 check_invariants=False,  # rows from coalesced gradients, in range
             ).coalesce()
-            table.grad = summed
 
 
 def _touched_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
