@@ -30,7 +30,7 @@ class PublishVerdictGate:
     def check(self, stable_version: str, candidate_version: str) -> GateResult:
         verdict = PublishVerdict.from_metrics(self.metrics_of(candidate_version))
         if verdict is not None and not verdict.passed:
-            metrics.GATE_VERDICTS.labels(verdict="refused").inc()
+            metrics.GATE_VERDICTS.labels(verdict="learner_refused").inc()
             return GateResult(
                 False, f"its learner's publish gate failed: {verdict.summary()}", "refused"
             )

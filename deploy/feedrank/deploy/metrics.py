@@ -48,10 +48,16 @@ VERSIONS_PRUNED = Counter(
 )
 GATE_VERDICTS = Counter(
     "feedrank_deploy_gate_verdicts",
-    "Counterfactual gate verdicts before a canary's first step (passed, refused, skipped).",
+    "Gate verdicts before a canary's first step: the counterfactual gate's (passed, "
+    "refused, skipped) and the learner's publish verdict enforced (learner_refused).",
     ["verdict"],
 )
-for _verdict in ("passed", "refused", "skipped"):  # at 0 from the start: the first one counts
+for _verdict in (
+    "passed",
+    "refused",
+    "skipped",
+    "learner_refused",
+):  # at 0 from the start: the first one counts
     GATE_VERDICTS.labels(verdict=_verdict)
 GATE_DIFFERENCE = Gauge(
     "feedrank_deploy_gate_difference",

@@ -27,7 +27,8 @@ def gate(metrics: dict[str, dict[str, float]]) -> PublishVerdictGate:
 
 
 def refusals() -> float:
-    value = REGISTRY.get_sample_value("feedrank_deploy_gate_verdicts_total", {"verdict": "refused"})
+    labels = {"verdict": "learner_refused"}
+    value = REGISTRY.get_sample_value("feedrank_deploy_gate_verdicts_total", labels)
     return value or 0.0
 
 
