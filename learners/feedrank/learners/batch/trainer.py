@@ -176,6 +176,7 @@ class BatchTrainer:
                 break
         seconds = time.perf_counter() - started
         self._restore(best_state)
+        workers.check_replicas(model)
         model.to("cpu")
         self.prior_shift = weighted.prior_shift
         self._shift_output_biases(self.prior_shift)

@@ -92,6 +92,10 @@ class Workers(Protocol):
         one process)."""
         ...
 
+    def check_replicas(self, model: JointModel) -> None:
+        """RuntimeError unless every process's ``model`` holds the same weights."""
+        ...
+
 
 @dataclass
 class SingleProcess:
@@ -124,6 +128,9 @@ class SingleProcess:
 
     def bytes_per_step(self) -> dict[str, float]:
         return {}
+
+    def check_replicas(self, model: JointModel) -> None:
+        return None
 
 
 @dataclass
@@ -214,8 +221,17 @@ class ProcessGroup:
     def bytes_per_step(self) -> dict[str, float]:
         return self.traffic.per_step()
 
-    def barrier(self) -> None:
-        dist.barrier()
+    def check_replicas(self, model: JointModel) -> None:
+        """Every process's ``model`` holds the same weights (DDP keeps the dense layers
+        equal; the gathered sparse gradients keep the tables equal): one checksum per
+        process compared, RuntimeError naming the spread where they differ."""
+        checksum = sum(float(p.detach().double().sum()) for p in model.losses.parameters())
+        checksums = self._all_gather_array(np.array([checksum], dtype=np.float64)).astype(
+            np.float64
+        )
+        spread, largest = float(np.ptp(checksums)), float(np.abs(checksums).max())
+        if spread > 1e-6 * max(1.0, largest):
+            raise RuntimeError(f"the model replicas diverged: weight checksums {checksums}")
 
     def close(self) -> None:
         if dist.is_initialized():
