@@ -15,6 +15,9 @@ import pytest
 
 from feedrank.learners.sources import read_examples, write_examples
 from feedrank.registry import LocalModelRegistry, read_bundle
+from feedrank.stack.kafka_broker import KafkaBroker
+from tests.integration.learners.test_online_learner_kafka import produce
+from tests.support.kafka import TopicFactory
 from tests.unit.learners.factories import simulated_examples
 
 # The tolerance docs/learners.md states for --nproc 2 against --nproc 1 (same seed and
@@ -87,3 +90,25 @@ def test_two_processes_read_shares_of_a_file_and_publish_every_post(
     assert (manifest.training.start_ms, manifest.training.end_ms) == (times.min(), times.max())
     indexed = set(read_bundle(registry.open_verified(manifest.version)).ids())
     assert posts_in_file <= indexed
+
+
+def test_two_processes_read_their_partitions_of_the_examples_topic(
+    kafka: KafkaBroker, new_topic: TopicFactory, small_world: dict[str, str]
+) -> None:
+    topic = new_topic("examples", partitions=2)
+    examples = simulated_examples(3000, seed=4)
+    produce(kafka.bootstrap, topic, examples)  # alternately into partitions 0 and 1
+    environment = {
+        **small_world,
+        "FEEDRANK_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "FEEDRANK_TOPICS__EXAMPLES": topic,
+    }
+    arguments = ("--from-kafka", "--no-catalogue", "--nproc", "2", "--max-epochs", "1")
+    result = train(environment, *arguments, "--force")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "uneven" not in result.stdout  # two partitions of 1,500 each
+    registry = LocalModelRegistry(Path(small_world["FEEDRANK_PATHS__STATE_DIR"]) / "registry")
+    (manifest,) = registry.versions()
+    assert manifest.training.examples == len(examples)
+    # Each process read one partition; the leader published both partitions' offsets.
+    assert manifest.training.kafka_offsets == {f"{topic}:0": 1500, f"{topic}:1": 1500}

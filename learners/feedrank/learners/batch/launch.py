@@ -36,6 +36,7 @@ def run_under_torchrun(nproc: int, arguments: Sequence[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="feedrank-torchrun-") as directory:
         status = Path(directory) / "status"
         environment = {
+            "OMP_NUM_THREADS": "1",  # torchrun's own default, set so it need not warn
             **os.environ,
             ARGUMENTS_VARIABLE: json.dumps(list(arguments)),
             STATUS_VARIABLE: str(status),
