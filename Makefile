@@ -38,7 +38,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/uv pip install --python $(BIN)/python --native-tls --link-mode copy \
+	$(BIN)/uv pip install --python $(BIN)/python --system-certs --link-mode copy \
 	  --require-hashes -r $(LOCK)
 	$(BIN)/pip install --no-deps -e .
 	@$(BIN)/pip check || { echo "$(LOCK) does not satisfy pyproject.toml:" \
