@@ -6,12 +6,14 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient
+from google.protobuf.message import Message as ProtoMessage
 
+from feedrank.core import codecs
 from feedrank.core.kafka_topics import TopicSpec, ensure_topics
 from feedrank.core.time_units import DAY_MS
 
@@ -131,3 +133,12 @@ class CommittedReader:
         finally:
             consumer.close()
         return records
+
+
+def produce_alternately(bootstrap: str, topic: str, messages: Sequence[ProtoMessage]) -> None:
+    """``messages`` encoded onto ``topic``, alternately into partitions 0 and 1 (keyed
+    alike, idempotent), flushed."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for index, message in enumerate(messages):
+        producer.produce(topic, key=b"u", value=codecs.encode(message), partition=index % 2)
+    assert producer.flush(30) == 0

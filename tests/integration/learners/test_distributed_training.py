@@ -16,8 +16,7 @@ import pytest
 from feedrank.learners.sources import read_examples, write_examples
 from feedrank.registry import LocalModelRegistry, read_bundle
 from feedrank.stack.kafka_broker import KafkaBroker
-from tests.integration.learners.test_online_learner_kafka import produce
-from tests.support.kafka import TopicFactory
+from tests.support.kafka import TopicFactory, produce_alternately
 from tests.unit.learners.factories import simulated_examples
 
 # The tolerance docs/learners.md states for --nproc 2 against --nproc 1 (same seed and
@@ -97,7 +96,7 @@ def test_two_processes_read_their_partitions_of_the_examples_topic(
 ) -> None:
     topic = new_topic("examples", partitions=2)
     examples = simulated_examples(3000, seed=4)
-    produce(kafka.bootstrap, topic, examples)  # alternately into partitions 0 and 1
+    produce_alternately(kafka.bootstrap, topic, examples)  # alternately into partitions 0 and 1
     environment = {
         **small_world,
         "FEEDRANK_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,

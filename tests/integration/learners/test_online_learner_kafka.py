@@ -9,32 +9,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from google.protobuf.message import Message
+from confluent_kafka import Consumer, TopicPartition
 
-from feedrank.core import codecs
 from feedrank.core.settings import Settings, settings_to_environment
 from feedrank.learners.online.checkpoint import CheckpointStore, StreamProgress, key_digest
 from feedrank.learners.online.feedback import slate_decision
 from feedrank.registry import LocalModelRegistry
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import events_pb2
-from tests.support.kafka import TopicFactory
+from tests.support.kafka import TopicFactory, produce_alternately
 from tests.unit.learners.factories import simulated_examples
 
 ROOT = Path(__file__).resolve().parents[3]
 FIRST, SECOND = 1_500, 1_500
 GROUP = "feedrank-learner-test"
-
-
-def produce(bootstrap: str, topic: str, examples: Sequence[Message]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for index, example in enumerate(examples):
-        producer.produce(topic, key=b"u", value=codecs.encode(example), partition=index % 2)
-    assert producer.flush(30) == 0
 
 
 def learner_process(
@@ -103,7 +93,7 @@ def test_a_killed_learner_resumes_without_losing_or_repeating_examples(
     examples = list(simulated_examples(FIRST + SECOND, seed=5))[: FIRST + SECOND]
     state = tmp_path / "learner"
     store = CheckpointStore(state / "checkpoints")
-    produce(kafka.bootstrap, topic, examples[:FIRST])
+    produce_alternately(kafka.bootstrap, topic, examples[:FIRST])
 
     first = learner_process(settings_for_kafka, topic, state)
     try:
@@ -115,7 +105,7 @@ def test_a_killed_learner_resumes_without_losing_or_repeating_examples(
     assert killed_at is not None
     assert killed_at.examples_applied < FIRST
 
-    produce(kafka.bootstrap, topic, examples[FIRST:])
+    produce_alternately(kafka.bootstrap, topic, examples[FIRST:])
     second = learner_process(settings_for_kafka, topic, state, "--until-idle", "3")
     output, _ = second.communicate(timeout=120)
     assert second.returncode == 0, output.decode()[-3000:]
@@ -151,8 +141,10 @@ def test_fake_negatives_learn_each_impression_and_each_engagement_once(
     decisions = [slate_decision(slate) for slate in slates.values()]
     positives = [example for example in examples if example.engaged]
     assert 0 < len(positives) < len(examples)
-    produce(kafka.bootstrap, decisions_topic, decisions)
-    produce(kafka.bootstrap, examples_topic, examples)  # the join's negatives are skipped
+    produce_alternately(kafka.bootstrap, decisions_topic, decisions)
+    produce_alternately(
+        kafka.bootstrap, examples_topic, examples
+    )  # the join's negatives are skipped
 
     state = tmp_path / "learner"
     process = learner_process(

@@ -39,7 +39,7 @@ VERSIONS = Counter("feedrank_learner_versions_published", "Registry versions pub
 RETRAINS = Counter(
     "feedrank_learner_retrains",
     "Batch retrains the learner started that ended, by trigger (schedule, drift) and "
-    "outcome (published, below_gate, failed).",
+    "outcome (published, below_gate, failed, stopped with the learner).",
     ["trigger", "outcome"],
 )
 PUBLISH_GATE = Counter(

@@ -6,8 +6,9 @@ examples of the last ``learner.retrain_window_s`` (default 7 days), in
 ``learner.retrain_nproc`` data-parallel processes, and publishes through the same AUC
 gate as any ``feedrank train`` (``learner.min_auc``). One runs at a time; a trigger
 while one runs is skipped. Each finished retrain is counted by trigger and outcome
-(``feedrank_learner_retrains_total{trigger,outcome}``: published, below_gate or
-failed) and reported.
+(``feedrank_learner_retrains_total{trigger,outcome}``: published, below_gate,
+failed, or stopped with the learner) and reported. A retrain never outlives the learner
+that started it.
 
 :class:`RetrainSchedule` triggers one every ``learner.retrain_every_s`` (0: never).
 """
@@ -40,6 +41,7 @@ class Retrainer:
         self._start = start
         self.process: subprocess.Popen[bytes] | None = None
         self.trigger = ""
+        self._stopped = False  # the running retrain was stopped with its learner
         self._lock = threading.Lock()
 
     def command(self) -> list[str]:
@@ -68,6 +70,24 @@ class Retrainer:
             self.trigger = trigger
             return True
 
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop a running retrain with its learner (SIGTERM, then SIGKILL after
+        ``timeout_s``): a retrain never outlives the service that started it."""
+        with self._lock:
+            process = self.process
+            if process is None or process.poll() is not None:
+                self._account()
+                return
+            self.reporter.warn(f"stopping the running {self.trigger} retrain")
+            self._stopped = True
+            process.terminate()
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self._account()
+
     def on_drift(self, event: object) -> None:
         """A :class:`StreamMonitor`'s ``on_drift``: retrain on the drift."""
         self.start("drift", f"drift detected ({event})")
@@ -86,10 +106,13 @@ class Retrainer:
         outcome = (
             "published" if code == 0 else "below_gate" if code == BELOW_GATE_EXIT else "failed"
         )
+        if self._stopped and code != 0:
+            outcome = "stopped"
         metrics.RETRAINS.labels(trigger=self.trigger, outcome=outcome).inc()
         say = self.reporter.say if outcome == "published" else self.reporter.warn
         say(f"the {self.trigger} retrain ended: {outcome.replace('_', ' ')} (exit {code})")
         self.process = None
+        self._stopped = False
 
 
 class RetrainSchedule:

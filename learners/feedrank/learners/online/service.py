@@ -144,6 +144,7 @@ def run_online_learner(
         progress = consumer.run(stop)
     finally:
         followed.stop()
+        retrainer.stop()
     if rejoin.skipped:
         reporter.warn(f"not learned (post version not in the catalogue): {rejoin.skip_summary()}")
     reporter.say(

@@ -26,6 +26,12 @@ class FakeProcess:
     def poll(self) -> int | None:
         return self.exit_code
 
+    def terminate(self) -> None:
+        self.exit_code = -15
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.exit_code
+
 
 @dataclass
 class Starts:
@@ -83,3 +89,15 @@ def test_the_schedule_starts_retrains_until_stopped() -> None:
     schedule.thread.join(timeout=5)
     assert len(starts.processes) >= 2
     assert not schedule.thread.is_alive()
+
+
+def test_a_running_retrain_stops_with_its_learner_counted_as_stopped() -> None:
+    starts = Starts()
+    retrainer = Retrainer(load_settings(), Reporter(), starts)
+    stopped = retrains("drift", "stopped")
+    retrainer.stop()  # nothing runs: nothing to do
+    assert retrainer.start("drift", "drift detected")
+    retrainer.stop()
+    assert starts.processes[0].exit_code == -15  # SIGTERM
+    assert retrainer.process is None
+    assert retrains("drift", "stopped") == stopped + 1  # not "failed": no alert
