@@ -12,9 +12,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from feedrank.core.settings import Settings
+from feedrank.core.settings import Settings, child_environment
 from feedrank.registry import LocalModelRegistry
-from feedrank.stack.components import StackError, subcommand_environment
+from feedrank.stack.components import StackError
 
 GATE_REFUSED_EXIT = 3  # `feedrank train`'s exit code when the AUC gate refuses the model
 
@@ -41,7 +41,7 @@ def train_bootstrap_model(settings: Settings) -> None:
         "--min-auc",
         str(learner.bootstrap_min_auc),
     ]
-    environment = subcommand_environment(settings)
+    environment = child_environment(settings)
     completed = subprocess.run(command, env=environment, check=False)
     if completed.returncode == GATE_REFUSED_EXIT:
         raise StackError(

@@ -115,12 +115,6 @@ def ensure_port_free(port: int, *, owner: str, host: str = "127.0.0.1") -> None:
             ) from error
 
 
-def subcommand_environment(settings: Settings) -> dict[str, str]:
-    """This process's environment with its FEEDRANK_ variables replaced by ``settings``:
-    a ``feedrank`` child process sees exactly the stack's settings."""
-    return child_environment(settings)
-
-
 class SubcommandComponent:
     """A ``feedrank <subcommand>`` child process with this stack's settings in its env.
 
@@ -160,7 +154,7 @@ class SubcommandComponent:
             log_file=self.log_file,
             tie_to_parent=tie_to_parent,
             tag=self.tag,
-            environment=subcommand_environment(self.settings),
+            environment=child_environment(self.settings),
         )
 
     @property

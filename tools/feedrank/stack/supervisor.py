@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedrank.core.settings import Settings
-from feedrank.stack.components import Component, StackError, subcommand_environment
+from feedrank.core.settings import Settings, child_environment
+from feedrank.stack.components import Component, StackError
 from feedrank.stack.process import ManagedProcess, ProcessRecord
 from feedrank.stack.restarts import (
     SUPERVISOR_NAME,
@@ -193,7 +193,7 @@ class LocalStack:
             log_file=self.settings.paths.log_dir / f"{SUPERVISOR_NAME}.log",
             tie_to_parent=False,
             tag=SUPERVISOR_TAG,
-            environment=subcommand_environment(self.settings),
+            environment=child_environment(self.settings),
         )
         process.save(pid_file)
         deadline = time.monotonic() + SUPERVISOR_READY_S

@@ -240,29 +240,23 @@ class ProcessGroup:
     def _all_gather_array(self, values: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
         """Every process's ``values`` (any lengths), concatenated in rank order."""
         self.traffic.other_bytes += values.nbytes
-        (parts,) = all_gather_ragged(torch.from_numpy(values).to(self.device))
+        parts = all_gather_ragged(torch.from_numpy(values).to(self.device))
         return np.concatenate([part.cpu().numpy() for part in parts])
 
 
-def all_gather_ragged(*tensors: torch.Tensor) -> list[list[torch.Tensor]]:
-    """Every process's ``tensors`` in rank order, one list per tensor given. The tensors
-    of one process share their first dimension (any length: the lengths are gathered
-    first, once, and each tensor padded to the longest)."""
+def all_gather_ragged(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's ``tensor`` in rank order (same dtype and trailing shape, any first
+    dimension: the lengths are gathered first and each tensor padded to the longest)."""
     size = dist.get_world_size()
-    first = tensors[0]
-    length = torch.tensor([first.shape[0]], dtype=torch.int64, device=first.device)
+    length = torch.tensor([tensor.shape[0]], dtype=torch.int64, device=tensor.device)
     lengths = [torch.zeros_like(length) for _ in range(size)]
     dist.all_gather(lengths, length)
     counts = [int(item.item()) for item in lengths]
-    longest = max(counts)
-    gathered_all = []
-    for tensor in tensors:
-        padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-        padded[: tensor.shape[0]] = tensor
-        gathered = [torch.zeros_like(padded) for _ in range(size)]
-        dist.all_gather(gathered, padded)
-        gathered_all.append([item[:count] for item, count in zip(gathered, counts, strict=True)])
-    return gathered_all
+    padded = torch.zeros((max(counts), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.zeros_like(padded) for _ in range(size)]
+    dist.all_gather(gathered, padded)
+    return [item[:count] for item, count in zip(gathered, counts, strict=True)]
 
 
 class DataParallelStep:
