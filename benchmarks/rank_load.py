@@ -14,13 +14,22 @@ Every figure is a ratio against a baseline measured in the same run:
   taking the measured saturation's service time) gives at the same load: the latency
   queueing alone costs, and the service time a p99 target needs;
 * memory: proportional set size (PSS, shared pages split fairly) and RSS of all
-  serving processes together.
+  serving processes together;
+* Rank's cost against its necessary work (issue 23): the workers' CPU per served Rank
+  (``/proc``, over the saturation run with logging on) against the in-process filtered
+  retrieval plus the ranker's dense layers, and the filtered retrieval against a bare
+  hnswlib query, both measured in this run by ``benchmarks/rank_cost.py``.
+
+The service serves a version with the learners' model shapes (two towers and a ranker
+at their default configs, seeded and untrained: their cost does not depend on their
+weights), in the packed serving forms the model loader gives every version.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -45,13 +54,12 @@ from benchmarks.load_client import (  # noqa: E402
     open_loop,
 )
 from benchmarks.queueing import deterministic_service_latency, service_time_for_p99  # noqa: E402
+from benchmarks.rank_cost import StageCosts, build, measure, print_costs  # noqa: E402
 from feedrank.core.clock import SystemClock  # noqa: E402
 from feedrank.core.kafka_topics import TopicSpec, ensure_topics  # noqa: E402
 from feedrank.core.settings import Settings, load_settings  # noqa: E402
-from feedrank.explore.app import ServingState, build_serving_state, worker_backend_factory  # noqa: E402
+from feedrank.explore.app import ServingState, worker_backend_factory  # noqa: E402
 from feedrank.explore.workers import PoolConfig, WorkerPool  # noqa: E402
-from feedrank.simulate.world import generate_world, world_config  # noqa: E402
-from feedrank.simulate.world.catalogue import catalogue_from_world  # noqa: E402
 from feedrank.stack.jars import fetch_jars  # noqa: E402
 from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker  # noqa: E402
 from tests.support.kafka import free_port  # noqa: E402
@@ -80,6 +88,9 @@ class Report:
     queue_p50_ms_at_80pct: float  # M/D/c at the measured service time
     queue_p99_ms_at_80pct: float
     service_ms_for_p99_target: float  # the service time an M/D/c needs for p99 <= 30 ms
+    served_cpu_ms_per_rank: float  # the workers' CPU per Rank at saturation, logging on
+    broker_cpu_ms_per_rank: float  # the broker's, over the same run
+    costs: StageCosts  # in process: the necessary work and the stages (rank_cost)
 
     @property
     def throughput_vs_ceiling(self) -> float:
@@ -88,6 +99,10 @@ class Report:
     @property
     def logging_on_vs_off(self) -> float:
         return self.saturation_qps_logging / self.saturation_qps_no_logging
+
+    @property
+    def served_cpu_vs_necessary(self) -> float:
+        return self.served_cpu_ms_per_rank / self.costs.necessary_ms
 
 
 def retrieval_ceiling(
@@ -140,6 +155,27 @@ def memory_mb(pids: list[int]) -> tuple[float, float]:
     return pss / 1024, rss / 1024
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU seconds the processes ``pids`` have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14, 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One serving run: the load results, memory, and CPU per Rank at saturation."""
+
+    saturation: LoadResult
+    latency: LoadResult | None
+    pss_mb: float
+    rss_mb: float
+    worker_cpu_ms_per_rank: float
+    broker_cpu_ms_per_rank: float
+
+
 def serve_and_load(
     state: ServingState,
     settings: Settings,
@@ -147,7 +183,8 @@ def serve_and_load(
     *,
     log_decisions: bool,
     measure_latency: bool,
-) -> tuple[LoadResult, LoadResult | None, tuple[float, float]]:
+    broker_pid: int,
+) -> Served:
     clock = SystemClock()
     port = free_port()
     pool = WorkerPool(
@@ -159,40 +196,39 @@ def serve_and_load(
     pool.start()
     try:
         address = f"127.0.0.1:{port}"
-        saturation, latency = generate_load(address, args, measure_latency=measure_latency)
-        return saturation, latency, memory_mb([os.getpid(), *pool.worker_pids()])
+        workers = pool.worker_pids()
+        before = cpu_seconds(workers), cpu_seconds([broker_pid])
+        saturation = generate_load(address, args, rate=None)
+        ranks = saturation.qps * args.seconds
+        worker_cpu = 1000 * (cpu_seconds(workers) - before[0]) / max(ranks, 1.0)
+        broker_cpu = 1000 * (cpu_seconds([broker_pid]) - before[1]) / max(ranks, 1.0)
+        latency = (
+            generate_load(address, args, rate=0.8 * saturation.qps) if measure_latency else None
+        )
+        pss, rss = memory_mb([os.getpid(), *workers])
+        return Served(saturation, latency, pss, rss, worker_cpu, broker_cpu)
     finally:
         pool.stop()
 
 
-def generate_load(
-    address: str, args: argparse.Namespace, *, measure_latency: bool
-) -> tuple[LoadResult, LoadResult | None]:
-    """Saturation (closed loop), then latency at 80 % of it (open loop) if asked."""
+def generate_load(address: str, args: argparse.Namespace, *, rate: float | None) -> LoadResult:
+    """Saturation (closed loop, ``rate`` None) or ``rate`` calls/s (open loop)."""
     binary = ghz_available() if args.client == "ghz" else None
     if args.client == "ghz" and binary is None:
         raise SystemExit("ghz is not installed: run `make bench-tools` or pass --client python")
     if binary is not None:
-
-        def load(rate: float | None) -> LoadResult:
-            return ghz(
-                binary,
-                address,
-                args.users,
-                args.limit,
-                args.seconds,
-                concurrency=args.in_flight,
-                rate=rate,
-            )
-
-        saturation = load(None)
-        return saturation, load(0.8 * saturation.qps) if measure_latency else None
-    saturation = closed_loop(address, args.users, args.limit, args.seconds, args.in_flight)
-    if not measure_latency:
-        return saturation, None
-    return saturation, open_loop(
-        address, args.users, args.limit, args.seconds, 0.8 * saturation.qps
-    )
+        return ghz(
+            binary,
+            address,
+            args.users,
+            args.limit,
+            args.seconds,
+            concurrency=args.in_flight,
+            rate=rate,
+        )
+    if rate is None:
+        return closed_loop(address, args.users, args.limit, args.seconds, args.in_flight)
+    return open_loop(address, args.users, args.limit, args.seconds, rate)
 
 
 def main() -> None:
@@ -230,7 +266,7 @@ def main() -> None:
                 **({} if args.threads is None else {"worker_threads": args.threads}),
             },
         )
-        report = run(settings, args)
+        report = run(settings, args, broker_pid=process.pid)
     finally:
         process.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -238,21 +274,20 @@ def main() -> None:
     print_report(report, args.json)
 
 
-def run(settings: Settings, args: argparse.Namespace) -> Report:
+def run(settings: Settings, args: argparse.Namespace, *, broker_pid: int) -> Report:
     started = time.perf_counter()
-    clock = SystemClock()
-    world = generate_world(world_config(settings.world, clock.now_ms()))
-    state = build_serving_state(
-        settings, clock, catalogue_from_world(world), show_progress=not args.json
-    )
+    catalogue, store, model, now_ms = build(settings, show_progress=not args.json)
+    state = ServingState(catalogue, store, model)
     print(f"built world and index in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    costs = measure(settings, store, model, now_ms, args.queries, args.users)
     ceiling = retrieval_ceiling(state, settings, args.workers, args.seconds)
-    without_log, _, _ = serve_and_load(
-        state, settings, args, log_decisions=False, measure_latency=False
+    without_log = serve_and_load(
+        state, settings, args, log_decisions=False, measure_latency=False, broker_pid=broker_pid
+    ).saturation
+    served = serve_and_load(
+        state, settings, args, log_decisions=True, measure_latency=True, broker_pid=broker_pid
     )
-    with_log, latency, (pss, rss) = serve_and_load(
-        state, settings, args, log_decisions=True, measure_latency=True
-    )
+    with_log, latency = served.saturation, served.latency
     assert latency is not None
     cores = os.cpu_count() or 1
     service_s = cores / with_log.qps  # each core serves saturation / cores calls a second
@@ -271,13 +306,16 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
         p99_ms_at_80pct=latency.p99_ms,
         offered_qps_at_80pct=latency.offered_qps,
         errors=with_log.errors + without_log.errors + latency.errors,
-        pss_mb=pss,
-        rss_mb=rss,
+        pss_mb=served.pss_mb,
+        rss_mb=served.rss_mb,
         client=args.client,
         cores=cores,
         queue_p50_ms_at_80pct=queue.p50_ms,
         queue_p99_ms_at_80pct=queue.p99_ms,
         service_ms_for_p99_target=1000 * service_time_for_p99(P99_TARGET_MS, load, cores),
+        served_cpu_ms_per_rank=served.worker_cpu_ms_per_rank,
+        broker_cpu_ms_per_rank=served.broker_cpu_ms_per_rank,
+        costs=costs,
     )
 
 
@@ -286,9 +324,12 @@ def print_report(report: Report, as_json: bool) -> None:
         "throughput_vs_retrieval_ceiling": round(report.throughput_vs_ceiling, 3),
         "logging_on_vs_off": round(report.logging_on_vs_off, 3),
         "p99_vs_queueing": round(report.p99_ms_at_80pct / report.queue_p99_ms_at_80pct, 3),
+        "served_cpu_vs_necessary": round(report.served_cpu_vs_necessary, 3),
+        # None when no partition has a graph (a catalogue too small for one)
+        "filtered_retrieval_vs_bare": finite_or_none(round(report.costs.filtered_vs_bare, 3)),
     }
     if as_json:
-        print(json.dumps({**asdict(report), **ratios}, indent=2))
+        print(json.dumps(without_nan({**asdict(report), **ratios}), indent=2))
         return
     print(
         f"posts {report.posts:,}, {report.workers} workers x {report.threads_per_worker} "
@@ -301,7 +342,7 @@ def print_report(report: Report, as_json: bool) -> None:
     )
     print(
         f"Rank saturation, logging on : {report.saturation_qps_logging:,.0f}/s "
-        f"= {ratios['throughput_vs_retrieval_ceiling']:.2f} x ceiling (target >= 0.6)"
+        f"= {ratios['throughput_vs_retrieval_ceiling']:.2f} x ceiling (target >= 0.25)"
     )
     print(
         f"Rank saturation, logging off: {report.saturation_qps_no_logging:,.0f}/s; "
@@ -323,7 +364,26 @@ def print_report(report: Report, as_json: bool) -> None:
         f"memory of all serving processes: PSS {report.pss_mb:,.0f} MiB, "
         f"RSS {report.rss_mb:,.0f} MiB (target <= 2,500 MiB)"
     )
+    print(
+        f"served CPU per Rank (workers, logging on): {report.served_cpu_ms_per_rank:.2f} ms "
+        f"= {ratios['served_cpu_vs_necessary']:.2f} x the necessary work (target <= 1.5); "
+        f"the broker's: {report.broker_cpu_ms_per_rank:.2f} ms"
+    )
+    print_costs(report.costs)
     print(f"errors: {report.errors}")
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def without_nan(value: object) -> object:
+    """``value`` with every non-finite float replaced by None (valid JSON)."""
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, float):
+        return finite_or_none(value)
+    return value
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -340,6 +400,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
     parser.add_argument("--in-flight", type=int, default=8, help="closed-loop concurrency")
+    parser.add_argument(
+        "--queries", type=int, default=400, help="in-process Rank calls per cost measurement"
+    )
     parser.add_argument("--smoke", action="store_true", help="CI-sized: 20k posts, 2 s runs")
     parser.add_argument(
         "--client",
@@ -350,7 +413,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     if args.smoke:
-        args.posts, args.users, args.seconds = 20_000, 2_000, 2.0
+        args.posts, args.users, args.seconds, args.queries = 20_000, 2_000, 2.0, 50
     return args
 
 

@@ -220,10 +220,11 @@ def measure(
         service = served.service  # the candidates the served feed is chosen from
         features = served.store.user_features(user_id(user), at_ms)
         query = RankQuery(user_id(user), FEED_SIZE, at_ms, None, None, "explore")
-        user_vector, candidates = service.retrieve(model, features, query)
+        retrieval = service.retrieve(model, features, query)
+        candidates = retrieval.post_indices
         retrieved = seen.unseen(user, candidates)
         sums["retrieved_oracle"] += rate(oracle_feed(behaviour, user, retrieved, FEED_SIZE, at_ms))
-        scored = service.score(model, features, user_vector, query, candidates)
+        scored = service.score(model, features, query, retrieval)
         sums["ranker"] += rate(candidates[np.argsort(-scored.scores, kind="stable")])
         for name, feed in serving.items():
             shown = feed.serve(user, at_ms)

@@ -321,6 +321,8 @@ class CandidateIndex:
                     found.append(partition.search(query, k, where))
         if not found:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        if len(found) == 1:
+            return found[0]  # a partition's answer is already its best k, best first
         post_index = np.concatenate([item[0] for item in found])
         similarities = np.concatenate([item[1] for item in found])
         best = top_k(similarities, k)

@@ -9,10 +9,11 @@ post language; this module is how a partition stores, indexes and searches its p
 * Country and age eligibility are applied by over-fetching from the graph and filtering
   the results with numpy, not with hnswlib's ``filter=`` callback: that callback takes
   the GIL on every visited node, so concurrent searches would serialise. The fetch
-  size is ``max(ef_search, fetch_factor * k) / eligible fraction``, the fraction
-  estimated on a strided sample of the partition. When few posts are eligible, or
-  the fetch comes back short, the partition is searched exactly over its eligible
-  posts instead.
+  size is ``max(ef_search, fetch_factor * k) / eligible share``: the share of fetched
+  posts the last search for the same country found eligible (a strided sample of the
+  partition for a country's first search). A fetch that comes back with fewer than
+  ``k`` eligible posts is retried once, larger; when few posts are eligible, or the
+  retry is short too, the partition is searched exactly over its eligible posts.
 * Posts are added, updated and removed incrementally: ``add_items``, ``mark_deleted``
   and ``resize_index`` on the graph, slot reuse in the columns.
 * Graph labels are the partition's slots, not post indices, so an index can be
@@ -44,6 +45,7 @@ from feedrank.models import ann_index_files
 __all__ = ["EligibilityFilter", "Partition", "PostRows", "Progress", "RetrievalConfig", "top_k"]
 
 Progress = Callable[[int], None]  # told how many posts were just indexed
+SHORT_FETCH_GROWTH = 1.2  # a short fetch is retried this much larger than it fell short
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class RetrievalConfig:
     M: int = 24  # graph out-degree (hnswlib's M)
     ef_construction: int = 128
     ef_search: int = 400  # least search depth in eligible posts, whatever k
-    fetch_factor: float = 1.5  # search depth in eligible posts per post asked for
+    fetch_factor: float = 1.05  # search depth in eligible posts per post asked for (see docs)
     ann_result_cost: float = 40.0  # one ANN result costs about this many exact-scan rows
     exact_threshold: int = 20_000  # partitions with fewer live posts have no graph
     sample_size: int = 2_048  # rows sampled to estimate the eligible fraction
@@ -136,6 +138,11 @@ class Partition:
         self.live = 0
         self.free_slots: list[int] = []
         self.graph: Any = None  # hnswlib.Index once live >= exact_threshold
+        # By the asking user's country: the share of the graph's nearest posts the last
+        # search found eligible, which sizes the next search's over-fetch. Eligibility
+        # (country lock, age window) drifts slowly, so the last search predicts the next
+        # far better than a fresh sample of the whole partition, and costs nothing.
+        self.eligible_share: dict[int, float] = {}
 
     def put(self, rows: PostRows) -> IntArray:
         """Store ``rows`` (not yet in this partition) and return their slots."""
@@ -188,14 +195,19 @@ class Partition:
             if progress is not None:
                 progress(chunk.size)
 
-    def eligible(self, slots: IntArray | slice, where: EligibilityFilter) -> BoolArray:
+    def eligible(
+        self, slots: IntArray | slice, where: EligibilityFilter, *, alive: bool = True
+    ) -> BoolArray:
+        """Which ``slots`` ``where`` may be shown (``alive=False``: slots known to be
+        live, which skips reading that column)."""
         created = self.created_ms[slots]
         eligible: BoolArray = (
-            self.alive[slots]
-            & (created >= where.min_created_ms)
+            (created >= where.min_created_ms)
             & (created <= where.max_created_ms)
             & (~self.region_locked[slots] | (self.country[slots] == where.country))
         )
+        if alive:
+            eligible &= self.alive[slots]
         return eligible
 
     def exact(
@@ -213,23 +225,39 @@ class Partition:
         (small partition, few eligible posts) or where the fetch came back short."""
         if self.graph is None or self.live < self.config.exact_threshold:
             return self.exact(vector, k, where)
-        sample = slice(0, self.used, max(1, self.used // self.config.sample_size))
-        eligible = int(self.eligible(sample, where).sum())
+        share = self.eligible_share.get(where.country)
+        if share is None:
+            share = self._sampled_share(where)
         depth = max(self.config.ef_search, self.config.fetch_factor * k)
-        fetch = math.ceil(depth * int(self.alive[sample].sum()) / max(eligible, 1))
-        if eligible == 0 or fetch >= self.live or fetch * self.config.ann_result_cost > self.used:
-            return self.exact(vector, k, where)  # exact is cheaper, or ANN would fetch it all
-        try:
-            labels, distances = self.graph.knn_query(vector, k=fetch, num_threads=1)
-        except RuntimeError:  # hnswlib found fewer than ``fetch`` live posts
-            return self.exact(vector, k, where)
-        slots = labels[0].astype(np.int64)
-        keep = self.eligible(slots, where)
-        if int(keep.sum()) < k:
-            return self.exact(vector, k, where)
-        similarities = (1.0 - distances[0][keep]).astype(np.float32)
-        best = top_k(similarities, k)
-        return self.post_index[slots[keep][best]], similarities[best]
+        fetch = math.ceil(depth / max(share, 1.0 / self.live))
+        for _ in range(2):  # a fetch that comes back short is retried once, larger
+            if (
+                share == 0.0
+                or fetch >= self.live
+                or fetch * self.config.ann_result_cost > self.used
+            ):
+                break  # exact is cheaper, or ANN would fetch it all
+            try:
+                labels, distances = self.graph.knn_query(vector, k=fetch, num_threads=1)
+            except RuntimeError:  # hnswlib found fewer than ``fetch`` live posts
+                break
+            slots = labels[0].astype(np.int64)
+            keep = self.eligible(slots, where, alive=False)  # hnswlib skips deleted labels
+            kept = int(keep.sum())
+            share = kept / fetch
+            # Concurrent searches may race on this entry: any of their shares will do.
+            self.eligible_share[where.country] = share
+            if kept >= k:  # hnswlib answers nearest first: the first k kept are the best
+                best = np.flatnonzero(keep)[:k]
+                return self.post_index[slots[best]], (1.0 - distances[0][best]).astype(np.float32)
+            fetch = math.ceil(fetch * SHORT_FETCH_GROWTH * k / max(kept, 1))
+        return self.exact(vector, k, where)
+
+    def _sampled_share(self, where: EligibilityFilter) -> float:
+        """The eligible share of live posts on a strided sample of the partition."""
+        sample = slice(0, self.used, max(1, self.used // self.config.sample_size))
+        alive = int(self.alive[sample].sum())
+        return int(self.eligible(sample, where).sum()) / max(alive, 1)
 
     def slot_columns(self) -> ann_index_files.SlotColumns:
         """Every slot handed out, dead ones included (post index -1), so a saved graph's

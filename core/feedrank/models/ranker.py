@@ -164,7 +164,27 @@ class RankerModel(nn.Module):
         ``positions`` (n,) int64 are the logged 0-based feed positions (training and
         evaluation on logs); without them every row is scored at position 0.
         """
-        user_context = torch.cat(
+        user_context = self.user_context(users, context)
+        post_cross = torch.cat(
+            [
+                *post_inputs(
+                    posts, post_id=self.post_id, language=self.language, country=self.country
+                ),
+                posts.age,
+                cross_features(users, posts, tower_similarity),
+            ],
+            dim=1,
+        )
+        hidden = self.user_context_layer(user_context) + self.post_cross_layer(post_cross)
+        logits: torch.Tensor = self.head(hidden).squeeze(1)
+        interest = self.topic_interest(user_context)  # 1 or n rows of topic affinities
+        logits = logits + (interest * posts.topics).sum(dim=1)
+        return logits + self._position_logits(positions)
+
+    def user_context(self, users: UserTensors, context: ContextTensors) -> torch.Tensor:
+        """The user and context inputs, concatenated: what the first layer's user/context
+        part and the topic cross read (1 or n rows)."""
+        return torch.cat(
             [
                 *user_inputs(
                     users,
@@ -178,21 +198,6 @@ class RankerModel(nn.Module):
             ],
             dim=1,
         )
-        post_cross = torch.cat(
-            [
-                *post_inputs(
-                    posts, post_id=self.post_id, language=self.language, country=self.country
-                ),
-                posts.age,
-                _cross_features(users, posts, tower_similarity),
-            ],
-            dim=1,
-        )
-        hidden = self.user_context_layer(user_context) + self.post_cross_layer(post_cross)
-        logits: torch.Tensor = self.head(hidden).squeeze(1)
-        interest = self.topic_interest(user_context)  # 1 or n rows of topic affinities
-        logits = logits + (interest * posts.topics).sum(dim=1)
-        return logits + self._position_logits(positions)
 
     def _position_logits(self, positions: torch.Tensor | None) -> torch.Tensor:
         """The position-bias term: per row for logged positions, else position 0's."""
@@ -225,6 +230,18 @@ class RankerModel(nn.Module):
         if user_vector.shape != (self.config.tower_dim,):
             raise ValueError(f"user_vector has shape {user_vector.shape}, expected (tower_dim,)")
         similarity = post_vectors.astype(np.float32, copy=False) @ user_vector.astype(np.float32)
+        return self.score_similarity(user, posts, similarity, request_time_ms, surface=surface)
+
+    def score_similarity(
+        self,
+        user: UserFeatures,
+        posts: PostFeatureBatch,
+        similarity: npt.NDArray[np.float32],
+        request_time_ms: int,
+        *,
+        surface: str = "",
+    ) -> npt.NDArray[np.float64]:
+        """:meth:`score` given the towers' similarity of the user with each post."""
         with evaluating(self):
             logits = self(
                 self.user_tensors([user]),
@@ -255,7 +272,7 @@ class RankerModel(nn.Module):
         return ContextTensors(context.surface_bucket, torch.zeros_like(context.numeric))
 
 
-def _cross_features(
+def cross_features(
     users: UserTensors, posts: PostTensors, tower_similarity: torch.Tensor
 ) -> torch.Tensor:
     """The CROSS_FEATURES columns, (n, 6); user rows broadcast when there is one user."""

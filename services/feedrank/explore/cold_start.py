@@ -154,8 +154,7 @@ class ColdStartRanker:
         self,
         user: UserFeatures,
         posts: PostFeatureBatch,
-        user_vector: npt.NDArray[np.floating[Any]],
-        post_vectors: npt.NDArray[np.floating[Any]],
+        tower_similarity: npt.NDArray[np.floating[Any]],
         request_time_ms: int,
         *,
         surface: str = "",
@@ -163,9 +162,9 @@ class ColdStartRanker:
         """Scores in (0, 1), shape (n,), finite for every post (zero counts included).
 
         Post age comes from ``posts`` (taken at ``request_time_ms`` by the store); the
-        topic match is recomputed from the features, so the vectors (what the trained
-        ranker reads) and the surface are not needed."""
-        del user_vector, post_vectors, request_time_ms, surface
+        topic match is recomputed from the features, so the towers' similarity (what the
+        trained ranker reads) and the surface are not needed."""
+        del tower_similarity, request_time_ms, surface
         settings = self.settings
         rate = np.nan_to_num(posts.engagement_rate.astype(np.float64), nan=0.0, posinf=1.0)
         age_hours = np.maximum(posts.age_hours.astype(np.float64), 0.0)

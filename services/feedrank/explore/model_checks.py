@@ -62,11 +62,11 @@ def smoke_score(
         raise ModelRefused(model.version, "smoke", "the user tower gives NaN or infinite vectors")
     scored = 0
     for user, vector in zip(users, user_vectors, strict=True):
-        found, _ = _search(model, vector, candidates, user, window)
+        found, similarities = _search(model, vector, candidates, user, window)
         if found.size == 0:
             continue
         posts = store.post_features(found, window.at_ms)
-        scores = model.ranker.score(user, posts, vector, model.post_vectors[found], window.at_ms)
+        scores = model.ranker.score(user, posts, similarities, window.at_ms)
         if not (np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()):
             raise ModelRefused(
                 model.version, "smoke", f"the ranker gives scores outside [0, 1] for {user.user_id}"

@@ -47,6 +47,8 @@ from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.serving_model import ServingModel
 from feedrank.features import FeatureStore
 from feedrank.models.ann_index import CandidateIndex, IndexFormatError, RetrievalConfig
+from feedrank.models.packed_ranker import PackedRanker
+from feedrank.models.packed_towers import PackedTowers
 from feedrank.models.serialization import ModelFormatError
 from feedrank.models.two_tower import TwoTowerModel
 from feedrank.registry import ModelBundle, RegistryError, VersionUnavailableError, read_bundle
@@ -111,7 +113,9 @@ class ModelLoader:
         index = self._index(version, directory / INDEX_DIR, bundle, rows, catalogue)
         missing = np.setdiff1d(catalogue.live_rows(), rows[known])
         self._embed(bundle.two_tower, missing, catalogue, index, vectors)
-        model = ServingModel(version, bundle.two_tower, bundle.ranker, index, vectors)
+        # The served forms: the user tower and the ranker in numpy, packed once.
+        towers, ranker = PackedTowers(bundle.two_tower), PackedRanker(bundle.ranker)
+        model = ServingModel(version, towers, ranker, index, vectors)
         self._verify(model, catalogue)
         elapsed = time.perf_counter() - started
         metrics.MODEL_LOAD_SECONDS.observe(elapsed)

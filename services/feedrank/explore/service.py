@@ -54,6 +54,15 @@ def stage(name: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class Retrieved:
+    """Retrieval's answer: the user's vector and the eligible candidates, best first."""
+
+    user_vector: FloatArray
+    post_indices: IntArray  # catalogue rows
+    similarities: FloatArray  # of each candidate's post vector with ``user_vector``
+
+
+@dataclass(frozen=True)
 class Candidates:
     posts: PostFeatureBatch
     scores: FloatArray
@@ -136,11 +145,11 @@ class ExploreService:
             )
         deadline.check("retrieve")
         with stage("retrieve"):
-            user_vector, post_indices = self.retrieve(model, user, query)
-        metrics.CANDIDATES.labels(stage="retrieved").observe(len(post_indices))
+            retrieved = self.retrieve(model, user, query)
+        metrics.CANDIDATES.labels(stage="retrieved").observe(len(retrieved.post_indices))
         deadline.check("rank")
         with stage("rank"):
-            candidates = self.score(model, user, user_vector, query, post_indices)
+            candidates = self.score(model, user, query, retrieved)
         deadline.check("post_process")
         with stage("post_process"):
             outcome = self._post_process(user, query, candidates)
@@ -188,15 +197,13 @@ class ExploreService:
             self.store.record_seen(query.user_id, shown_posts.post_index, query.request_time_ms)
         return RankResult(decision_id, model.version, arm, items)
 
-    def retrieve(
-        self, model: ServingModel, user: UserFeatures, query: RankQuery
-    ) -> tuple[FloatArray, IntArray]:
-        """The user's vector and the eligible candidates' catalogue rows, best first (the
-        pipeline's first stage; public for benchmarks that take the pipeline apart)."""
+    def retrieve(self, model: ServingModel, user: UserFeatures, query: RankQuery) -> Retrieved:
+        """The user's vector and the eligible candidates, best first (the pipeline's first
+        stage; public for benchmarks that take the pipeline apart)."""
         user_vector = model.two_tower.encode_users([user])[0]
         country = query.country if query.country is not None else user.country
         max_age_ms = int(self.settings.max_post_age_days * 24 * HOUR_MS)
-        post_indices, _ = model.index.search(
+        post_indices, similarities = model.index.search(
             user_vector,
             self.settings.candidates,
             languages=sorted(_languages(user, query)),
@@ -205,22 +212,20 @@ class ExploreService:
             max_created_ms=query.request_time_ms,
         )
         # A post taken down between the catalogue's update and its index's: never served.
-        return user_vector, post_indices[self.store.servable(post_indices)]
+        servable = self.store.servable(post_indices)
+        return Retrieved(user_vector, post_indices[servable], similarities[servable])
 
     def score(
-        self,
-        model: ServingModel,
-        user: UserFeatures,
-        user_vector: FloatArray,
-        query: RankQuery,
-        post_indices: IntArray,
+        self, model: ServingModel, user: UserFeatures, query: RankQuery, retrieved: Retrieved
     ) -> Candidates:
         """The candidates' impression-time features (and the catalogue versions of their
-        static part) and the ranker's scores of them."""
-        posts, versions = self.store.versioned_post_features(post_indices, query.request_time_ms)
-        post_vectors = model.post_vectors[post_indices]
+        static part) and the ranker's scores of them. The towers' similarity, a ranker
+        input, is retrieval's: the same inner products, not computed again."""
+        posts, versions = self.store.versioned_post_features(
+            retrieved.post_indices, query.request_time_ms
+        )
         scores = model.ranker.score(
-            user, posts, user_vector, post_vectors, query.request_time_ms, surface=query.surface
+            user, posts, retrieved.similarities, query.request_time_ms, surface=query.surface
         )
         return Candidates(posts, scores.astype(np.float32), versions)
 

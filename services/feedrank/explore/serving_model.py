@@ -44,13 +44,14 @@ class CandidateRanker(Protocol):
         self,
         user: UserFeatures,
         posts: PostFeatureBatch,
-        user_vector: npt.NDArray[np.floating[Any]],
-        post_vectors: npt.NDArray[np.floating[Any]],
+        tower_similarity: npt.NDArray[np.floating[Any]],
         request_time_ms: int,
         *,
         surface: str = "",
     ) -> npt.NDArray[np.float64]:
-        """Scores in (0, 1), shape (n,), of ``user`` and each post (higher first)."""
+        """Scores in (0, 1), shape (n,), of ``user`` and each post (higher first);
+        ``tower_similarity`` is the user vector's inner product with each post's, as
+        retrieval found it."""
         ...
 
 

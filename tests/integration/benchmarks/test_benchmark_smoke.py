@@ -44,6 +44,15 @@ def test_rank_load_smoke(jars: JarLocations) -> None:
     assert report["service_ms_for_p99_target"] > 0
     assert report["p99_vs_queueing"] > 0
     assert report["pss_mb"] > 0
+    # Issue 23's cost ratios: served CPU against the in-process necessary work.
+    costs = report["costs"]
+    assert report["served_cpu_ms_per_rank"] > 0
+    assert report["served_cpu_vs_necessary"] > 0
+    assert costs["filtered_retrieval_ms"] > 0
+    assert costs["dense_layers_ms"] > 0
+    assert set(costs["variants"]) >= {"served", "torch modules"}
+    assert all(cost["rank_ms"] > 0 for cost in costs["variants"].values())
+    assert all(0 < cost["recall_at_k"] <= 1 for cost in costs["retrieval"].values())
 
 
 def test_retrieval_smoke() -> None:

@@ -157,7 +157,7 @@ def query(user_id: str, limit: int = 20) -> RankQuery:
 def retrieved(served: Served, user_id: str) -> IntArray:
     service, _ = service_of(served)
     user = served.store.user_features(user_id, NOW_MS)
-    return service.retrieve(served.model, user, query(user_id))[1]
+    return service.retrieve(served.model, user, query(user_id)).post_indices
 
 
 def test_a_user_with_history_in_a_topic_retrieves_and_is_shown_that_topic() -> None:
@@ -201,7 +201,8 @@ def scores_of(served: Served, user_id: str = "stranger") -> FloatArray:
     user = served.store.user_features(user_id, NOW_MS)
     user_vector = served.model.two_tower.encode_users([user])[0]
     vectors = served.model.post_vectors[rows]
-    return served.model.ranker.score(user, posts, user_vector, vectors, NOW_MS).astype(np.float32)
+    similarity = vectors @ user_vector
+    return served.model.ranker.score(user, posts, similarity, NOW_MS).astype(np.float32)
 
 
 def test_a_popular_post_outranks_an_unpopular_one_and_counts_move_it() -> None:

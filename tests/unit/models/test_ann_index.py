@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,54 @@ def test_hnsw_recall_at_100_against_exact_on_20k_random_vectors() -> None:
         )
         recalls.append(np.intersect1d(found, truth).size / truth.size)
     assert float(np.mean(recalls)) >= 0.95
+
+
+class RecordingGraph:
+    """An hnswlib graph that records each query's fetch size."""
+
+    def __init__(self, graph: object) -> None:
+        self.graph = graph
+        self.fetches: list[int] = []
+
+    def knn_query(self, vector: FloatArray, *, k: int, num_threads: int) -> object:
+        self.fetches.append(k)
+        return self.graph.knn_query(vector, k=k, num_threads=num_threads)  # type: ignore[attr-defined]
+
+
+def test_the_over_fetch_follows_the_share_the_last_search_found_eligible(
+    catalogue: Posts,
+) -> None:
+    index = build(catalogue)
+    partition = index._partitions[1]
+    graph = RecordingGraph(partition.graph)
+    partition.graph = graph
+    exact_searches: list[object] = []
+    exact = partition.exact
+
+    def recorded_exact(*args: object) -> tuple[IntArray, FloatArray]:
+        exact_searches.append(args)
+        return exact(*args)  # type: ignore[arg-type]
+
+    partition.exact = recorded_exact  # type: ignore[method-assign,assignment]
+    query = unit_vectors(np.random.default_rng(9), 1)[0]
+    # About half the partition is eligible for country 3 (age window, country locks);
+    # told all of it is, the first fetch comes back short and is retried larger.
+    partition.eligible_share[3] = 1.0
+    found, _ = search(index, query, 100)
+    assert found.size == 100
+    assert not exact_searches
+    depth = max(SMALL.ef_search, SMALL.fetch_factor * 100)  # eligible posts to fetch
+    first, retried = graph.fetches
+    assert first == math.ceil(depth)
+    assert retried > first
+    learned = partition.eligible_share[3]
+    assert 0.3 < learned < 0.7
+    # The next search sizes its one fetch by the share just found.
+    graph.fetches.clear()
+    found, _ = search(index, query, 100)
+    assert found.size == 100
+    assert graph.fetches == [math.ceil(depth / learned)]
+    assert not exact_searches
 
 
 def test_exact_fallback_below_the_threshold(catalogue: Posts) -> None:
