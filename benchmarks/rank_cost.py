@@ -118,8 +118,8 @@ def bench_version(
     created_ms = np.asarray(catalogue.post_column("created_ms")[rows], dtype=np.int64)
     towers = PackedTowers(TwoTowerModel(TwoTowerConfig(seed=0)))  # as the loader serves them
     ranker = PackedRanker(RankerModel(RankerConfig(seed=0)))
-    index, vectors = index_catalogue(towers, posts, created_ms, show_progress=show_progress)
-    return ServingModel(VERSION, towers, ranker, index, vectors)
+    index = index_catalogue(towers, posts, created_ms, show_progress=show_progress)
+    return ServingModel(VERSION, towers, ranker, index)
 
 
 class ModuleRanker:

@@ -131,7 +131,7 @@ class ServedWorld:
         posts = all_posts(self.store, SERVE_MS)
         bundle = small_bundle(posts, seed=3)
         created = np.asarray(self.ranker.post_column("created_ms"), dtype=np.int64)
-        index, vectors = index_catalogue(bundle.two_tower, posts, created)
+        index = index_catalogue(bundle.two_tower, posts, created)
         service = ExploreService(
             store=self.store,
             settings=ExploreSettings(candidates=300, decision_features=decision_features),
@@ -142,9 +142,7 @@ class ServedWorld:
             # same slates (random ids made the OPE tests' data differ from run to run).
             decision_ids=map("{:032x}".format, itertools.count(len(self.log.payloads))).__next__,
         )
-        service.load(
-            ServingModel("v0001", bundle.two_tower, PackedRanker(bundle.ranker), index, vectors)
-        )
+        service.load(ServingModel("v0001", bundle.two_tower, PackedRanker(bundle.ranker), index))
         start = len(self.log.payloads)
         for user in range(users):
             query = RankQuery(

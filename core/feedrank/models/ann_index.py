@@ -273,6 +273,20 @@ class CandidateIndex:
                 slots = self._slot_of[rows[chosen]]
                 self._partitions[language].country[slots] = values[chosen]
 
+    def vectors(self, post_indices: IntArray) -> FloatArray:
+        """The stored vectors of these posts, (n, dim); zeros for posts not indexed."""
+        with self._lock.reading():
+            rows = np.asarray(post_indices, dtype=np.int64)
+            found = np.zeros((rows.size, self.config.dim), dtype=np.float32)
+            inside = rows < self._language_of.size
+            languages = np.full(rows.size, -1, dtype=np.int64)
+            languages[inside] = self._language_of[rows[inside]]
+            for language in np.unique(languages[languages >= 0]).tolist():
+                chosen = np.flatnonzero(languages == language)
+                slots = self._slot_of[rows[chosen]]
+                found[chosen] = self._partitions[language].vectors[slots]
+            return found
+
     def post_indices(self) -> IntArray:
         """The post indices of every indexed post (sorted)."""
         with self._lock.reading():

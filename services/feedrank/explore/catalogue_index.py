@@ -104,7 +104,6 @@ class CatalogueIndexer:
             with self.catalogue.lock:
                 created_ms = np.array(self.catalogue.post_column("created_ms")[chunk])
             vectors = model.two_tower.encode_posts(posts)
-            model.post_vectors.put(chunk, vectors)  # before the index: a found row has one
             model.index.add(
                 chunk,
                 vectors,

@@ -36,14 +36,13 @@ import numpy as np
 
 from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import Clock
-from feedrank.core.feature_schema import COUNTRIES, IntArray
+from feedrank.core.feature_schema import COUNTRIES, FloatArray, IntArray
 from feedrank.core.settings import ExploreSettings
 from feedrank.core.time_units import DAY_MS
 from feedrank.explore import metrics
 from feedrank.explore.catalogue import Catalogue
 from feedrank.explore.errors import ModelRefused, ModelUnavailable
 from feedrank.explore.model_checks import CheckWindow, ann_recall, smoke_score
-from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.serving_model import ServingModel
 from feedrank.features import FeatureStore
 from feedrank.models.ann_index import CandidateIndex, IndexFormatError, RetrievalConfig
@@ -108,15 +107,19 @@ class ModelLoader:
         catalogue = Catalogue.snapshot(self.catalogue)
         rows = self._catalogue_rows(bundle, catalogue)
         known = rows >= 0
-        vectors = PostVectorTable.empty(int(bundle.post_vectors.shape[1]))
-        vectors.put(rows[known], bundle.post_vectors[known])
         index = self._index(version, directory / INDEX_DIR, bundle, rows, catalogue)
         missing = np.setdiff1d(catalogue.live_rows(), rows[known])
-        self._embed(bundle.two_tower, missing, catalogue, index, vectors)
+        embedded = self._embed(bundle.two_tower, missing, catalogue, index)
         # The served forms: the user tower and the ranker in numpy, packed once.
         towers, ranker = PackedTowers(bundle.two_tower), PackedRanker(bundle.ranker)
-        model = ServingModel(version, towers, ranker, index, vectors)
-        self._verify(model, catalogue)
+        model = ServingModel(version, towers, ranker, index)
+        # The recall check's truth is the version's own embeddings, not the index's copy
+        # of them: a shipped index built from other embeddings must fail it.
+        own = (
+            np.concatenate([rows[known], missing]),
+            np.concatenate([bundle.post_vectors[known], embedded]),
+        )
+        self._verify(model, catalogue, own)
         elapsed = time.perf_counter() - started
         metrics.MODEL_LOAD_SECONDS.observe(elapsed)
         log.info(
@@ -205,38 +208,42 @@ class ModelLoader:
         rows: IntArray,
         catalogue: Catalogue,
         index: CandidateIndex,
-        vectors: PostVectorTable,
-    ) -> None:
-        """Embed posts the version has not seen with its post tower and index them."""
+    ) -> FloatArray:
+        """Embed posts the version has not seen with its post tower and index them;
+        returns their vectors."""
         two_tower.eval()
+        embedded = np.empty((rows.size, two_tower.config.embedding_dim), dtype=np.float32)
         for start in range(0, rows.size, EMBED_BATCH):
             chunk = rows[start : start + EMBED_BATCH]
             posts = self.store.post_features(chunk, self._now_ms())
-            embedded = two_tower.encode_posts(posts)
-            vectors.put(chunk, embedded)
+            embedded[start : start + chunk.size] = two_tower.encode_posts(posts)
             index.add(
                 chunk,
-                embedded,
+                embedded[start : start + chunk.size],
                 **catalogue.index_attributes(chunk),
             )
+        return embedded
 
     def _now_ms(self) -> int:
         # As of the time serving is at: requests may carry times ahead of this process's
         # clock (a simulator's), and the store answers only near its present.
         return max(self.clock.now_ms(), self.store.present_ms() or 0)
 
-    def _verify(self, model: ServingModel, catalogue: Catalogue) -> None:
+    def _verify(
+        self, model: ServingModel, catalogue: Catalogue, own: tuple[IntArray, FloatArray]
+    ) -> None:
+        """Smoke-score and check the index's recall against exact search over the
+        version's ``own`` embeddings (rows, vectors)."""
         settings = self.settings
         now_ms = self._now_ms()
         window = CheckWindow(now_ms, now_ms - int(settings.max_post_age_days * DAY_MS))
         users = [self.store.user_features(user_id, now_ms) for user_id in self.check_user_ids]
         user_vectors = smoke_score(model, users, self.store, window, settings.recall_k)
-        indexed = model.index.post_indices()
         recall = ann_recall(
             model,
             users,
             user_vectors,
-            embedded=(indexed, model.post_vectors[indexed]),
+            embedded=own,
             catalogue=catalogue,
             window=window,
             k=settings.recall_k,

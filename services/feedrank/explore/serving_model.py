@@ -21,7 +21,6 @@ from torch import nn
 from feedrank.core.feature_schema import FloatArray, PostFeatureBatch, UserFeatures
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.cold_start import ColdStartRanker, ColdStartTowers, CreationTimes
-from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.models.ann_index import CandidateIndex, RetrievalConfig
 
 
@@ -60,8 +59,7 @@ class ServingModel:
     version: str
     two_tower: RetrievalTowers
     ranker: CandidateRanker
-    index: CandidateIndex
-    post_vectors: PostVectorTable  # the post tower's output by catalogue row
+    index: CandidateIndex  # also holds each post's vector (the post tower's output)
 
     def __post_init__(self) -> None:
         # Served models never train: eval mode once, instead of per request.
@@ -77,13 +75,13 @@ def index_catalogue(
     *,
     retrieval: RetrievalConfig | None = None,
     show_progress: bool = False,
-) -> tuple[CandidateIndex, PostVectorTable]:
+) -> CandidateIndex:
     """Embed ``posts`` with the post tower and build the ANN index over them."""
     vectors = two_tower.encode_posts(posts)
     config = retrieval or RetrievalConfig(dim=vectors.shape[1])
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("indexing posts", total=len(posts))
-        index = CandidateIndex.build(
+        return CandidateIndex.build(
             posts.post_index,
             vectors,
             languages=posts.language,
@@ -93,9 +91,6 @@ def index_catalogue(
             config=config,
             progress=lambda done: progress.advance(task, done),
         )
-    table = PostVectorTable.empty(vectors.shape[1])
-    table.put(posts.post_index, vectors)
-    return index, table
 
 
 def initial_serving_model(
@@ -118,5 +113,5 @@ def initial_serving_model(
         creation_times=creation_times,
     )
     ranker = ColdStartRanker(settings.cold_start)
-    index, vectors = index_catalogue(towers, posts, created_ms, show_progress=show_progress)
-    return ServingModel(version, towers, ranker, index, vectors)
+    index = index_catalogue(towers, posts, created_ms, show_progress=show_progress)
+    return ServingModel(version, towers, ranker, index)

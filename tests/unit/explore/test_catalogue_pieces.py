@@ -1,5 +1,5 @@
 """The pieces serving from the catalogue topics relies on: relabelled and restored
-indexes, the growing post vector table, request languages from the vocabulary."""
+indexes and the vectors they hold, request languages from the vocabulary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from feedrank.core.feature_schema import LANGUAGE_VOCABULARY, FloatArray
 from feedrank.core.settings import ExploreSettings
 from feedrank.explore.errors import InvalidRankRequest
-from feedrank.explore.post_vectors import PostVectorTable
 from feedrank.explore.queries import build_query
 from feedrank.models.ann_index import CandidateIndex, RetrievalConfig
 
@@ -78,19 +77,23 @@ def test_relabelling_maps_posts_to_another_processes_rows_and_drops_unknown_ones
     assert (1000 + 299) not in index  # the learner's post 0, dropped
 
 
-def test_the_post_vector_table_grows_and_keeps_what_it_holds() -> None:
-    table = PostVectorTable.empty(DIM)
-    first = vectors(3)
-    table.put(np.array([0, 1, 2]), first)
+def test_the_index_gives_back_each_posts_latest_vector() -> None:
+    index, embedded = index_of(300)  # past the graph threshold: a graph and its columns
     later = vectors(2, seed=2)
-    table.put(np.array([1, 10]), later)
+    index.add(
+        np.array([1, 1000]),
+        later,
+        languages=np.array([0, 3]),  # post 1000 in a partition of its own
+        countries=np.zeros(2, dtype=np.int64),
+        region_locked=np.zeros(2, dtype=np.bool_),
+        created_ms=np.full(2, NOW_MS, dtype=np.int64),
+    )
+    index.remove(np.array([2]))
 
-    assert len(table) == 11
-    np.testing.assert_array_equal(table[np.array([0, 2])], first[[0, 2]])
-    np.testing.assert_array_equal(table[np.array([1, 10])], later)
-    np.testing.assert_array_equal(table[np.array([5])], np.zeros((1, DIM), dtype=np.float32))
-    with pytest.raises(ValueError, match="vectors for"):
-        table.put(np.array([3]), vectors(2))
+    found = index.vectors(np.array([0, 1, 1000, 2, 5000]))
+    np.testing.assert_array_equal(found[0], embedded[0])
+    np.testing.assert_array_equal(found[1:3], later)
+    np.testing.assert_array_equal(found[3:], np.zeros((2, DIM), dtype=np.float32))
 
 
 def query(language: str = "", country: str = "") -> tuple[int | None, int | None]:

@@ -200,7 +200,7 @@ def scores_of(served: Served, user_id: str = "stranger") -> FloatArray:
     posts = served.store.post_features(rows, NOW_MS)
     user = served.store.user_features(user_id, NOW_MS)
     user_vector = served.model.two_tower.encode_users([user])[0]
-    vectors = served.model.post_vectors[rows]
+    vectors = served.model.index.vectors(rows)
     similarity = vectors @ user_vector
     return served.model.ranker.score(user, posts, similarity, NOW_MS).astype(np.float32)
 
@@ -269,7 +269,7 @@ def test_the_towers_inner_product_is_topic_affinity_plus_freshness() -> None:
     fan = with_history_user(served.catalogue, 1)
     user = served.store.user_features(fan, NOW_MS)
 
-    similarity = served.model.post_vectors[np.array([0, 1])] @ towers.encode_users([user])[0]
+    similarity = served.model.index.vectors(np.array([0, 1])) @ towers.encode_users([user])[0]
     # post 0: full topic match, brand new; post 1: no match, half the maximum age (cos 0)
     np.testing.assert_allclose(
         similarity, [1.0 + served.settings.cold_start.retrieval_freshness, 0.0], atol=1e-5

@@ -36,7 +36,7 @@ def test_a_good_version_loads_with_its_own_index(
 
     assert model.version == version
     assert len(model.index) == swap_world.world.num_posts
-    np.testing.assert_array_equal(model.post_vectors[bundle.post_index], bundle.post_vectors)
+    np.testing.assert_array_equal(model.index.vectors(bundle.post_index), bundle.post_vectors)
     user = swap_world.store.user_features("u1", swap_world.clock.now_ms())
     vector = model.two_tower.encode_users([user])[0]
     # The served user tower is the packed form: the same vector to float32 rounding.
@@ -252,7 +252,7 @@ def test_a_version_from_a_learner_with_other_rows_is_mapped_by_post_id(
     model = swap_world.loader(registry).load(version)
 
     rows = original.post_index
-    np.testing.assert_array_equal(model.post_vectors[rows], original.post_vectors)
+    np.testing.assert_array_equal(model.index.vectors(rows), original.post_vectors)
     assert len(model.index) == rows.size
     user = swap_world.store.user_features("u1", swap_world.clock.now_ms())
     vector = model.two_tower.encode_users([user])[0]
@@ -282,7 +282,7 @@ def test_posts_a_version_has_not_seen_are_embedded_and_unknown_ones_dropped(
 
     assert len(model.index) == full.post_index.size  # every live post, and nothing else
     unseen = full.post_index[half:]
-    np.testing.assert_allclose(model.post_vectors[unseen], full.post_vectors[half:], atol=1e-5)
+    np.testing.assert_allclose(model.index.vectors(unseen), full.post_vectors[half:], atol=1e-5)
 
 
 def test_an_unknown_version_is_refused(swap_world: SwapWorld, registry: LocalModelRegistry) -> None:

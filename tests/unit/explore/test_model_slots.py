@@ -30,10 +30,10 @@ from tests.unit.explore.conftest import SwapWorld
 
 def serving_model(swap_world: SwapWorld, version: str, seed: int) -> ServingModel:
     bundle = small_bundle(swap_world.posts, seed)
-    index, vectors = index_catalogue(
+    index = index_catalogue(
         bundle.two_tower, swap_world.posts, swap_world.catalogue.post_column("created_ms")
     )
-    return ServingModel(version, bundle.two_tower, PackedRanker(bundle.ranker), index, vectors)
+    return ServingModel(version, bundle.two_tower, PackedRanker(bundle.ranker), index)
 
 
 class GatedStore(InMemoryFeatureStore):

@@ -136,5 +136,5 @@ def test_a_server_finds_each_published_post_by_id_whatever_the_learner_rows(
     assert None not in serving_rows
     assert serving_rows != published.post_index.tolist()
     np.testing.assert_allclose(
-        served.post_vectors[np.array(serving_rows)], published.post_vectors, rtol=1e-6
+        served.index.vectors(np.array(serving_rows)), published.post_vectors, rtol=1e-6
     )
