@@ -34,7 +34,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from prometheus_client import REGISTRY
 
@@ -42,7 +41,6 @@ from benchmarks.progress import progress
 from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import ManualClock, SystemClock
 from feedrank.core.exploration import policy_from_name
-from feedrank.core.feature_schema import FloatArray, PostFeatureBatch, UserFeatures
 from feedrank.core.settings import Settings, load_settings
 from feedrank.core.time_units import DAY_MS
 from feedrank.explore.deadline import Deadline
@@ -51,7 +49,6 @@ from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, index_catalogue
 from feedrank.features.store import InMemoryFeatureStore
 from feedrank.models.ann_index import CandidateIndex
-from feedrank.models.packed_ranker import PackedRanker
 from feedrank.models.packed_towers import PackedTowers
 from feedrank.models.ranker import RankerConfig, RankerModel
 from feedrank.models.two_tower import TwoTowerConfig, TwoTowerModel
@@ -61,7 +58,7 @@ from feedrank.simulate.world.catalogue import catalogue_from_world
 STAGES = ("features", "retrieve", "rank", "post_process", "explore", "log")
 VERSION = "bench-v1"
 SERVED = "served"
-THROUGH_MODULES = "torch modules"  # the packed forms' A/B: the models as trained
+THROUGH_MODULES = "user tower through torch modules"  # the packed tower's A/B
 WARM_UP = 20  # calls before each timing
 FETCH_FACTORS = (1.1, 1.5)  # over-fetch factors measured beside the served one
 RECALL_QUERIES = 100
@@ -117,40 +114,16 @@ def bench_version(
     posts = store.post_features(rows, now_ms)
     created_ms = np.asarray(catalogue.post_column("created_ms")[rows], dtype=np.int64)
     towers = PackedTowers(TwoTowerModel(TwoTowerConfig(seed=0)))  # as the loader serves them
-    ranker = PackedRanker(RankerModel(RankerConfig(seed=0)))
+    ranker = RankerModel(RankerConfig(seed=0))
     index = index_catalogue(towers, posts, created_ms, show_progress=show_progress)
     return ServingModel(VERSION, towers, ranker, index)
 
 
-class ModuleRanker:
-    """A ranker scoring through its torch modules (``RankerModel.score_similarity``):
-    what served before the packed form."""
-
-    def __init__(self, model: RankerModel) -> None:
-        self.model = model
-
-    def score(
-        self,
-        user: UserFeatures,
-        posts: PostFeatureBatch,
-        tower_similarity: FloatArray,
-        request_time_ms: int,
-        *,
-        surface: str = "",
-    ) -> npt.NDArray[np.float64]:
-        return self.model.score_similarity(
-            user, posts, tower_similarity, request_time_ms, surface=surface
-        )
-
-
 def through_modules(model: ServingModel) -> ServingModel:
-    """``model`` encoding users and scoring through the torch modules instead of the
-    packed forms (the packed forms' A/B)."""
-    assert isinstance(model.ranker, PackedRanker)
+    """``model`` encoding users through the user tower's torch modules instead of its
+    packed form (the packed form's A/B)."""
     assert isinstance(model.two_tower, PackedTowers)
-    return dataclasses.replace(
-        model, two_tower=model.two_tower.model, ranker=ModuleRanker(model.ranker.model)
-    )
+    return dataclasses.replace(model, two_tower=model.two_tower.model)
 
 
 class DiscardedLog:
@@ -315,8 +288,8 @@ def mean_cost(costs: list[RankCost]) -> RankCost:
 
 def dense_layers(model: ServingModel, candidates: int) -> Callable[[], None]:
     """The ranker's matrix products for one request of ``candidates`` posts."""
-    assert isinstance(model.ranker, PackedRanker)
-    ranker = model.ranker.model
+    ranker = model.ranker
+    assert isinstance(ranker, RankerModel)
     generator = torch.Generator().manual_seed(0)
     user_context = torch.randn(1, ranker.user_context_layer.in_features, generator=generator)
     post_cross = torch.randn(candidates, ranker.post_cross_layer.in_features, generator=generator)

@@ -33,7 +33,6 @@ from feedrank.explore.queries import RankQuery
 from feedrank.explore.service import ExploreService
 from feedrank.explore.serving_model import ServingModel, index_catalogue
 from feedrank.features.store import InMemoryFeatureStore
-from feedrank.models.packed_ranker import PackedRanker
 from feedrank.simulate.world import World
 from feedrank.simulate.world.catalogue import catalogue_from_world, creator_id
 from feedrank.v1 import catalogue_pb2
@@ -142,7 +141,7 @@ class ServedWorld:
             # same slates (random ids made the OPE tests' data differ from run to run).
             decision_ids=map("{:032x}".format, itertools.count(len(self.log.payloads))).__next__,
         )
-        service.load(ServingModel("v0001", bundle.two_tower, PackedRanker(bundle.ranker), index))
+        service.load(ServingModel("v0001", bundle.two_tower, bundle.ranker, index))
         start = len(self.log.payloads)
         for user in range(users):
             query = RankQuery(

@@ -230,18 +230,24 @@ class RankerModel(nn.Module):
         if user_vector.shape != (self.config.tower_dim,):
             raise ValueError(f"user_vector has shape {user_vector.shape}, expected (tower_dim,)")
         similarity = post_vectors.astype(np.float32, copy=False) @ user_vector.astype(np.float32)
-        return self.score_similarity(user, posts, similarity, request_time_ms, surface=surface)
+        return self.score_retrieved(user, posts, similarity, request_time_ms, surface=surface)
 
-    def score_similarity(
+    def score_retrieved(
         self,
         user: UserFeatures,
         posts: PostFeatureBatch,
-        similarity: npt.NDArray[np.float32],
+        tower_similarity: npt.NDArray[np.floating[Any]],
         request_time_ms: int,
         *,
         surface: str = "",
     ) -> npt.NDArray[np.float64]:
-        """:meth:`score` given the towers' similarity of the user with each post."""
+        """:meth:`score` given the towers' similarity of the user with each post, as
+        retrieval computed it (what serving calls: ``CandidateRanker``)."""
+        if tower_similarity.shape != (len(posts),):
+            raise ValueError(
+                f"tower_similarity has shape {tower_similarity.shape}, expected ({len(posts)},)"
+            )
+        similarity = tower_similarity.astype(np.float32, copy=False)
         with evaluating(self):
             logits = self(
                 self.user_tensors([user]),

@@ -150,7 +150,7 @@ class ColdStartRanker:
     def __init__(self, settings: ColdStartSettings) -> None:
         self.settings = settings
 
-    def score(
+    def score_retrieved(
         self,
         user: UserFeatures,
         posts: PostFeatureBatch,

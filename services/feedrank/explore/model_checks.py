@@ -66,7 +66,7 @@ def smoke_score(
         if found.size == 0:
             continue
         posts = store.post_features(found, window.at_ms)
-        scores = model.ranker.score(user, posts, similarities, window.at_ms)
+        scores = model.ranker.score_retrieved(user, posts, similarities, window.at_ms)
         if not (np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()):
             raise ModelRefused(
                 model.version, "smoke", f"the ranker gives scores outside [0, 1] for {user.user_id}"

@@ -46,7 +46,6 @@ from feedrank.explore.model_checks import CheckWindow, ann_recall, smoke_score
 from feedrank.explore.serving_model import ServingModel
 from feedrank.features import FeatureStore
 from feedrank.models.ann_index import CandidateIndex, IndexFormatError, RetrievalConfig
-from feedrank.models.packed_ranker import PackedRanker
 from feedrank.models.packed_towers import PackedTowers
 from feedrank.models.serialization import ModelFormatError
 from feedrank.models.two_tower import TwoTowerModel
@@ -110,9 +109,8 @@ class ModelLoader:
         index = self._index(version, directory / INDEX_DIR, bundle, rows, catalogue)
         missing = np.setdiff1d(catalogue.live_rows(), rows[known])
         embedded = self._embed(bundle.two_tower, missing, catalogue, index)
-        # The served forms: the user tower and the ranker in numpy, packed once.
-        towers, ranker = PackedTowers(bundle.two_tower), PackedRanker(bundle.ranker)
-        model = ServingModel(version, towers, ranker, index)
+        # The served user tower is its packed form: numpy, one user per request.
+        model = ServingModel(version, PackedTowers(bundle.two_tower), bundle.ranker, index)
         # The recall check's truth is the version's own embeddings, not the index's copy
         # of them: a shipped index built from other embeddings must fail it.
         own = (

@@ -224,7 +224,7 @@ class ExploreService:
         posts, versions = self.store.versioned_post_features(
             retrieved.post_indices, query.request_time_ms
         )
-        scores = model.ranker.score(
+        scores = model.ranker.score_retrieved(
             user, posts, retrieved.similarities, query.request_time_ms, surface=query.surface
         )
         return Candidates(posts, scores.astype(np.float32), versions)

@@ -39,7 +39,7 @@ class RetrievalTowers(Protocol):
 class CandidateRanker(Protocol):
     """What serving asks of the ranker (``RankerModel``, ``ColdStartRanker``)."""
 
-    def score(
+    def score_retrieved(
         self,
         user: UserFeatures,
         posts: PostFeatureBatch,

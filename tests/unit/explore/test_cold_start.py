@@ -202,7 +202,7 @@ def scores_of(served: Served, user_id: str = "stranger") -> FloatArray:
     user_vector = served.model.two_tower.encode_users([user])[0]
     vectors = served.model.index.vectors(rows)
     similarity = vectors @ user_vector
-    return served.model.ranker.score(user, posts, similarity, NOW_MS).astype(np.float32)
+    return served.model.ranker.score_retrieved(user, posts, similarity, NOW_MS).astype(np.float32)
 
 
 def test_a_popular_post_outranks_an_unpopular_one_and_counts_move_it() -> None:

@@ -22,7 +22,6 @@ from feedrank.explore.serving_model import ServingModel, index_catalogue
 from feedrank.explore.serving_plan import ArmPlan, ServingPlan
 from feedrank.explore.traffic_splitter import TrafficSplitter
 from feedrank.features.store import InMemoryFeatureStore
-from feedrank.models.packed_ranker import PackedRanker
 from feedrank.v1 import events_pb2
 from tests.support.model_versions import small_bundle
 from tests.unit.explore.conftest import SwapWorld
@@ -33,7 +32,7 @@ def serving_model(swap_world: SwapWorld, version: str, seed: int) -> ServingMode
     index = index_catalogue(
         bundle.two_tower, swap_world.posts, swap_world.catalogue.post_column("created_ms")
     )
-    return ServingModel(version, bundle.two_tower, PackedRanker(bundle.ranker), index)
+    return ServingModel(version, bundle.two_tower, bundle.ranker, index)
 
 
 class GatedStore(InMemoryFeatureStore):
