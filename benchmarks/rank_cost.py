@@ -38,6 +38,7 @@ import torch
 from prometheus_client import REGISTRY
 
 from benchmarks.progress import progress
+from benchmarks.rank_static_layer import StaticFirstLayer
 from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import ManualClock, SystemClock
 from feedrank.core.exploration import policy_from_name
@@ -59,6 +60,7 @@ STAGES = ("features", "retrieve", "rank", "post_process", "explore", "log")
 VERSION = "bench-v1"
 SERVED = "served"
 THROUGH_MODULES = "user tower through torch modules"  # the packed tower's A/B
+STATIC_FIRST_LAYER = "static first layer precomputed"  # rank_static_layer's A/B
 WARM_UP = 20  # calls before each timing
 FETCH_FACTORS = (1.1, 1.5)  # over-fetch factors measured beside the served one
 RECALL_QUERIES = 100
@@ -92,6 +94,7 @@ class StageCosts:
     dense_layers_ms: float
     retrieval: dict[str, RetrievalCost]  # by over-fetch factor
     variants: dict[str, RankCost]
+    static_layer_mb: float  # the precomputed static first layer's table (an A/B variant)
 
     @property
     def necessary_ms(self) -> float:
@@ -198,9 +201,14 @@ def measure(
                 recall_at_k=float(np.mean([recall(number) for number in range(RECALL_QUERIES)])),
             )
     dense = dense_layers(model, k)
+    assert isinstance(model.ranker, RankerModel)
+    static = StaticFirstLayer(
+        model.ranker, store, np.arange(store.num_posts, dtype=np.int64), now_ms
+    )
     variants = {
         SERVED: (model, served_factor),
         THROUGH_MODULES: (through_modules(model), served_factor),
+        STATIC_FIRST_LAYER: (dataclasses.replace(model, ranker=static), served_factor),
         **{f"fetch factor {factor:g}": (model, factor) for factor in FETCH_FACTORS},
     }
     # Alternating rounds, so a change in the box's speed during the run hits them all.
@@ -217,6 +225,7 @@ def measure(
         dense_layers_ms=per_call_ms(lambda _: dense(), queries),
         retrieval=retrieval,
         variants={name: mean_cost(costs) for name, costs in rounds.items()},
+        static_layer_mb=static.table_bytes / 2**20,
     )
 
 
@@ -365,6 +374,7 @@ def print_costs(costs: StageCosts) -> None:
             f"= {cost.rank_ms / costs.necessary_ms:.2f} x necessary"
         )
         print("    " + ", ".join(f"{stage} {value:.3f}" for stage, value in cost.stage_ms.items()))
+    print(f"  (the precomputed static first layer's table: {costs.static_layer_mb:,.0f} MiB)")
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ from benchmarks.load_client import (  # noqa: E402
     ghz_available,
     open_loop,
 )
+from benchmarks.process_usage import cpu_seconds, memory_mb  # noqa: E402
 from benchmarks.queueing import deterministic_service_latency, service_time_for_p99  # noqa: E402
 from benchmarks.rank_cost import StageCosts, build, measure, print_costs  # noqa: E402
 from feedrank.core.clock import SystemClock  # noqa: E402
@@ -141,28 +142,6 @@ def retrieval_ceiling(
     for process in processes:
         process.join()
     return float(sum(counts[:]))
-
-
-def memory_mb(pids: list[int]) -> tuple[float, float]:
-    """(PSS, RSS) in MiB summed over ``pids``."""
-    pss = rss = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name == "Pss":
-                pss += int(value.split()[0])
-            elif name == "Rss":
-                rss += int(value.split()[0])
-    return pss / 1024, rss / 1024
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU seconds the processes ``pids`` have used so far."""
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14, 15)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ piece.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from benchmarks.process_usage import CLOCK_TICKS_PER_S, stat_fields
 from benchmarks.progress import progress
 from feedrank.core.kafka_topics import TopicSpec, ensure_topics
 from feedrank.core.settings import Settings, load_settings
@@ -33,7 +33,6 @@ from tests.support.kafka import consecutive_free_ports, free_port
 DECISION_PARTITIONS = 3
 DECISION_RETENTION_MS = 3_600_000
 STOP_GRACE_S = 20.0
-CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 say = progress("scale-out")
 
@@ -151,10 +150,9 @@ def group_cpu_s(leaders: list[int]) -> float:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields((entry / "stat").read_text())
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
-        # After the command: state, ppid, pgrp (index 2), …, utime (11), stime (12).
-        if int(fields[2]) in groups:
+        if int(fields[2]) in groups:  # the process group
             total_ticks += int(fields[11]) + int(fields[12])
     return total_ticks / CLOCK_TICKS_PER_S
