@@ -72,6 +72,7 @@ bench-tools:
 bench: setup bench-tools
 	$(BIN)/python benchmarks/retrieval.py --posts 1000000
 	$(BIN)/python -m benchmarks.rank_load
+	$(BIN)/python -m benchmarks.grpc_overhead
 	$(BIN)/python -m benchmarks.join_throughput
 	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.chaos

@@ -55,6 +55,18 @@ def test_rank_load_smoke(jars: JarLocations) -> None:
     assert all(0 < cost["recall_at_k"] <= 1 for cost in costs["retrieval"].values())
 
 
+def test_grpc_overhead_smoke() -> None:
+    result = run_benchmark(
+        "-m", "benchmarks.grpc_overhead", "--seconds", "1", "--client", "python", "--json"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    for server in ("sync", "aio"):
+        assert report[server]["calls_per_s"] > 0
+        assert report[server]["cpu_ms_per_call"] > 0
+    assert report["aio_vs_sync_cpu"] > 0
+
+
 def test_retrieval_smoke() -> None:
     result = run_benchmark(
         "benchmarks/retrieval.py", "--posts", "30000", "--k", "200", "--queries", "20"
