@@ -6,21 +6,79 @@ again inside a busy request, with the dispatcher's code out of cache). The packe
 computes the same vector from the same weights with a handful of numpy operations;
 posts are encoded in batches of thousands (catalogue changes, loads), where the
 modules are the right tool, so ``encode_posts`` is the model's own.
-Scores agree to float32 rounding (``tests/unit/models/test_packed_serving.py``).
+Vectors agree to float32 rounding (``tests/unit/models/test_packed_serving.py``).
+
+The user's inputs are built as ``encoding.user_inputs`` builds them, in the same order,
+from the same tables (:class:`UserInputTables`: numpy views of the modules' weights).
+The layers' weights are copied when packed: a served model never trains, and one that
+did would need packing again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+import torch
 from torch import nn
 
 from feedrank.core.feature_schema import FloatArray, PostFeatureBatch, UserFeatures
-from feedrank.models.packed_inputs import F32, UserInputTables, weights_of
+from feedrank.models.encoding import IdEmbedding, UserTensors
 from feedrank.models.two_tower import TwoTowerModel
 
 NORMALIZE_EPSILON = 1e-12  # torch.nn.functional.normalize's
+
+F32 = npt.NDArray[np.float32]
+
+
+def weights_of(parameter: torch.Tensor) -> F32:
+    """A parameter's values as a numpy array sharing its memory."""
+    values: F32 = parameter.detach().numpy()
+    return values
+
+
+@dataclass(frozen=True)
+class UserInputTables:
+    """The embedding tables ``encoding.user_inputs`` reads, as numpy arrays."""
+
+    user_id: F32
+    language: F32
+    country: F32
+    age_bucket: F32
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        user_id: IdEmbedding,
+        language: nn.Embedding,
+        country: nn.Embedding,
+        age_bucket: nn.Embedding,
+    ) -> UserInputTables:
+        return cls(
+            weights_of(user_id.table.weight),
+            weights_of(language.weight),
+            weights_of(country.weight),
+            weights_of(age_bucket.weight),
+        )
+
+    def row(self, users: UserTensors) -> F32:
+        """``torch.cat(user_inputs(users, ...), dim=1)[0]`` of a one-user batch."""
+        known = float(users.known[0])
+        row: F32 = np.concatenate(
+            [
+                self.user_id[int(users.id_bucket[0])] * np.float32(known),
+                np.array([known], dtype=np.float32),
+                self.language[int(users.language[0])],
+                self.country[int(users.country[0])],
+                self.age_bucket[int(users.age_bucket[0])],
+                users.numeric.numpy()[0],
+                users.topic_affinity.numpy()[0],
+            ]
+        ).astype(np.float32, copy=False)
+        return row
 
 
 class PackedTowers:
