@@ -46,6 +46,7 @@ __all__ = ["EligibilityFilter", "Partition", "PostRows", "Progress", "RetrievalC
 
 Progress = Callable[[int], None]  # told how many posts were just indexed
 SHORT_FETCH_GROWTH = 1.2  # a short fetch is retried this much larger than it fell short
+TRUSTED_SHARE = 0.1  # a remembered eligible share below this is sampled again
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,9 @@ class Partition:
         if self.graph is None or self.live < self.config.exact_threshold:
             return self.exact(vector, k, where)
         share = self.eligible_share.get(where.country)
-        if share is None:
+        if share is None or share < TRUSTED_SHARE:
+            # A first search, or one that found few eligible (a request's own age window,
+            # say): sample rather than let one odd request send the next ones exact.
             share = self._sampled_share(where)
         depth = max(self.config.ef_search, self.config.fetch_factor * k)
         fetch = math.ceil(depth / max(share, 1.0 / self.live))

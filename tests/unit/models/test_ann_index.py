@@ -180,6 +180,23 @@ def test_the_over_fetch_follows_the_share_the_last_search_found_eligible(
     assert not exact_searches
 
 
+def test_a_search_that_found_nothing_eligible_does_not_send_the_next_ones_exact(
+    catalogue: Posts,
+) -> None:
+    index = build(catalogue)
+    partition = index._partitions[1]
+    graph = RecordingGraph(partition.graph)
+    partition.graph = graph
+    query = unit_vectors(np.random.default_rng(10), 1)[0]
+    # The last search for country 3 found none of its fetch eligible (a request with an
+    # age window of its own, say); the next, ordinary one samples the partition again
+    # and searches the graph instead of going exact.
+    partition.eligible_share[3] = 0.0
+    found, _ = search(index, query, 100)
+    assert found.size == 100
+    assert len(graph.fetches) == 1
+
+
 def test_exact_fallback_below_the_threshold(catalogue: Posts) -> None:
     small = build(catalogue, RetrievalConfig(dim=DIM, exact_threshold=100_000))
     assert not any(small.has_graph(language) for language in range(8))
