@@ -67,8 +67,9 @@ bench-tools:
 	@command -v ghz >/dev/null || test -x $$HOME/go/bin/ghz || \
 	  go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
-# The full benchmarks (about 45 minutes): retrieval at 1M posts, Rank under load, the
-# join's throughput, scale-out (replicas, join parallelism) and chaos on the cluster topology.
+# The full benchmarks (about 50 minutes): retrieval at 1M posts, Rank under load and its
+# in-process cost, gRPC's own cost per call, the join's throughput, scale-out (replicas,
+# join parallelism) and chaos on the cluster topology.
 bench: setup bench-tools
 	$(BIN)/python benchmarks/retrieval.py --posts 1000000
 	$(BIN)/python -m benchmarks.rank_load
