@@ -15,7 +15,10 @@ decisions encoded but sent nowhere. Measured over the same queries:
 * **dense layers**: the ranker's matrix products over the candidates (first layer,
   head, topic cross) on tensors of their real shapes;
 * **Rank**: the whole pipeline, and each stage's share (the service's own stage
-  timers).
+  timers), as served and as each A/B variant, in alternating rounds: the user tower
+  through its torch modules, the ranker's static first layer precomputed
+  (``rank_static_layer``), other over-fetch factors (each also with its recall@k
+  against exact search).
 
 The necessary work is filtered retrieval plus the dense layers; issue 23 asks a served
 Rank's CPU to be at most 1.5 times that (``benchmarks/rank_load.py`` measures it served).

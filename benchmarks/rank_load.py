@@ -22,7 +22,7 @@ Every figure is a ratio against a baseline measured in the same run:
 
 The service serves a version with the learners' model shapes (two towers and a ranker
 at their default configs, seeded and untrained: their cost does not depend on their
-weights), in the packed serving forms the model loader gives every version.
+weights), served as the model loader serves every version (the user tower packed).
 """
 
 from __future__ import annotations
