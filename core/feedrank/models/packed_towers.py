@@ -9,7 +9,7 @@ modules are the right tool, so ``encode_posts`` is the model's own.
 Vectors agree to float32 rounding (``tests/unit/models/test_packed_serving.py``).
 
 The user's inputs are built as ``encoding.user_inputs`` builds them, in the same order,
-from the same tables (:class:`UserInputTables`: numpy views of the modules' weights).
+from the same tables (numpy views of the modules' weights).
 The layers' weights are copied when packed: a served model never trains, and one that
 did would need packing again.
 """
@@ -17,7 +17,6 @@ did would need packing again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from feedrank.core.feature_schema import FloatArray, PostFeatureBatch, UserFeatures
-from feedrank.models.encoding import IdEmbedding, UserTensors
+from feedrank.models.encoding import UserTensors
 from feedrank.models.two_tower import TwoTowerModel
 
 NORMALIZE_EPSILON = 1e-12  # torch.nn.functional.normalize's
@@ -39,48 +38,6 @@ def weights_of(parameter: torch.Tensor) -> F32:
     return values
 
 
-@dataclass(frozen=True)
-class UserInputTables:
-    """The embedding tables ``encoding.user_inputs`` reads, as numpy arrays."""
-
-    user_id: F32
-    language: F32
-    country: F32
-    age_bucket: F32
-
-    @classmethod
-    def of(
-        cls,
-        *,
-        user_id: IdEmbedding,
-        language: nn.Embedding,
-        country: nn.Embedding,
-        age_bucket: nn.Embedding,
-    ) -> UserInputTables:
-        return cls(
-            weights_of(user_id.table.weight),
-            weights_of(language.weight),
-            weights_of(country.weight),
-            weights_of(age_bucket.weight),
-        )
-
-    def row(self, users: UserTensors) -> F32:
-        """``torch.cat(user_inputs(users, ...), dim=1)[0]`` of a one-user batch."""
-        known = float(users.known[0])
-        row: F32 = np.concatenate(
-            [
-                self.user_id[int(users.id_bucket[0])] * np.float32(known),
-                np.array([known], dtype=np.float32),
-                self.language[int(users.language[0])],
-                self.country[int(users.country[0])],
-                self.age_bucket[int(users.age_bucket[0])],
-                users.numeric.numpy()[0],
-                users.topic_affinity.numpy()[0],
-            ]
-        ).astype(np.float32, copy=False)
-        return row
-
-
 class PackedTowers:
     """A :class:`TwoTowerModel` as serving asks for it (``RetrievalTowers``)."""
 
@@ -88,12 +45,11 @@ class PackedTowers:
         model.eval()
         self.model = model
         tower = model.user_tower
-        self.inputs = UserInputTables.of(
-            user_id=tower.user_id,
-            language=tower.language,
-            country=tower.country,
-            age_bucket=tower.age_bucket,
-        )
+        # The tables ``encoding.user_inputs`` reads, as views of the modules' weights.
+        self.user_id_table = weights_of(tower.user_id.table.weight)
+        self.language_table = weights_of(tower.language.weight)
+        self.country_table = weights_of(tower.country.weight)
+        self.age_table = weights_of(tower.age_bucket.weight)
         self.layers = [
             (np.ascontiguousarray(weights_of(layer.weight).T), weights_of(layer.bias))
             for layer in tower.layers.modules()
@@ -106,7 +62,7 @@ class PackedTowers:
         if len(users) != 1:
             return self.model.encode_users(users)  # batches: the modules' strength
         tensors = self.model.user_tensors(users)
-        hidden = self.inputs.row(tensors)
+        hidden = self._inputs(tensors)
         last = len(self.layers) - 1
         for number, (weights, bias) in enumerate(self.layers):
             hidden = hidden @ weights + bias
@@ -117,6 +73,22 @@ class PackedTowers:
 
     def encode_posts(self, posts: PostFeatureBatch) -> FloatArray:
         return self.model.encode_posts(posts)
+
+    def _inputs(self, users: UserTensors) -> F32:
+        """``torch.cat(user_inputs(users, ...), dim=1)[0]`` of a one-user batch."""
+        known = float(users.known[0])
+        row: F32 = np.concatenate(
+            [
+                self.user_id_table[int(users.id_bucket[0])] * np.float32(known),
+                np.array([known], dtype=np.float32),
+                self.language_table[int(users.language[0])],
+                self.country_table[int(users.country[0])],
+                self.age_table[int(users.age_bucket[0])],
+                users.numeric.numpy()[0],
+                users.topic_affinity.numpy()[0],
+            ]
+        ).astype(np.float32, copy=False)
+        return row
 
 
 def _unit(vector: F32) -> F32:
