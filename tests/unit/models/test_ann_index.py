@@ -15,6 +15,7 @@ from feedrank.models.ann_index import (
     IndexFormatError,
     RetrievalConfig,
 )
+from feedrank.models.ann_partition import Partition
 
 NOW_MS = 30 * DAY_MS
 DIM = 16
@@ -144,13 +145,19 @@ class RecordingGraph:
         return self.graph.knn_query(vector, k=k, num_threads=num_threads)  # type: ignore[attr-defined]
 
 
+def recorded(index: CandidateIndex, language: int) -> tuple[Partition, RecordingGraph]:
+    """``language``'s partition, its graph replaced by one recording each fetch."""
+    partition = index._partitions[language]
+    graph = RecordingGraph(partition.graph)
+    partition.graph = graph
+    return partition, graph
+
+
 def test_the_over_fetch_follows_the_share_the_last_search_found_eligible(
     catalogue: Posts,
 ) -> None:
     index = build(catalogue)
-    partition = index._partitions[1]
-    graph = RecordingGraph(partition.graph)
-    partition.graph = graph
+    partition, graph = recorded(index, 1)
     exact_searches: list[object] = []
     exact = partition.exact
 
@@ -184,9 +191,7 @@ def test_a_search_that_found_nothing_eligible_does_not_send_the_next_ones_exact(
     catalogue: Posts,
 ) -> None:
     index = build(catalogue)
-    partition = index._partitions[1]
-    graph = RecordingGraph(partition.graph)
-    partition.graph = graph
+    partition, graph = recorded(index, 1)
     query = unit_vectors(np.random.default_rng(10), 1)[0]
     # The last search for country 3 found none of its fetch eligible (a request with an
     # age window of its own, say); the next, ordinary one samples the partition again
