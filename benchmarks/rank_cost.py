@@ -45,6 +45,7 @@ from benchmarks.rank_static_layer import StaticFirstLayer
 from feedrank.catalogue import CatalogueState
 from feedrank.core.clock import ManualClock, SystemClock
 from feedrank.core.exploration import policy_from_name
+from feedrank.core.feature_schema import FloatArray, IntArray
 from feedrank.core.settings import Settings, load_settings
 from feedrank.core.time_units import DAY_MS
 from feedrank.explore.deadline import Deadline
@@ -67,6 +68,7 @@ STATIC_FIRST_LAYER = "static first layer precomputed"  # rank_static_layer's A/B
 WARM_UP = 20  # calls before each timing
 FETCH_FACTORS = (1.1, 1.5)  # over-fetch factors measured beside the served one
 RECALL_QUERIES = 100
+Search = Callable[..., tuple[IntArray, FloatArray]]  # CandidateIndex.search's signature
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,11 @@ def measure(
         graph = model.index._partitions[profiles[index].language].graph
         graph.knn_query(vectors[index], k=k, num_threads=1)
 
-    def filtered(number: int) -> None:
+    def search(method: Search, number: int) -> IntArray:
+        """The ``number``-th searched query, as Rank asks the index (``method``: search
+        or exact_search); the posts found."""
         index = searched[number % len(searched)]
-        model.index.search(
+        found, _ = method(
             vectors[index],
             k,
             languages=[profiles[index].language],
@@ -178,21 +182,18 @@ def measure(
             min_created_ms=now_ms - max_age_ms,
             max_created_ms=now_ms,
         )
+        return found
+
+    def filtered(number: int) -> None:
+        search(model.index.search, number)
 
     def user_tower(index: int) -> None:
         model.two_tower.encode_users([profiles[index]])
 
     def recall(number: int) -> float:
         """Recall@k of the filtered search against the exact one, same eligibility."""
-        index = searched[number % len(searched)]
-        asked = {
-            "languages": [profiles[index].language],
-            "country": profiles[index].country,
-            "min_created_ms": now_ms - max_age_ms,
-            "max_created_ms": now_ms,
-        }
-        exact, _ = model.index.exact_search(vectors[index], k, **asked)  # type: ignore[arg-type]
-        found, _ = model.index.search(vectors[index], k, **asked)  # type: ignore[arg-type]
+        exact = search(model.index.exact_search, number)
+        found = search(model.index.search, number)
         return np.intersect1d(exact, found).size / max(exact.size, 1)
 
     served_factor = model.index.config.fetch_factor
