@@ -23,14 +23,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / CLOCK_TICKS_PER_S
 
 
+def smaps_rollup_kib(pid: int) -> dict[str, int]:
+    """``/proc/<pid>/smaps_rollup``'s sizes in KiB by name (``Pss``, ``Rss``, ...);
+    OSError when the process is gone."""
+    sizes = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields = value.split()
+        if len(fields) == 2 and fields[1] == "kB":
+            sizes[name] = int(fields[0])
+    return sizes
+
+
 def memory_mb(pids: list[int]) -> tuple[float, float]:
     """(PSS, RSS) in MiB summed over ``pids``."""
-    pss = rss = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name == "Pss":
-                pss += int(value.split()[0])
-            elif name == "Rss":
-                rss += int(value.split()[0])
+    rollups = [smaps_rollup_kib(pid) for pid in pids]
+    pss = sum(rollup["Pss"] for rollup in rollups)
+    rss = sum(rollup["Rss"] for rollup in rollups)
     return pss / 1024, rss / 1024

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.process_usage import smaps_rollup_kib, stat_fields
 from benchmarks.progress import progress
 
 PSS_SAMPLE_S = 0.5
@@ -34,7 +35,7 @@ def process_tree(root: int) -> list[int]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:  # gone meanwhile
             continue
-        parent = int(stat.rpartition(")")[2].split()[1])
+        parent = int(stat_fields(stat)[1])
         children.setdefault(parent, []).append(int(entry.name))
     tree, todo = [], [root]
     while todo:
@@ -49,12 +50,9 @@ def pss_bytes(pids: list[int]) -> int:
     total_kib = 0
     for pid in pids:
         try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            total_kib += smaps_rollup_kib(pid).get("Pss", 0)
         except OSError:
             continue
-        for line in rollup.splitlines():
-            if line.startswith("Pss:"):
-                total_kib += int(line.split()[1])
     return total_kib * 1024
 
 
