@@ -11,9 +11,10 @@ post language; this module is how a partition stores, indexes and searches its p
   the GIL on every visited node, so concurrent searches would serialise. The fetch
   size is ``max(ef_search, fetch_factor * k) / eligible share``: the share of fetched
   posts the last search for the same country found eligible (a strided sample of the
-  partition for a country's first search, or when the last found few). A fetch that comes back with fewer than
-  ``k`` eligible posts is retried once, larger; when few posts are eligible, or the
-  retry is short too, the partition is searched exactly over its eligible posts.
+  partition for a country's first search, or when the last found few). A fetch that
+  comes back with fewer than ``k`` eligible posts is retried once, larger; when few
+  posts are eligible, or the retry is short too, the partition is searched exactly
+  over its eligible posts.
 * Posts are added, updated and removed incrementally: ``add_items``, ``mark_deleted``
   and ``resize_index`` on the graph, slot reuse in the columns.
 * Graph labels are the partition's slots, not post indices, so an index can be
