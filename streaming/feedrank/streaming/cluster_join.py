@@ -184,6 +184,14 @@ class SessionClusterJoin:
         self.restored_from = snapshot
         self.say(f"submitted: job {self.job_id}")
 
+    def failure_cause(self) -> str | None:
+        """Why the job failed last, as the JobManager tells it; None when it cannot."""
+        try:
+            failures = self.rest.failures(self.job_id, limit=1) if self.job_id else []
+        except FlinkRestError:
+            return None
+        return failures[0] if failures else None
+
     def status(self) -> JoinStatus:
         job_id = self.job_id or "-"
         try:
@@ -249,7 +257,9 @@ def run_cluster_join(
         if state == "RUNNING":
             backoff.reset()
         elif (state == MISSING or state in TERMINAL) and time.monotonic() >= next_try:
-            warn(f"the join's job {status.job_id} is {state}: resubmitting it")
+            cause = join.failure_cause() if state == "FAILED" else None
+            because = f" ({cause})" if cause else ""
+            warn(f"the join's job {status.job_id} is {state}{because}: resubmitting it")
             try:
                 submitted = join.resubmit()
             except (ClusterJoinError, FlinkRestError) as error:

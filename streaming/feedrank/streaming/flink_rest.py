@@ -90,6 +90,19 @@ class FlinkRestClient:
             restored_from=restored.get("external_path"),
         )
 
+    def failures(self, job_id: str, limit: int = 3) -> list[str]:
+        """The job's newest failures, newest first: each its exception's first line, and
+        the task and TaskManager it struck (from the JobManager's exception history)."""
+        body = self._call("GET", f"/jobs/{job_id}/exceptions?maxExceptions={limit}")
+        found = []
+        for entry in (body.get("exceptionHistory") or {}).get("entries", [])[:limit]:
+            trace = str(entry.get("stacktrace") or entry.get("exceptionName") or "")
+            where = entry.get("taskName") or "the job"
+            if entry.get("taskManagerId"):
+                where += f" on {entry['taskManagerId']}"
+            found.append(f"{trace.splitlines()[0] if trace else 'unknown'} (in {where})")
+        return found
+
     def job_taskmanagers(self, job_id: str) -> set[str]:
         """Resource ids of the TaskManagers that run the job's tasks."""
         body = self._call("GET", f"/jobs/{job_id}")

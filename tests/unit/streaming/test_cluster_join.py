@@ -88,6 +88,9 @@ class StandInJob:
         state = self.states.pop(0) if self.states else "RUNNING"
         return JoinStatus("job-1", state, None, 0, None)
 
+    def failure_cause(self) -> str | None:
+        return "java.lang.OutOfMemoryError: Java heap space (in Keyed Co-Process on tm-1)"
+
     def resubmit(self) -> bool:
         self.resubmissions += 1
         return True
@@ -98,7 +101,7 @@ class StandInJob:
 
 
 def supervise(
-    states: list[str], monkeypatch: pytest.MonkeyPatch
+    states: list[str], monkeypatch: pytest.MonkeyPatch, warnings: list[str] | None = None
 ) -> tuple[StandInJob, list[str], JoinRun]:
     stop = threading.Event()
     job = StandInJob(states, stop)
@@ -111,6 +114,7 @@ def supervise(
         on_resubmit=lambda: heard.append("resubmitted"),
         restore=False,
         poll_interval_s=0.001,
+        warn=(warnings if warnings is not None else []).append,
     )
     return job, heard, run
 
@@ -129,9 +133,15 @@ def test_a_lost_job_is_resubmitted_once_and_a_stop_takes_a_savepoint(
 def test_a_job_that_keeps_failing_is_not_resubmitted_in_a_tight_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    job, heard, _ = supervise(["FAILED"] * 50, monkeypatch)
+    warnings: list[str] = []
+    job, heard, _ = supervise(["FAILED"] * 50, monkeypatch, warnings)
     assert job.resubmissions == 1  # the next try waits 2 s, longer than these polls
     assert heard == ["resubmitted"]
+    # The operator reads why it failed, as the JobManager's exception history has it.
+    assert warnings == [
+        "the join's job job-1 is FAILED (java.lang.OutOfMemoryError: Java heap space "
+        "(in Keyed Co-Process on tm-1)): resubmitting it"
+    ]
 
 
 def test_restarts_inside_the_cluster_are_the_clusters_business(

@@ -40,9 +40,13 @@ HOST = "127.0.0.1"
 JAVA_OPTIONS = "env.java.opts.all"
 # Logging configurations the start scripts expect in the configuration directory.
 LOGGING_FILES = ("log4j-console.properties", "log4j-cli.properties", "log4j.properties")
+# The first restart waits 5 s, longer than the JobManager takes to notice a dead
+# TaskManager (two failed heartbeats, 4 s): restarted after 1 s, the job was failed over
+# a second time while its tasks were starting again, and cancelling the reward
+# intake's pandas UDF then can shut the surviving TaskManager down (docs/streaming.md).
 RESTART_STRATEGY = {
     "restart-strategy.type": "exponential-delay",
-    "restart-strategy.exponential-delay.initial-backoff": "1 s",
+    "restart-strategy.exponential-delay.initial-backoff": "5 s",
     "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
     "restart-strategy.exponential-delay.max-backoff": "30 s",
     "restart-strategy.exponential-delay.reset-backoff-threshold": "10 min",
