@@ -322,7 +322,7 @@ def run(size: Size, work: Path) -> dict[str, Any]:
         calls_file = work / "calls.jsonl"
         results: list[FaultResult] = []
         try:
-            stack.up(detach=True)
+            stack.up(detach=True, on_progress=say)
             stack.start_supervisor()
             startup_s = time.monotonic() - started
             say(f"cluster up in {startup_s:.0f}s: {', '.join(c.name for c in stack.components)}")

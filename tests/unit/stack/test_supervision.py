@@ -18,7 +18,8 @@ from feedrank.core.settings import Settings, load_settings
 from feedrank.stack.components import Health
 from feedrank.stack.process import ManagedProcess
 from feedrank.stack.restarts import RestartPolicy
-from feedrank.stack.supervisor import LocalStack
+from feedrank.stack.supervisor import LocalStack, replica_groups
+from feedrank.stack.topology import stack_components, with_topology
 
 FAST = RestartPolicy(
     first_delay_s=0.1, max_delay_s=0.4, quick_crash_s=2.0, give_up_after=3, poll_s=0.05
@@ -181,3 +182,44 @@ def test_without_a_supervisor_a_dead_component_says_so(stack: LocalStack) -> Non
     detail = state_of(stack, "sleeper")[3]
     assert "nothing supervises the stack" in detail
     assert stack.supervisor_pid() is None
+
+
+class PeerWaitingComponent(ScriptComponent):
+    """Ready only once its peer was started too, like a Kafka node that needs a quorum."""
+
+    def __init__(self, name: str, log_dir: Path, peer: ScriptComponent | None = None) -> None:
+        super().__init__(name, "import time; time.sleep(300)", log_dir)
+        self.peer = peer
+
+    def wait_ready(self, process: ManagedProcess) -> None:
+        assert self.peer is None or self.peer.starts == 1, f"{self.name} waited alone"
+        super().wait_ready(process)
+
+
+def test_replicas_of_a_kind_start_together_and_kinds_in_order(settings: Settings) -> None:
+    log_dir = settings.paths.log_dir
+    second = PeerWaitingComponent("node-2", log_dir)
+    first = PeerWaitingComponent("node-1", log_dir, peer=second)
+    after = PeerWaitingComponent("joiner", log_dir)
+    components = [first, second, after]
+    stack = LocalStack(settings, components, policy=FAST)  # type: ignore[arg-type]
+    assert [[c.name for c in group] for group in replica_groups(components)] == [  # type: ignore[arg-type]
+        ["node-1", "node-2"],
+        ["joiner"],
+    ]
+    heard: list[str] = []
+    try:
+        stack.up(detach=False, on_progress=heard.append)
+    finally:
+        stack.down()
+    assert [line.split(" ready after ")[0] for line in heard] == ["node-1", "node-2", "joiner"]
+
+
+def test_replica_groups_of_the_cluster_topology() -> None:
+    settings = with_topology(load_settings(), "cluster")
+    groups = [[c.name for c in group] for group in replica_groups(stack_components(settings))]
+    assert groups[0] == ["kafka-1", "kafka-2", "kafka-3"]
+    assert ["explore-1", "explore-2"] in groups
+    assert ["flink-taskmanager-1", "flink-taskmanager-2"] in groups
+    assert ["flink-jobmanager"] in groups
+    assert sum(len(group) for group in groups) == len(stack_components(settings))

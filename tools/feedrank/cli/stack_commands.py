@@ -106,7 +106,7 @@ def up(
             train_bootstrap_model(stack.settings)
         if detach:
             with console.status("starting the local stack…"):
-                stack.up(detach=True)
+                stack.up(detach=True, on_progress=_announce_progress)
                 stack.start_supervisor()
             statuses = stack.status()
             _print_statuses(statuses, supervisor=stack.supervisor_pid())
@@ -132,7 +132,12 @@ def up(
             def task(stop: threading.Event) -> None:
                 run_simulation(stack.settings, options, stop, display=ConsoleRunDisplay(console))
 
-        stack.run_foreground(on_ready=_announce_foreground, task=task, on_event=_announce_restart)
+        stack.run_foreground(
+            on_ready=_announce_foreground,
+            task=task,
+            on_event=_announce_restart,
+            on_progress=_announce_progress,
+        )
     except STACK_ERRORS as error:
         _fail(str(error))
     console.print("stack stopped")
@@ -196,6 +201,10 @@ def register(app: typer.Typer) -> None:
 def _announce_foreground(statuses: list[ComponentStatus]) -> None:
     _print_statuses(statuses, supervisor=os.getpid())
     console.print("stack is up; press Ctrl-C to stop it")
+
+
+def _announce_progress(line: str) -> None:
+    console.print(f"  {line}")
 
 
 def _announce_restart(event: str) -> None:

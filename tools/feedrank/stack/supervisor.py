@@ -11,6 +11,7 @@ a detached stack, by a ``feedrank supervise`` process that ``up --detach`` start
 from __future__ import annotations
 
 import fcntl
+import re
 import signal
 import sys
 import threading
@@ -34,6 +35,7 @@ from feedrank.stack.supervision import Supervisor
 from feedrank.stack.topology import stack_components
 
 SUPERVISOR_TAG = f"feedrank.component={SUPERVISOR_NAME}"
+REPLICA_SUFFIX = re.compile(r"-\d+$")
 SUPERVISOR_READY_S = 60.0  # a Python start on a loaded machine, then a first pass
 
 
@@ -65,23 +67,36 @@ class LocalStack:
         self.restarts = RestartBook(self.run_dir)
         self._children: dict[str, ManagedProcess] = {}  # started by this process
 
-    def up(self, *, detach: bool) -> list[ComponentStatus]:
+    def up(
+        self, *, detach: bool, on_progress: Callable[[str], None] | None = None
+    ) -> list[ComponentStatus]:
         """Start every component that is not running yet and wait until all are ready.
 
-        When one fails, the ones this call started are stopped again.
+        Kinds start in order; the replicas of one kind (``kafka-1..3``,
+        ``explore-1..N``, ``flink-taskmanager-1..N``) start together and are then waited
+        on in order. ``on_progress`` hears when each is ready. When one fails, the ones
+        this call started are stopped again.
         """
         started: list[tuple[Component, ManagedProcess]] = []
         with self._lock():
             try:
-                for component in self.components:
-                    if self._running(component) is not None:
-                        continue
-                    process = component.start(tie_to_parent=not detach)
-                    started.append((component, process))
-                    process.save(self._pid_file(component))
-                    self.restarts.forget(component.name)
-                    self._children[component.name] = process
-                    component.wait_ready(process)
+                for replicas in replica_groups(self.components):
+                    starting = []
+                    for component in replicas:
+                        if self._running(component) is not None:
+                            continue
+                        process = component.start(tie_to_parent=not detach)
+                        started.append((component, process))
+                        starting.append((component, process))
+                        process.save(self._pid_file(component))
+                        self.restarts.forget(component.name)
+                        self._children[component.name] = process
+                    began = time.monotonic()
+                    for component, process in starting:
+                        component.wait_ready(process)
+                        if on_progress is not None:
+                            waited_s = time.monotonic() - began
+                            on_progress(f"{component.name} ready after {waited_s:.0f}s")
             except BaseException:
                 for component, process in reversed(started):
                     process.stop()
@@ -222,10 +237,11 @@ class LocalStack:
         on_ready: Callable[[list[ComponentStatus]], None] | None = None,
         task: Callable[[threading.Event], None] | None = None,
         on_event: Callable[[str], None] | None = None,
+        on_progress: Callable[[str], None] | None = None,
     ) -> None:
-        """Bring the stack up tied to this process, restart what dies (``on_event``
-        hears of each restart), and stop it all on SIGINT or SIGTERM, or once
-        ``feedrank down`` stopped it from elsewhere.
+        """Bring the stack up tied to this process (``on_progress`` hears each component
+        get ready), restart what dies (``on_event`` hears of each restart), and stop it
+        all on SIGINT or SIGTERM, or once ``feedrank down`` stopped it from elsewhere.
 
         With a ``task`` (the closed-loop demo), run it once the stack is ready and stop
         the stack when it returns; the task is handed the event that Ctrl-C sets.
@@ -237,7 +253,7 @@ class LocalStack:
         }
         supervision: threading.Thread | None = None
         try:
-            statuses = self.up(detach=False)
+            statuses = self.up(detach=False, on_progress=on_progress)
             if on_ready is not None:
                 on_ready(statuses)
             supervision = threading.Thread(
@@ -305,3 +321,17 @@ class LocalStack:
                 yield True
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def replica_groups(components: list[Component]) -> list[list[Component]]:
+    """``components`` in order, the neighbouring replicas of one kind together (names
+    that differ only in a trailing ``-<number>``, e.g. ``kafka-1``, ``kafka-2``)."""
+    groups: list[list[Component]] = []
+    for component in components:
+        kind = REPLICA_SUFFIX.sub("", component.name)
+        previous = groups[-1][-1].name if groups else ""
+        if kind != component.name and REPLICA_SUFFIX.sub("", previous) == kind != previous:
+            groups[-1].append(component)
+        else:
+            groups.append([component])
+    return groups
