@@ -104,9 +104,13 @@ def move_the_clock(
     return clocks
 
 
-def example_keys(bootstrap: str, topic: str, expected: int) -> Counter[tuple[str, str]]:
-    """Every (decision, post) a read-committed consumer sees: until ``expected`` arrived
-    (or 75 s passed), then 3 s more, so that a duplicate behind them would show too."""
+def example_keys(
+    bootstrap: str, topic: str, expected: int, *, idle_s: float = 90.0, limit_s: float = 420.0
+) -> Counter[tuple[str, str]]:
+    """Every (decision, post) a read-committed consumer sees: until ``expected`` arrived,
+    then 3 s more, so that a duplicate behind them would show too. It waits on progress,
+    not on the clock: it gives up only after ``idle_s`` without a new record (a restarted
+    job's start-up included) or ``limit_s`` in all."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -118,13 +122,17 @@ def example_keys(bootstrap: str, topic: str, expected: int) -> Counter[tuple[str
     )
     consumer.subscribe([topic])
     seen: Counter[tuple[str, str]] = Counter()
-    deadline = time.monotonic() + 75
+    started = last_new = time.monotonic()
+    deadline = started + limit_s
     try:
-        while time.monotonic() < deadline:
-            for record in consumer.consume(500, timeout=0.5):
+        while time.monotonic() < min(deadline, last_new + idle_s):
+            records = consumer.consume(500, timeout=0.5)
+            for record in records:
                 assert record.error() is None, record.error()
                 example = codecs.decode(events_pb2.LabelledExample, record.value())
                 seen[example.decision_id, example.post_id] += 1
+            if records:
+                last_new = time.monotonic()
             if seen.total() >= expected:
                 deadline = min(deadline, time.monotonic() + 3)
     finally:
