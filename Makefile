@@ -88,17 +88,15 @@ test: setup lint types proto-check unit integration
 PYTEST_TOLERATING_EMPTY = rc=0; $(BIN)/pytest $(1) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected in $(2)"; rc=0; fi; exit $$rc
 
-# The unit tests on every core (pytest-xdist; 94 s to 60 s on 2 cores, measured).
+# The unit tests on every core (pytest-xdist; 94 s to 60 s on 2 cores, measured). The
+# integration tests stay serial: their brokers, Flink clusters and load runs share
+# the cores, and several measure latency under load.
 unit: venv
 	@$(call PYTEST_TOLERATING_EMPTY,-n auto tests/unit,tests/unit)
 
-# Real Kafka brokers, Flink and gRPC servers, started by fixtures. Most of the time they
-# wait on those, so they run on two workers (a file per worker, each worker its own
-# broker and its own share of free ports); those marked `alone` (tests/conftest.py:
-# they measure time or load, or start a whole cluster) run afterwards, by themselves.
+# Real Kafka broker, Flink mini-cluster and gRPC servers, started by fixtures.
 integration: jars
-	@$(call PYTEST_TOLERATING_EMPTY,--integration -m "not alone" -n 2 --dist loadfile tests/integration,tests/integration (in parallel))
-	@$(call PYTEST_TOLERATING_EMPTY,--integration -m alone tests/integration,tests/integration (alone))
+	@$(call PYTEST_TOLERATING_EMPTY,--integration tests/integration,tests/integration)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import time
@@ -27,34 +26,19 @@ def free_ports_at(offsets: Iterable[int]) -> int | None:
     kernel's ephemeral range and never handed out before in this session (see
     :func:`free_port`); those ports count as handed out. None when none was found."""
     wanted = sorted(set(offsets))
-    low, high = _this_workers_ports()
-    top = max(high - wanted[-1], low + 1)
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    top = max(low - wanted[-1], 20_001)
     for _ in range(500):
-        base = random.randrange(low, top)
+        base = random.randrange(20_000, top)
         ports = [base + offset for offset in wanted]
         if _handed_out.intersection(ports) or not all(_bindable(port) for port in ports):
             continue
         _handed_out.update(ports)
         return base
     return None
-
-
-def _this_workers_ports() -> tuple[int, int]:
-    """[low, high): the ports this process hands out. From 20,000 to the kernel's ephemeral
-    range; under pytest-xdist, one share of that per worker, so that two workers running
-    tests side by side never hand out the same port before either binds it."""
-    try:
-        ephemeral = int(_EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral = 32_768
-    low, high = 20_000, max(ephemeral, 20_002)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if worker.startswith("gw") and worker[2:].isdigit() and workers > 1:
-        share = (high - low) // workers
-        low += int(worker[2:]) % workers * share
-        high = low + share
-    return low, high
 
 
 def consecutive_free_ports(count: int) -> int:
