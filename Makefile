@@ -90,7 +90,8 @@ PYTEST_TOLERATING_EMPTY = rc=0; $(BIN)/pytest $(1) || rc=$$?; \
 
 # The unit tests on every core (pytest-xdist; 94 s to 60 s on 2 cores, measured). The
 # integration tests stay serial: their brokers, Flink clusters and load runs share
-# the cores, and several measure latency under load.
+# the cores, and several measure latency under load (two workers for the lighter 127
+# saved 85 s of about 1,650: docs/operations.md, "Tests").
 unit: venv
 	@$(call PYTEST_TOLERATING_EMPTY,-n auto tests/unit,tests/unit)
 
