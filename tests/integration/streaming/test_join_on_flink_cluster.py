@@ -6,8 +6,8 @@ submits ``join_main.py`` at parallelism 2 and supervises it. A TaskManager is SI
 mid-stream and the supervisor starts it again (and the other one too, when the job's
 failover took it down: Flink 2.2 shuts a TaskManager down when cancelling the reward
 intake's pandas UDF throws, see docs/streaming.md); then the join is stopped with a
-savepoint and resubmitted from it. Every example
-is read back read-committed: exactly the expected (decision, post) pairs, none twice.
+savepoint and resubmitted from it. Every example is read back read-committed: exactly
+the expected (decision, post) pairs, none twice.
 Workload and helpers are the mini-cluster recovery test's. The JobManager's loss (the
 job forgotten, resubmitted from its newest checkpoint) is the chaos test's
 (``tests/integration/chaos``), which checks the resubmission and exactly once under load.
@@ -76,12 +76,11 @@ class FlinkCluster:
     def supervise(self) -> None:
         self.stack.supervise(self.stop_supervising, tie_to_parent=True, on_event=self.events.append)
 
-    def kill(self, name: str) -> int:
-        """SIGKILL the component; its pid. The supervisor starts it again."""
+    def kill(self, name: str) -> None:
+        """SIGKILL the component; the supervisor starts it again."""
         [pid] = [status.pid for status in self.stack.status() if status.name == name]
         assert pid is not None, f"{name} is not running"
         os.kill(pid, signal.SIGKILL)
-        return pid
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The last of a process's log lines that say what Flink did (states, checkpoints)."""
