@@ -68,9 +68,10 @@ from benchmarks.join_throughput_workload import (
     produce_backlog,
 )
 from benchmarks.local_broker import broker
-from feedrank.core.settings import Settings
+from feedrank.core.settings import Settings, load_settings
 from feedrank.core.time_units import DAY_MS, SECOND_MS, WEEK_MS
 from feedrank.streaming import join_job
+from feedrank.streaming.join_jar import require_join_jar
 from feedrank.streaming.join_job import JoinTopics
 from feedrank.streaming.join_logic import JoinConfig
 
@@ -87,6 +88,7 @@ def measure_join(
     *,
     throughput_only: bool = False,
     segment_salt: str | None = None,
+    engine_jar: Path | None = None,
 ) -> dict[str, Any]:
     decisions, rewards = topics.new("decisions"), topics.new("rewards")
     relay_in, relay_out = topics.new("relay-in"), topics.new("relay-out")
@@ -100,7 +102,9 @@ def measure_join(
         tombstone_ms=1_000,
         segment_salt=segment_salt,
     )
-    config = join_config(bootstrap, JoinTopics(decisions, rewards, examples, dlq, metrics), join)
+    config = join_config(
+        bootstrap, JoinTopics(decisions, rewards, examples, dlq, metrics), join, engine_jar
+    )
     with running_join(settings, config, work / "join-checkpoints"):
         items = sizes.decisions * sizes.items
         join_span = drain_span(bootstrap, examples, backlog_example, items)
@@ -137,14 +141,19 @@ def measure_join(
 
 
 def measure_state(
-    producer: Producer, topics: Topics, settings: Settings, sizes: Sizes, work: Path
+    producer: Producer,
+    topics: Topics,
+    settings: Settings,
+    sizes: Sizes,
+    work: Path,
+    engine_jar: Path | None,
 ) -> dict[str, Any]:
     """Checkpoint bytes per pending decision with the production 14-day window."""
     decisions, rewards = topics.new("state-decisions"), topics.new("state-rewards")
     examples, dlq = topics.new("state-examples"), topics.new("state-dlq", 1)
     join = JoinConfig(reward_window_ms=2 * WEEK_MS)
     config = join_config(
-        settings.kafka.bootstrap, JoinTopics(decisions, rewards, examples, dlq), join
+        settings.kafka.bootstrap, JoinTopics(decisions, rewards, examples, dlq), join, engine_jar
     )
     checkpoints = work / "state-checkpoints"
     rng = random.Random(13)
@@ -182,6 +191,7 @@ def run(
     *,
     throughput_only: bool = False,
     segment_salt: str | None = None,
+    engine_jar: Path | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-join-") as temporary:
         work = Path(temporary)
@@ -206,11 +216,12 @@ def run(
                 work,
                 throughput_only=throughput_only,
                 segment_salt=segment_salt,
+                engine_jar=engine_jar,
             )
             report["join_and_relay_phase_s"] = round(time.monotonic() - started, 1)
             if throughput_only:
                 return report
-            report |= measure_state(producer, topics, settings, sizes, work)
+            report |= measure_state(producer, topics, settings, sizes, work, engine_jar)
     pending_two_weeks = rate * TWO_WEEKS_S
     tombstoned_one_day = rate * DAY_S  # closed decisions kept for late-reward detection
     per_decision = report["state_bytes_per_pending_decision"]
@@ -250,6 +261,13 @@ def main() -> None:
         help="the join also marks each user's position segment and the aggregates sum "
         "them per segment (the canary analysis's pre-period; on in the stack)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("python", "java"),
+        default="python",
+        help="the join's keyed operator: Python (embedded) or the Java engine "
+        "(streaming/feedrank/streaming/engine, built by `feedrank setup`)",
+    )
     args = parser.parse_args()
     if args.python_mode == "process":
         join_job.run_python_operators_in_threads = lambda stream_env: None
@@ -263,7 +281,9 @@ def main() -> None:
         args.feed_requests_per_s,
         throughput_only=args.throughput_only,
         segment_salt="feedrank-arms-1" if args.segments else None,
+        engine_jar=require_join_jar(load_settings()) if args.engine == "java" else None,
     )
+    report["engine"] = args.engine
     report["python_mode"] = args.python_mode
     report["segments"] = args.segments
     print(json.dumps(report, indent=None if args.json else 2))

@@ -75,7 +75,10 @@ def running_relay(settings: Settings, source: str, sink: str) -> Iterator[None]:
             client.cancel().result()
 
 
-def join_config(bootstrap: str, topics: JoinTopics, join: JoinConfig) -> JoinJobConfig:
+def join_config(
+    bootstrap: str, topics: JoinTopics, join: JoinConfig, engine_jar: Path | None = None
+) -> JoinJobConfig:
+    """The benchmark's join job; ``engine_jar``: the Java engine's (None: Python's)."""
     return JoinJobConfig(
         bootstrap=bootstrap,
         topics=topics,
@@ -84,6 +87,7 @@ def join_config(bootstrap: str, topics: JoinTopics, join: JoinConfig) -> JoinJob
         transactional_id_prefix=f"bench-join-{uuid.uuid4().hex}",
         out_of_orderness_ms=200,
         idleness_ms=2_000,
+        java_engine_jar=engine_jar,
     )
 
 

@@ -27,6 +27,7 @@ from feedrank.core import codecs
 from feedrank.core.kafka_clients import KafkaTarget
 from feedrank.streaming.aggregates import join_out_table, register_aggregates
 from feedrank.streaming.decision_log import DecisionLogConfig
+from feedrank.streaming.java_join import java_joined_stream
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.join_operator import (
     DECISION_ROW,
@@ -71,6 +72,9 @@ class JoinJobConfig:
     # Bytes of recent decisions each join subtask keeps in memory, so that prompt
     # positives need not re-read their decision from the log.
     decision_cache_bytes: int = 64 * 1024 * 1024
+    # The join's keyed operator: the Java engine built into this jar (``java_join``), or
+    # with None the Python operator (``join_operator``), the same semantics and state.
+    java_engine_jar: Path | None = None
 
 
 def event_time(field: str | int, config: JoinJobConfig) -> WatermarkStrategy:
@@ -138,7 +142,10 @@ def keyed_in_the_jvm(stream: DataStream, value_type: TypeInformation) -> KeyedSt
 
 
 def joined_stream(
-    table_env: StreamTableEnvironment, rewards: Table, config: JoinJobConfig
+    stream_env: StreamExecutionEnvironment,
+    table_env: StreamTableEnvironment,
+    rewards: Table,
+    config: JoinJobConfig,
 ) -> DataStream:
     """The join operator's output (OUTPUT_ROW), timestamped in event time."""
     source = KafkaSource(
@@ -153,6 +160,21 @@ def joined_stream(
     raw = table_env.from_path("decisions_raw").select(
         *(col(name) for name in DECISION_SOURCE_COLUMNS)
     )
+    log = DecisionLogConfig(
+        config.bootstrap, config.topics.decisions, cache_bytes=config.decision_cache_bytes
+    )
+    if config.java_engine_jar is not None:
+        return java_joined_stream(
+            stream_env,
+            table_env,
+            raw_decisions=raw,
+            reward_rows=rewards.select(*(col(name) for name in REWARD_FIELDS)),
+            join=config.join,
+            log=log,
+            out_of_orderness_ms=config.out_of_orderness_ms,
+            idleness_ms=config.idleness_ms,
+            engine_jar=config.java_engine_jar,
+        )
     decisions = (
         table_env.to_data_stream(raw)
         .map(decode_decision_row, output_type=KEYED_DECISION_ROW)
@@ -167,9 +189,6 @@ def joined_stream(
     # The nested row SQL hands over has no field names in Python: ts_ms by position.
     reward_rows = table_env.to_data_stream(keyed_rewards).assign_timestamps_and_watermarks(
         event_time(REWARD_FIELDS.index("ts_ms"), config)
-    )
-    log = DecisionLogConfig(
-        config.bootstrap, config.topics.decisions, cache_bytes=config.decision_cache_bytes
     )
     return (
         ConnectedStreams(
@@ -213,7 +232,7 @@ def build_join_job(
     )
     # Python operators do not forward record timestamps; event time travels as a column
     # (and the join's watermarks with the records, for the aggregates' windows).
-    joined = join_out_table(table_env, joined_stream(table_env, rewards, config))
+    joined = join_out_table(table_env, joined_stream(stream_env, table_env, rewards, config))
     table_env.create_temporary_view("join_out", joined)
     for table, topic in (
         ("examples_sink", config.topics.examples),

@@ -29,6 +29,7 @@ from feedrank.streaming.flink_environment import (
     create_stream_environment,
     planning_on_one_gateway_thread,
 )
+from feedrank.streaming.join_jar import require_join_jar
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.join_status import JOB_NAME, TERMINAL, JoinRun, JoinStatus
@@ -65,6 +66,7 @@ def job_config(settings: Settings) -> JoinJobConfig:
         idleness_ms=int(join.idleness_s * 1000),
         aggregate_window_minutes=join.aggregate_window_minutes,
         top_posts=join.top_posts,
+        java_engine_jar=require_join_jar(settings) if join.engine == "java" else None,
     )
 
 

@@ -49,7 +49,7 @@ def test_node_config_joins_every_node_to_the_quorum(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        kafka_cluster, "require_jars", lambda _settings: JarLocations(tmp_path, tmp_path)
+        kafka_cluster, "require_jars", lambda _settings: JarLocations(tmp_path, tmp_path, tmp_path)
     )
     settings = cluster_settings(tmp_path, min_insync_replicas=2)
     second = KafkaNodeComponent(settings, 2).broker.config

@@ -4,7 +4,10 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from feedrank.core.settings import load_settings
+from feedrank.streaming.join_jar import MissingJoinJarError, join_jar_path
 from feedrank.streaming.join_runner import job_config
 from feedrank.streaming.recovery import latest_snapshot
 
@@ -12,7 +15,7 @@ from feedrank.streaming.recovery import latest_snapshot
 def test_job_config_follows_the_settings() -> None:
     settings = load_settings(
         time={"reward_window": 30},
-        join={"max_skew_s": 2, "idleness_s": 3},
+        join={"max_skew_s": 2, "idleness_s": 3, "engine": "python"},
         topics={"examples": "ex"},
     )
     config = job_config(settings)
@@ -22,6 +25,18 @@ def test_job_config_follows_the_settings() -> None:
     assert config.topics.examples == "ex"
     # Stable across restarts, so a recovered job aborts what a crashed one left open.
     assert job_config(settings).transactional_id_prefix == config.transactional_id_prefix
+
+
+def test_job_config_names_the_engine_and_its_jar(tmp_path: Path) -> None:
+    python = load_settings(join={"engine": "python"}, paths={"jar_cache": tmp_path})
+    assert job_config(python).java_engine_jar is None
+    java = load_settings(join={"engine": "java"}, paths={"jar_cache": tmp_path})
+    with pytest.raises(MissingJoinJarError, match="feedrank setup"):
+        job_config(java)
+    jar = join_jar_path(java)
+    jar.parent.mkdir(parents=True)
+    jar.write_bytes(b"PK")
+    assert job_config(java).java_engine_jar == jar
 
 
 def test_latest_snapshot_is_the_newest_complete_one(tmp_path: Path) -> None:

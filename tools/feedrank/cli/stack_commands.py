@@ -43,21 +43,23 @@ TopologyChoice = Enum("TopologyChoice", {name: name for name in TOPOLOGIES}, typ
 
 
 def setup(context: typer.Context) -> None:
-    """Fetch the Kafka broker jars and the Flink Kafka connector through Maven (once)."""
+    """Fetch the Kafka broker jars and the Flink Kafka connector through Maven and build the
+    join's Java engine (once; the engine again when its sources change)."""
     settings = settings_of(context)
     missing = JarLocations.from_settings(settings).missing()
     if not missing:
         console.print(f"jars already cached in {settings.paths.jar_cache}")
         return
     started = time.monotonic()
-    with console.status(f"fetching {'; '.join(missing)} through Maven…"):
+    console.print(f"fetching or building {'; '.join(missing)}…")
+    with console.status("Maven, protoc and javac at work…"):
         try:
             locations = fetch_jars(settings)
         except JarFetchError as error:
             _fail(str(error))
     console.print(
         f"[green]jars ready[/] in {time.monotonic() - started:.0f}s: "
-        f"{locations.kafka_dir}, {locations.flink_connector}"
+        f"{locations.kafka_dir}, {locations.flink_connector}, {locations.join_engine}"
     )
 
 

@@ -3,6 +3,8 @@
 * Kafka: ``org.apache.kafka:kafka_2.13`` with its runtime dependencies and a log4j2
   binding (``maven/kafka-broker.pom.xml``), into ``<cache>/kafka-<version>/``.
 * Flink: the ``flink-sql-connector-kafka`` uber jar, into ``<cache>/flink/``.
+* The join's Java engine, built from ``streaming/feedrank/streaming/engine``
+  (``join_jar_build``), into ``<cache>/feedrank/``.
 
 A directory counts as complete only once its marker file is written, so an
 interrupted download is redone rather than half-used.
@@ -11,27 +13,26 @@ interrupted download is redone rather than half-used.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from feedrank.core.settings import Settings
+from feedrank.stack.join_jar_build import build_join_jar
+from feedrank.stack.maven import JarFetchError, run_maven
 from feedrank.streaming.connector_jar import connector_jar_path
+from feedrank.streaming.join_jar import join_jar_path
 
 COMPLETE_MARKER = ".complete"
 FLINK_CONNECTOR = "org.apache.flink:flink-sql-connector-kafka"
-
-
-class JarFetchError(RuntimeError):
-    """Maven could not provide a jar the local stack needs."""
 
 
 @dataclass(frozen=True)
 class JarLocations:
     kafka_dir: Path
     flink_connector: Path
+    join_engine: Path
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JarLocations:
@@ -39,6 +40,7 @@ class JarLocations:
         return cls(
             kafka_dir=cache / f"kafka-{settings.kafka.kafka_version}",
             flink_connector=connector_jar_path(settings),
+            join_engine=join_jar_path(settings),
         )
 
     def missing(self) -> list[str]:
@@ -48,6 +50,8 @@ class JarLocations:
             absent.append(f"Kafka broker jars ({self.kafka_dir})")
         if not self.flink_connector.is_file():
             absent.append(f"Flink Kafka connector ({self.flink_connector})")
+        if not self.join_engine.is_file():
+            absent.append(f"the join's Java engine ({self.join_engine})")
         return absent
 
 
@@ -58,6 +62,7 @@ def fetch_jars(settings: Settings) -> JarLocations:
         _fetch_kafka(settings.kafka.kafka_version, locations.kafka_dir)
     if not locations.flink_connector.is_file():
         _fetch_flink_connector(settings.flink.connector_version, locations.flink_connector)
+    build_join_jar(settings)
     return locations
 
 
@@ -74,7 +79,7 @@ def _fetch_kafka(version: str, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix="kafka-", dir=_ensure_parent(target)))
     try:
         with resources.as_file(pom) as pom_path:
-            _maven(
+            run_maven(
                 "-f",
                 str(pom_path),
                 "dependency:copy-dependencies",
@@ -92,7 +97,7 @@ def _fetch_kafka(version: str, target: Path) -> None:
 def _fetch_flink_connector(version: str, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix="flink-", dir=_ensure_parent(target)))
     try:
-        _maven(
+        run_maven(
             "dependency:copy",
             f"-Dartifact={FLINK_CONNECTOR}:{version}",
             f"-DoutputDirectory={staging}",
@@ -105,14 +110,3 @@ def _fetch_flink_connector(version: str, target: Path) -> None:
 def _ensure_parent(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     return target.parent
-
-
-def _maven(*arguments: str) -> None:
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise JarFetchError("Maven (`mvn`) is not on PATH; install it (apt-get install maven)")
-    command = [mvn, "--batch-mode", "--quiet", "--no-transfer-progress", *arguments]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        output = (completed.stdout + completed.stderr).strip()[-4000:]
-        raise JarFetchError(f"`{' '.join(command)}` failed:\n{output}")

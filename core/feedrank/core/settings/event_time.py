@@ -71,3 +71,9 @@ class JoinSettings(SettingsGroup):
     top_posts: int = Field(
         default=10, ge=0, description="Most engaged posts per aggregate window (0: none)."
     )
+    engine: Literal["java", "python"] = Field(
+        default="java",
+        description="The join's keyed operator: 'java' (the Java engine, no Python per "
+        "record; `feedrank setup` builds it) or 'python' (the embedded Python operator). "
+        "Same semantics and output; a checkpoint of one does not restore into the other.",
+    )
