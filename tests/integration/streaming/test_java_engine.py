@@ -8,7 +8,8 @@ duplicate decisions, malformed decisions (bytes, a missing user, a propensity ou
 range) and segment aggregates under a salt. Each engine runs it as a bounded job on
 the real mini-cluster and broker; their examples, dead letters and aggregates must be
 equal, message for message (a parse error's wording aside: protobuf's Python and Java
-runtimes word it differently).
+runtimes word it differently; and sums of dwell seconds to the microsecond: their last
+bits depend on the order the aggregates add them in).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from google.protobuf.message import DecodeError
 
 from feedrank.core import codecs
 from feedrank.core.codecs import Headers
-from feedrank.core.metrics_kinds import METRICS_KIND_HEADER
+from feedrank.core.metrics_kinds import AGGREGATE_KIND, METRICS_KIND_HEADER
 from feedrank.core.settings import Settings
 from feedrank.stack.jars import JarLocations
 from feedrank.stack.kafka_broker import KafkaBroker
@@ -40,17 +41,18 @@ REWARD_TYPES = ("view", "like", "comment", "share", "save", "dwell", "hide", "re
 PARSE_ERROR = "not a protobuf Decision:"
 
 
-def workload(seed: int = 7) -> tuple[list[bytes], list[bytes]]:
+def workload(seed: int = 7) -> tuple[list[bytes], list[tuple[int, bytes]]]:
     """Decisions and rewards (protobuf and JSON) exercising every path of the join.
 
     Each input is in event-time order, so what is late or dangling does not depend on
     how far each input's watermark got when a record arrived: the rewards before their
     decision stay within the skew, and their decision comes before the watermark
-    could declare them dangling.
+    could declare them dangling. A decision's rewards share a partition (returned with
+    each reward), so which of two engagements at one time labels an item is decided.
     """
     rng = random.Random(seed)
     decisions: list[bytes] = []
-    rewards: list[tuple[int, bytes]] = []
+    rewards: list[tuple[int, int, bytes]] = []
     for index in range(80):
         time_ms = T0 + index * 700
         posts = [f"p{rng.randrange(40)}" for _ in range(rng.randint(1, 9))]
@@ -90,7 +92,7 @@ def workload(seed: int = 7) -> tuple[list[bytes], list[bytes]]:
                 value=round(rng.uniform(0.5, 30.0), 3) if kind == "dwell" else 1.0,
                 ts_ms=time_ms + offset_ms,
             )
-            rewards.append((reward.ts_ms, codecs.encode(reward)))
+            rewards.append((reward.ts_ms, index % 2, codecs.encode(reward)))
     dangling = json.dumps(
         {
             "decision_id": "nowhere",
@@ -101,7 +103,7 @@ def workload(seed: int = 7) -> tuple[list[bytes], list[bytes]]:
             "ts_ms": T0 + 1_000,
         }
     ).encode()
-    rewards.append((T0 + 1_000, dangling))
+    rewards.append((T0 + 1_000, 0, dangling))
     no_user = events_pb2.Decision(decision_id="bad-user", event_time_ms=T0, items=[])
     bad_propensity = events_pb2.Decision(
         decision_id="bad-p",
@@ -118,7 +120,8 @@ def workload(seed: int = 7) -> tuple[list[bytes], list[bytes]]:
         items=[events_pb2.ShownItem(post_id="p0", propensity=1.0)],
     )
     decisions.append(codecs.encode(last))
-    return decisions, [value for _, value in sorted(rewards, key=lambda pair: pair[0])]
+    ordered = sorted(rewards, key=lambda reward: reward[0])  # stable: ties keep their order
+    return decisions, [(partition, value) for _, partition, value in ordered]
 
 
 def run_join(
@@ -141,8 +144,8 @@ def run_join(
     producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
     for position, value in enumerate(decisions):
         producer.produce(topics.decisions, value=value, partition=position % 2)
-    for position, value in enumerate(rewards):
-        producer.produce(topics.rewards, value=value, partition=position % 2)
+    for partition, value in rewards:
+        producer.produce(topics.rewards, value=value, partition=partition)
     assert producer.flush(30) == 0
     stream_env, table_env = create_stream_environment(
         settings,
@@ -189,7 +192,13 @@ def canonical(value: bytes, kind: str, headers: Headers) -> bytes:
     if kind == "examples":
         return codecs.encode(codecs.decode(events_pb2.LabelledExample, value))
     if kind == "metrics":
-        return (codecs.header_value(headers, METRICS_KIND_HEADER) or "").encode() + b"|" + value
+        record_kind = codecs.header_value(headers, METRICS_KIND_HEADER) or ""
+        if record_kind == AGGREGATE_KIND:  # its sums of floats depend on arrival order
+            aggregate = events_pb2.EngagementAggregate.FromString(value)
+            aggregate.dwell_seconds = round(aggregate.dwell_seconds, 6)
+            aggregate.engagement_rate = round(aggregate.engagement_rate, 9)
+            value = codecs.encode(aggregate)
+        return record_kind.encode() + b"|" + value
     error = codecs.header_value(headers, codecs.DLQ_HEADER_ERROR) or ""
     try:
         letter = events_pb2.DeadLetter.FromString(value)

@@ -32,8 +32,8 @@ final class DecisionLog implements AutoCloseable {
   private KafkaConsumer<byte[], byte[]> consumer;
   private final Map<Integer, Long> next = new HashMap<>(); // partition -> its next offset
   private final Set<TopicPartition> assigned = new HashSet<>();
-  long reads; // decisions fetched from Kafka, not the cache
-  long hits;
+  volatile long reads; // decisions fetched from Kafka, not the cache (one writer: the task)
+  volatile long hits;
 
   DecisionLog(JoinConfig config) {
     this.config = config;

@@ -9,6 +9,8 @@ import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.metrics.Gauge;
+import org.apache.flink.metrics.MetricGroup;
 import org.apache.flink.streaming.api.TimerService;
 import org.apache.flink.streaming.api.functions.co.KeyedCoProcessFunction;
 import org.apache.flink.types.Row;
@@ -45,6 +47,10 @@ public final class DecisionRewardJoin extends KeyedCoProcessFunction<String, Row
                     "labels", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
     log = new DecisionLog(config);
     logic = new JoinLogic(config);
+    // On a session cluster's Prometheus reporter: flink_taskmanager_job_task_operator_...
+    MetricGroup metrics = getRuntimeContext().getMetricGroup();
+    metrics.gauge("decisionLogReads", (Gauge<Long>) () -> log.reads);
+    metrics.gauge("decisionLogCacheHits", (Gauge<Long>) () -> log.hits);
   }
 
   @Override
