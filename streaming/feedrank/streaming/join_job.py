@@ -1,9 +1,9 @@
 """The streaming join job: decisions ⋈ rewards → labelled examples, dead letters.
 
 Sources and sinks are Kafka SQL tables (raw bytes, read committed, transactional
-exactly-once sinks); the join in between is the keyed Python operator of
-``join_operator``, fed one record per decision (not per shown item) and one per
-reward. Event time comes from the events themselves, with bounded out-of-orderness
+exactly-once sinks); the join in between is a keyed operator fed one record per
+decision (not per shown item) and one per reward: the Java engine's (``java_join``)
+or the Python one of ``join_operator``, the same semantics. Event time comes from the events themselves, with bounded out-of-orderness
 and idle sources excluded from the watermark after ``idleness_ms``.
 """
 
