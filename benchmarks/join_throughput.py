@@ -43,6 +43,7 @@ from confluent_kafka.admin import AdminClient
 
 from benchmarks.join_throughput_jobs import (
     checkpoint_bytes,
+    engine_jar,
     job_settings,
     join_config,
     running_join,
@@ -71,7 +72,6 @@ from benchmarks.local_broker import broker
 from feedrank.core.settings import Settings, load_settings
 from feedrank.core.time_units import DAY_MS, SECOND_MS, WEEK_MS
 from feedrank.streaming import join_job
-from feedrank.streaming.join_jar import require_join_jar
 from feedrank.streaming.join_job import JoinTopics
 from feedrank.streaming.join_logic import JoinConfig
 
@@ -264,9 +264,9 @@ def main() -> None:
     parser.add_argument(
         "--engine",
         choices=("python", "java"),
-        default="python",
         help="the join's keyed operator: Python (embedded) or the Java engine "
-        "(streaming/feedrank/streaming/engine, built by `feedrank setup`)",
+        "(streaming/feedrank/streaming/engine, built by `feedrank setup`); "
+        "default: the shipped one (join.engine, java)",
     )
     args = parser.parse_args()
     if args.python_mode == "process":
@@ -281,9 +281,9 @@ def main() -> None:
         args.feed_requests_per_s,
         throughput_only=args.throughput_only,
         segment_salt="feedrank-arms-1" if args.segments else None,
-        engine_jar=require_join_jar(load_settings()) if args.engine == "java" else None,
+        engine_jar=engine_jar(args.engine),
     )
-    report["engine"] = args.engine
+    report["engine"] = args.engine or load_settings().join.engine
     report["python_mode"] = args.python_mode
     report["segments"] = args.segments
     print(json.dumps(report, indent=None if args.json else 2))

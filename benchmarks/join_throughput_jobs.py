@@ -22,6 +22,7 @@ from feedrank.streaming.flink_environment import (
     create_stream_environment,
     create_table_environment,
 )
+from feedrank.streaming.join_jar import require_join_jar
 from feedrank.streaming.join_job import JoinJobConfig, JoinTopics, build_join_job
 from feedrank.streaming.join_logic import JoinConfig
 from feedrank.streaming.kafka_tables import KafkaSink, KafkaSource
@@ -73,6 +74,13 @@ def running_relay(settings: Settings, source: str, sink: str) -> Iterator[None]:
         client = result.get_job_client()
         if client is not None:
             client.cancel().result()
+
+
+def engine_jar(engine: str | None = None) -> Path | None:
+    """The join engine's jar: the Java engine's for "java" (built by ``feedrank setup``),
+    None for "python"; without ``engine``, the shipped one (``join.engine``)."""
+    settings = load_settings()
+    return require_join_jar(settings) if (engine or settings.join.engine) == "java" else None
 
 
 def join_config(

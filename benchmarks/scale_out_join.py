@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from benchmarks.join_throughput_jobs import join_config, running_join
+from benchmarks.join_throughput_jobs import engine_jar, join_config, running_join
 from benchmarks.join_throughput_readers import backlog_example, drain_span
 from benchmarks.join_throughput_workload import (
     FULL,
@@ -80,7 +80,8 @@ def drain_rate(
         reward_window_ms=2_000, max_skew_ms=1_000, dangling_wait_ms=2_000, tombstone_ms=1_000
     )
     bootstrap = settings.kafka.bootstrap
-    config = join_config(bootstrap, JoinTopics(decisions, rewards, examples, dlq, metrics), join)
+    topics_of_join = JoinTopics(decisions, rewards, examples, dlq, metrics)
+    config = join_config(bootstrap, topics_of_join, join, engine_jar())  # the shipped engine
     say(f"parallelism {settings.flink.parallelism}: draining {sizes.decisions:,} decisions")
     started = time.monotonic()
     with running_join(settings, config, work / "join-checkpoints"):

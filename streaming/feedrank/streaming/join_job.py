@@ -3,8 +3,9 @@
 Sources and sinks are Kafka SQL tables (raw bytes, read committed, transactional
 exactly-once sinks); the join in between is a keyed operator fed one record per
 decision (not per shown item) and one per reward: the Java engine's (``java_join``)
-or the Python one of ``join_operator``, the same semantics. Event time comes from the events themselves, with bounded out-of-orderness
-and idle sources excluded from the watermark after ``idleness_ms``.
+or the Python one of ``join_operator``, the same semantics. Event time comes from the
+events themselves, with bounded out-of-orderness and idle sources excluded from the
+watermark after ``idleness_ms``.
 """
 
 from __future__ import annotations

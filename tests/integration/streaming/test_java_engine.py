@@ -174,13 +174,13 @@ def run_join(
     stream_env.execute(f"join-{name}")
     return {
         kind: Counter(
-            canonical(record.value(), kind, record.headers())
+            canonical(record.value() or b"", kind, record.headers())
             for record in consume.read(topic, at_most=5_000, timeout_s=30, idle_s=3)
         )
         for kind, topic in (
             ("examples", topics.examples),
             ("dlq", topics.dlq),
-            ("metrics", topics.metrics),
+            ("metrics", topics.metrics or ""),
         )
     }
 

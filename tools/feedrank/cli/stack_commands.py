@@ -22,8 +22,9 @@ from feedrank.core.settings import Settings
 from feedrank.simulate.run import SimulationOptions, run_simulation
 from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
 from feedrank.stack.components import StackError
-from feedrank.stack.jars import JarFetchError, JarLocations, fetch_jars
+from feedrank.stack.jars import JarLocations, fetch_jars
 from feedrank.stack.kafka_broker import KafkaBrokerError
+from feedrank.stack.maven import JarFetchError
 from feedrank.stack.supervisor import ComponentStatus, LocalStack
 from feedrank.stack.topology import (
     TOPOLOGIES,
