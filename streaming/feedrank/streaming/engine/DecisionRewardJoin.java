@@ -80,7 +80,7 @@ public final class DecisionRewardJoin extends KeyedCoProcessFunction<String, Row
       return;
     }
     LabelState state = load();
-    JoinLogic.Result result = logic.onDecision(state, decision, partition, offset, payload);
+    JoinLogic.Result result = logic.onDecision(state, decision, partition, offset);
     emit(state, result, ctx.timerService(), out);
   }
 

@@ -61,8 +61,7 @@ final class JoinLogic {
   }
 
   /** A decision arrives: keep its labels, replay early rewards, schedule the close. */
-  Result onDecision(
-      LabelState state, Events.Decision decision, int partition, long offset, byte[] payload) {
+  Result onDecision(LabelState state, Events.Decision decision, int partition, long offset) {
     Result result = new Result();
     if (state.hasDecision) { // a duplicate delivery of the same decision
       return result;
