@@ -110,7 +110,12 @@ def test_label_states_and_post_hashes_are_the_same_bytes(engine: Path, jars: Jar
         }
         state.early = [
             events_pb2.Reward(
-                decision_id="d", post_id="p1", user_id="u", type=2, value=1.0, ts_ms=5
+                decision_id="d",
+                post_id="p1",
+                user_id="u",
+                type=events_pb2.REWARD_TYPE_LIKE,
+                value=1.0,
+                ts_ms=5,
             )
         ] * (index % 3)
         states.append(state.to_bytes())
