@@ -206,15 +206,15 @@ def start_metrics_exporter(
 
 
 def join_banner(settings: Settings, jobmanager: str | None = None) -> str:
-    """What the join reads and writes, its reward window and checkpoint interval, and
-    where it runs."""
+    """What the join reads and writes, its reward window and checkpoint interval, its
+    engine and where it runs."""
     topics = settings.topics
     where = f"session cluster {jobmanager}" if jobmanager else "the embedded mini-cluster"
     return (
         f"join: {topics.decisions} ⋈ {topics.rewards} → {topics.examples} "
         f"(dead letters {topics.dlq}, aggregates {topics.metrics}); reward window "
         f"{settings.time.reward_window}, checkpoints every "
-        f"{settings.flink.checkpoint_interval_s}s; on {where}"
+        f"{settings.flink.checkpoint_interval_s}s; {settings.join.engine} engine on {where}"
     )
 
 

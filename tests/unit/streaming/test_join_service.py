@@ -90,6 +90,7 @@ def test_the_job_status_feeds_the_gauges_and_the_reporter(
     assert not heard.showing
     [banner] = heard.messages
     assert banner.startswith("join: feedrank.decisions ⋈ feedrank.rewards → ex ")
+    assert f"{settings.join.engine} engine on the embedded mini-cluster" in banner
     assert ended.run.savepoint == "/savepoints/sp-1"
     assert ended.stopped
     assert not ended.ended_by_itself
