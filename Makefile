@@ -12,7 +12,7 @@ PROTO_FILES := $(wildcard proto/feedrank/v1/*.proto)
 PROTOC = PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I proto \
 	--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
 
-.PHONY: setup venv lock architecture jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
+.PHONY: setup venv bytecode lock architecture jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
 
 setup: venv jars tools
 
@@ -32,14 +32,17 @@ tools:
 # dependencies come from the lock only (exact versions, hash-checked, nothing resolved
 # anew), installed by uv (about 70 s from nothing against pip's 125 s, measured), then
 # the package itself, editable, without dependency resolution. pip check catches a lock
-# that no longer satisfies pyproject.toml's ranges.
+# that no longer satisfies pyproject.toml's ranges. uv writes no bytecode unless told:
+# without it every Python process (and there are hundreds in the integration tests:
+# each `feedrank` command, stack component, Flink Python worker) compiled what it
+# imported again, never kept where PYTHONDONTWRITEBYTECODE is set (docs/operations.md, "Tests").
 UV_VERSION ?= 0.13.9
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed bytecode
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip install --python $(BIN)/python --system-certs --link-mode copy \
-	  --require-hashes -r $(LOCK)
+	  --require-hashes --compile-bytecode -r $(LOCK)
 	$(BIN)/pip install --no-deps -e .
 	@$(BIN)/pip check || { echo "$(LOCK) does not satisfy pyproject.toml:" \
 	  "run 'make lock LOCK_FLAGS=' (or 'make lock' to upgrade everything) and commit it" >&2; exit 1; }
@@ -56,6 +59,12 @@ lock:
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 	  --generate-hashes --custom-compile-command 'make lock' $(LOCK_FLAGS) --output-file $(LOCK) >/dev/null
+
+# Bytecode of our own packages and the benchmarks, on every core; only what changed since
+# is compiled again (a Python process recompiles a stale file in memory by itself).
+SOURCE_DIRS := proto core services streaming learners deploy apps tools benchmarks
+bytecode: $(VENV)/.installed
+	@$(BIN)/python -m compileall -q -j 0 $(SOURCE_DIRS) >/dev/null
 
 # Kafka broker jars and the Flink Kafka connector, through Maven, into the jar cache.
 jars: venv

@@ -48,6 +48,11 @@ SUBMIT_TIMEOUT_S = 300.0  # `flink run` starts a JVM and a Python process, build
 STOP_TIMEOUT_S = 120.0
 JOBMANAGER_WAIT_S = 120.0
 OUTPUT_TAIL_LINES = 40
+# `flink run` is a short-lived client JVM (start, plan, submit, exit): C2's compilations and
+# the default collector's threads cost it more than they return. C1 only and the serial GC halved
+# a submission's CPU (47 to 23 s, three each, 2 cores: docs/operations.md, "Tests"). Only
+# the client's: the JobManager's and TaskManagers' own options stay as they are.
+CLIENT_JVM_ARGS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 class ClusterJoinError(RuntimeError):
@@ -88,6 +93,7 @@ def submit_join(settings: Settings, address: str, snapshot: Path | None) -> str:
     """Submit the join (``join_main.py`` reads ``settings`` from its environment); its job id."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FEEDRANK_")}
     environment.update(settings_to_environment(settings))
+    environment.setdefault("JVM_ARGS", CLIENT_JVM_ARGS)  # flink's scripts read it
     command = submit_command(address, snapshot)
     try:
         completed = subprocess.run(

@@ -6,14 +6,17 @@ supervision loop runs against a stand-in for the submitted job (the integration 
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from feedrank.core.settings import load_settings
 from feedrank.streaming import cluster_join
 from feedrank.streaming.cluster_join import (
+    CLIENT_JVM_ARGS,
     JOIN_MAIN,
     MISSING,
     UNREACHABLE,
@@ -21,6 +24,7 @@ from feedrank.streaming.cluster_join import (
     run_cluster_join,
     snapshot_path,
     submit_command,
+    submit_join,
 )
 from feedrank.streaming.flink_rest import FlinkRestClient, FlinkRestError
 from feedrank.streaming.join_status import JoinRun, JoinStatus
@@ -49,6 +53,27 @@ def test_flink_run_submits_join_main_detached_and_restores_from_the_snapshot() -
         restored[restored.index("--fromSavepoint") + 1]
         == "file:///state/flink/checkpoints/abc/chk-7"
     )
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, CLIENT_JVM_ARGS), ("-Xmx1g", "-Xmx1g")])
+def test_the_flink_client_jvm_starts_light_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, given: str | None, expected: str
+) -> None:
+    if given is None:
+        monkeypatch.delenv("JVM_ARGS", raising=False)
+    else:
+        monkeypatch.setenv("JVM_ARGS", given)
+    seen: dict[str, str] = {}
+
+    def flink_run(command: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
+        seen.update(options["env"])
+        return subprocess.CompletedProcess(
+            command, 0, f"Job has been submitted with JobID {'a' * 32}\n", ""
+        )
+
+    monkeypatch.setattr(subprocess, "run", flink_run)
+    assert submit_join(load_settings(), "127.0.0.1:18081", None) == "a" * 32
+    assert seen["JVM_ARGS"] == expected
 
 
 def test_snapshot_paths_from_flink_locations() -> None:
