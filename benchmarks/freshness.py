@@ -76,9 +76,13 @@ def measure(stack: Stack, traffic: Traffic, profile: Profile) -> dict[str, Any]:
 
     def warm() -> bool:
         learned = any(version.examples > 0 for version in stack.registry.snapshot())
-        return learned and time.monotonic() - warm_from >= profile.warmup_s
+        # The join's first positives: a job reported RUNNING can take tens of seconds
+        # more to deploy its tasks on a busy box, and a live window measured before that
+        # saw every like arrive at once, in one version.
+        flowing = stack.examples.counts()[1] > 0
+        return learned and flowing and time.monotonic() - warm_from >= profile.warmup_s
 
-    stack.wait(warm, "version learned from examples (warm-up)", 240)
+    stack.wait(warm, "version learned from examples and the join's positives (warm-up)", 240)
     say(f"warm after {time.monotonic() - warm_from:.0f}s; measuring for {profile.live_s:.0f}s")
     versions_before = len(stack.registry.snapshot())
     examples_before, _ = stack.examples.counts()
