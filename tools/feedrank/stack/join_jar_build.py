@@ -12,15 +12,13 @@ place, so an interrupted build is redone rather than half-used.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
 
 from feedrank.core.settings import Settings
-from feedrank.stack.maven import JarFetchError, run_maven
+from feedrank.stack.maven import require_tool, run_checked, run_maven
 from feedrank.streaming.connector_jar import require_connector_jar
 from feedrank.streaming.join_jar import (
     PROTOBUF_JAVA_VERSION,
@@ -48,22 +46,24 @@ def build_join_jar(settings: Settings) -> Path:
         proto_dir = staging / "proto" / "feedrank" / "v1"
         proto_dir.mkdir(parents=True)
         (proto_dir / "events.proto").write_bytes(events_proto())
-        _run(
+        run_checked(
             [
                 str(protoc),
                 f"-I{staging / 'proto'}",
                 f"--java_out={generated}",
                 str(proto_dir / "events.proto"),
             ],
-            "protoc",
+            "protoc failed building the Java join engine",
         )
         classpath = [*sorted((pyflink_home() / "lib").glob("*.jar"))]
         classpath += sorted((pyflink_home() / "opt").glob("flink-python-*.jar"))
         classpath += [require_connector_jar(settings), protobuf_jar]
         sources = [*sorted(generated.rglob("*.java")), *java_sources()]
-        _run(
+        run_checked(
             [
-                _tool("javac"),
+                require_tool(
+                    "javac", "`javac` is not on PATH: the Java join engine needs a JDK 17"
+                ),
                 "--release",
                 JAVA_RELEASE,
                 "-nowarn",
@@ -75,7 +75,7 @@ def build_join_jar(settings: Settings) -> Path:
                 os.pathsep.join(str(path) for path in classpath),
                 *(str(source) for source in sources),
             ],
-            "javac",
+            "javac failed building the Java join engine",
         )
         jar = staging / target.name
         _package(jar, classes, protobuf_jar)
@@ -110,17 +110,3 @@ def _package(jar: Path, classes: Path, protobuf_jar: Path) -> None:
             for entry in runtime.infolist():
                 if not entry.is_dir() and not entry.filename.startswith("META-INF/"):
                     out.writestr(entry, runtime.read(entry))
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        raise JarFetchError(f"`{name}` is not on PATH: the Java join engine needs a JDK 17")
-    return found
-
-
-def _run(command: list[str], what: str) -> None:
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        output = (completed.stdout + completed.stderr).strip()[-4000:]
-        raise JarFetchError(f"{what} failed building the Java join engine:\n{output}")
