@@ -8,7 +8,8 @@ Every figure is a ratio against a baseline measured in the same run:
 * the bare retrieval ceiling: hnswlib k=1000 queries/s on the same cores (one process
   per worker, no gRPC, no ranking);
 * saturation throughput of Rank (closed loop, many calls in flight), with decision
-  logging to Kafka on and off;
+  logging to Kafka on and off, in alternating rounds after a logged warm-up
+  (``benchmarks/rank_load_serving.py``);
 * p50/p99 latency at 80% of the saturation throughput (open loop, Poisson arrivals),
   beside what an M/D/c queue (``benchmarks/queueing.py``: c = the cores, every call
   taking the measured saturation's service time) gives at the same load: the latency
@@ -46,21 +47,14 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _METRICS_DIR)
 import torch  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
-from benchmarks.load_client import (  # noqa: E402
-    LoadResult,
-    closed_loop,
-    ghz,
-    ghz_available,
-    open_loop,
-)
-from benchmarks.process_usage import cpu_seconds, memory_mb  # noqa: E402
+from benchmarks.load_client import ghz_available  # noqa: E402
 from benchmarks.queueing import deterministic_service_latency, service_time_for_p99  # noqa: E402
 from benchmarks.rank_cost import StageCosts, build, measure, print_costs  # noqa: E402
+from benchmarks.rank_load_serving import logging_on_and_off  # noqa: E402
 from feedrank.core.clock import SystemClock  # noqa: E402
 from feedrank.core.kafka_topics import TopicSpec, ensure_topics  # noqa: E402
 from feedrank.core.settings import Settings, load_settings  # noqa: E402
-from feedrank.explore.app import ServingState, worker_backend_factory  # noqa: E402
-from feedrank.explore.workers import PoolConfig, WorkerPool  # noqa: E402
+from feedrank.explore.app import ServingState  # noqa: E402
 from feedrank.stack.jars import fetch_jars  # noqa: E402
 from feedrank.stack.kafka_broker import BrokerConfig, KafkaBroker  # noqa: E402
 from tests.support.kafka import free_port  # noqa: E402
@@ -93,6 +87,8 @@ class Report:
     served_cpu_ms_per_rank_no_logging: float  # the same with logging off
     broker_cpu_ms_per_rank: float  # the broker's, over the same run
     costs: StageCosts  # in process: the necessary work and the stages (rank_cost)
+    rounds: int  # alternating logging off/on pairs the saturations are measured in
+    warm_up_s: float  # logged load before them, not counted
 
     @property
     def throughput_vs_ceiling(self) -> float:
@@ -142,73 +138,6 @@ def retrieval_ceiling(
     for process in processes:
         process.join()
     return float(sum(counts[:]))
-
-
-@dataclass(frozen=True)
-class Served:
-    """One serving run: the load results, memory, and CPU per Rank at saturation."""
-
-    saturation: LoadResult
-    latency: LoadResult | None
-    pss_mb: float
-    rss_mb: float
-    worker_cpu_ms_per_rank: float
-    broker_cpu_ms_per_rank: float
-
-
-def serve_and_load(
-    state: ServingState,
-    settings: Settings,
-    args: argparse.Namespace,
-    *,
-    log_decisions: bool,
-    measure_latency: bool,
-    broker_pid: int,
-) -> Served:
-    clock = SystemClock()
-    port = free_port()
-    pool = WorkerPool(
-        worker_backend_factory(settings, clock, state, log_decisions=log_decisions),
-        settings.explore,
-        clock,
-        PoolConfig(address=f"127.0.0.1:{port}", workers=args.workers, metrics_address=None),
-    )
-    pool.start()
-    try:
-        address = f"127.0.0.1:{port}"
-        workers = pool.worker_pids()
-        before = cpu_seconds(workers), cpu_seconds([broker_pid])
-        saturation = generate_load(address, args, rate=None)
-        ranks = saturation.qps * args.seconds
-        worker_cpu = 1000 * (cpu_seconds(workers) - before[0]) / max(ranks, 1.0)
-        broker_cpu = 1000 * (cpu_seconds([broker_pid]) - before[1]) / max(ranks, 1.0)
-        latency = (
-            generate_load(address, args, rate=0.8 * saturation.qps) if measure_latency else None
-        )
-        pss, rss = memory_mb([os.getpid(), *workers])
-        return Served(saturation, latency, pss, rss, worker_cpu, broker_cpu)
-    finally:
-        pool.stop()
-
-
-def generate_load(address: str, args: argparse.Namespace, *, rate: float | None) -> LoadResult:
-    """Saturation (closed loop, ``rate`` None) or ``rate`` calls/s (open loop)."""
-    binary = ghz_available() if args.client == "ghz" else None
-    if args.client == "ghz" and binary is None:
-        raise SystemExit("ghz is not installed: run `make bench-tools` or pass --client python")
-    if binary is not None:
-        return ghz(
-            binary,
-            address,
-            args.users,
-            args.limit,
-            args.seconds,
-            concurrency=args.in_flight,
-            rate=rate,
-        )
-    if rate is None:
-        return closed_loop(address, args.users, args.limit, args.seconds, args.in_flight)
-    return open_loop(address, args.users, args.limit, args.seconds, rate)
 
 
 def main() -> None:
@@ -261,13 +190,9 @@ def run(settings: Settings, args: argparse.Namespace, *, broker_pid: int) -> Rep
     print(f"built world and index in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     costs = measure(settings, store, model, now_ms, args.queries, args.users)
     ceiling = retrieval_ceiling(state, settings, args.workers, args.seconds)
-    unlogged = serve_and_load(
-        state, settings, args, log_decisions=False, measure_latency=False, broker_pid=broker_pid
-    )
+    on_off = logging_on_and_off(state, settings, args, broker_pid=broker_pid)
+    served, unlogged = on_off.logged, on_off.unlogged
     without_log = unlogged.saturation
-    served = serve_and_load(
-        state, settings, args, log_decisions=True, measure_latency=True, broker_pid=broker_pid
-    )
     with_log, latency = served.saturation, served.latency
     assert latency is not None
     cores = os.cpu_count() or 1
@@ -298,6 +223,8 @@ def run(settings: Settings, args: argparse.Namespace, *, broker_pid: int) -> Rep
         served_cpu_ms_per_rank_no_logging=unlogged.worker_cpu_ms_per_rank,
         broker_cpu_ms_per_rank=served.broker_cpu_ms_per_rank,
         costs=costs,
+        rounds=on_off.rounds,
+        warm_up_s=on_off.warm_up_s,
     )
 
 
@@ -381,7 +308,24 @@ def parse_arguments() -> argparse.Namespace:
         help="gRPC handler threads per worker (settings' default)",
     )
     parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=20.0,
+        help="per measurement (logging on and off: split over the rounds)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternating logging off/on pairs the saturations are measured in",
+    )
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=5.0,
+        help="seconds of logged load before the rounds, not counted (warms the broker)",
+    )
     parser.add_argument("--in-flight", type=int, default=8, help="closed-loop concurrency")
     parser.add_argument(
         "--queries", type=int, default=400, help="in-process Rank calls per cost measurement"
@@ -397,6 +341,7 @@ def parse_arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if args.smoke:
         args.posts, args.users, args.seconds, args.queries = 20_000, 2_000, 2.0, 50
+        args.warm_up = 1.0
     return args
 
 

@@ -124,9 +124,10 @@ class ServedWorld:
         decision_features: Literal["compact", "full"] = "compact",
         policy: str = "greedy",
         epsilon: float = 0.1,
+        limit: int = FEED_LENGTH,
     ) -> list[bytes]:
         """One Rank call for each of the first ``users`` users at SERVE_MS (``policy``: the
-        exploration policy's name, with ``epsilon``); the decisions."""
+        exploration policy's name, with ``epsilon``; feeds of ``limit``); the decisions."""
         posts = all_posts(self.store, SERVE_MS)
         bundle = small_bundle(posts, seed=3)
         created = np.asarray(self.ranker.post_column("created_ms"), dtype=np.int64)
@@ -146,7 +147,7 @@ class ServedWorld:
         for user in range(users):
             query = RankQuery(
                 user_id=f"u{user}",
-                limit=FEED_LENGTH,
+                limit=limit,
                 request_time_ms=SERVE_MS,
                 language=None,
                 country=None,

@@ -261,7 +261,7 @@ class ExploreService:
         shown_posts: PostFeatureBatch,
         shown_versions: IntArray,
         items: tuple[RankedPost, ...],
-        pool: Callable[[], UnshownPool],
+        pool: Callable[[], UnshownPool | None],
     ) -> None:
         if self.decision_log is None:
             return
@@ -289,9 +289,12 @@ class ExploreService:
 
     def _unshown_pool(
         self, candidates: Candidates, outcome: RuleOutcome, shown: IntArray, limit: int
-    ) -> UnshownPool:
-        """The exploration pool's items the slate did not take (list order)."""
+    ) -> UnshownPool | None:
+        """The exploration pool's items the slate did not take (list order); None when it
+        took them all (a feed at least as long as the pool)."""
         pool = self.policy.pool(len(outcome.rows), limit)
+        if pool <= len(shown):  # the slate is drawn from the pool: nothing is left
+            return None
         unshown = np.setdiff1d(np.arange(pool, dtype=np.int64), shown, assume_unique=True)
         rows = outcome.rows[unshown]
         posts = candidates.posts.take(rows)

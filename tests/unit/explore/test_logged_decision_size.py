@@ -65,3 +65,12 @@ def test_a_30_item_decision_from_the_real_ranking_path_is_at_most_2_kb() -> None
             assert shown.ByteSize() <= MAX_DECISION_BYTES
             assert len(decision.pool) == POOL_SIZE - FEED_LENGTH  # the ε-greedy pool of 50
             assert pool_bytes <= MAX_POOL_ITEM_BYTES * len(decision.pool)
+
+
+def test_a_feed_as_long_as_the_pool_logs_no_pool_items() -> None:
+    """The slate is drawn from the pool: a feed of the whole pool leaves nothing unshown
+    (and explore does not look for it)."""
+    payloads = served_world().serve(USERS, policy="epsilon_greedy", limit=POOL_SIZE)
+    decisions = [events_pb2.Decision.FromString(payload) for payload in payloads]
+    assert max(len(decision.items) for decision in decisions) == POOL_SIZE
+    assert not any(decision.pool for decision in decisions)
