@@ -4,7 +4,7 @@ to Kafka or not, and the logging on/off comparison.
 Logging on and off are compared in alternating rounds (off, on, off, on, ...), each
 ``seconds / rounds`` long, after a logged warm-up that is not counted. Both matter on a
 shared box whose speed drifts between runs: a figure measured all at once before the
-other took whatever the box did then (this VM's retrieval ceiling varied 1,406-1,979
+other took whatever the box did then (this VM's retrieval ceiling varied 1,406-2,500
 queries/s between runs), and a broker started minutes before has compiled none of its
 produce path, which a long-running one has (its JIT's CPU then went to the logged run
 alone). The latency is measured after the last logged round, in its pool, at 80 % of
