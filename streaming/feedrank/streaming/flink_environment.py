@@ -16,6 +16,7 @@ submitted to a real Flink cluster. Every environment built here ships the
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from feedrank.streaming.flink_configuration import FlinkJobOptions, job_configur
 # FlinkJobOptions and job_configuration are re-exported: jobs build environments from here.
 __all__ = [
     "FlinkJobOptions",
+    "allow_own_gateway",
     "create_stream_environment",
     "create_table_environment",
     "job_configuration",
@@ -37,11 +39,27 @@ __all__ = [
 ]
 
 
+GATEWAY_DISABLED_ENV = "PYFLINK_GATEWAY_DISABLED"
+
+
+def allow_own_gateway() -> None:
+    """Let this process start its own PyFlink gateway, whatever its parent left set.
+
+    PyFlink runs a local job's Python workers in the client process itself (its loopback
+    mode) and sets ``PYFLINK_GATEWAY_DISABLED`` there for them; a process that ran such a
+    job (a test runner) passes it on to every child, and a child that is a Flink client of
+    its own (a benchmark, ``feedrank join``) then fails at its first PyFlink call with
+    "launching the PythonGatewayServer during Python UDF execution".
+    """
+    os.environ.pop(GATEWAY_DISABLED_ENV, None)
+
+
 def create_table_environment(
     settings: Settings, options: FlinkJobOptions | None = None
 ) -> TableEnvironment:
     """A streaming TableEnvironment (SQL-only jobs) with exactly-once checkpoints."""
     options = options or FlinkJobOptions.from_settings(settings)
+    allow_own_gateway()
     table_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     config = table_env.get_config()
     for key, value in job_configuration(settings, options).items():
@@ -63,6 +81,7 @@ def create_stream_environment(
     configuration keys (checkpoint directories, a savepoint to restore from).
     """
     options = options or FlinkJobOptions.from_settings(settings)
+    allow_own_gateway()
     configuration = Configuration()
     values = {
         **job_configuration(settings, options),

@@ -163,9 +163,9 @@ def start_flink_gateway() -> None:
     savepoint; a JVM started with a shutdown signal ignored never installs its handler.
     The JVM still exits with this process (it watches its stdin pipe).
     """
-    # A parent that ran PyFlink jobs in-process (e.g. a test runner) leaves this set for
-    # its Python workers; this process is a client of its own and must start a gateway.
-    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    from feedrank.streaming.flink_environment import allow_own_gateway  # noqa: PLC0415 - slow
+
+    allow_own_gateway()
     # PyFlink runs $JAVA_HOME/bin/java whenever JAVA_HOME is set, even when it is empty
     # or names no Java (then the join dies with "No such file: bin/java"): use PATH's.
     java_home = os.environ.get("JAVA_HOME")
