@@ -27,6 +27,7 @@ DETACHED = ["kafka", "deploy"]
 # Bootstrap training plus the start of every component, on a loaded 2-core CI box.
 FOREGROUND_READY_S = 420.0
 RESTART_S = 240.0  # the backoff, a Python start and the component's own start-up, loaded
+STOP_S = 120.0  # the demo's report, then every component stopped (the join's savepoint)
 
 
 @pytest.fixture
@@ -150,8 +151,12 @@ def test_foreground_up_runs_the_demo_restarts_a_killed_component_and_stops_on_ct
     # once every component is healthy: wait on that, not on a guessed deadline.
     watcher = OutputWatcher(process, "stack is up")
     try:
-        watcher.seen.wait(timeout=FOREGROUND_READY_S)
+        up_in_time = watcher.seen.wait(timeout=FOREGROUND_READY_S)
         assert process.poll() is None, f"`feedrank up` exited early:\n{watcher.output(10)}"
+        assert up_in_time, (
+            f"the stack was not up within {FOREGROUND_READY_S:.0f}s; `feedrank up` said:\n"
+            f"{watcher.output()}"
+        )
         code, statuses = status_json(stack_env)
         assert code == 0, f"stack not healthy: {statuses}\n`feedrank up` said:\n{watcher.output()}"
         # A component that dies is restarted and counted while the demo runs.
@@ -160,7 +165,12 @@ def test_foreground_up_runs_the_demo_restarts_a_killed_component_and_stops_on_ct
         os.kill(deploy["pid"], signal.SIGKILL)
         restarted = wait_for_restart(stack_env, "deploy", deploy["pid"], watcher)
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=STOP_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"`feedrank up` still ran {STOP_S:.0f}s after Ctrl-C; it said:\n{watcher.output()}"
+            ) from None
     finally:
         if process.poll() is None:
             process.kill()

@@ -16,9 +16,9 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from feedrank.client import RankingClient
 from feedrank.client.errors import FeedrankError
@@ -74,19 +74,22 @@ class ExploreCluster:
         return self.balancer.replica_states()[replica.name]
 
 
-@pytest.fixture
-def cluster_settings(kafka: KafkaBroker, new_topic: TopicFactory, tmp_path: Path) -> Settings:
+@pytest.fixture(scope="module")
+def cluster_settings(
+    kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
     catalogue = private_entity_topics(kafka.bootstrap, "balancer")
     publish_world_to(kafka.bootstrap, catalogue, small_world(5_000, 500, int(time.time() * 1000)))
-    return load_settings(
+    decisions = TopicFactory(AdminClient({"bootstrap.servers": kafka.bootstrap}), "balancer")
+    yield load_settings(
         kafka={"bootstrap_servers": kafka.bootstrap},
         topics={
-            "decisions": new_topic("decisions", partitions=3),
+            "decisions": decisions("decisions", partitions=3),
             "posts": catalogue.posts,
             "users": catalogue.users,
             "graph": catalogue.graph,
         },
-        paths={"state_dir": tmp_path / "state"},
+        paths={"state_dir": tmp_path_factory.mktemp("explore-cluster") / "state"},
         ports={"ranking_grpc": free_port()},
         explore={"workers": 1},
         cluster={
@@ -96,9 +99,12 @@ def cluster_settings(kafka: KafkaBroker, new_topic: TopicFactory, tmp_path: Path
             "balancer_stats_port": free_port(),
         },
     )
+    decisions.delete_all()
 
 
-@pytest.fixture
+# One cluster for the module (its start took 35-41 s per test): the first test counts
+# the calls it makes itself, and the second leaves every replica serving again.
+@pytest.fixture(scope="module")
 def explore_cluster(cluster_settings: Settings) -> Iterator[ExploreCluster]:
     components = explore_cluster_components(cluster_settings)
     assert [component.name for component in components] == ["explore-1", "explore-2", "balancer"]
@@ -174,10 +180,14 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> floa
 def test_rank_through_the_balancer_reaches_every_replica(
     explore_cluster: ExploreCluster,
 ) -> None:
+    before = [explore_cluster.ok_calls(replica) for replica in explore_cluster.replicas]
     with RankingClient(explore_cluster.balancer.endpoint, timeout_s=CALL_TIMEOUT_S) as client:
         for index in range(40):  # one channel: HAProxy balances calls, not connections
             assert len(client.rank(f"u{index}", limit=10).items) == 10
-    served = [explore_cluster.ok_calls(replica) for replica in explore_cluster.replicas]
+    served = [
+        explore_cluster.ok_calls(replica) - earlier
+        for replica, earlier in zip(explore_cluster.replicas, before, strict=True)
+    ]
     assert sum(served) == 40
     assert all(calls > 0 for calls in served), served
     assert explore_cluster.balancer.probe().state == "healthy"

@@ -98,10 +98,17 @@ def cluster(
         },
     )
     running = RunningCluster(settings)
+    nodes = [
+        node for node in kafka_cluster_components(settings) if isinstance(node, KafkaNodeComponent)
+    ]
+    assert len(nodes) == NODES
     try:
-        for node in kafka_cluster_components(settings):
-            assert isinstance(node, KafkaNodeComponent)
-            running.start(node)
+        # All at once, then each waited on in order, as `feedrank up` does (one after
+        # another, each node waited for its controller listener before the next began).
+        for node in nodes:
+            running.processes[node.node_id] = node.start(tie_to_parent=True)
+        for node in nodes:
+            node.wait_ready(running.processes[node.node_id])
         yield running
     finally:
         running.stop_all()
