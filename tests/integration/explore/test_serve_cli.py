@@ -121,5 +121,22 @@ def test_serve_runs_workers_on_one_port_and_stops_cleanly(
             process.communicate()
     assert process.returncode == 0, output
     assert "explore service stopped" in output
-    with socket.socket() as probe:  # the port is free again: no worker left
-        probe.bind(("127.0.0.1", grpc_port))
+    assert no_listener_on(grpc_port), f"a worker still listens on {grpc_port}:\n{output}"
+
+
+def no_listener_on(port: int, timeout_s: float = 10.0) -> bool:
+    """True once nothing listens on ``port``: a bind with SO_REUSEADDR succeeds past the
+    connections the server closed (TIME_WAIT, which made a plain bind fail now and then)
+    but not while a worker's listening socket is open."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+            else:
+                return True
+        time.sleep(0.2)
