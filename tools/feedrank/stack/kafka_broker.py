@@ -232,8 +232,8 @@ class KafkaBroker:
             "-XX:+UseG1GC",
             # C1 only: this broker idled at 9-10 % of a core with C2 recompiling all the
             # while, 3.5 % without, and produced and served 150k 2.5 KB records as fast
-            # (docs/benchmarks.md, "Rank with logging"): on a box the broker shares with
-            # Rank workers, its compiler's CPU is theirs.
+            # (docs/benchmarks.md, "Logging on and off, session 23"): on a box the broker
+            # shares with Rank workers, its compiler's CPU is theirs.
             "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true",
             self.config.process_tag,
