@@ -28,6 +28,9 @@ from tests.support.kafka import free_port
 
 LATENCY_LOAD = 0.8  # of the logged saturation
 
+LatencyRate = Callable[[LoadResult], float]
+"""The open-loop rate for a latency run, from the saturation just measured."""
+
 
 @dataclass(frozen=True)
 class Served:
@@ -70,26 +73,20 @@ def logging_on_and_off(
             broker_pid=broker_pid,
         )
 
+    def latency_rate(last: LoadResult) -> float:
+        """80 % of the logged saturation over the rounds so far and ``last``."""
+        qps = [served.saturation.qps for served in logged] + [last.qps]
+        return LATENCY_LOAD * sum(qps) / len(qps)
+
     if args.warm_up > 0:
         serve(True, args.warm_up)
     unlogged: list[Served] = []
     logged: list[Served] = []
     for number in range(rounds):
         unlogged.append(serve(False, seconds))
-        if number < rounds - 1:
-            logged.append(serve(True, seconds))
-            continue
-
-        def latency_rate(last: LoadResult) -> float:
-            qps = [served.saturation.qps for served in logged] + [last.qps]
-            return LATENCY_LOAD * sum(qps) / len(qps)
-
-        logged.append(serve(True, seconds, latency_rate))
+        last_round = number == rounds - 1
+        logged.append(serve(True, seconds, latency_rate if last_round else None))
     return OnOff(combined(logged), combined(unlogged), rounds, args.warm_up)
-
-
-LatencyRate = Callable[[LoadResult], float]
-"""The open-loop rate for a latency run, from the saturation just measured."""
 
 
 def combined(runs: list[Served]) -> Served:

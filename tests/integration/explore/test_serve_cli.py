@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from feedrank.core import codecs
+from feedrank.stack.components import StackError, ensure_port_free
 from feedrank.stack.kafka_broker import KafkaBroker
 from feedrank.v1 import ranking_pb2, ranking_pb2_grpc
 from tests.support.catalogue_topics import private_entity_topics, publish_world_to, topic_env
@@ -125,18 +125,16 @@ def test_serve_runs_workers_on_one_port_and_stops_cleanly(
 
 
 def no_listener_on(port: int, timeout_s: float = 10.0) -> bool:
-    """True once nothing listens on ``port``: a bind with SO_REUSEADDR succeeds past the
-    connections the server closed (TIME_WAIT, which made a plain bind fail now and then)
-    but not while a worker's listening socket is open."""
+    """True once nothing listens on ``port`` (the stack's own probe: a bind with
+    SO_REUSEADDR gets past the connections the server closed, in TIME_WAIT, which made a
+    plain bind fail now and then, but not past a worker's open listening socket)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                if time.monotonic() >= deadline:
-                    return False
-            else:
-                return True
+        try:
+            ensure_port_free(port, owner="this test's probe")
+        except StackError:
+            if time.monotonic() >= deadline:
+                return False
+        else:
+            return True
         time.sleep(0.2)

@@ -51,10 +51,14 @@ class RunningCluster:
     def node(self, node_id: int) -> KafkaNodeComponent:
         return node_of(self.settings, node_id)
 
-    def start(self, node: KafkaNodeComponent) -> None:
+    def launch(self, node: KafkaNodeComponent) -> ManagedProcess:
+        """Start the node's process, not waiting for it."""
         process = node.start(tie_to_parent=True)
         self.processes[node.node_id] = process
-        node.wait_ready(process)
+        return process
+
+    def start(self, node: KafkaNodeComponent) -> None:
+        node.wait_ready(self.launch(node))
 
     def kill(self, node_id: int) -> None:
         """SIGKILL the node, as a crash would."""
@@ -105,10 +109,9 @@ def cluster(
     try:
         # All at once, then each waited on in order, as `feedrank up` does (one after
         # another, each node waited for its controller listener before the next began).
-        for node in nodes:
-            running.processes[node.node_id] = node.start(tie_to_parent=True)
-        for node in nodes:
-            node.wait_ready(running.processes[node.node_id])
+        launched = [(node, running.launch(node)) for node in nodes]
+        for node, process in launched:
+            node.wait_ready(process)
         yield running
     finally:
         running.stop_all()
