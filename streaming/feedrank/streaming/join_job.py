@@ -148,7 +148,8 @@ def joined_stream(
     rewards: Table,
     config: JoinJobConfig,
 ) -> DataStream:
-    """The join operator's output (OUTPUT_ROW), timestamped in event time."""
+    """The join operator's output (OUTPUT_ROW), timestamped in event time; on the Java
+    engine without the examples, which it writes to their topic itself."""
     source = KafkaSource(
         config.topics.decisions,
         config.bootstrap,
@@ -175,6 +176,7 @@ def joined_stream(
             out_of_orderness_ms=config.out_of_orderness_ms,
             idleness_ms=config.idleness_ms,
             engine_jar=config.java_engine_jar,
+            examples=examples_sink(config),
         )
     decisions = (
         table_env.to_data_stream(raw)
@@ -200,6 +202,16 @@ def joined_stream(
         # The label state's format is version 2 (label_state): a checkpoint of the
         # version-1 join (whole decisions as JSON) does not restore into this one.
         .uid("decision-reward-join-v2")
+    )
+
+
+def examples_sink(config: JoinJobConfig) -> KafkaSink:
+    """The examples topic's exactly-once sink (its transactional ids keep the prefix of
+    the SQL table sink they came from, ``examples_sink``)."""
+    return KafkaSink(
+        config.topics.examples,
+        config.bootstrap,
+        transactional_id_prefix=f"{config.transactional_id_prefix}-examples_sink",
     )
 
 
@@ -235,22 +247,21 @@ def build_join_job(
     # (and the join's watermarks with the records, for the aggregates' windows).
     joined = join_out_table(table_env, joined_stream(stream_env, table_env, rewards, config))
     table_env.create_temporary_view("join_out", joined)
-    for table, topic in (
-        ("examples_sink", config.topics.examples),
-        ("join_dlq_sink", config.topics.dlq),
-    ):
-        sink = KafkaSink(
-            topic,
-            config.bootstrap,
-            transactional_id_prefix=f"{config.transactional_id_prefix}-{table}",
-        )
-        table_env.execute_sql(raw_table_ddl(table, raw_sink_options(sink)))
-    statements.add_insert_sql(
-        "INSERT INTO examples_sink SELECT `key`, example, "
-        "MAP['content-type', CAST('application/x-protobuf' AS BYTES)] "
-        "FROM join_out CROSS JOIN UNNEST(payloads) AS batch (example) "
-        "WHERE kind = 'examples'"
+    dlq = KafkaSink(
+        config.topics.dlq,
+        config.bootstrap,
+        transactional_id_prefix=f"{config.transactional_id_prefix}-join_dlq_sink",
     )
+    table_env.execute_sql(raw_table_ddl("join_dlq_sink", raw_sink_options(dlq)))
+    if config.java_engine_jar is None:  # the Java engine has written the examples already
+        examples = examples_sink(config)
+        table_env.execute_sql(raw_table_ddl("examples_sink", raw_sink_options(examples)))
+        statements.add_insert_sql(
+            "INSERT INTO examples_sink SELECT `key`, example, "
+            "MAP['content-type', CAST('application/x-protobuf' AS BYTES)] "
+            "FROM join_out CROSS JOIN UNNEST(payloads) AS batch (example) "
+            "WHERE kind = 'examples'"
+        )
     statements.add_insert_sql(
         "INSERT INTO join_dlq_sink SELECT `key`, payload, MAP["
         f"'{codecs.DLQ_HEADER_TOPIC}', CAST(CASE kind WHEN 'malformed' "

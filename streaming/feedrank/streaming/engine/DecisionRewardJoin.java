@@ -3,15 +3,14 @@ package feedrank.streaming.engine;
 import com.google.protobuf.ByteString;
 import com.google.protobuf.InvalidProtocolBufferException;
 import feedrank.v1.Events;
-import java.util.ArrayList;
 import java.util.List;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.api.java.tuple.Tuple2;
 import org.apache.flink.metrics.Gauge;
 import org.apache.flink.metrics.MetricGroup;
-import org.apache.flink.streaming.api.TimerService;
 import org.apache.flink.streaming.api.functions.co.KeyedCoProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -81,7 +80,7 @@ public final class DecisionRewardJoin extends KeyedCoProcessFunction<String, Row
     }
     LabelState state = load();
     JoinLogic.Result result = logic.onDecision(state, decision, partition, offset);
-    emit(state, result, ctx.timerService(), out);
+    emit(state, result, ctx, out);
   }
 
   @Override
@@ -95,7 +94,7 @@ public final class DecisionRewardJoin extends KeyedCoProcessFunction<String, Row
             ((Number) rewardRow.getField(4)).doubleValue(),
             ((Number) rewardRow.getField(5)).longValue());
     LabelState state = load();
-    emit(state, logic.onReward(state, reward, this::decision), ctx.timerService(), out);
+    emit(state, logic.onReward(state, reward, this::decision), ctx, out);
   }
 
   @Override
@@ -104,9 +103,9 @@ public final class DecisionRewardJoin extends KeyedCoProcessFunction<String, Row
     JoinLogic.Result result = logic.onTimer(state, timestamp, this::decision);
     if (result.clear) {
       labels.clear();
-      collect(result.outputs, out);
+      collect(result.outputs, out, ctx);
     } else {
-      emit(state, result, ctx.timerService(), out);
+      emit(state, result, ctx, out);
     }
   }
 
@@ -126,43 +125,30 @@ public final class DecisionRewardJoin extends KeyedCoProcessFunction<String, Row
     return stored == null || stored.length == 0 ? new LabelState() : LabelState.fromBytes(stored);
   }
 
-  private void emit(
-      LabelState state, JoinLogic.Result result, TimerService timers, Collector<Row> out)
+  private void emit(LabelState state, JoinLogic.Result result, Context ctx, Collector<Row> out)
       throws Exception {
     labels.update(state.toBytes());
     for (long at : result.timers) {
-      timers.registerEventTimeTimer(at);
+      ctx.timerService().registerEventTimeTimer(at);
     }
-    collect(result.outputs, out);
+    collect(result.outputs, out, ctx);
   }
 
   /**
-   * The rows of {@code outputs}, a call's examples batched into one "examples" row (the
-   * SQL sink unnests it into one Kafka record each), as Python's {@code output_rows}.
+   * The rows of {@code outputs}, but examples: those go to the examples' side output
+   * ({@link ExamplesSink#EXAMPLES}), one (key, value) each, for their own Kafka sink.
    */
-  static void collect(List<JoinOutput> outputs, Collector<Row> out) {
-    List<byte[]> payloads = null;
-    JoinOutput last = null;
+  static void collect(List<JoinOutput> outputs, Collector<Row> out, Context context) {
     for (JoinOutput output : outputs) {
       if (!output.isExamples()) {
         out.collect(output.toRow());
-        continue;
-      }
-      if (payloads == null) {
-        payloads = new ArrayList<>();
-      }
-      if (output.kind.equals("example")) {
-        payloads.add(output.payload);
+      } else if (output.kind.equals("example")) {
+        context.output(ExamplesSink.EXAMPLES, Tuple2.of(output.key, output.payload));
       } else {
-        payloads.addAll(output.payloads);
+        for (byte[] payload : output.payloads) {
+          context.output(ExamplesSink.EXAMPLES, Tuple2.of(output.key, payload));
+        }
       }
-      last = output;
-    }
-    if (last != null) {
-      JoinOutput batch =
-          new JoinOutput("examples", last.key, last.modelVersion, last.arm, last.eventTimeMs);
-      batch.payloads = payloads;
-      out.collect(batch.toRow());
     }
   }
 

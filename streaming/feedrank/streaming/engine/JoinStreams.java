@@ -6,6 +6,7 @@ import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.functions.KeySelector;
 import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator;
 import org.apache.flink.types.Row;
 
 /**
@@ -21,6 +22,8 @@ public final class JoinStreams {
    * @param rewards the intake's valid rewards: (decision id, post id, user id, type, value,
    *     time in ms)
    * @param outputType the Python job's {@code OUTPUT_ROW}
+   * @param examples where the examples go: they leave the join through their own Kafka sink
+   *     ({@link ExamplesSink}), and the returned stream carries every other output row
    */
   public static DataStream<Row> join(
       DataStream<Row> rawDecisions,
@@ -28,7 +31,8 @@ public final class JoinStreams {
       JoinConfig config,
       TypeInformation<Row> outputType,
       long outOfOrdernessMs,
-      long idlenessMs) {
+      long idlenessMs,
+      ExamplesTarget examples) {
     DataStream<Row> decisions =
         rawDecisions
             .map(new DecodeDecision(), DecodeDecision.DECODED)
@@ -37,11 +41,18 @@ public final class JoinStreams {
                 eventTime(DecodeDecision.EVENT_TIME_MS, outOfOrdernessMs, idlenessMs));
     DataStream<Row> timedRewards =
         rewards.assignTimestampsAndWatermarks(eventTime(5, outOfOrdernessMs, idlenessMs));
-    return decisions
-        .keyBy(new FieldKey(DecodeDecision.DECISION_ID), Types.STRING)
-        .connect(timedRewards.keyBy(new FieldKey(0), Types.STRING))
-        .process(new DecisionRewardJoin(config), outputType)
-        .uid("decision-reward-join-java-v1");
+    SingleOutputStreamOperator<Row> joined =
+        decisions
+            .keyBy(new FieldKey(DecodeDecision.DECISION_ID), Types.STRING)
+            .connect(timedRewards.keyBy(new FieldKey(0), Types.STRING))
+            .process(new DecisionRewardJoin(config), outputType)
+            .uid("decision-reward-join-java-v1");
+    joined
+        .getSideOutput(ExamplesSink.EXAMPLES)
+        .sinkTo(ExamplesSink.sink(config, examples))
+        .name("examples-sink")
+        .uid("examples-sink-java-v1");
+    return joined;
   }
 
   /** Bounded out-of-orderness on a row's time field (0: the record's own timestamp). */
