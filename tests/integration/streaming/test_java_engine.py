@@ -174,7 +174,7 @@ def run_join(
     stream_env.execute(f"join-{name}")
     return {
         kind: Counter(
-            canonical(record.value() or b"", kind, record.headers())
+            canonical(record.value() or b"", kind, record.headers(), record.key() or b"")
             for record in consume.read(topic, at_most=5_000, timeout_s=30, idle_s=3)
         )
         for kind, topic in (
@@ -185,12 +185,15 @@ def run_join(
     }
 
 
-def canonical(value: bytes, kind: str, headers: Headers) -> bytes:
-    """A record as comparable bytes: an example re-encoded deterministically, a dead
+def canonical(value: bytes, kind: str, headers: Headers, key: bytes = b"") -> bytes:
+    """A record as comparable bytes: an example re-encoded deterministically with its key
+    and content type (the engines write examples through different sinks), a dead
     letter with its error header (a parse error's wording cut), an aggregate with its
     kind header."""
     if kind == "examples":
-        return codecs.encode(codecs.decode(events_pb2.LabelledExample, value))
+        content_type = codecs.header_value(headers, "content-type") or ""
+        example = codecs.encode(codecs.decode(events_pb2.LabelledExample, value))
+        return key + b"|" + content_type.encode() + b"|" + example
     if kind == "metrics":
         record_kind = codecs.header_value(headers, METRICS_KIND_HEADER) or ""
         if record_kind == AGGREGATE_KIND:  # its sums of floats depend on arrival order
@@ -221,6 +224,7 @@ def test_java_engine_writes_what_the_python_operator_writes(
     assert sum(python["examples"].values()) > 300, "the workload labels hundreds of items"
     assert sum(python["dlq"].values()) > 20, "late, dangling and malformed records"
     assert python["metrics"], "aggregates were written"
+    assert all(b"|application/x-protobuf|" in example for example in java["examples"])
     for kind in ("examples", "dlq", "metrics"):
         only_python = python[kind] - java[kind]
         only_java = java[kind] - python[kind]

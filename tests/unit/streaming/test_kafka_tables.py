@@ -4,6 +4,7 @@ from pathlib import Path
 
 from feedrank.core.kafka_clients import KafkaAccess, KafkaSecurity
 from feedrank.streaming.kafka_tables import (
+    SINK_PRODUCER_PROPERTIES,
     SINK_TRANSACTION_TIMEOUT_MS,
     KafkaSink,
     KafkaSource,
@@ -28,6 +29,15 @@ def test_exactly_once_sink_is_transactional_within_the_broker_maximum() -> None:
     assert SINK_TRANSACTION_TIMEOUT_MS <= 15 * 60 * 1000
     at_least_once = raw_sink_options(KafkaSink("t", "h:1", delivery="at-least-once"))
     assert "sink.transactional-id-prefix" not in at_least_once
+
+
+def test_every_sink_producer_batches_and_compresses() -> None:
+    for delivery in ("exactly-once", "at-least-once"):
+        options = raw_sink_options(KafkaSink("t", "h:1", delivery=delivery))
+        assert int(options["properties.batch.size"]) >= 64 * 1024
+        assert 0 < int(options["properties.linger.ms"]) <= 100  # far under a checkpoint
+        assert options["properties.compression.type"] == "lz4"
+    assert {f"properties.{key}" for key in SINK_PRODUCER_PROPERTIES} <= set(options)
 
 
 def test_ddl_quotes_option_values() -> None:
