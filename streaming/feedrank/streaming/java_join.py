@@ -54,6 +54,10 @@ def java_joined_stream(
     (the same bytes under a Java serializer) does not restore into the Python
     operator's, nor the other way round.
     """
+    if examples.delivery != "exactly-once" or examples.bootstrap != log.bootstrap:
+        raise ValueError(
+            "the engine writes the examples exactly once, to the decision log's cluster"
+        )
     stream_env.add_jars(engine_jar.resolve().as_uri())
     gateway = get_gateway()
     engine = gateway.jvm.feedrank.streaming.engine

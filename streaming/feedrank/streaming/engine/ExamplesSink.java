@@ -21,7 +21,7 @@ import org.apache.flink.util.OutputTag;
  * commit with the job's checkpoints (exactly once).
  *
  * <p>The join hands its examples over as a side output ({@link #EXAMPLES}): they never
- * become table rows, so no SQL unnests, copies or re-encodes their bytes (``docs/streaming.md``,
+ * become table rows, so no SQL unnests, copies or re-encodes their bytes (docs/streaming.md,
  * "The examples' own sink"). The records are those the SQL sink of the Python engine writes:
  * the producer's partitioner on the key, its clock for the record time.
  */
