@@ -20,7 +20,7 @@ SINK_TRANSACTION_TIMEOUT_MS = 10 * 60 * 1000
 # up to 256 KiB, lz4-compressed, costs no latency anyone sees. Kafka's defaults (16 KiB,
 # 5 ms, uncompressed) cut the join's examples (~70 bytes each) into small requests that
 # cost the broker and the job more than the records: 86k-103k shown items/s with the
-# defaults against 132k-141k with these (docs/benchmarks.md, "Runs 25-").
+# defaults against 132k-141k with these (docs/benchmarks.md, streaming "Runs 25-27").
 SINK_PRODUCER_PROPERTIES = {"batch.size": "262144", "linger.ms": "20", "compression.type": "lz4"}
 # flink-sql-connector-kafka relocates the Kafka clients under this package; a JAAS
 # config names its login module by class, so it must name the relocated one.
