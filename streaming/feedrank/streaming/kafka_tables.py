@@ -18,7 +18,7 @@ SINK_TRANSACTION_TIMEOUT_MS = 10 * 60 * 1000
 # Every sink's producer batches for throughput: a transactional sink's records become
 # visible when its checkpoint commits (1 s and up), so waiting 20 ms to fill batches of
 # up to 256 KiB, lz4-compressed, costs no latency anyone sees. Kafka's defaults (16 KiB,
-# 5 ms, uncompressed) cut the join's examples (~70 bytes each) into small requests that
+# 5 ms, uncompressed) cut the join's examples (~180 bytes each) into small requests that
 # cost the broker and the job more than the records: 86k-103k shown items/s with the
 # defaults against 132k-141k with these (docs/benchmarks.md, streaming "Runs 25-27").
 SINK_PRODUCER_PROPERTIES = {"batch.size": "262144", "linger.ms": "20", "compression.type": "lz4"}
