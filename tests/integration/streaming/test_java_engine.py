@@ -185,13 +185,13 @@ def run_join(
     }
 
 
-def canonical(value: bytes, kind: str, headers: Headers, key: bytes = b"") -> bytes:
+def canonical(value: bytes, kind: str, headers: Headers, key: bytes) -> bytes:
     """A record as comparable bytes: an example re-encoded deterministically with its key
     and content type (the engines write examples through different sinks), a dead
     letter with its error header (a parse error's wording cut), an aggregate with its
     kind header."""
     if kind == "examples":
-        content_type = codecs.header_value(headers, "content-type") or ""
+        content_type = codecs.header_value(headers, codecs.CONTENT_TYPE_HEADER) or ""
         example = codecs.encode(codecs.decode(events_pb2.LabelledExample, value))
         return key + b"|" + content_type.encode() + b"|" + example
     if kind == "metrics":
@@ -224,7 +224,8 @@ def test_java_engine_writes_what_the_python_operator_writes(
     assert sum(python["examples"].values()) > 300, "the workload labels hundreds of items"
     assert sum(python["dlq"].values()) > 20, "late, dangling and malformed records"
     assert python["metrics"], "aggregates were written"
-    assert all(b"|application/x-protobuf|" in example for example in java["examples"])
+    protobuf = f"|{codecs.PROTOBUF_CONTENT_TYPE}|".encode()
+    assert all(protobuf in example for example in java["examples"])
     for kind in ("examples", "dlq", "metrics"):
         only_python = python[kind] - java[kind]
         only_java = java[kind] - python[kind]
