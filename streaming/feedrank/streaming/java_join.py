@@ -84,8 +84,12 @@ def java_joined_stream(
         engine.ExamplesTarget(
             examples.topic,
             examples.transactional_id_prefix,
-            SINK_TRANSACTION_TIMEOUT_MS,
-            java_map(SINK_PRODUCER_PROPERTIES),
+            java_map(
+                {
+                    "transaction.timeout.ms": str(SINK_TRANSACTION_TIMEOUT_MS),
+                    **SINK_PRODUCER_PROPERTIES,
+                }
+            ),
         ),
     )
     return DataStream(joined)

@@ -39,7 +39,6 @@ final class ExamplesSink {
   static KafkaSink<Tuple2<byte[], byte[]>> sink(JoinConfig config, ExamplesTarget target) {
     Properties properties = new Properties();
     properties.putAll(config.kafkaProperties); // bootstrap.servers and its security
-    properties.setProperty("transaction.timeout.ms", Long.toString(target.transactionTimeoutMs));
     properties.putAll(target.producerProperties);
     return KafkaSink.<Tuple2<byte[], byte[]>>builder()
         .setKafkaProducerConfig(properties)

@@ -10,17 +10,12 @@ public final class ExamplesTarget implements Serializable {
 
   final String topic;
   final String transactionalIdPrefix;
-  final long transactionTimeoutMs;
-  final HashMap<String, String> producerProperties; // batching and compression
+  final HashMap<String, String> producerProperties; // transaction timeout, batching
 
   public ExamplesTarget(
-      String topic,
-      String transactionalIdPrefix,
-      long transactionTimeoutMs,
-      Map<String, String> producerProperties) {
+      String topic, String transactionalIdPrefix, Map<String, String> producerProperties) {
     this.topic = topic;
     this.transactionalIdPrefix = transactionalIdPrefix;
-    this.transactionTimeoutMs = transactionTimeoutMs;
     this.producerProperties = new HashMap<>(producerProperties);
   }
 }
