@@ -20,6 +20,7 @@ import hnswlib
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core import huge_pages
 from feedrank.core.feature_schema import LANGUAGES, BoolArray, FloatArray, IntArray
 
 INDEX_FORMAT = "feedrank-candidate-index/2"  # 2: graph labels are slots, dead slots kept
@@ -125,7 +126,8 @@ def _read_columns(path: Path, dim: int) -> SlotColumns:
 def _read_graph(path: Path, dim: int, ef_search: int) -> Any:
     graph = hnswlib.Index(space="ip", dim=dim)
     try:
-        graph.load_index(str(path))
+        with huge_pages.advised():  # the graph is read at random: see huge_pages
+            graph.load_index(str(path))
     except RuntimeError as error:
         raise IndexFormatError(f"cannot load graph {path}: {error}") from error
     graph.set_ef(ef_search)

@@ -34,6 +34,7 @@ import hnswlib
 import numpy as np
 import numpy.typing as npt
 
+from feedrank.core import huge_pages
 from feedrank.core.feature_schema import (
     COUNTRY_VOCABULARY,
     LANGUAGE_VOCABULARY,
@@ -180,16 +181,18 @@ class Partition:
                 return
             slots = np.flatnonzero(self.alive[: self.used])
             self.graph = hnswlib.Index(space="ip", dim=self.config.dim)
-            self.graph.init_index(
-                max_elements=max(int(slots.size * self.config.growth_factor), 1),
-                ef_construction=self.config.ef_construction,
-                M=self.config.M,
-                random_seed=self.config.seed,
-            )
+            with huge_pages.advised():  # the graph is read at random: see huge_pages
+                self.graph.init_index(
+                    max_elements=max(int(slots.size * self.config.growth_factor), 1),
+                    ef_construction=self.config.ef_construction,
+                    M=self.config.M,
+                    random_seed=self.config.seed,
+                )
             self.graph.set_ef(self.config.ef_search)
         needed = self.graph.element_count + slots.size
         if needed > self.graph.max_elements:
-            self.graph.resize_index(int(needed * self.config.growth_factor))
+            with huge_pages.advised():
+                self.graph.resize_index(int(needed * self.config.growth_factor))
         for start in range(0, slots.size, self.config.build_chunk):
             chunk = slots[start : start + self.config.build_chunk]
             # A reused slot's label is marked deleted: add_items replaces and revives it.
