@@ -2,7 +2,7 @@
 to Kafka or not, and the logging on/off comparison.
 
 Logging on and off are compared in alternating rounds (off, on, off, on, ...), each
-``seconds / rounds`` long, after a logged warm-up that is not counted. Both matter on a
+``on_off_seconds / rounds`` long, after a logged warm-up that is not counted. Both matter on a
 shared box whose speed drifts between runs: a figure measured all at once before the
 other took whatever the box did then (this VM's retrieval ceiling varied 1,406-2,500
 queries/s between runs), and a broker started minutes before has compiled none of its
@@ -57,10 +57,11 @@ class OnOff:
 def logging_on_and_off(
     state: ServingState, settings: Settings, args: argparse.Namespace, *, broker_pid: int
 ) -> OnOff:
-    """Saturation with logging off and on in ``args.rounds`` alternating pairs after
-    ``args.warm_up`` seconds of logged load; then the latency (see the module docstring)."""
+    """Saturation with logging off and on in ``args.rounds`` alternating pairs (each mode
+    ``args.on_off_seconds`` in all) after ``args.warm_up`` seconds of logged load; then
+    the latency (see the module docstring)."""
     rounds = max(args.rounds, 1)
-    seconds = args.seconds / rounds
+    seconds = args.on_off_seconds / rounds
 
     def serve(log: bool, duration: float, latency_rate: LatencyRate | None = None) -> Served:
         return serve_and_load(

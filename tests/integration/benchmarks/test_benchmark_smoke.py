@@ -45,6 +45,7 @@ def test_rank_load_smoke(jars: JarLocations) -> None:
     assert report["p99_vs_queueing"] > 0
     assert report["pss_mb"] > 0
     assert report["broker_warm_up_s"] > 0  # the new broker was loaded while the world was built
+    assert (report["rounds"], report["on_off_seconds"]) == (2, 4.0)  # --smoke's
     assert report["broker_cpu_ms_per_rank"] > 0
     assert report["broker_cpu_ms_per_rank_no_logging"] >= 0
     # Issue 23's cost ratios: served CPU against the in-process necessary work.
