@@ -89,7 +89,9 @@ def advise(ranges: Ranges) -> int:
 
 @contextmanager
 def advised() -> Iterator[None]:
-    """Ask for huge pages over the big anonymous memory the body allocates."""
+    """Ask for huge pages over the big anonymous memory the body allocates. A range that
+    another thread maps meanwhile is advised too: it is advice, and only for 8 MiB and
+    more."""
     before = anonymous_mappings()
     yield
     advise(aligned(added(before, anonymous_mappings())))
