@@ -104,9 +104,10 @@ PYTEST_TOLERATING_EMPTY = rc=0; $(BIN)/pytest $(1) || rc=$$?; \
 unit: venv
 	@$(call PYTEST_TOLERATING_EMPTY,-n auto tests/unit,tests/unit)
 
-# Real Kafka broker, Flink mini-cluster and gRPC servers, started by fixtures.
+# Real Kafka broker, Flink mini-cluster and gRPC servers, started by fixtures. The
+# slowest 20 are listed at the end: where the suite's time goes.
 integration: jars
-	@$(call PYTEST_TOLERATING_EMPTY,--integration tests/integration,tests/integration)
+	@$(call PYTEST_TOLERATING_EMPTY,--integration --durations=20 tests/integration,tests/integration)
 
 lint: venv
 	$(BIN)/ruff check .
