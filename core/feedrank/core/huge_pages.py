@@ -98,17 +98,6 @@ def advised() -> Iterator[None]:
     advise(aligned(added(before, anonymous_mappings())))
 
 
-def huge_page_bytes(smaps: Path = Path("/proc/self/smaps_rollup")) -> int:
-    """How much of this process's anonymous memory is on huge pages (0 off Linux)."""
-    try:
-        for line in smaps.read_text().splitlines():
-            if line.startswith("AnonHugePages:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def _madvise() -> Callable[[int, int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None

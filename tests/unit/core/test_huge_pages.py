@@ -48,13 +48,6 @@ def test_aligned_keeps_whole_huge_pages_of_big_ranges_only() -> None:
     assert aligned(ranges, min_bytes=4 * HUGE_PAGE) == [(4 * HUGE_PAGE, 13 * HUGE_PAGE)]
 
 
-def test_smaps_rollup_reports_anonymous_huge_pages(tmp_path: Path) -> None:
-    smaps = tmp_path / "smaps_rollup"
-    smaps.write_text("Rss:  1000 kB\nAnonHugePages:  4096 kB\n")
-    assert huge_pages.huge_page_bytes(smaps) == 4096 * 1024
-    assert huge_pages.huge_page_bytes(tmp_path / "absent") == 0
-
-
 def _thp_mode() -> str:
     try:
         text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
