@@ -12,7 +12,7 @@ PROTO_FILES := $(wildcard proto/feedrank/v1/*.proto)
 PROTOC = PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I proto \
 	--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_FILES)
 
-.PHONY: setup venv bytecode lock architecture jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
+.PHONY: setup venv native bytecode lock architecture jars tools bench-tools bench demo test lint types proto proto-check unit integration clean
 
 setup: venv jars tools
 
@@ -37,7 +37,7 @@ tools:
 # each `feedrank` command, stack component, Flink Python worker) compiled what it
 # imported again, never kept where PYTHONDONTWRITEBYTECODE is set (docs/operations.md, "Tests").
 UV_VERSION ?= 0.13.9
-venv: $(VENV)/.installed bytecode
+venv: $(VENV)/.installed bytecode native
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
@@ -59,6 +59,14 @@ lock:
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 	  --generate-hashes --custom-compile-command 'make lock' $(LOCK_FLAGS) --output-file $(LOCK) >/dev/null
+
+# The decision log's item encoder in C (core/feedrank/core/decision_items.py), a CPython
+# extension built next to its source: a C compiler and Python's headers. Without them
+# explore writes the same bytes in Python, slower, and the build says so.
+native: $(VENV)/.native
+$(VENV)/.native: core/feedrank/core/_decision_items.c $(VENV)/.installed
+	@$(BIN)/python -m feedrank.core.native_build
+	@touch $@
 
 # Bytecode of our own packages and the benchmarks, on every core; only what changed since
 # is compiled again (a Python process recompiles a stale file in memory by itself).
