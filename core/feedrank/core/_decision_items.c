@@ -6,8 +6,11 @@
  *
  * Each item is one length-delimited field (`field_key`: Decision.items or .pool) holding
  * a ShownItem: post_id = 1, position = 2 (shown items only), score = 3, propensity = 4
- * (shown items only), features = 5 (the item's row of the fixed-width `features` block,
- * already encoded, its tag and length included) and catalogue_version = 6 (if positive).
+ * (shown items only), features = 5 and catalogue_version = 6. An item's features field is
+ * `prefix` (its tag and length, and those of FeatureVector.values), its row of `values`
+ * (float32) and, with `codes`, the key `code_key` and its one-byte code (country_code).
+ * Every item must have a positive catalogue version (else the caller writes it whole):
+ * the functions return None when one has not.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -101,27 +104,55 @@ static int read_item(Item *item, PyObject *shown, PyObject *ids, PyObject *score
     return item->utf8 ? 0 : -1;
 }
 
+typedef struct {
+    Py_buffer prefix, values, codes, versions;
+    int has_codes;
+    unsigned char code_key;
+} Features;
+
+static void release_features(Features *features) {
+    PyBuffer_Release(&features->prefix);
+    PyBuffer_Release(&features->values);
+    if (features->has_codes) PyBuffer_Release(&features->codes);
+    PyBuffer_Release(&features->versions);
+}
+
+/* Takes `codes` (None or a buffer) into `features`; 0, or -1 with an exception set. */
+static int take_codes(Features *features, PyObject *codes) {
+    features->has_codes = codes != Py_None;
+    if (!features->has_codes) return 0;
+    return PyObject_GetBuffer(codes, &features->codes, PyBUF_SIMPLE);
+}
+
 static PyObject *encode(unsigned char field_key, PyObject *shown, PyObject *ids,
-                        PyObject *scores, Py_buffer *features, Py_ssize_t width,
-                        Py_buffer *versions) {
+                        PyObject *scores, const Features *features) {
     Py_ssize_t count = PySequence_Fast_GET_SIZE(shown ? shown : ids);
     if (!shown && PySequence_Fast_GET_SIZE(scores) != count) {
         PyErr_SetString(PyExc_ValueError, "every pool item needs its id and score");
         return NULL;
     }
-    if (width < 0 || features->len != count * width) {
-        PyErr_Format(PyExc_ValueError, "want %zd features rows of %zd bytes, got %zd bytes",
-                     count, width, features->len);
+    Py_ssize_t row_bytes = count ? features->values.len / count : 0;
+    if (row_bytes * count != features->values.len || row_bytes % 4) {
+        PyErr_Format(PyExc_ValueError, "want %zd rows of float32 values, got %zd bytes", count,
+                     features->values.len);
         return NULL;
     }
-    if (versions->len != count * (Py_ssize_t)sizeof(int64_t)) {
+    if (features->has_codes && features->codes.len != count) {
+        PyErr_Format(PyExc_ValueError, "want %zd one-byte codes, got %zd bytes", count,
+                     features->codes.len);
+        return NULL;
+    }
+    if (features->versions.len != count * (Py_ssize_t)sizeof(int64_t)) {
         PyErr_Format(PyExc_ValueError, "want %zd int64 versions, got %zd bytes", count,
-                     versions->len);
+                     features->versions.len);
         return NULL;
     }
+    const int64_t *version = features->versions.buf;
+    for (Py_ssize_t at = 0; at < count; at++)
+        if (version[at] <= 0) Py_RETURN_NONE; /* an unversioned post: logged whole */
+    Py_ssize_t width = features->prefix.len + row_bytes + (features->has_codes ? 2 : 0);
     Item *items = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Item));
     if (!items) return PyErr_NoMemory();
-    const int64_t *version = versions->buf;
     Py_ssize_t total = 0;
     for (Py_ssize_t at = 0; at < count; at++) {
         Item *item = &items[at];
@@ -129,9 +160,9 @@ static PyObject *encode(unsigned char field_key, PyObject *shown, PyObject *ids,
             release(items, count);
             return NULL;
         }
-        item->body = 1 + varint_size((uint64_t)item->id_length) + item->id_length + 9 + width;
+        item->body = 1 + varint_size((uint64_t)item->id_length) + item->id_length + 9 + width +
+                     1 + varint_size((uint64_t)version[at]);
         if (shown) item->body += 1 + varint_size((uint64_t)item->position) + 9;
-        if (version[at] > 0) item->body += 1 + varint_size((uint64_t)version[at]);
         total += 1 + varint_size((uint64_t)item->body) + item->body;
     }
     PyObject *encoded = PyBytes_FromStringAndSize(NULL, total);
@@ -140,7 +171,8 @@ static PyObject *encode(unsigned char field_key, PyObject *shown, PyObject *ids,
         return NULL;
     }
     char *out = PyBytes_AS_STRING(encoded);
-    const char *rows = features->buf;
+    const char *values = features->values.buf;
+    const unsigned char *codes = features->has_codes ? features->codes.buf : NULL;
     for (Py_ssize_t at = 0; at < count; at++) {
         const Item *item = &items[at];
         *out++ = (char)field_key;
@@ -155,12 +187,16 @@ static PyObject *encode(unsigned char field_key, PyObject *shown, PyObject *ids,
         }
         out = put_double(out, 3 << 3 | 1, item->score);
         if (shown) out = put_double(out, 4 << 3 | 1, item->propensity);
-        memcpy(out, rows + at * width, (size_t)width);
-        out += width;
-        if (version[at] > 0) {
-            *out++ = 6 << 3 | 0; /* catalogue_version */
-            out = put_varint(out, (uint64_t)version[at]);
+        memcpy(out, features->prefix.buf, (size_t)features->prefix.len); /* features */
+        out += features->prefix.len;
+        memcpy(out, values + at * row_bytes, (size_t)row_bytes);
+        out += row_bytes;
+        if (codes) {
+            *out++ = (char)features->code_key;
+            *out++ = (char)codes[at];
         }
+        *out++ = 6 << 3 | 0; /* catalogue_version */
+        out = put_varint(out, (uint64_t)version[at]);
     }
     release(items, count);
     return encoded;
@@ -168,46 +204,52 @@ static PyObject *encode(unsigned char field_key, PyObject *shown, PyObject *ids,
 
 static PyObject *encode_shown(PyObject *module, PyObject *args) {
     unsigned char field_key;
-    PyObject *items;
-    Py_buffer features, versions;
-    Py_ssize_t width;
+    PyObject *items, *codes;
+    Features features;
     (void)module;
-    if (!PyArg_ParseTuple(args, "bOy*ny*", &field_key, &items, &features, &width, &versions))
+    if (!PyArg_ParseTuple(args, "bOy*y*Oby*", &field_key, &items, &features.prefix,
+                          &features.values, &codes, &features.code_key, &features.versions))
         return NULL;
-    PyObject *shown = PySequence_Fast(items, "items must be a sequence");
-    PyObject *encoded =
-        shown ? encode(field_key, shown, NULL, NULL, &features, width, &versions) : NULL;
-    Py_XDECREF(shown);
-    PyBuffer_Release(&features);
-    PyBuffer_Release(&versions);
+    PyObject *encoded = NULL;
+    if (take_codes(&features, codes) == 0) {
+        PyObject *shown = PySequence_Fast(items, "items must be a sequence");
+        encoded = shown ? encode(field_key, shown, NULL, NULL, &features) : NULL;
+        Py_XDECREF(shown);
+    } else {
+        features.has_codes = 0;
+    }
+    release_features(&features);
     return encoded;
 }
 
 static PyObject *encode_pool(PyObject *module, PyObject *args) {
     unsigned char field_key;
-    PyObject *post_ids, *scores;
-    Py_buffer features, versions;
-    Py_ssize_t width;
+    PyObject *post_ids, *scores, *codes;
+    Features features;
     (void)module;
-    if (!PyArg_ParseTuple(args, "bOOy*ny*", &field_key, &post_ids, &scores, &features, &width,
-                          &versions))
+    if (!PyArg_ParseTuple(args, "bOOy*y*Oby*", &field_key, &post_ids, &scores, &features.prefix,
+                          &features.values, &codes, &features.code_key, &features.versions))
         return NULL;
-    PyObject *ids = PySequence_Fast(post_ids, "post ids must be a sequence");
-    PyObject *values = ids ? PySequence_Fast(scores, "scores must be a sequence") : NULL;
-    PyObject *encoded =
-        values ? encode(field_key, NULL, ids, values, &features, width, &versions) : NULL;
-    Py_XDECREF(ids);
-    Py_XDECREF(values);
-    PyBuffer_Release(&features);
-    PyBuffer_Release(&versions);
+    PyObject *encoded = NULL;
+    if (take_codes(&features, codes) == 0) {
+        PyObject *ids = PySequence_Fast(post_ids, "post ids must be a sequence");
+        PyObject *values = ids ? PySequence_Fast(scores, "scores must be a sequence") : NULL;
+        encoded = values ? encode(field_key, NULL, ids, values, &features) : NULL;
+        Py_XDECREF(ids);
+        Py_XDECREF(values);
+    } else {
+        features.has_codes = 0;
+    }
+    release_features(&features);
     return encoded;
 }
 
 static PyMethodDef methods[] = {
     {"encode_shown", encode_shown, METH_VARARGS,
-     "encode_shown(field_key, items, features, width, versions) -> bytes"},
+     "encode_shown(field_key, items, prefix, values, codes, code_key, versions) -> bytes | None"},
     {"encode_pool", encode_pool, METH_VARARGS,
-     "encode_pool(field_key, post_ids, scores, features, width, versions) -> bytes"},
+     "encode_pool(field_key, post_ids, scores, prefix, values, codes, code_key, versions) "
+     "-> bytes | None"},
     {NULL, NULL, 0, NULL},
 };
 

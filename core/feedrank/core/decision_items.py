@@ -6,8 +6,8 @@ pieces, its features sliced out of a numpy block) takes about 2.7 us an item on 
 project's box, a few percent of a Rank call's CPU at 1M posts. ``_decision_items.c``
 writes the same bytes in one pass: it reads each item's ``post_id``, ``position``,
 ``score`` and ``propensity`` (or, for the exploration pool's unshown items, the ids and
-scores) and copies its row of the features block (fixed-width rows, already encoded)
-and its catalogue version.
+scores) and copies its dynamic values (a float32 row), its country code and its
+catalogue version.
 
 ``make native`` builds it next to its source (part of ``make setup``: a C compiler and
 Python's headers). Where it is not built (no compiler, a wheel built without it, a
@@ -18,8 +18,10 @@ Example::
 
     from feedrank.core.decision_items import NATIVE
 
-    if NATIVE is not None:  # each of the block's rows: one item's encoded features
-        payload = NATIVE.encode_shown(ITEMS_KEY, items, block, block.itemsize, versions)
+    if NATIVE is not None:  # None back: an unversioned post, encode in Python
+        payload = NATIVE.encode_shown(
+            ITEMS_KEY, items, prefix, values, country_codes, COUNTRY_CODE_KEY, versions
+        )
 """
 
 from __future__ import annotations
@@ -37,19 +39,24 @@ if TYPE_CHECKING:
 
 
 class ItemsEncoder(Protocol):
-    """What ``_decision_items.c`` exports."""
+    """What ``_decision_items.c`` exports. Each item's ``features`` field is ``prefix``
+    (its tag and length, then FeatureVector.values' tag and length), its row of ``values``
+    (float32, one row per item) and, where ``codes`` is given, key ``code_key`` and the
+    item's one-byte code. Both return None when an item's version is not positive (it
+    has no compact features: the caller writes the decision in Python)."""
 
-    def encode_shown(
+    def encode_shown(  # noqa: PLR0917 - a C function's arguments are positional
         self,
         field_key: int,
         items: Sequence[ShownItemFields],
-        features: npt.NDArray[np.void],
-        width: int,
+        prefix: bytes,
+        values: npt.NDArray[np.float32],
+        codes: npt.NDArray[np.uint8] | None,
+        code_key: int,
         versions: npt.NDArray[np.int64],
-    ) -> bytes:
+    ) -> bytes | None:
         """``items`` as repeated field ``field_key`` (its one-byte key), item i with row i
-        of ``features`` (``width`` bytes each: its encoded ``features`` field) and version
-        i of ``versions`` (int64, logged where positive)."""
+        of ``values`` and ``codes`` and version i of ``versions``."""
         ...
 
     def encode_pool(  # noqa: PLR0917 - a C function's arguments are positional
@@ -57,10 +64,12 @@ class ItemsEncoder(Protocol):
         field_key: int,
         post_ids: Sequence[str],
         scores: Sequence[float],
-        features: npt.NDArray[np.void],
-        width: int,
+        prefix: bytes,
+        values: npt.NDArray[np.float32],
+        codes: npt.NDArray[np.uint8] | None,
+        code_key: int,
         versions: npt.NDArray[np.int64],
-    ) -> bytes:
+    ) -> bytes | None:
         """Pool items (no position, no propensity): ``encode_shown`` of ids and scores."""
         ...
 

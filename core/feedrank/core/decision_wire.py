@@ -182,17 +182,27 @@ class _CompactItems:
 
     def block(self, posts: PostFeatureBatch) -> npt.NDArray[np.void]:
         """Each post's encoded ``features`` field, one fixed-width row per post."""
-        layout = self.layout
-        columns = [("prefix", f"S{len(self.prefix)}"), ("values", "<f4", (len(layout.values),))]
-        if layout.country_code_field:
+        values, codes = self.columns(posts)
+        columns = [("prefix", f"S{len(self.prefix)}"), ("values", "<f4", (values.shape[1],))]
+        if codes is not None:
             columns += [("country_tag", "S1"), ("country_code", "u1")]
         compact = np.empty(len(posts), dtype=np.dtype(columns))
         compact["prefix"] = self.prefix
-        compact["values"] = posts.dynamic_values(layout.values)
-        if layout.country_code_field:
+        compact["values"] = values
+        if codes is not None:
             compact["country_tag"] = _COUNTRY_CODE_TAG
-            compact["country_code"] = country_codes(posts.country)
+            compact["country_code"] = codes
         return compact
+
+    def columns(
+        self, posts: PostFeatureBatch
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8] | None]:
+        """What each post's ``features`` field holds after the prefix: its values (float32,
+        a C-contiguous row per post) and, with the layout's country code field, its code."""
+        values = posts.dynamic_values(self.layout.values)
+        if not self.layout.country_code_field:
+            return values, None
+        return values, country_codes(posts.country).astype(np.uint8)
 
 
 # Posts as of the decision time: the schema's layout, whose age_hours the re-join derives.
@@ -234,25 +244,16 @@ def encode_decision(
         at_decision_time = posts.as_of_ms == header.event_time_ms
         layout = _LAYOUT_ITEMS if at_decision_time else _NAMED_ITEMS
         encoded.append(layout.names)
-        if native is not None and _all_versioned(catalogue_versions, pool):
-            encoded.append(_native_items(native, layout, posts, items, catalogue_versions))
-            if pool is not None:
-                encoded.append(_native_pool(native, layout, pool))
-            return b"".join(encoded)
+        if native is not None:
+            shown = _native_items(native, layout, posts, items, catalogue_versions)
+            unshown = b"" if pool is None else _native_pool(native, layout, pool)
+            if shown is not None and unshown is not None:
+                return b"".join((*encoded, shown, unshown))
         features, versions = _compact_features(posts, catalogue_versions, layout)
     encoded += _shown_items(items, features, versions)
     if pool is not None and len(pool.posts):
         encoded += _pool_items(pool, layout)
     return b"".join(encoded)
-
-
-def _all_versioned(versions: IntArray, pool: UnshownPool | None) -> bool:
-    """Whether every item has a catalogue version: all compact, fixed-width features."""
-    if not bool((versions > 0).all()):
-        return False
-    return (
-        pool is None or pool.catalogue_versions is None or bool((pool.catalogue_versions > 0).all())
-    )
 
 
 def _native_items(
@@ -261,22 +262,34 @@ def _native_items(
     posts: PostFeatureBatch,
     items: Sequence[ShownItemFields],
     versions: IntArray,
-) -> bytes:
-    """The shown items, compact, written by the C encoder."""
-    block = layout.block(posts)
+) -> bytes | None:
+    """The shown items, compact, written by the C encoder; None if a post has no version."""
+    values, codes = layout.columns(posts)
     return native.encode_shown(
-        _ITEM_TAG[0], items, block, block.itemsize, np.ascontiguousarray(versions, np.int64)
+        _ITEM_TAG[0],
+        items,
+        layout.prefix,
+        values,
+        codes,
+        _COUNTRY_CODE_TAG[0],
+        np.ascontiguousarray(versions, np.int64),
     )
 
 
-def _native_pool(native: ItemsEncoder, layout: _CompactItems, pool: UnshownPool) -> bytes:
-    """The pool's items, compact, written by the C encoder."""
+def _native_pool(native: ItemsEncoder, layout: _CompactItems, pool: UnshownPool) -> bytes | None:
+    """The pool's items, compact, written by the C encoder; None if a post has no version."""
     if pool.catalogue_versions is None or not len(pool.posts):
         return b""
-    block = layout.block(pool.posts)
-    versions = np.ascontiguousarray(pool.catalogue_versions, np.int64)
+    values, codes = layout.columns(pool.posts)
     return native.encode_pool(
-        _POOL_TAG[0], pool.post_ids, pool.scores, block, block.itemsize, versions
+        _POOL_TAG[0],
+        pool.post_ids,
+        pool.scores,
+        layout.prefix,
+        values,
+        codes,
+        _COUNTRY_CODE_TAG[0],
+        np.ascontiguousarray(pool.catalogue_versions, np.int64),
     )
 
 

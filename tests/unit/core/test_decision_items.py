@@ -24,9 +24,7 @@ def test_the_native_encoder_is_built_by_make() -> None:
 
 native = pytest.mark.skipif(NATIVE is None, reason="test_the_native_encoder_is_built_by_make")
 
-post_ids = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40
-)  # any string, surrogates aside (they have no UTF-8)
+post_ids = st.text(st.characters(codec="utf-8"), max_size=40)  # any string UTF-8 can hold
 
 
 @native
@@ -67,7 +65,9 @@ def test_native_and_python_write_the_same_bytes(
             posts=make_posts(rng, unshown),
             post_ids=ids[shown:],
             scores=rng.normal(size=unshown).tolist(),
-            catalogue_versions=rng.integers(1, 2**version_bits, size=unshown, endpoint=True),
+            catalogue_versions=rng.integers(
+                1, 2**version_bits, size=unshown, dtype=np.int64, endpoint=True
+            ),
         )
     decision = at_posts_time(header()) if at_decision_time else header()
     written_natively = encode_decision(decision, posts, items, versions, pool)
@@ -77,31 +77,52 @@ def test_native_and_python_write_the_same_bytes(
     assert [item.catalogue_version for item in parsed.items] == versions.tolist()
 
 
+def shown(items: list[object], values: object, codes: object, versions: object) -> object:
+    assert NATIVE is not None
+    return NATIVE.encode_shown(0x4A, items, b"P", values, codes, 0x30, versions)  # type: ignore[arg-type]
+
+
+def pool(ids: list[object], scores: list[object], values: object, versions: object) -> object:
+    assert NATIVE is not None
+    return NATIVE.encode_pool(0x62, ids, scores, b"P", values, None, 0x30, versions)  # type: ignore[arg-type]
+
+
 @native
 def test_mismatched_columns_and_odd_items_are_refused_clearly() -> None:
-    assert NATIVE is not None
-    block, width = b"\0" * 8, 4
+    values = np.zeros((2, 3), dtype=np.float32)
+    codes = np.zeros(2, dtype=np.uint8)
     versions = np.ones(2, dtype=np.int64)
     item = RankedPost(post_id="a", position=0, score=0.5, propensity=1.0)
-    with pytest.raises(ValueError, match="want 1 features rows of 4 bytes, got 8"):
-        NATIVE.encode_shown(0x4A, [item], block, width, versions[:1])
+    with pytest.raises(ValueError, match="want 2 rows of float32 values, got 20 bytes"):
+        shown([item, item], np.zeros(5, dtype=np.float32), codes, versions)
+    with pytest.raises(ValueError, match="want 2 one-byte codes, got 1"):
+        shown([item, item], values, codes[:1], versions)
     with pytest.raises(ValueError, match="want 2 int64 versions"):
-        NATIVE.encode_shown(0x4A, [item, item], block, width, versions[:1])
+        shown([item, item], values, codes, versions[:1])
     with pytest.raises(ValueError, match="needs its id and score"):
-        NATIVE.encode_pool(0x62, ["a", "b"], [0.5], block, width, versions)
+        pool(["a", "b"], [0.5], values, versions)
     with pytest.raises(ValueError, match="negative position"):
-        NATIVE.encode_shown(0x4A, [item, replace(item, position=-1)], block, width, versions)
+        shown([item, replace(item, position=-1)], values, codes, versions)
     with pytest.raises(TypeError, match="not a str"):
-        NATIVE.encode_pool(0x62, ["a", b"b"], [0.5, 0.5], block, width, versions)
+        pool(["a", b"b"], [0.5, 0.5], values, versions)
     with pytest.raises(AttributeError, match="post_id"):
-        NATIVE.encode_shown(0x4A, [item, object()], block, width, versions)
+        shown([item, object()], values, codes, versions)
     with pytest.raises(TypeError):
-        NATIVE.encode_pool(0x62, ["a", "b"], [0.5, "x"], block, width, versions)
+        pool(["a", "b"], [0.5, "x"], values, versions)
+    with pytest.raises(ValueError, match="not C-contiguous"):  # a strided view
+        pool(["a", "b"], [0.5, 0.5], values, np.ones(4, dtype=np.int64)[::2])
+
+
+@native
+def test_an_unversioned_post_leaves_the_decision_to_python() -> None:
+    values = np.zeros((2, 1), dtype=np.float32)
+    item = RankedPost(post_id="a", position=0, score=0.5, propensity=1.0)
+    assert shown([item, item], values, None, np.array([3, 0], dtype=np.int64)) is None
+    assert pool(["a", "b"], [0.5, 0.5], values, np.array([-1, 3], dtype=np.int64)) is None
 
 
 @native
 def test_no_items_are_no_bytes() -> None:
-    assert NATIVE is not None
-    empty = np.zeros(0, dtype=np.int64)
-    assert NATIVE.encode_shown(0x4A, [], b"", 4, empty) == b""
-    assert NATIVE.encode_pool(0x62, [], [], b"", 4, empty) == b""
+    empty, no_values = np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.float32)
+    assert shown([], no_values, np.zeros(0, dtype=np.uint8), empty) == b""
+    assert pool([], [], no_values, empty) == b""

@@ -28,10 +28,11 @@ def test_the_extension_builds_beside_a_copy_of_its_source_and_encodes(
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    versions = np.array([300], dtype=np.int64)
-    # Pool item "p" with score 0.5, features b"F", version 300 (varint ac 02).
-    expected = b"\x62\x10\x0a\x01p\x19" + np.float64(0.5).tobytes() + b"F\x30\xac\x02"
-    assert module.encode_pool(0x62, ["p"], [0.5], b"F", 1, versions) == expected
+    versions, values = np.array([300], dtype=np.int64), np.array([[2.0]], dtype=np.float32)
+    # Pool item "p": score 0.5, features b"F" then one float, version 300 (varint ac 02).
+    score, value = np.float64(0.5).tobytes(), values.tobytes()
+    expected = b"\x62\x14\x0a\x01p\x19" + score + b"F" + value + b"\x30\xac\x02"
+    assert module.encode_pool(0x62, ["p"], [0.5], b"F", values, None, 0, versions) == expected
 
 
 def test_without_a_compiler_it_says_so_and_builds_nothing(
