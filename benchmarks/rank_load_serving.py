@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,6 +88,13 @@ def logging_on_and_off(
         unlogged.append(serve(False, seconds))
         last_round = number == rounds - 1
         logged.append(serve(True, seconds, latency_rate if last_round else None))
+        off, on = unlogged[-1].saturation.qps, logged[-1].saturation.qps
+        print(
+            f"round {number + 1}/{rounds}: logging off {off:.1f} Rank/s, on {on:.1f} "
+            f"({on / off if off else float('nan'):.3f})",
+            file=sys.stderr,
+            flush=True,
+        )
     return OnOff(combined(logged), combined(unlogged), rounds, args.warm_up)
 
 

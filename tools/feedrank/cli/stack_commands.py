@@ -17,10 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from feedrank.cli.context import settings_of
-from feedrank.cli.simulate_command import ConsoleRunDisplay
 from feedrank.core.settings import Settings
-from feedrank.simulate.run import SimulationOptions, run_simulation
-from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model
 from feedrank.stack.components import StackError
 from feedrank.stack.jars import JarLocations, fetch_jars
 from feedrank.stack.kafka_broker import KafkaBrokerError
@@ -101,6 +98,10 @@ def up(
         chosen = topology.value if topology is not None else None
         stack = LocalStack(wired_settings(_stack_settings(context, chosen)))
         remember_topology(stack.settings)
+        # Imported here: the registry imports torch (3 s of CPU), which status, down and
+        # supervise do without.
+        from feedrank.stack.bootstrap import bootstrap_needed, train_bootstrap_model  # noqa: PLC0415
+
         if bootstrap_needed(stack.settings):
             console.print(
                 f"bootstrapping: training the first model on "
@@ -121,6 +122,10 @@ def up(
             return
         task = None
         if demo:
+            # Imported here, as the bootstrap above: the simulator imports torch too.
+            from feedrank.cli.simulate_command import ConsoleRunDisplay  # noqa: PLC0415
+            from feedrank.simulate.run import SimulationOptions, run_simulation  # noqa: PLC0415
+
             options = SimulationOptions(
                 duration_s=duration,
                 speed=speed,

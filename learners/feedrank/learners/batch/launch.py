@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from feedrank.core.settings import Settings
-from feedrank.learners.device import collective_backend, training_device
 
 ARGUMENTS_VARIABLE = "TORCHRUN_FEEDRANK_ARGUMENTS"  # not FEEDRANK_*: settings only
 """The workers' command-line arguments, as a JSON list: passed in the environment, since
@@ -77,4 +76,7 @@ def worker_arguments() -> list[str] | None:
 
 def backend_of(settings: Settings) -> str:
     """The collective backend for ``learner.device``: NCCL on GPUs, gloo on CPUs."""
+    # Imported here: torch costs `worker_arguments` (every `feedrank` run asks it) 2.9 s.
+    from feedrank.learners.device import collective_backend, training_device  # noqa: PLC0415
+
     return collective_backend(training_device(settings.learner.device))
